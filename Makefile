@@ -1,0 +1,41 @@
+# Targets named in README.md. Each one creates .venv from requirements.txt when needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+
+.PHONY: plan test lint format golden bench clean
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+## plan: the offline plan of STACK (default dev): resources, key inputs, outputs
+plan: $(VENV)/.installed
+	$(PY) tools/plan.py --stack $(STACK)
+
+## test: ruff (format check and lint), then every test
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo 'pytest collected no tests: that is a failure, not a pass' >&2; exit 1; fi; \
+	  exit $$rc
+
+## format: apply ruff's formatting and safe fixes
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## golden: regenerate the golden copies of every generated file under tests/golden/
+golden: $(VENV)/.installed
+	$(PY) tools/golden.py
+
+## bench: the performance table (bench/)
+bench: $(VENV)/.installed
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build

@@ -1,0 +1,1 @@
+"""Dreamscape's CI/CD as Pulumi components: settings, rules, and the resources built from them."""

@@ -1,0 +1,575 @@
+"""Stack configuration, read once and validated into typed settings.
+
+This is the only module that reads `pulumi.Config`. Components take the dataclasses below,
+so tests build them directly. Validation is strict: an unknown key, a wrong type or an
+impossible value stops the program before any resource is registered, with one message
+that names the key path (`dreamscape-infra:oci.vcnCidr`) and what was expected.
+
+Project-wide defaults live in `Pulumi.yaml`, per-environment values in `Pulumi.<stack>.yaml`.
+Two checks look across stacks, since no single stack can see them otherwise: exactly one
+environment owns the shared wiring, and no two environments' networks overlap. They read
+the sibling stack files next to `Pulumi.yaml` (plain values only, never secrets).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from components import rules
+
+PROJECT = "dreamscape-infra"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(pulumi.RunError):
+    """Bad stack configuration. A RunError, so `pulumi up` prints it without a traceback."""
+
+
+# --- typed settings ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    port: int | None = None
+    """Container port; required for a deployable repository's components."""
+    health_path: str | None = None
+    """HTTP path the container answers on when healthy."""
+    host_port: int | None = None
+    """Published on the VM at this port (80/443 are open to the internet); None: not published."""
+
+
+@dataclass(frozen=True)
+class SourceRepository:
+    name: str
+    kind: str
+    deployable: bool
+    build_command: str
+    test_command: str
+    components: tuple[Component, ...]
+
+    @property
+    def event_type(self) -> str:
+        return rules.event_type(self.kind)
+
+    @property
+    def component_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.components)
+
+
+@dataclass(frozen=True)
+class Commit:
+    message: str
+    author_name: str
+    author_email: str
+
+
+@dataclass(frozen=True)
+class Deploy:
+    lock_wait_seconds: int
+    wait_timeout_seconds: int
+    keep_releases: int
+
+
+@dataclass(frozen=True)
+class OciSettings:
+    compartment_id: str
+    shape: str
+    ocpus: float
+    memory_gbs: float
+    boot_volume_gbs: int
+    vcn_cidr: str
+    subnet_cidr: str
+    ssh_allowed_cidrs: tuple[str, ...]
+    admin_ssh_keys: tuple[str, ...]
+    image_id: str | None = None
+    availability_domain: str | None = None
+
+
+@dataclass(frozen=True)
+class Protection:
+    reviewers: tuple[str, ...] = ()
+    """GitHub user logins or `org/team` slugs that must approve a deploy."""
+    wait_timer: int = 0
+    """Minutes to wait before a deploy job starts (0 to 43200)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    environment: str
+    github_owner: str
+    infra_repository: str
+    wiring_stack: str
+    dispatch_token_scope: str
+    deploy_secret_layout: str
+    commit: Commit
+    registry: str
+    scan_severity: str
+    arm_runner_label: str | None
+    source_repositories: tuple[SourceRepository, ...]
+    deploy: Deploy
+    oci: OciSettings
+    protection: Protection
+    allow_paid_shapes: bool
+    dispatch_token: pulumi.Output[str] | None = field(default=None, compare=False)
+    """Secret. Required on the stack that owns the wiring."""
+
+    @property
+    def owns_wiring(self) -> bool:
+        return self.environment == self.wiring_stack
+
+
+# --- a small strict schema -----------------------------------------------------------------
+
+Check = Callable[[Any, str], Any]
+
+
+def _fail(path: str, expected: str, value: Any) -> ConfigError:
+    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return ConfigError(f"{PROJECT}:{path}: expected {expected}, got {shown}")
+
+
+def _string(pattern: str | None = None, what: str = "a string", choices: tuple[str, ...] = ()) -> Check:
+    def check(value: Any, path: str) -> str:
+        if choices:
+            if value not in choices:
+                raise _fail(path, "one of " + ", ".join(choices), value)
+            return value
+        if not isinstance(value, str) or not value.strip():
+            raise _fail(path, what, value)
+        if pattern is not None and not rules._matches(pattern, value):
+            raise _fail(path, what, value)
+        return value
+
+    return check
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _fail(path, f"a whole number from {low} to {high}", value)
+        return value
+
+    return check
+
+
+def _number(low: float, high: float) -> Check:
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise _fail(path, f"a number from {low:g} to {high:g}", value)
+        return float(value)
+
+    return check
+
+
+def _boolean(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, "true or false", value)
+    return value
+
+
+def _cidr(value: Any, path: str) -> str:
+    try:
+        if not isinstance(value, str) or "/" not in value:
+            raise ValueError
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError:
+        raise _fail(path, "an IPv4 or IPv6 CIDR like 10.0.0.0/16 (host bits zero)", value) from None
+
+
+def _ssh_public_key(value: Any, path: str) -> str:
+    parts = value.split() if isinstance(value, str) else []
+    if len(parts) < 2 or parts[0] not in ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256") or "\n" in value:
+        raise _fail(path, "an OpenSSH public key line (ssh-ed25519 AAAA... comment)", value)
+    return value.strip()
+
+
+def _list(item: Check, unique: bool = False, min_items: int = 0) -> Check:
+    def check(value: Any, path: str) -> tuple:
+        if not isinstance(value, list) or len(value) < min_items:
+            raise _fail(path, f"a list{f' of at least {min_items}' if min_items else ''}", value)
+        items = tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+        if unique:
+            seen: set = set()
+            for i, v in enumerate(items):
+                key = getattr(v, "name", v)
+                if key in seen:
+                    raise ConfigError(f"{PROJECT}:{path}[{i}]: duplicate {key!r}")
+                seen.add(key)
+        return items
+
+    return check
+
+
+@dataclass(frozen=True)
+class _Field:
+    check: Check
+    required: bool = True
+    default: Any = None
+
+
+def _object(fields: Mapping[str, _Field], build: Callable[..., Any] = dict) -> Check:
+    """An object with exactly these camelCase keys; builds `build(**snake_case_values)`."""
+
+    def check(value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            raise _fail(path, "an object", value)
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise ConfigError(f"{PROJECT}:{path}.{unknown[0]}: unknown key; expected one of {', '.join(fields)}")
+        out = {}
+        for key, spec in fields.items():
+            sub = f"{path}.{key}" if path else key
+            if key in value and value[key] is not None:
+                out[_snake(key)] = spec.check(value[key], sub)
+            elif spec.required:
+                raise ConfigError(f"{PROJECT}:{sub}: required, missing")
+            else:
+                out[_snake(key)] = spec.default
+        return build(**out)
+
+    return check
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+# --- the schema ----------------------------------------------------------------------------
+
+_COMPONENT = _object(
+    {
+        "name": _Field(_string(rules.COMPONENT_PATTERN, "a component name: lowercase letters, digits, '-'")),
+        "port": _Field(_integer(1, 65535), required=False),
+        "healthPath": _Field(_string(r"^/[A-Za-z0-9._~/-]*$", "an absolute URL path like /health"), required=False),
+        "hostPort": _Field(_integer(1, 65535), required=False),
+    },
+    Component,
+)
+
+
+def _repository(value: Any, path: str) -> SourceRepository:
+    repo = _object(
+        {
+            "name": _Field(_string(rules.REPOSITORY_PATTERN, "a GitHub repository name")),
+            "kind": _Field(_string(choices=rules.KINDS)),
+            "deployable": _Field(_boolean, required=False, default=False),
+            "build": _Field(_string(what="a shell command"), required=False, default="true"),
+            "test": _Field(_string(what="a shell command"), required=False, default="true"),
+            "components": _Field(_list(_COMPONENT, unique=True, min_items=1)),
+        },
+        lambda **kw: SourceRepository(
+            name=kw["name"],
+            kind=kw["kind"],
+            deployable=kw["deployable"],
+            build_command=kw["build"],
+            test_command=kw["test"],
+            components=kw["components"],
+        ),
+    )(value, path)
+    if repo.deployable:
+        for i, c in enumerate(repo.components):
+            if c.port is None or c.health_path is None:
+                missing = "port" if c.port is None else "healthPath"
+                raise ConfigError(
+                    f"{PROJECT}:{path}.components[{i}].{missing}: required, missing (the repository is deployable)"
+                )
+    return repo
+
+
+_COMMIT = _object(
+    {
+        "message": _Field(_string(what="a commit message")),
+        "authorName": _Field(_string(what="a name")),
+        "authorEmail": _Field(_string(r"^[^@\s]+@[^@\s]+$", "an e-mail address")),
+    },
+    Commit,
+)
+
+_DEPLOY = _object(
+    {
+        "lockWaitSeconds": _Field(_integer(0, 3600), required=False, default=300),
+        "waitTimeoutSeconds": _Field(_integer(10, 3600), required=False, default=180),
+        "keepReleases": _Field(_integer(2, 50), required=False, default=5),
+    },
+    Deploy,
+)
+
+_OCI = _object(
+    {
+        "compartmentId": _Field(
+            _string(r"^ocid1\.(compartment|tenancy)\.[a-z0-9.-]+\.[A-Za-z0-9._-]+$", "a compartment OCID")
+        ),
+        "shape": _Field(_string(r"^VM\.[A-Za-z0-9.]+$", "an OCI VM shape like VM.Standard.A1.Flex")),
+        "ocpus": _Field(_number(0.125, 128)),
+        "memoryGbs": _Field(_number(1, 2048)),
+        "bootVolumeGbs": _Field(_integer(47, 32768), required=False, default=50),
+        "imageId": _Field(_string(r"^ocid1\.image\.[a-z0-9.-]+\.[A-Za-z0-9._-]+$", "an image OCID"), required=False),
+        "availabilityDomain": _Field(_string(what="an availability domain name"), required=False),
+        "vcnCidr": _Field(_cidr),
+        "subnetCidr": _Field(_cidr),
+        "sshAllowedCidrs": _Field(_list(_cidr, min_items=1)),
+        "adminSshKeys": _Field(_list(_ssh_public_key), required=False, default=()),
+    },
+    OciSettings,
+)
+
+_PROTECTION = _object(
+    {
+        "reviewers": _Field(
+            _list(_string(r"^[A-Za-z0-9][A-Za-z0-9-]*(/[A-Za-z0-9._-]+)?$", "a login or org/team"), unique=True),
+            required=False,
+            default=(),
+        ),
+        "waitTimer": _Field(_integer(0, 43200), required=False, default=0),
+    },
+    Protection,
+)
+
+_TOP: dict[str, _Field] = {
+    "environment": _Field(_string(choices=rules.ENVIRONMENTS), required=False),
+    "githubOwner": _Field(_string(rules.OWNER_PATTERN, "a GitHub user or organization login")),
+    "infraRepository": _Field(_string(rules.REPOSITORY_PATTERN, "a GitHub repository name")),
+    "wiringStack": _Field(_string(choices=rules.ENVIRONMENTS), required=False, default="production"),
+    "dispatchToken": _Field(_string(what="a token"), required=False),
+    "dispatchTokenScope": _Field(_string(choices=("repository", "organization")), required=False, default="repository"),
+    "deploySecretLayout": _Field(_string(choices=("repository", "environment")), required=False, default="repository"),
+    "commit": _Field(_COMMIT),
+    "registry": _Field(
+        _string(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*$", "a registry like ghcr.io/owner"), required=False
+    ),
+    "scanSeverity": _Field(_string(choices=("CRITICAL", "HIGH", "MEDIUM", "LOW")), required=False, default="HIGH"),
+    "armRunnerLabel": _Field(_string(r"^[A-Za-z0-9._-]+$", "a runner label"), required=False),
+    "sourceRepositories": _Field(_list(_repository, unique=True, min_items=1)),
+    "deploy": _Field(_DEPLOY, required=False),
+    "oci": _Field(_OCI),
+    "protection": _Field(_PROTECTION, required=False),
+    "allowPaidShapes": _Field(_boolean, required=False, default=False),
+}
+"""Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
+
+SECRET_KEYS = ("dispatchToken",)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def parse(
+    raw: Mapping[str, Any],
+    stack: str,
+    dispatch_token: pulumi.Output[str] | None = None,
+    sibling_stacks: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Validate a stack's merged config (keys without namespace, values decoded).
+
+    `sibling_stacks` maps each other stack's name to its merged plain config; it feeds the
+    checks that span environments.
+    """
+    unknown = sorted(set(raw) - set(_TOP))
+    if unknown:
+        raise ConfigError(f"{PROJECT}:{unknown[0]}: unknown key; expected one of {', '.join(_TOP)}")
+    environment = raw.get("environment", stack)
+    if environment not in rules.ENVIRONMENTS:
+        raise ConfigError(
+            f"{PROJECT}:environment: expected one of {', '.join(rules.ENVIRONMENTS)} "
+            f"(it defaults to the stack name), got {environment!r}"
+        )
+    values = _object(_TOP, dict)({k: v for k, v in raw.items() if k not in SECRET_KEYS}, "")
+    settings = Settings(
+        stack=stack,
+        environment=environment,
+        github_owner=values["github_owner"],
+        infra_repository=values["infra_repository"],
+        wiring_stack=values["wiring_stack"],
+        dispatch_token_scope=values["dispatch_token_scope"],
+        deploy_secret_layout=values["deploy_secret_layout"],
+        commit=values["commit"],
+        registry=values["registry"] or f"ghcr.io/{values['github_owner'].lower()}",
+        scan_severity=values["scan_severity"],
+        arm_runner_label=values["arm_runner_label"],
+        source_repositories=values["source_repositories"],
+        deploy=values["deploy"] or _DEPLOY({}, "deploy"),
+        oci=values["oci"],
+        protection=values["protection"] or Protection(),
+        allow_paid_shapes=values["allow_paid_shapes"],
+        dispatch_token=dispatch_token,
+    )
+    _check_components_unique(settings)
+    _check_network(settings.oci)
+    if settings.owns_wiring and "dispatchToken" not in raw:
+        raise ConfigError(
+            f"{PROJECT}:dispatchToken: required on the stack that owns the shared wiring "
+            f"({settings.wiring_stack}); set it with `pulumi config set --secret dispatchToken`"
+        )
+    if sibling_stacks:
+        _check_across_stacks(settings, sibling_stacks)
+    return settings
+
+
+def _check_components_unique(settings: Settings) -> None:
+    """Components become compose services and image names: one name, one owner."""
+    owner: dict[str, str] = {}
+    for i, repo in enumerate(settings.source_repositories):
+        for j, comp in enumerate(repo.components):
+            if comp.name in owner and repo.deployable:
+                raise ConfigError(
+                    f"{PROJECT}:sourceRepositories[{i}].components[{j}].name: duplicate "
+                    f"{comp.name!r}, already a component of {owner[comp.name]}"
+                )
+            if repo.deployable:
+                owner[comp.name] = repo.name
+    ports: dict[int, str] = {}
+    for i, repo in enumerate(settings.source_repositories):
+        for j, comp in enumerate(repo.components):
+            if repo.deployable and comp.host_port is not None:
+                if comp.host_port in ports:
+                    raise ConfigError(
+                        f"{PROJECT}:sourceRepositories[{i}].components[{j}].hostPort: "
+                        f"{comp.host_port} is already published by {ports[comp.host_port]}"
+                    )
+                ports[comp.host_port] = comp.name
+
+
+def _check_network(oci: OciSettings) -> None:
+    vcn = ipaddress.ip_network(oci.vcn_cidr)
+    subnet = ipaddress.ip_network(oci.subnet_cidr)
+    if subnet.version != vcn.version or not subnet.subnet_of(vcn):  # type: ignore[arg-type]
+        raise ConfigError(
+            f"{PROJECT}:oci.subnetCidr: expected a range inside oci.vcnCidr {oci.vcn_cidr}, got {oci.subnet_cidr!r}"
+        )
+
+
+def _check_across_stacks(settings: Settings, siblings: Mapping[str, Mapping[str, Any]]) -> None:
+    owners = {settings.stack: settings.wiring_stack}
+    for name, raw in sorted(siblings.items()):
+        owners[name] = raw.get("wiringStack", "production")
+    if len(set(owners.values())) > 1:
+        claims = ", ".join(f"Pulumi.{s}.yaml says {o}" for s, o in sorted(owners.items()))
+        raise ConfigError(
+            f"{PROJECT}:wiringStack: stacks disagree on who owns the shared wiring ({claims}); "
+            "exactly one stack may own it: set wiringStack once, in Pulumi.yaml"
+        )
+    mine = ipaddress.ip_network(settings.oci.vcn_cidr)
+    for name, raw in sorted(siblings.items()):
+        other = (raw.get("oci") or {}).get("vcnCidr")
+        try:
+            theirs = ipaddress.ip_network(other) if isinstance(other, str) else None
+        except ValueError:
+            continue  # that stack reports its own bad value
+        if theirs is not None and theirs.version == mine.version and mine.overlaps(theirs):
+            raise ConfigError(
+                f"{PROJECT}:oci.vcnCidr: {settings.oci.vcn_cidr} overlaps stack {name}'s {other}; "
+                "each environment needs its own range"
+            )
+
+
+def read_project_config(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """Project-level defaults of our namespace from Pulumi.yaml (`key: v` or `key: {value: v}`)."""
+    doc = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
+    out: dict[str, Any] = {}
+    for key, value in (doc.get("config") or {}).items():
+        name = _own_key(key)
+        if name is None:
+            continue
+        if isinstance(value, dict):
+            if "value" in value:
+                value = value["value"]
+            elif "default" in value:
+                value = value["default"]
+            else:
+                continue
+        out[name] = value
+    return out
+
+
+def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """A stack file's own config entries, full keys as written (`oci:region` too)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    doc = yaml.safe_load(path.read_text()) if path.exists() else None
+    return dict((doc or {}).get("config") or {})
+
+
+def _own_key(key: str) -> str | None:
+    if ":" not in key:
+        return key
+    namespace, name = key.split(":", 1)
+    return name if namespace == PROJECT else None
+
+
+def merged_plain_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """Pulumi.yaml defaults overlaid with one stack file; our namespace only, no secrets."""
+    merged = read_project_config(project_dir)
+    for key, value in read_stack_file(stack, project_dir).items():
+        name = _own_key(key)
+        if name is not None:
+            merged[name] = value
+    return merged
+
+
+def sibling_stacks(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, dict[str, Any]]:
+    """The other environment stacks' plain config, for the checks that span stacks."""
+    out = {}
+    for path in sorted(project_dir.glob("Pulumi.*.yaml")):
+        name = path.name[len("Pulumi.") : -len(".yaml")]
+        if name != stack and name in rules.ENVIRONMENTS:
+            out[name] = merged_plain_config(name, project_dir)
+    return out
+
+
+def load() -> Settings:
+    """Read and validate the running stack's config through pulumi.Config."""
+    config = pulumi.Config(PROJECT)
+    raw: dict[str, Any] = {}
+    for key in _config_keys():
+        if key in SECRET_KEYS:
+            raw[key] = "[secret]"
+            continue
+        text = config.get(key)
+        raw[key] = text if key in _STRING_KEYS else _decode(text)
+    token = config.get_secret("dispatchToken") if "dispatchToken" in raw else None
+    stack = pulumi.get_stack()
+    return parse(raw, stack, token, sibling_stacks(stack))
+
+
+_STRING_KEYS = frozenset(
+    (
+        "environment",
+        "githubOwner",
+        "infraRepository",
+        "wiringStack",
+        "dispatchTokenScope",
+        "deploySecretLayout",
+        "registry",
+        "scanSeverity",
+        "armRunnerLabel",
+    )
+)
+"""Keys whose text is the value; every other key carries JSON (objects, lists, numbers, booleans)."""
+
+
+def _decode(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # validation then names the key and shows the text
+
+
+def _config_keys() -> list[str]:
+    """Every key of our namespace the engine passed to this run."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return sorted(name for key in keys if (name := _own_key(key)) is not None and ":" in key)

@@ -1,0 +1,1 @@
+"""Workflow and other generated documents, built from data."""

@@ -1,0 +1,49 @@
+"""The one table of third-party actions, each pinned to the commit its release tag points to.
+
+Source: shared/pinned-actions.md (read from each action's own repository). A workflow names
+an action through `uses()`, never by hand, so a bump is one line here and a golden diff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PinnedAction:
+    repository: str
+    version: str
+    commit: str
+
+
+PINNED: dict[str, PinnedAction] = {
+    a.repository: a
+    for a in (
+        PinnedAction("actions/checkout", "v7.0.1", "3d3c42e5aac5ba805825da76410c181273ba90b1"),
+        PinnedAction("actions/setup-python", "v7.0.0", "5fda3b95a4ea91299a34e894583c3862153e4b97"),
+        PinnedAction("actions/upload-artifact", "v7.0.0", "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f"),
+        PinnedAction("actions/create-github-app-token", "v3.1.1", "1b10c78c7865c340bc4f6099eb2f838309f1e8c3"),
+        PinnedAction("pulumi/actions", "v7.0.0", "8e5e406f4007fca908480587cb9893c07090f58d"),
+        PinnedAction("aquasecurity/trivy-action", "v0.36.0", "ed142fd0673e97e23eac54620cfb913e5ce36c25"),
+        PinnedAction("github/codeql-action", "v4.36.2", "8aad20d150bbac5944a9f9d289da16a4b0d87c1e"),
+        PinnedAction("docker/setup-qemu-action", "v4.2.0", "96fe6ef7f33517b61c61be40b68a1882f3264fb8"),
+        PinnedAction("docker/setup-buildx-action", "v4.3.0", "37fe631027851001ddb9b187196cc803df7f5f0e"),
+        PinnedAction("docker/build-push-action", "v7.3.0", "53b7df96c91f9c12dcc8a07bcb9ccacbed38856a"),
+        PinnedAction("docker/login-action", "v4.1.0", "4907a6ddec9925e35a0a9e82d7399ccc52663121"),
+    )
+}
+
+
+def uses(action: str) -> str:
+    """`owner/repo[/path]@<commit>` for a `uses:` key; the emitter adds `# <version>`."""
+    repository = "/".join(action.split("/")[:2])
+    if repository not in PINNED:
+        raise KeyError(f"{action} is not in the pinned-actions table")
+    return f"{action}@{PINNED[repository].commit}"
+
+
+def version_of(commit: str) -> str | None:
+    for action in PINNED.values():
+        if action.commit == commit:
+            return action.version
+    return None

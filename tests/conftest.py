@@ -1,0 +1,75 @@
+"""Shared fixtures: offline plans of the real program, and system tools that CI must have."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools import offline
+
+ROOT = offline.ROOT
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_tool(name: str, package: str) -> str:
+    """The tool's path; skips when it is missing, except under CI=true where that fails."""
+    path = shutil.which(name) or (shutil.which(name, path=str(ROOT / ".venv" / "bin")))
+    if path is None:
+        message = f"{name} not installed (Debian package {package}; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message + " - CI=true requires it")
+        pytest.skip(message)
+    return path
+
+
+_PLANS: dict[str, offline.Plan] = {}
+
+
+@pytest.fixture(scope="session")
+def plan_of() -> Callable[[str], offline.Plan]:
+    """The offline plan of a stack file, run once per session per stack."""
+
+    def get(stack: str) -> offline.Plan:
+        if stack not in _PLANS:
+            _PLANS[stack] = offline.run(stack)
+        return _PLANS[stack]
+
+    return get
+
+
+@pytest.fixture
+def run_with() -> Callable[..., offline.Plan]:
+    """Run the program for a stack with config keys replaced (values as Python data)."""
+
+    def run(stack: str, secret: dict[str, str] | None = None, **changes: Any) -> offline.Plan:
+        config, secret_keys = offline.stack_config(stack)
+        for key, value in changes.items():
+            full = f"dreamscape-infra:{key}"
+            if value is None:
+                config.pop(full, None)
+            else:
+                config[full] = value if isinstance(value, str) else json.dumps(value)
+        for key, value in (secret or {}).items():
+            config[f"dreamscape-infra:{key}"] = value
+            secret_keys.append(f"dreamscape-infra:{key}")
+        return offline.run(stack, config=config, secret_keys=secret_keys)
+
+    return run
+
+
+@pytest.fixture
+def stack_config() -> Callable[[str], dict[str, Any]]:
+    """A stack's merged plain config (our namespace), as Python data."""
+    from components import settings
+
+    return lambda stack: settings.merged_plain_config(stack)
+
+
+def golden_dir() -> Path:
+    return ROOT / "tests" / "golden"

@@ -1,0 +1,139 @@
+"""The offline plan: what `pulumi up` would register for a stack, without the CLI or a cloud.
+
+    python tools/plan.py --stack S [--json FILE] [--render-dir DIR]
+
+Runs the real program (`__main__.py` and the components) under Pulumi's mock engine with
+the stack's config merged from `Pulumi.yaml` and `Pulumi.<S>.yaml`, then prints the
+resource tree (type, name, parent) with key inputs and a count. Secrets print as
+`[secret]`. `--json` writes the same as data; `--render-dir` writes every generated file
+exactly as it would be written (workflow and compose files at
+`DIR/<repository>@<branch>/<path>`, cloud-init at `DIR/oci/<resource>/user-data.yaml`).
+
+Exit codes: 0 planned, 2 bad configuration (the message names the key), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from components.settings import ConfigError
+from tools import offline
+
+REPOSITORY_FILE = "github:index/repositoryFile:RepositoryFile"
+INSTANCE = "oci:Core/instance:Instance"
+
+
+def summarize(value: Any) -> str:
+    """One short line for an input value; long text becomes its size and digest."""
+    if value == offline.SECRET:
+        return value
+    if isinstance(value, str):
+        if "\n" in value or len(value) > 72:
+            digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+            return f"<{len(value.splitlines())} lines, {len(value)} bytes, sha256 {digest}>"
+        return value
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def print_tree(plan: offline.Plan, out) -> None:
+    children: dict[str | None, list[offline.Registered]] = {}
+    urns = {r.urn for r in plan.resources}
+    for r in plan.resources:
+        parent = r.parent if r.parent in urns else None
+        children.setdefault(parent, []).append(r)
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in children.get(parent, []):
+            pad = "  " * depth
+            print(f"{pad}{r.type}  {r.name}  (parent: {r.parent_name or 'stack'})", file=out)
+            for key, value in sorted(offline.masked(r.inputs).items()):
+                if key.startswith("__") or value in (None, "", [], {}):
+                    continue
+                print(f"{pad}    {key}: {summarize(value)}", file=out)
+            walk(r.urn, depth + 1)
+
+    walk(None, 0)
+
+
+def as_json(plan: offline.Plan) -> dict[str, Any]:
+    return {
+        "stack": plan.stack,
+        "resources": [
+            {"type": r.type, "name": r.name, "parent": r.parent_name, "inputs": offline.masked(r.inputs)}
+            for r in plan.resources
+        ],
+        "outputs": {k: offline.SECRET if k in plan.secret_outputs else v for k, v in plan.outputs.items()},
+    }
+
+
+def render(plan: offline.Plan, directory: Path) -> list[Path]:
+    """Write every generated file as `pulumi up` would write it; returns the paths."""
+    written = []
+    for r in plan.of_type(REPOSITORY_FILE):
+        path = directory / f"{r.plain('repository')}@{r.plain('branch')}" / r.plain("file")
+        written.append(_write(path, r.plain("content")))
+    for r in plan.of_type(INSTANCE):
+        user_data = (r.plain("metadata") or {}).get("user_data")
+        if user_data:
+            path = directory / "oci" / r.name / "user-data.yaml"
+            written.append(_write(path, base64.b64decode(user_data).decode()))
+    return written
+
+
+def _write(path: Path, content: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", required=True, help="dev, staging or production")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the plan as JSON here")
+    parser.add_argument("--render-dir", type=Path, metavar="DIR", help="write every generated file under DIR")
+    args = parser.parse_args(argv)
+
+    stack_file = offline.ROOT / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.exists():
+        print(f"error: no stack file {stack_file.name}; stacks are dev, staging and production", file=sys.stderr)
+        return 2
+    try:
+        plan = offline.run(args.stack)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    out = sys.stdout
+    print(f"Offline plan of stack {args.stack} (Pulumi mock engine: no CLI, no credentials, no network)\n", file=out)
+    print_tree(plan, out)
+    custom = [r for r in plan.resources if r.custom]
+    print(f"\n{len(custom)} resources in {len(plan.resources) - len(custom)} components\n", file=out)
+    print("Outputs:", file=out)
+    for key, value in as_json(plan)["outputs"].items():
+        if isinstance(value, str) and "\n" in value:
+            print(f"  {key}:", file=out)
+            for line in value.splitlines():
+                print(f"    {line}", file=out)
+        else:
+            print(f"  {key}: {summarize(value)}", file=out)
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(as_json(plan), indent=2, sort_keys=True) + "\n")
+    if args.render_dir:
+        written = render(plan, args.render_dir)
+        print(f"\nWrote {len(written)} generated files under {args.render_dir}", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
