@@ -1,0 +1,1 @@
+"""One environment per stack: OCI network and VM, its keys, cloud-init, and its GitHub side."""
