@@ -1,0 +1,254 @@
+"""Stack configuration: the shipped stacks validate, and every bad value fails with its key path."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+
+from components import settings
+from components.settings import ConfigError
+
+
+def raw(stack: str) -> dict[str, Any]:
+    """The shipped stack's merged plain config, as `load()` would hand it to `parse()`."""
+    return copy.deepcopy(settings.merged_plain_config(stack))
+
+
+def parse(stack: str, config: dict[str, Any], siblings: dict | None = None) -> settings.Settings:
+    return settings.parse(config, stack, sibling_stacks=siblings or {})
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "production"])
+def test_shipped_stacks_validate(stack: str) -> None:
+    s = settings.parse(raw(stack), stack, sibling_stacks=settings.sibling_stacks(stack))
+    assert s.environment == stack
+    assert s.owns_wiring is (stack == "production")
+    assert [r.name for r in s.source_repositories] == [
+        "dreamscape-services",
+        "dreamscape-frontend",
+        "dreamscape-tests",
+        "dreamscape-docs",
+    ]
+    assert s.registry == "ghcr.io/dreamscape-ai"
+    assert s.deploy.keep_releases == 5
+
+
+def test_seed_repositories_and_event_types() -> None:
+    s = parse("dev", raw("dev"))
+    by_name = {r.name: r for r in s.source_repositories}
+    assert by_name["dreamscape-services"].event_type == "services-changed"
+    assert by_name["dreamscape-services"].component_names == ("auth-service", "user-service")
+    assert by_name["dreamscape-frontend"].deployable
+    assert not by_name["dreamscape-docs"].deployable
+    assert all(c.port and c.health_path for c in by_name["dreamscape-frontend"].components)
+
+
+def test_defaults_fill_optional_keys() -> None:
+    config = raw("staging")
+    for key in ("deploy", "protection", "scanSeverity", "dispatchTokenScope", "deploySecretLayout"):
+        config.pop(key, None)
+    s = parse("staging", config)
+    assert s.deploy == settings.Deploy(lock_wait_seconds=300, wait_timeout_seconds=180, keep_releases=5)
+    assert s.protection == settings.Protection()
+    assert (s.scan_severity, s.dispatch_token_scope, s.deploy_secret_layout) == ("HIGH", "repository", "repository")
+
+
+def edit(config: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Set `a.b[0].c` in a copy of config; value `...` deletes the key."""
+    config = copy.deepcopy(config)
+    parts = re.findall(r"[^.\[\]]+|\[\d+\]", path)
+    node: Any = config
+    for part in parts[:-1]:
+        node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+    last = parts[-1]
+    key: Any = int(last[1:-1]) if last.startswith("[") else last
+    if value is ...:
+        del node[key]
+    else:
+        node[key] = value
+    return config
+
+
+BAD = [
+    # (what, stack, path to change, value, message pattern)
+    ("unknown top-level key", "dev", "ociRegion", "x", r"dreamscape-infra:ociRegion: unknown key"),
+    (
+        "unknown nested key",
+        "dev",
+        "oci.cpu",
+        2,
+        r"dreamscape-infra:oci\.cpu: unknown key; expected one of compartmentId",
+    ),
+    (
+        "unknown key in a repository",
+        "dev",
+        "sourceRepositories[1].language",
+        "ts",
+        r"sourceRepositories\[1\]\.language: unknown key",
+    ),
+    (
+        "wrong type: number as text",
+        "dev",
+        "oci.ocpus",
+        "two",
+        r"oci\.ocpus: expected a number from 0\.125 to 128, got 'two'",
+    ),
+    (
+        "wrong type: boolean as text",
+        "dev",
+        "sourceRepositories[0].deployable",
+        "yes",
+        r"sourceRepositories\[0\]\.deployable: expected true or false",
+    ),
+    ("wrong type: list as object", "dev", "sourceRepositories", {"name": "x"}, r"sourceRepositories: expected a list"),
+    (
+        "wrong type: port out of range",
+        "dev",
+        "sourceRepositories[0].components[0].port",
+        70000,
+        r"components\[0\]\.port: expected a whole number from 1 to 65535",
+    ),
+    (
+        "unknown kind",
+        "dev",
+        "sourceRepositories[2].kind",
+        "mobile",
+        r"sourceRepositories\[2\]\.kind: expected one of services, frontend, tests, docs, got 'mobile'",
+    ),
+    (
+        "duplicate repository",
+        "dev",
+        "sourceRepositories[1].name",
+        "dreamscape-services",
+        r"sourceRepositories\[1\]: duplicate 'dreamscape-services'",
+    ),
+    (
+        "duplicate component in a repository",
+        "dev",
+        "sourceRepositories[0].components[1].name",
+        "auth-service",
+        r"sourceRepositories\[0\]\.components\[1\]: duplicate 'auth-service'",
+    ),
+    (
+        "duplicate component across deployable repositories",
+        "dev",
+        "sourceRepositories[1].components[0].name",
+        "auth-service",
+        r"sourceRepositories\[1\]\.components\[0\]\.name: duplicate 'auth-service', "
+        r"already a component of dreamscape-services",
+    ),
+    (
+        "component name with a shell metacharacter",
+        "dev",
+        "sourceRepositories[0].components[0].name",
+        "auth;id",
+        r"components\[0\]\.name: expected a component name",
+    ),
+    (
+        "deployable component without a port",
+        "dev",
+        "sourceRepositories[0].components[0].port",
+        ...,
+        r"components\[0\]\.port: required, missing \(the repository is deployable\)",
+    ),
+    (
+        "subnet outside its VCN",
+        "dev",
+        "oci.subnetCidr",
+        "10.99.1.0/24",
+        r"oci\.subnetCidr: expected a range inside oci\.vcnCidr 10\.10\.0\.0/16",
+    ),
+    (
+        "SSH CIDR that is not a CIDR",
+        "dev",
+        "oci.sshAllowedCidrs",
+        ["203.0.113.7"],
+        r"oci\.sshAllowedCidrs\[0\]: expected an IPv4 or IPv6 CIDR",
+    ),
+    ("CIDR with host bits", "dev", "oci.vcnCidr", "10.10.0.1/16", r"oci\.vcnCidr: expected an IPv4 or IPv6 CIDR"),
+    (
+        "admin key that is not a key",
+        "dev",
+        "oci.adminSshKeys",
+        ["hunter2"],
+        r"oci\.adminSshKeys\[0\]: expected an OpenSSH public key line",
+    ),
+    (
+        "environment outside the three",
+        "dev",
+        "environment",
+        "qa",
+        r"dreamscape-infra:environment: expected one of dev, staging, production",
+    ),
+    (
+        "unknown token scope",
+        "dev",
+        "dispatchTokenScope",
+        "enterprise",
+        r"dispatchTokenScope: expected one of repository, organization",
+    ),
+    (
+        "unknown secret layout",
+        "dev",
+        "deploySecretLayout",
+        "vault",
+        r"deploySecretLayout: expected one of repository, environment",
+    ),
+    ("missing required key", "dev", "oci.compartmentId", ..., r"oci\.compartmentId: required, missing"),
+    ("bad owner", "dev", "githubOwner", "-bad owner", r"githubOwner: expected a GitHub user or organization login"),
+    (
+        "wiring owner without token",
+        "production",
+        "dispatchToken",
+        ...,
+        r"dispatchToken: required on the stack that owns the shared wiring",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "stack", "path", "value", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_config_names_the_key(what: str, stack: str, path: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(stack, edit(raw(stack), path, value))
+
+
+def test_stack_name_outside_the_environments() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"environment: expected one of dev, staging, production \(it defaults to the stack name\), got 'qa'",
+    ):
+        parse("qa", raw("dev"))
+
+
+def test_stack_name_can_map_to_an_environment() -> None:
+    s = parse("dev-eu", edit(raw("dev"), "environment", "dev"))
+    assert (s.stack, s.environment) == ("dev-eu", "dev")
+
+
+def test_second_stack_claiming_the_wiring() -> None:
+    dev = edit(raw("dev"), "wiringStack", "dev")
+    dev["dispatchToken"] = "[secret]"
+    siblings = {"staging": raw("staging"), "production": raw("production")}
+    with pytest.raises(
+        ConfigError,
+        match=r"wiringStack: stacks disagree on who owns the shared wiring "
+        r"\(Pulumi\.dev\.yaml says dev, Pulumi\.production\.yaml says production",
+    ):
+        parse("dev", dev, siblings)
+
+
+def test_overlapping_networks_across_stacks() -> None:
+    staging = edit(raw("staging"), "oci.vcnCidr", "10.10.0.0/15")
+    staging = edit(staging, "oci.subnetCidr", "10.11.1.0/24")
+    with pytest.raises(ConfigError, match=r"oci\.vcnCidr: 10\.10\.0\.0/15 overlaps stack dev's 10\.10\.0\.0/16"):
+        parse("staging", staging, {"dev": raw("dev"), "production": raw("production")})
+
+
+def test_one_message_no_traceback_text() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse("dev", edit(raw("dev"), "oci.ocpus", True))
+    assert str(error.value).count("\n") == 0
+    assert str(error.value).startswith("dreamscape-infra:oci.ocpus:")
