@@ -22,6 +22,9 @@ if settings.owns_wiring and settings.dispatch_token is not None:
             dispatch_token=settings.dispatch_token,
             dispatch_token_scope=settings.dispatch_token_scope,
             commit=settings.commit,
+            # The central pipeline (central-dispatch.yml) goes here: path -> content, written on
+            # the infra repository's default branch.
+            infra_files={},
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )

@@ -65,26 +65,13 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
     """One source repository: its trigger files, the variables they read, maybe its secret."""
 
     def __init__(self, name: str, args: SourceRepositoryWiringArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("dreamscape:wiring:SourceRepositoryWiring", name, None, opts)
+        super().__init__("dreamscape:wiring:SourceRepository", name, None, opts)
         repo = args.repository.name
         content = trigger.render()
-        self.files: list[github.RepositoryFile] = []
-        for branch in trigger.BRANCHES:
-            self.files.append(
-                github.RepositoryFile(
-                    f"{name}-trigger-{branch}",
-                    repository=repo,
-                    branch=branch,
-                    file=trigger.PATH,
-                    content=content,
-                    commit_message=args.commit.message,
-                    commit_author=args.commit.author_name,
-                    commit_email=args.commit.author_email,
-                    # Adopt the copy the old hand setup left there instead of failing on it.
-                    overwrite_on_create=True,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-            )
+        self.files = [
+            _managed_file(f"{name}-trigger-{branch}", repo, branch, trigger.PATH, content, args.commit, self)
+            for branch in trigger.BRANCHES
+        ]
         self.variables = [
             github.ActionsVariable(
                 f"{name}-var-{variable.lower().replace('_', '-')}",
@@ -184,21 +171,28 @@ class SharedWiring(pulumi.ComponentResource):
         for path, content in args.infra_files.items():
             suffix = "".join(c if c.isalnum() else "-" for c in path.lower()).strip("-")
             self.infra_files.append(
-                github.RepositoryFile(
-                    f"{name}-infra-{suffix}",
-                    repository=args.infra_repository,
-                    branch=branch,
-                    file=path,
-                    content=content,
-                    commit_message=args.commit.message,
-                    commit_author=args.commit.author_name,
-                    commit_email=args.commit.author_email,
-                    # Adopt the copy the old hand setup left there instead of failing on it.
-                    overwrite_on_create=True,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
+                _managed_file(f"{name}-infra-{suffix}", args.infra_repository, branch, path, content, args.commit, self)
             )
             self.workflow_files.append(f"{args.infra_repository}@{branch}:{path}")
+
+
+def _managed_file(
+    name: str, repository: str, branch: str, path: str, content: str, commit: Commit, parent: pulumi.Resource
+) -> github.RepositoryFile:
+    """A file committed on `branch` by `pulumi up`, with the configured message and author."""
+    return github.RepositoryFile(
+        name,
+        repository=repository,
+        branch=branch,
+        file=path,
+        content=content,
+        commit_message=commit.message,
+        commit_author=commit.author_name,
+        commit_email=commit.author_email,
+        # Adopt the copy the old hand setup left there instead of failing on it.
+        overwrite_on_create=True,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def _repository_secret(

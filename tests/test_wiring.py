@@ -19,7 +19,7 @@ SECRET = "github:index/actionsSecret:ActionsSecret"
 ORG_SECRET = "github:index/actionsOrganizationSecret:ActionsOrganizationSecret"
 VARIABLE = "github:index/actionsVariable:ActionsVariable"
 WIRING = "dreamscape:wiring:SharedWiring"
-REPO_WIRING = "dreamscape:wiring:SourceRepositoryWiring"
+REPO_WIRING = "dreamscape:wiring:SourceRepository"
 GITHUB_TYPES = (FILE, SECRET, ORG_SECRET, VARIABLE)
 
 
