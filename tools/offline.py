@@ -9,13 +9,17 @@ realistic shapes; an unknown one is an error, so a new invoke cannot slip throug
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import contextvars
 import hashlib
 import json
 import runpy
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime.sync_await import _ensure_event_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -141,6 +146,15 @@ ResourceAnswer = Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]
 CallAnswer = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+class InvokeFailedError(Exception):
+    """Raised by a call answer to fail the invoke as the provider would (the program sees an error)."""
+
+    def __init__(self, reason: str, property_name: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.property_name = property_name
+
+
 class OfflineMocks(pulumi.runtime.Mocks):
     """Answers for the engine: resource outputs echo inputs plus what the provider computes."""
 
@@ -150,8 +164,15 @@ class OfflineMocks(pulumi.runtime.Mocks):
         }
         self.call_answers: dict[str, CallAnswer] = {
             "github:index/getRepository:getRepository": self._repository,
+            "github:index/getOrganization:getOrganization": self._organization,
         }
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.user_accounts: set[str] = set()
+        """Logins that are user accounts, not organizations (GitHub answers 404 on /orgs/<login>)."""
+        self.organization_plan = "team"
+        """The plan `getOrganization` reports for every organization."""
+        self.public_repositories: set[str] = set()
+        """`OWNER/NAME`s that `getRepository` reports as public; every other one is private."""
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict]:
         outputs = dict(args.inputs)
@@ -163,15 +184,17 @@ class OfflineMocks(pulumi.runtime.Mocks):
         )
         return resource_id, outputs
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list | None]:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list]:
         self.calls.append((args.token, dict(args.args)))
         answer = self.call_answers.get(args.token)
         if answer is None:
             raise NotImplementedError(f"the offline engine has no answer for {args.token}; add one to tools/offline.py")
-        return answer(dict(args.args)), None
+        try:
+            return answer(dict(args.args)), []
+        except InvokeFailedError as failure:
+            return {}, [(failure.property_name, failure.reason)]
 
-    @staticmethod
-    def _repository(args: dict[str, Any]) -> dict[str, Any]:
+    def _repository(self, args: dict[str, Any]) -> dict[str, Any]:
         full = args.get("fullName") or args.get("name")
         name = full.split("/")[-1]
         number = int(hashlib.sha256(full.encode()).hexdigest()[:7], 16)
@@ -182,8 +205,29 @@ class OfflineMocks(pulumi.runtime.Mocks):
             "repoId": number,
             "nodeId": f"R_offline{number}",
             "defaultBranch": "main",
-            "visibility": "private",
+            "visibility": "public" if full in self.public_repositories else "private",
             "archived": False,
+        }
+
+    def _organization(self, args: dict[str, Any]) -> dict[str, Any]:
+        """GET /orgs/<name>, as the provider reads it; a user account is a 404, as on GitHub."""
+        login = args["name"]
+        if login in self.user_accounts:
+            raise InvokeFailedError(f"GET https://api.github.com/orgs/{login}: 404 Not Found []")
+        number = int(hashlib.sha256(login.encode()).hexdigest()[:7], 16)
+        return {
+            "id": str(number),
+            "login": login,
+            "name": login,
+            "orgname": login,
+            "nodeId": f"O_offline{number}",
+            "description": "",
+            "plan": self.organization_plan,
+            "summaryOnly": bool(args.get("summaryOnly")),
+            "ignoreArchivedRepos": False,
+            "repositories": [],
+            "members": [],
+            "users": [],
         }
 
 
@@ -196,9 +240,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: OfflineMocks) -> None:
         super().__init__(mocks)
         self.registered: list[Registered] = []
+        self.worker_loops: set[asyncio.AbstractEventLoop] = set()
+        """Event loops the SDK's monitor made in executor threads; closed after the run."""
+
+    def _note_loop(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            return
+        with contextlib.suppress(RuntimeError):  # this thread made no loop
+            self.worker_loops.add(asyncio.get_event_loop())
+
+    def Invoke(self, request):  # noqa: N802 - the gRPC method name
+        try:
+            return super().Invoke(request)
+        finally:
+            self._note_loop()
 
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)
+        self._note_loop()
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
@@ -283,14 +342,60 @@ def run(
     return contextvars.Context().run(_run, stack, project_dir, config, secret_keys or [], mocks or OfflineMocks())
 
 
-def _run(stack: str, project_dir: Path, config: dict[str, str], secret_keys: list[str], mocks: OfflineMocks) -> Plan:
+def run_program(
+    program: Callable[[], None],
+    stack: str = "test",
+    mocks: OfflineMocks | None = None,
+    config: dict[str, str] | None = None,
+) -> Plan:
+    """Run `program` (a function that builds resources, e.g. one component) instead of `__main__.py`.
+
+    For component tests that build a component directly from its typed args.
+    """
+    return contextvars.Context().run(_run, stack, ROOT, config or {}, [], mocks or OfflineMocks(), program)
+
+
+def _run(
+    stack: str,
+    project_dir: Path,
+    config: dict[str, str],
+    secret_keys: list[str],
+    mocks: OfflineMocks,
+    program: Callable[[], None] | None = None,
+) -> Plan:
+    # The SDK's mock monitor leaves an event loop in each executor thread, whose finalizers
+    # fail noisily at interpreter exit. Each run gets its own executor; its threads are ended
+    # and their loops closed when the run is over.
+    executor = ThreadPoolExecutor(thread_name_prefix="offline-engine")
+    _ensure_event_loop().set_default_executor(executor)
+    monitor = RecordingMonitor(mocks)
+    try:
+        return _run_with(monitor, stack, project_dir, config, secret_keys, mocks, program)
+    finally:
+        executor.shutdown(wait=True)
+        for loop in monitor.worker_loops:
+            if not loop.is_closed():
+                loop.close()
+
+
+def _run_with(
+    monitor: RecordingMonitor,
+    stack: str,
+    project_dir: Path,
+    config: dict[str, str],
+    secret_keys: list[str],
+    mocks: OfflineMocks,
+    program: Callable[[], None] | None,
+) -> Plan:
     from pulumi.runtime.stack import wait_for_rpcs
     from pulumi.runtime.sync_await import _sync_await
 
-    monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=settings_module.PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys=secret_keys)
-    runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+    if program is None:
+        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+    else:
+        program()
     _sync_await(wait_for_rpcs())
     plan = Plan(stack=stack, resources=monitor.registered)
     root = pulumi.runtime.get_root_resource()
