@@ -6,6 +6,7 @@ import json
 
 import pulumi
 import pytest
+import yaml
 
 from components import wiring
 from components.settings import Commit, ConfigError, SourceRepository
@@ -17,10 +18,9 @@ from tools import plan as plan_tool
 FILE = "github:index/repositoryFile:RepositoryFile"
 SECRET = "github:index/actionsSecret:ActionsSecret"
 ORG_SECRET = "github:index/actionsOrganizationSecret:ActionsOrganizationSecret"
-VARIABLE = "github:index/actionsVariable:ActionsVariable"
 WIRING = "dreamscape:wiring:SharedWiring"
 REPO_WIRING = "dreamscape:wiring:SourceRepository"
-GITHUB_TYPES = (FILE, SECRET, ORG_SECRET, VARIABLE)
+GITHUB_TYPES = (FILE, SECRET, ORG_SECRET)
 
 
 def _repos(count: int) -> list[dict]:
@@ -28,6 +28,15 @@ def _repos(count: int) -> list[dict]:
         {"name": f"svc-{i:02d}", "kind": "tests", "components": [{"name": f"part-{i}"}, {"name": "shared"}]}
         for i in range(count)
     ]
+
+
+def _wired_values(config: dict, repo: dict) -> dict[str, str]:
+    """What one repository's trigger must carry, straight from its config entry."""
+    return {
+        "CENTRAL_REPOSITORY": f"{config['githubOwner']}/{config['infraRepository']}",
+        "EVENT_TYPE": f"{repo['kind']}-changed",
+        "KNOWN_COMPONENTS": ",".join(c["name"] for c in repo["components"]),
+    }
 
 
 def _by_repo(plan: offline.Plan, type_: str) -> dict[str, list[offline.Registered]]:
@@ -51,27 +60,23 @@ def _check_repository_wiring(plan: offline.Plan, config: dict, repo: dict) -> No
         (name, "main", ".github/workflows/trigger-central-cicd.yml"),
     ]
     commit = config["commit"]
+    wired = _wired_values(config, repo)
     for f in files:
         assert f.name == f"wiring-{name}-trigger-{f.plain('branch')}"
-        assert f.plain("content") == trigger.render()
+        assert f.plain("content") == trigger.render(
+            wired["CENTRAL_REPOSITORY"], wired["EVENT_TYPE"], tuple(c["name"] for c in repo["components"])
+        )
+        assert yaml.safe_load(f.plain("content"))["jobs"]["dispatch"]["env"] == wired
         assert f.plain("commitMessage") == commit["message"]
         assert f.plain("commitAuthor") == commit["authorName"]
         assert f.plain("commitEmail") == commit["authorEmail"]
         assert f.plain("overwriteOnCreate") is True
 
-    variables = {r.plain("variableName"): r.plain("value") for r in children if r.type == VARIABLE}
-    assert variables == {
-        "CENTRAL_CICD_REPOSITORY": f"{config['githubOwner']}/{config['infraRepository']}",
-        "CENTRAL_CICD_EVENT_TYPE": f"{repo['kind']}-changed",
-        "CENTRAL_CICD_COMPONENTS": ",".join(c["name"] for c in repo["components"]),
-    }
-    assert all(r.plain("repository") == name for r in children if r.type == VARIABLE)
-
 
 # --- the default repositories -------------------------------------------------------------------
 
 
-def test_each_default_repository_gets_trigger_files_variables_and_a_secret(plan_of, stack_config):
+def test_each_default_repository_gets_trigger_files_and_a_secret(plan_of, stack_config):
     plan = plan_of("production")
     config = stack_config("production")
     repos = config["sourceRepositories"]
@@ -79,7 +84,6 @@ def test_each_default_repository_gets_trigger_files_variables_and_a_secret(plan_
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
     assert len(plan.of_type(FILE)) == 8
-    assert len(plan.of_type(VARIABLE)) == 12
     secrets = _by_repo(plan, SECRET)
     assert sorted(secrets) == sorted([r["name"] for r in repos] + [config["infraRepository"]])
     assert plan.of_type(ORG_SECRET) == []
@@ -153,7 +157,6 @@ def test_thirty_repositories(run_with, stack_config):
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
     assert len(plan.of_type(FILE)) == 60
-    assert len(plan.of_type(VARIABLE)) == 90
     assert len(plan.of_type(SECRET)) == 31
     assert len(plan.outputs["workflowFiles"]) == 60
 
@@ -166,7 +169,7 @@ def test_a_repository_keeps_its_urns_when_another_one_is_removed(run_with):
         return {r.urn for r in plan.resources if "svc-01" in r.name}
 
     assert urns(second_only) == urns(both)
-    assert len(urns(both)) == 7  # component, 2 files, 3 variables, 1 secret
+    assert len(urns(both)) == 4  # component, 2 files, 1 secret
 
 
 # --- organization scope --------------------------------------------------------------------------
@@ -190,8 +193,8 @@ def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_wit
     assert sorted(int(i) for i in secret.plain("selectedRepositoryIds")) == sorted(answered)
     [(_, org_args)] = [c for c in mocks.calls if c[0].endswith("getOrganization")]
     assert org_args["name"] == owner and org_args["summaryOnly"] is True
-    # The repositories still get their trigger files and variables.
-    assert len(plan.of_type(FILE)) == 8 and len(plan.of_type(VARIABLE)) == 12
+    # The repositories still get their trigger files.
+    assert len(plan.of_type(FILE)) == 8
 
 
 def test_organization_scope_with_a_user_account_is_a_config_error(run_with, stack_config):
