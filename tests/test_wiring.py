@@ -137,6 +137,61 @@ def test_a_stack_that_does_not_own_the_wiring_registers_none_of_it(plan_of, stac
     assert "githubTokenNeeds" not in plan.outputs
 
 
+def test_each_trigger_file_carries_exactly_its_own_repository_values(plan_of, stack_config):
+    plan = plan_of("production")
+    config = stack_config("production")
+    repos = config["sourceRepositories"]
+    assert len({r["kind"] for r in repos}) == len(repos), "the defaults must tell the repositories apart"
+    files = _by_repo(plan, FILE)
+    assert sorted(files) == sorted(r["name"] for r in repos)
+    rest = []
+    for repo in repos:
+        assert len(files[repo["name"]]) == 2
+        for f in files[repo["name"]]:
+            content = f.plain("content")
+            document = yaml.safe_load(content)
+            assert document["jobs"]["dispatch"].pop("env") == _wired_values(config, repo)
+            for other in repos:
+                if other is not repo:
+                    assert f"{other['kind']}-changed" not in content, (repo["name"], other["name"])
+                    assert _wired_values(config, other)["KNOWN_COMPONENTS"] not in content, (
+                        repo["name"],
+                        other["name"],
+                    )
+            rest.append(document)
+    # Apart from those three values, every repository's file is the same workflow.
+    assert len(rest) == 8 and all(document == rest[0] for document in rest)
+
+
+def _github_resources(plan: offline.Plan) -> list[offline.Registered]:
+    """What `pulumi up` writes to GitHub (the provider itself is no write)."""
+    return [r for r in plan.resources if r.type.startswith("github:")]
+
+
+@pytest.mark.parametrize(("scope", "per_repository"), [("repository", 3), ("organization", 2)])
+def test_github_resources_per_source_repository_stay_within_budget(run_with, scope, per_repository):
+    """Each GitHub resource is a write on the first `pulumi up`, about a second apart.
+
+    With `repository` scope a source repository costs its two trigger files and its secret; with
+    `organization` scope its two trigger files. The infra repository's secret, or the one
+    organization secret, is there once however many repositories there are.
+    """
+    totals = {}
+    for count in (1, 4, 30):
+        plan = run_with("production", sourceRepositories=_repos(count), dispatchTokenScope=scope)
+        groups = plan.of_type(REPO_WIRING)
+        assert len(groups) == count
+        for group in groups:
+            children = plan.children_of(group)
+            assert all(r.type.startswith("github:") for r in children), group.name
+            assert len(children) == per_repository, (group.name, [r.type for r in children])
+        wiring_secrets = [r.type for r in plan.children_of(plan.named("wiring")) if r.type in (SECRET, ORG_SECRET)]
+        assert wiring_secrets == [SECRET if scope == "repository" else ORG_SECRET]
+        totals[count] = len(_github_resources(plan))
+    assert totals[4] - totals[1] == 3 * per_repository, totals
+    assert totals[30] - totals[4] == 26 * per_repository, totals
+
+
 # --- one and thirty repositories -------------------------------------------------------------------
 
 
