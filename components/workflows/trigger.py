@@ -4,8 +4,9 @@
 
 What differs per repository (the central repository, the event type, the known components)
 is rendered into the file as literals of the job's `env:`, so a source repository needs no
-GitHub resource besides its two trigger files and its secret; adding a component rewrites the
-trigger files of that repository on main and develop. Three steps, no third-party action
+GitHub resource besides its two trigger files (and its `DISPATCH_TOKEN` secret with
+`repository` scope); adding a component rewrites the trigger files of that repository on main
+and develop. Three steps, no third-party action
 (curl and jq are on every GitHub-hosted runner):
 
 1. `decide`: decides environment and deploy from the ref with bash rendered from
