@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import contextvars
 import hashlib
+import ipaddress
 import json
+import re
 import runpy
 import sys
 from collections.abc import Callable
@@ -133,8 +135,12 @@ def _throwaway_ed25519(seed: str) -> dict[str, str]:
     }
 
 
-def _ocid(kind: str, name: str) -> str:
-    return f"ocid1.{kind}.oc1.eu-frankfurt-1.offline{hashlib.sha256(name.encode()).hexdigest()[:24]}"
+def _ocid(kind: str, name: str, region: str = "eu-frankfurt-1") -> str:
+    return f"ocid1.{kind}.oc1.{region}.offline{hashlib.sha256(name.encode()).hexdigest()[:24]}"
+
+
+def _number(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
 
 
 ResourceAnswer = Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]
@@ -144,7 +150,8 @@ CallAnswer = Callable[[dict[str, Any]], dict[str, Any]]
 class OfflineMocks(pulumi.runtime.Mocks):
     """Answers for the engine: resource outputs echo inputs plus what the provider computes."""
 
-    def __init__(self) -> None:
+    def __init__(self, region: str = "eu-frankfurt-1") -> None:
+        self.region = region
         self.resource_answers: dict[str, ResourceAnswer] = {
             "tls:index/privateKey:PrivateKey": lambda a: _throwaway_ed25519(a.name),
         }
@@ -152,6 +159,17 @@ class OfflineMocks(pulumi.runtime.Mocks):
             "github:index/getRepository:getRepository": self._repository,
         }
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.created: dict[str, dict[str, Any]] = {}
+        """Outputs of each resource by id, for answers that depend on other resources."""
+        self.oci = OciAnswers(self)
+        self.resource_answers.update(self.oci.resource_answers())
+        self.call_answers.update(self.oci.call_answers())
+        self.call_answers.update(
+            {
+                "github:index/getUser:getUser": _github_user,
+                "github:index/getTeam:getTeam": _github_team,
+            }
+        )
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict]:
         outputs = dict(args.inputs)
@@ -159,16 +177,20 @@ class OfflineMocks(pulumi.runtime.Mocks):
         if answer is not None:
             outputs.update(answer(args))
         resource_id = outputs.get("id") or (
-            _ocid("resource", args.name) if args.typ.startswith("oci:") else f"{args.name}-id"
+            _ocid(args.typ.rsplit(":", 1)[-1].lower(), args.name, self.region)
+            if args.typ.startswith("oci:")
+            else f"{args.name}-id"
         )
+        self.created[resource_id] = outputs
         return resource_id, outputs
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list | None]:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list]:
         self.calls.append((args.token, dict(args.args)))
         answer = self.call_answers.get(args.token)
         if answer is None:
             raise NotImplementedError(f"the offline engine has no answer for {args.token}; add one to tools/offline.py")
-        return answer(dict(args.args)), None
+        # (return value, check failures): the mock monitor iterates the failures.
+        return answer(dict(args.args)), []
 
     @staticmethod
     def _repository(args: dict[str, Any]) -> dict[str, Any]:
@@ -185,6 +207,230 @@ class OfflineMocks(pulumi.runtime.Mocks):
             "visibility": "private",
             "archived": False,
         }
+
+
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?")
+
+
+def _github_user(args: dict[str, Any]) -> dict[str, Any]:
+    """getUser: the user's numeric id as a string, as the provider sets it."""
+    login = args.get("username") or ""
+    if not _LOGIN.fullmatch(login):
+        raise ValueError(f"GET /users/{login}: 404 Not Found")
+    number = _number(f"user:{login}")
+    return {
+        "id": str(number),
+        "login": login,
+        "username": login,
+        "name": login,
+        "nodeId": f"U_offline{number}",
+        "gpgKeys": [],
+        "sshKeys": [],
+        "siteAdmin": False,
+    }
+
+
+def _github_team(args: dict[str, Any]) -> dict[str, Any]:
+    """getTeam (in the provider's organization): the team's numeric id as a string."""
+    slug = args.get("slug") or ""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", slug):
+        raise ValueError(f"GET /orgs/<owner>/teams/{slug}: 404 Not Found")
+    number = _number(f"team:{slug}")
+    return {
+        "id": str(number),
+        "slug": slug,
+        "name": slug,
+        "nodeId": f"T_offline{number}",
+        "description": "",
+        "privacy": "closed",
+        "permission": "pull",
+        "members": [],
+        "repositories": [],
+        "repositoriesDetaileds": [],
+        "membershipType": "all",
+        "summaryOnly": False,
+        "resultsPerPage": 100,
+        "notificationSetting": "notifications_enabled",
+    }
+
+
+class OciAnswers:
+    """What the OCI provider computes, shaped as its API returns it (camelCase keys).
+
+    Addresses come from documentation ranges (198.51.100.0/24 for public IPs), images and
+    availability domains look like Frankfurt's, every id is a well-formed OCID.
+    """
+
+    IMAGE_DATES = (("2026.04.29-0", "2026-04-30T10:12:44.123Z"), ("2026.05.28-0", "2026-05-29T09:01:02.456Z"))
+    """Two image builds per shape, a month apart: the lookup must pick the later one."""
+
+    def __init__(self, mocks: OfflineMocks) -> None:
+        self.mocks = mocks
+
+    def resource_answers(self) -> dict[str, ResourceAnswer]:
+        return {
+            "oci:Core/vcn:Vcn": self._vcn,
+            "oci:Core/subnet:Subnet": self._subnet,
+            "oci:Core/instance:Instance": self._instance,
+            "oci:Core/publicIp:PublicIp": self._public_ip,
+        }
+
+    def call_answers(self) -> dict[str, CallAnswer]:
+        return {
+            "oci:Core/getImages:getImages": self.images,
+            "oci:Identity/getAvailabilityDomains:getAvailabilityDomains": self.availability_domains,
+            "oci:Core/getPrivateIps:getPrivateIps": self.private_ips,
+        }
+
+    def _ocid(self, kind: str, name: str) -> str:
+        return _ocid(kind, name, self.mocks.region)
+
+    def _vcn(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        return {
+            "state": "AVAILABLE",
+            "defaultSecurityListId": self._ocid("securitylist", a.name + "-default"),
+            "defaultRouteTableId": self._ocid("routetable", a.name + "-default"),
+            "defaultDhcpOptionsId": self._ocid("dhcpoptions", a.name + "-default"),
+            "vcnDomainName": f"{a.inputs.get('dnsLabel', 'vcn')}.oraclevcn.com",
+        }
+
+    def _subnet(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        network = ipaddress.ip_network(a.inputs["cidrBlock"])
+        return {
+            "state": "AVAILABLE",
+            "virtualRouterIp": str(network.network_address + 1),
+            "subnetDomainName": f"{a.inputs.get('dnsLabel', 'subnet')}.vcn.oraclevcn.com",
+        }
+
+    def _instance(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        vnic = a.inputs.get("createVnicDetails") or {}
+        subnet = self.mocks.created.get(vnic.get("subnetId"), {})
+        if "cidrBlock" not in subnet:
+            raise ValueError("LaunchInstance: createVnicDetails.subnetId names no subnet")
+        # OCI keeps a subnet's first two addresses (network, gateway): the first VNIC gets .2.
+        private_ip = str(ipaddress.ip_network(subnet["cidrBlock"]).network_address + 2)
+        public_ip = "" if vnic.get("assignPublicIp") == "false" else f"198.51.100.{_number(a.name) % 200 + 20}"
+        return {
+            "state": "RUNNING",
+            "privateIp": private_ip,
+            "publicIp": public_ip,
+            "region": self.mocks.region,
+            "bootVolumeId": self._ocid("bootvolume", a.name),
+            "faultDomain": "FAULT-DOMAIN-1",
+            "launchMode": "PARAVIRTUALIZED",
+            "timeCreated": "2026-06-01T08:00:00.000Z",
+        }
+
+    def _public_ip(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        if a.inputs.get("lifetime") not in ("RESERVED", "EPHEMERAL"):
+            raise ValueError("CreatePublicIp: lifetime must be RESERVED or EPHEMERAL")
+        assigned = a.inputs.get("privateIpId")
+        return {
+            "ipAddress": f"198.51.100.{_number(a.name) % 200 + 20}",
+            "scope": "REGION",
+            "state": "ASSIGNED" if assigned else "AVAILABLE",
+            "assignedEntityId": assigned or "",
+            "assignedEntityType": "PRIVATE_IP" if assigned else "",
+            "timeCreated": "2026-06-01T08:00:00.000Z",
+        }
+
+    def images(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Platform images for the shape; Ampere shapes get aarch64 builds."""
+        system = args.get("operatingSystem") or "Canonical Ubuntu"
+        version = args.get("operatingSystemVersion") or "24.04"
+        shape = args.get("shape") or ""
+        arch = "aarch64-" if ".A1." in shape or ".A2." in shape else ""
+        prefix = system.replace(" ", "-")
+        images = []
+        for build, created in self.IMAGE_DATES:
+            name = f"{prefix}-{version}-{arch}{build}"
+            images.append(_image(self._ocid("image", name), name, system, version, created, args))
+        descending = (args.get("sortOrder") or "DESC") == "DESC"
+        images.sort(key=lambda i: i["timeCreated"], reverse=descending)
+        return {**{k: v for k, v in args.items() if v is not None}, "id": "images", "images": images}
+
+    def availability_domains(self, args: dict[str, Any]) -> dict[str, Any]:
+        region = self.mocks.region.upper()
+        return {
+            "compartmentId": args.get("compartmentId"),
+            "id": "availability-domains",
+            "availabilityDomains": [
+                {
+                    "compartmentId": args.get("compartmentId"),
+                    "id": self._ocid("ad", str(n)),
+                    "name": f"kIdk:{region}-AD-{n}",
+                }
+                for n in (1, 2, 3)
+            ],
+        }
+
+    def private_ips(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Private IPs by address and subnet: the primary IP of the instance that holds it."""
+        found = []
+        for resource_id, outputs in self.mocks.created.items():
+            vnic = outputs.get("createVnicDetails") or {}
+            if (
+                outputs.get("privateIp") == args.get("ipAddress")
+                and vnic.get("subnetId") == args.get("subnetId")
+                and resource_id.startswith("ocid1.instance.")
+            ):
+                found.append(
+                    {
+                        "availabilityDomain": outputs.get("availabilityDomain", ""),
+                        "cidrPrefixLength": 0,
+                        "compartmentId": outputs.get("compartmentId", ""),
+                        "definedTags": {},
+                        "displayName": outputs.get("privateIp", ""),
+                        "freeformTags": {},
+                        "hostnameLabel": vnic.get("hostnameLabel", ""),
+                        "id": self._ocid("privateip", resource_id),
+                        "ipAddress": outputs["privateIp"],
+                        "ipState": "ASSIGNED",
+                        "ipv4subnetCidrAtCreation": "",
+                        "isPrimary": True,
+                        "isReserved": False,
+                        "lifetime": "EPHEMERAL",
+                        "routeTableId": "",
+                        "subnetId": vnic["subnetId"],
+                        "timeCreated": outputs.get("timeCreated", ""),
+                        "vlanId": "",
+                        "vnicId": self._ocid("vnic", resource_id),
+                    }
+                )
+        return {**{k: v for k, v in args.items() if v is not None}, "id": "private-ips", "privateIps": found}
+
+
+def _image(ocid: str, name: str, system: str, version: str, created: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "agentFeatures": [],
+        "baseImageId": "",
+        "billableSizeInGbs": "0",
+        "compartmentId": "",
+        "createImageAllowed": True,
+        "definedTags": {},
+        "displayName": name,
+        "freeformTags": {},
+        "id": ocid,
+        "imageSourceDetails": [],
+        "instanceId": "",
+        "launchMode": "PARAVIRTUALIZED",
+        "launchOptions": [
+            {
+                "bootVolumeType": "PARAVIRTUALIZED",
+                "firmware": "UEFI_64",
+                "isConsistentVolumeNamingEnabled": True,
+                "isPvEncryptionInTransitEnabled": True,
+                "networkType": "PARAVIRTUALIZED",
+                "remoteDataVolumeType": "PARAVIRTUALIZED",
+            }
+        ],
+        "listingType": "NONE",
+        "operatingSystem": system,
+        "operatingSystemVersion": version,
+        "sizeInMbs": "47694",
+        "state": args.get("state") or "AVAILABLE",
+        "timeCreated": created,
+    }
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -280,7 +526,9 @@ def run(
     """
     if config is None:
         config, secret_keys = stack_config(stack, project_dir)
-    return contextvars.Context().run(_run, stack, project_dir, config, secret_keys or [], mocks or OfflineMocks())
+    if mocks is None:
+        mocks = OfflineMocks(region=config.get("oci:region") or "eu-frankfurt-1")
+    return contextvars.Context().run(_run, stack, project_dir, config, secret_keys or [], mocks)
 
 
 def _run(stack: str, project_dir: Path, config: dict[str, str], secret_keys: list[str], mocks: OfflineMocks) -> Plan:
