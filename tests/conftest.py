@@ -45,9 +45,14 @@ def plan_of() -> Callable[[str], offline.Plan]:
 
 @pytest.fixture
 def run_with() -> Callable[..., offline.Plan]:
-    """Run the program for a stack with config keys replaced (values as Python data)."""
+    """Run the program for a stack with config keys replaced (values as Python data).
 
-    def run(stack: str, secret: dict[str, str] | None = None, **changes: Any) -> offline.Plan:
+    `mocks` replaces the offline engine's answers (its `created` and `calls` show what ran).
+    """
+
+    def run(
+        stack: str, secret: dict[str, str] | None = None, mocks: offline.OfflineMocks | None = None, **changes: Any
+    ) -> offline.Plan:
         config, secret_keys = offline.stack_config(stack)
         for key, value in changes.items():
             full = f"dreamscape-infra:{key}"
@@ -58,7 +63,7 @@ def run_with() -> Callable[..., offline.Plan]:
         for key, value in (secret or {}).items():
             config[f"dreamscape-infra:{key}"] = value
             secret_keys.append(f"dreamscape-infra:{key}")
-        return offline.run(stack, config=config, secret_keys=secret_keys)
+        return offline.run(stack, config=config, secret_keys=secret_keys, mocks=mocks)
 
     return run
 
@@ -73,3 +78,19 @@ def stack_config() -> Callable[[str], dict[str, Any]]:
 
 def golden_dir() -> Path:
     return ROOT / "tests" / "golden"
+
+
+def only(plan: offline.Plan, type_: str) -> offline.Registered:
+    """The one resource of a type in a plan (fails if there are none or several)."""
+    found = plan.of_type(type_)
+    assert len(found) == 1, f"{len(found)} resources of type {type_}: {[r.name for r in found]}"
+    return found[0]
+
+
+def copy_project(destination: Path) -> Path:
+    """A copy of the program and its stack files, for tests that edit a stack file."""
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, destination / name)
+    for folder in ("components", "tools"):
+        shutil.copytree(ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return destination

@@ -25,6 +25,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -49,6 +50,8 @@ class Registered:
     """Inputs as sent; secret values stay wrapped (see `is_secret`)."""
     outputs: dict[str, Any]
     options: dict[str, Any]
+    id: str | None = None
+    """The provider's id (an OCID for OCI resources); None for components."""
 
     @property
     def parent_name(self) -> str | None:
@@ -124,15 +127,46 @@ def _throwaway_ed25519(seed: str) -> dict[str, str]:
         "publicKeyPem": key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode(),
-        "privateKeyOpenssh": key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-        ).decode(),
+        "privateKeyOpenssh": _openssh_private_key(
+            key.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            ),
+            blob,
+        ),
         "privateKeyPem": key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode(),
         "publicKeyFingerprintSha256": fingerprint,
         "publicKeyFingerprintMd5": hashlib.md5(blob, usedforsecurity=False).hexdigest(),
     }
+
+
+def _openssh_private_key(seed: bytes, public_blob: bytes) -> str:
+    """An unencrypted OpenSSH ed25519 private key, byte-stable for a given key.
+
+    The format's two "check" integers are random when OpenSSH or `cryptography` write it;
+    here they come from the seed, so rendered files holding a throwaway key never drift.
+    """
+
+    def string(data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + data
+
+    public = public_blob[-32:]
+    check = hashlib.sha256(b"check:" + seed).digest()[:4] * 2
+    private = check + string(b"ssh-ed25519") + string(public) + string(seed + public) + string(b"")
+    private += bytes(range(1, 1 + (-len(private) % 8)))
+    body = (
+        b"openssh-key-v1\0"
+        + string(b"none")
+        + string(b"none")
+        + string(b"")
+        + (1).to_bytes(4, "big")
+        + string(public_blob)
+        + string(private)
+    )
+    text = base64.b64encode(body).decode()
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]  # PEM line length, as Go writes it
+    return "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
 def _ocid(kind: str, name: str, region: str = "eu-frankfurt-1") -> str:
@@ -456,6 +490,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registered.append(
             Registered(
                 urn=response.urn,
+                id=response.id or None,
                 type=request.type,
                 name=request.name,
                 parent=request.parent or None,
@@ -537,6 +572,9 @@ def _run(stack: str, project_dir: Path, config: dict[str, str], secret_keys: lis
 
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=settings_module.PROJECT, stack=stack, preview=False, monitor=monitor)
+    # The SDK's mock settings leave the set of pending outputs to a process-wide default:
+    # give each run its own, or a run that failed hands its failed outputs to the next one.
+    pulumi_settings.SETTINGS.outputs = set()
     pulumi.runtime.set_all_config(config, secret_keys=secret_keys)
     runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
     _sync_await(wait_for_rpcs())

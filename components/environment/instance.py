@@ -148,7 +148,7 @@ class Instance(pulumi.ComponentResource):
             compartment_id=args.compartment_id,
             lifetime="RESERVED",
             display_name=f"dreamscape-{args.environment}",
-            private_ip_id=primary.private_ips.apply(_primary_private_ip_id),
+            private_ip_id=primary.private_ips.apply(primary_private_ip_id),
             freeform_tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
         )
@@ -169,7 +169,7 @@ class Instance(pulumi.ComponentResource):
         )
 
 
-def _primary_private_ip_id(private_ips: Sequence[Any]) -> str:
+def primary_private_ip_id(private_ips: Sequence[Any]) -> str:
     primary = [p for p in private_ips if _get(p, "is_primary")]
     if len(primary) != 1:
         raise ValueError(f"expected the instance's one primary private IP, found {len(primary)}")
