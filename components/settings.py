@@ -6,9 +6,11 @@ impossible value stops the program before any resource is registered, with one m
 that names the key path (`dreamscape-infra:oci.vcnCidr`) and what was expected.
 
 Project-wide defaults live in `Pulumi.yaml`, per-environment values in `Pulumi.<stack>.yaml`.
-Two checks look across stacks, since no single stack can see them otherwise: exactly one
-environment owns the shared wiring, and no two environments' networks overlap. They read
-the sibling stack files next to `Pulumi.yaml` (plain values only, never secrets).
+Three checks look across stacks, since no single stack can see them otherwise: exactly one
+environment owns the shared wiring, no two environments' networks overlap, and the
+environments together stay within Oracle's Always Free allowance unless paid usage is
+accepted (`allowPaidShapes`). They read the sibling stack files next to `Pulumi.yaml`
+(plain values only, never secrets).
 """
 
 from __future__ import annotations

@@ -56,8 +56,19 @@ def test_each_stack_has_its_own_keys(plan_of) -> None:
     assert len(set(publics)) == 6
 
 
+LISTED = (
+    "dreamscape:environment:Network",
+    "oci:Core/vcn:Vcn",
+    "oci:Core/subnet:Subnet",
+    "oci:Core/networkSecurityGroup:NetworkSecurityGroup",
+    "oci:Core/instance:Instance",
+    "oci:Core/publicIp:PublicIp",
+    PRIVATE_KEY,
+)
+
+
 @pytest.mark.parametrize("stack", STACKS)
-def test_private_keys_never_appear_in_the_plan_or_its_json(stack, plan_of, tmp_path: Path) -> None:
+def test_plan_lists_the_environment_and_never_prints_private_keys(stack, plan_of, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "plan.py"), "--stack", stack, "--json", str(tmp_path / "plan.json")],
         cwd=ROOT,
@@ -66,6 +77,10 @@ def test_private_keys_never_appear_in_the_plan_or_its_json(stack, plan_of, tmp_p
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+    for type_ in LISTED:
+        assert f"{type_}  {stack}-" in result.stdout, type_
+    for secret in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"):
+        assert f"secretName: {secret}_{stack.upper()}" in result.stdout
     printed = result.stdout + result.stderr + (tmp_path / "plan.json").read_text()
     bodies = private_key_bodies(plan_of(stack))
     assert len(bodies) == 2
