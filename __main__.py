@@ -3,14 +3,79 @@
 import pulumi
 import pulumi_github as github
 
+from components import rules, wiring
 from components import settings as settings_module
-from components import wiring
+from components.environment import cloudinit, shapes
+from components.environment.github_side import GithubSide, GithubSideArgs
+from components.environment.instance import Instance, InstanceArgs
+from components.environment.keys import Keys, KeysArgs
+from components.environment.network import Network, NetworkArgs
 
 settings = settings_module.load()
-
-# Every stack writes to GitHub under githubOwner; the token comes from GITHUB_TOKEN.
+env = settings.environment
+oci_settings = settings.oci
+tags = {"project": "dreamscape", "environment": env, "managed-by": "pulumi"}
 github_provider = github.Provider("github", owner=settings.github_owner)
 
+# --- this stack's environment: network, keys, VM (OCI knows nothing of GitHub) -------------
+keys = Keys(f"{env}-keys", KeysArgs(environment=env))
+network = Network(
+    f"{env}-network",
+    NetworkArgs(
+        environment=env,
+        compartment_id=oci_settings.compartment_id,
+        vcn_cidr=oci_settings.vcn_cidr,
+        subnet_cidr=oci_settings.subnet_cidr,
+        ssh_allowed_cidrs=oci_settings.ssh_allowed_cidrs,
+        freeform_tags=tags,
+    ),
+)
+user_data = cloudinit.user_data(
+    env,
+    keys.host_private_key_openssh,
+    keys.host_public_key_openssh,
+    keys.ci_public_key_openssh,
+    oci_settings.admin_ssh_keys,
+)
+vm = Instance(
+    f"{env}-vm",
+    InstanceArgs(
+        environment=env,
+        compartment_id=oci_settings.compartment_id,
+        shape=oci_settings.shape,
+        ocpus=oci_settings.ocpus,
+        memory_gbs=oci_settings.memory_gbs,
+        boot_volume_gbs=oci_settings.boot_volume_gbs,
+        subnet_id=network.subnet_id,
+        nsg_ids=[network.nsg_id],
+        user_data=user_data,
+        image_id=oci_settings.image_id,
+        ubuntu_version=oci_settings.ubuntu_version,
+        availability_domain=oci_settings.availability_domain,
+        freeform_tags=tags,
+    ),
+)
+
+# --- what the infra repository's pipeline needs to deploy there ----------------------------
+GithubSide(
+    f"{env}-github",
+    GithubSideArgs(
+        environment=env,
+        repository=settings.infra_repository,
+        layout=settings.deploy_secret_layout,
+        host=vm.public_ip,
+        ci_private_key_openssh=keys.ci_private_key_openssh,
+        host_public_key_openssh=keys.host_public_key_openssh,
+        platform=shapes.platform_of(oci_settings.shape),
+        url=pulumi.Output.concat("http://", vm.public_ip),
+        branch_policies=rules.branch_policies(env),
+        reviewers=settings.protection.reviewers,
+        wait_timer=settings.protection.wait_timer,
+    ),
+    opts=pulumi.ResourceOptions(providers=[github_provider]),
+)
+
+# --- the shared wiring, on the one stack that owns it ----------------------------------------
 workflow_files: list[str] = []
 if settings.owns_wiring and settings.dispatch_token is not None:
     shared_wiring = wiring.SharedWiring(
@@ -31,6 +96,10 @@ if settings.owns_wiring and settings.dispatch_token is not None:
     workflow_files = shared_wiring.workflow_files
     pulumi.export("githubTokenNeeds", list(shared_wiring.required_token_permissions))
 
-pulumi.export("environment", settings.environment)
+pulumi.export("environment", env)
 pulumi.export("ownsWiring", settings.owns_wiring)
+pulumi.export("host", vm.public_ip)
+pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@", vm.public_ip))
+pulumi.export("instanceId", vm.instance_id)
+pulumi.export("hostKeyFingerprint", keys.host_key_fingerprint)
 pulumi.export("workflowFiles", workflow_files)

@@ -6,9 +6,11 @@ impossible value stops the program before any resource is registered, with one m
 that names the key path (`dreamscape-infra:oci.vcnCidr`) and what was expected.
 
 Project-wide defaults live in `Pulumi.yaml`, per-environment values in `Pulumi.<stack>.yaml`.
-Two checks look across stacks, since no single stack can see them otherwise: exactly one
-environment owns the shared wiring, and no two environments' networks overlap. They read
-the sibling stack files next to `Pulumi.yaml` (plain values only, never secrets).
+Three checks look across stacks, since no single stack can see them otherwise: exactly one
+environment owns the shared wiring, no two environments' networks overlap, and the
+environments together stay within Oracle's Always Free allowance unless paid usage is
+accepted (`allowPaidShapes`). They read the sibling stack files next to `Pulumi.yaml`
+(plain values only, never secrets).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pulumi
 import yaml
 
 from components import rules
+from components.environment import shapes
 
 PROJECT = "dreamscape-infra"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -91,7 +94,11 @@ class OciSettings:
     ssh_allowed_cidrs: tuple[str, ...]
     admin_ssh_keys: tuple[str, ...]
     image_id: str | None = None
+    """Pinned image OCID; None: the newest Canonical Ubuntu `ubuntu_version` image for the shape."""
     availability_domain: str | None = None
+    """None: the compartment's first availability domain."""
+    ubuntu_version: str = "24.04"
+    """Canonical Ubuntu release looked up when no image is pinned."""
 
 
 @dataclass(frozen=True)
@@ -314,8 +321,13 @@ _OCI = _object(
         "shape": _Field(_string(r"^VM\.[A-Za-z0-9.]+$", "an OCI VM shape like VM.Standard.A1.Flex")),
         "ocpus": _Field(_number(0.125, 128)),
         "memoryGbs": _Field(_number(1, 2048)),
-        "bootVolumeGbs": _Field(_integer(47, 32768), required=False, default=50),
+        "bootVolumeGbs": _Field(
+            _integer(int(shapes.ALWAYS_FREE.min_boot_volume_gbs), 32768), required=False, default=50
+        ),
         "imageId": _Field(_string(r"^ocid1\.image\.[a-z0-9.-]+\.[A-Za-z0-9._-]+$", "an image OCID"), required=False),
+        "ubuntuVersion": _Field(
+            _string(r"^[0-9]{2}\.(04|10)$", "an Ubuntu release like 24.04"), required=False, default="24.04"
+        ),
         "availabilityDomain": _Field(_string(what="an availability domain name"), required=False),
         "vcnCidr": _Field(_cidr),
         "subnetCidr": _Field(_cidr),
@@ -407,6 +419,8 @@ def parse(
     )
     _check_components_unique(settings)
     _check_network(settings.oci)
+    _check_shape(settings.oci)
+    _check_protection(settings)
     if settings.owns_wiring and "dispatchToken" not in raw:
         raise ConfigError(
             f"{PROJECT}:dispatchToken: required on the stack that owns the shared wiring "
@@ -414,6 +428,7 @@ def parse(
         )
     if sibling_stacks:
         _check_across_stacks(settings, sibling_stacks)
+    _check_allowance(settings, allowance_report(environment, settings.oci, sibling_stacks or {}))
     return settings
 
 
@@ -447,6 +462,83 @@ def _check_network(oci: OciSettings) -> None:
     if subnet.version != vcn.version or not subnet.subnet_of(vcn):  # type: ignore[arg-type]
         raise ConfigError(
             f"{PROJECT}:oci.subnetCidr: expected a range inside oci.vcnCidr {oci.vcn_cidr}, got {oci.subnet_cidr!r}"
+        )
+
+
+def _check_shape(oci: OciSettings) -> None:
+    """The shape is one the program knows, sized within what Oracle accepts for it."""
+    try:
+        shape = shapes.shape(oci.shape)
+    except KeyError:
+        raise ConfigError(
+            f"{PROJECT}:oci.shape: expected one of {', '.join(shapes.SHAPES)}, got {oci.shape!r} "
+            f"(another shape needs a row in {shapes.__name__}.SHAPES)"
+        ) from None
+    for key, message in shape.problems(oci.ocpus, oci.memory_gbs):
+        raise ConfigError(f"{PROJECT}:oci.{key}: {message}")
+
+
+def _check_protection(settings: Settings) -> None:
+    reviewers = settings.protection.reviewers
+    if len(reviewers) > MAX_REVIEWERS:
+        raise ConfigError(
+            f"{PROJECT}:protection.reviewers: GitHub accepts at most {MAX_REVIEWERS} reviewers, got {len(reviewers)}"
+        )
+    for i, reviewer in enumerate(reviewers):
+        org, _, team = reviewer.rpartition("/")
+        if team and org and org.lower() != settings.github_owner.lower():
+            raise ConfigError(
+                f"{PROJECT}:protection.reviewers[{i}]: team {reviewer!r} is not a team of githubOwner "
+                f"{settings.github_owner}; an environment's reviewers come from its own organization"
+            )
+
+
+MAX_REVIEWERS = 6
+"""GitHub's limit on an environment's required reviewers (users and teams together)."""
+
+
+def allowance_report(
+    environment: str, oci: OciSettings, siblings: Mapping[str, Mapping[str, Any]]
+) -> shapes.AllowanceReport:
+    """This environment and its sibling stacks against the Always Free allowance.
+
+    A sibling whose `oci` object does not validate is left out: its own stack reports it.
+    """
+    usage: dict[str, OciSettings] = {environment: oci}
+    for name, raw in siblings.items():
+        try:
+            sibling = _OCI(raw.get("oci"), "oci")
+        except ConfigError:
+            continue
+        if sibling.shape in shapes.SHAPES:
+            usage.setdefault(raw.get("environment", name), sibling)
+    order = {env: i for i, env in enumerate(rules.ENVIRONMENTS)}
+    return shapes.allowance_report(sorted(usage.items(), key=lambda item: (order.get(item[0], 99), item[0])))
+
+
+def stack_allowance_report(stack: str, project_dir: Path = PROJECT_DIR) -> shapes.AllowanceReport:
+    """The report of a stack file and its siblings, as the offline plan prints it."""
+    raw = merged_plain_config(stack, project_dir)
+    return allowance_report(
+        raw.get("environment", stack), _OCI(raw.get("oci"), "oci"), sibling_stacks(stack, project_dir)
+    )
+
+
+def _check_allowance(settings: Settings, report: shapes.AllowanceReport) -> None:
+    """Stay within Oracle's Always Free allowance unless this stack accepts paying for more."""
+    mine = report.excesses_of(settings.environment)
+    unsold = [e for e in mine if e.monthly_usd is None]
+    if unsold:
+        raise ConfigError(
+            f"{PROJECT}:oci.shape: {unsold[0].describe()}; choose another shape for "
+            f"{' or '.join(unsold[0].environments)}"
+        )
+    if mine and not settings.allow_paid_shapes:
+        over = "; ".join(e.describe() for e in mine)
+        raise ConfigError(
+            f"{PROJECT}:allowPaidShapes: the stacks together exceed Oracle's Always Free allowance "
+            f"of {report.allowance.as_of}: {over}; shrink an environment or set allowPaidShapes: true "
+            "(in Pulumi.yaml for every stack) to accept the cost"
         )
 
 

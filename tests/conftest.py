@@ -47,7 +47,7 @@ def plan_of() -> Callable[[str], offline.Plan]:
 def run_with() -> Callable[..., offline.Plan]:
     """Run the program for a stack with config keys replaced (values as Python data).
 
-    `mocks` replaces the default provider answers (e.g. to make the owner a user account).
+    `mocks` replaces the offline engine's answers (its `created` and `calls` show what ran).
     """
 
     def run(
@@ -78,3 +78,19 @@ def stack_config() -> Callable[[str], dict[str, Any]]:
 
 def golden_dir() -> Path:
     return ROOT / "tests" / "golden"
+
+
+def only(plan: offline.Plan, type_: str) -> offline.Registered:
+    """The one resource of a type in a plan (fails if there are none or several)."""
+    found = plan.of_type(type_)
+    assert len(found) == 1, f"{len(found)} resources of type {type_}: {[r.name for r in found]}"
+    return found[0]
+
+
+def copy_project(destination: Path) -> Path:
+    """A copy of the program and its stack files, for tests that edit a stack file."""
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, destination / name)
+    for folder in ("components", "tools"):
+        shutil.copytree(ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return destination

@@ -14,7 +14,9 @@ import base64
 import contextlib
 import contextvars
 import hashlib
+import ipaddress
 import json
+import re
 import runpy
 import sys
 import threading
@@ -27,6 +29,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.sync_await import _ensure_event_loop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +55,8 @@ class Registered:
     """Inputs as sent; secret values stay wrapped (see `is_secret`)."""
     outputs: dict[str, Any]
     options: dict[str, Any]
+    id: str | None = None
+    """The provider's id (an OCID for OCI resources); None for components."""
 
     @property
     def parent_name(self) -> str | None:
@@ -127,9 +132,12 @@ def _throwaway_ed25519(seed: str) -> dict[str, str]:
         "publicKeyPem": key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode(),
-        "privateKeyOpenssh": key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-        ).decode(),
+        "privateKeyOpenssh": _openssh_private_key(
+            key.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            ),
+            blob,
+        ),
         "privateKeyPem": key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode(),
@@ -138,8 +146,40 @@ def _throwaway_ed25519(seed: str) -> dict[str, str]:
     }
 
 
-def _ocid(kind: str, name: str) -> str:
-    return f"ocid1.{kind}.oc1.eu-frankfurt-1.offline{hashlib.sha256(name.encode()).hexdigest()[:24]}"
+def _openssh_private_key(seed: bytes, public_blob: bytes) -> str:
+    """An unencrypted OpenSSH ed25519 private key, byte-stable for a given key.
+
+    The format's two "check" integers are random when OpenSSH or `cryptography` write it;
+    here they come from the seed, so rendered files holding a throwaway key never drift.
+    """
+
+    def string(data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + data
+
+    public = public_blob[-32:]
+    check = hashlib.sha256(b"check:" + seed).digest()[:4] * 2
+    private = check + string(b"ssh-ed25519") + string(public) + string(seed + public) + string(b"")
+    private += bytes(range(1, 1 + (-len(private) % 8)))
+    body = (
+        b"openssh-key-v1\0"
+        + string(b"none")
+        + string(b"none")
+        + string(b"")
+        + (1).to_bytes(4, "big")
+        + string(public_blob)
+        + string(private)
+    )
+    text = base64.b64encode(body).decode()
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]  # PEM line length, as Go writes it
+    return "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def _ocid(kind: str, name: str, region: str = "eu-frankfurt-1") -> str:
+    return f"ocid1.{kind}.oc1.{region}.offline{hashlib.sha256(name.encode()).hexdigest()[:24]}"
+
+
+def _number(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
 
 
 ResourceAnswer = Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]
@@ -158,7 +198,8 @@ class InvokeFailedError(Exception):
 class OfflineMocks(pulumi.runtime.Mocks):
     """Answers for the engine: resource outputs echo inputs plus what the provider computes."""
 
-    def __init__(self) -> None:
+    def __init__(self, region: str = "eu-frankfurt-1") -> None:
+        self.region = region
         self.resource_answers: dict[str, ResourceAnswer] = {
             "tls:index/privateKey:PrivateKey": lambda a: _throwaway_ed25519(a.name),
         }
@@ -173,6 +214,17 @@ class OfflineMocks(pulumi.runtime.Mocks):
         """The plan `getOrganization` reports for every organization."""
         self.public_repositories: set[str] = set()
         """`OWNER/NAME`s that `getRepository` reports as public; every other one is private."""
+        self.created: dict[str, dict[str, Any]] = {}
+        """Outputs of each resource by id, for answers that depend on other resources."""
+        self.oci = OciAnswers(self)
+        self.resource_answers.update(self.oci.resource_answers())
+        self.call_answers.update(self.oci.call_answers())
+        self.call_answers.update(
+            {
+                "github:index/getUser:getUser": _github_user,
+                "github:index/getTeam:getTeam": _github_team,
+            }
+        )
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict]:
         outputs = dict(args.inputs)
@@ -180,8 +232,11 @@ class OfflineMocks(pulumi.runtime.Mocks):
         if answer is not None:
             outputs.update(answer(args))
         resource_id = outputs.get("id") or (
-            _ocid("resource", args.name) if args.typ.startswith("oci:") else f"{args.name}-id"
+            _ocid(args.typ.rsplit(":", 1)[-1].lower(), args.name, self.region)
+            if args.typ.startswith("oci:")
+            else f"{args.name}-id"
         )
+        self.created[resource_id] = outputs
         return resource_id, outputs
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list]:
@@ -231,6 +286,230 @@ class OfflineMocks(pulumi.runtime.Mocks):
         }
 
 
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?")
+
+
+def _github_user(args: dict[str, Any]) -> dict[str, Any]:
+    """getUser: the user's numeric id as a string, as the provider sets it."""
+    login = args.get("username") or ""
+    if not _LOGIN.fullmatch(login):
+        raise ValueError(f"GET /users/{login}: 404 Not Found")
+    number = _number(f"user:{login}")
+    return {
+        "id": str(number),
+        "login": login,
+        "username": login,
+        "name": login,
+        "nodeId": f"U_offline{number}",
+        "gpgKeys": [],
+        "sshKeys": [],
+        "siteAdmin": False,
+    }
+
+
+def _github_team(args: dict[str, Any]) -> dict[str, Any]:
+    """getTeam (in the provider's organization): the team's numeric id as a string."""
+    slug = args.get("slug") or ""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", slug):
+        raise ValueError(f"GET /orgs/<owner>/teams/{slug}: 404 Not Found")
+    number = _number(f"team:{slug}")
+    return {
+        "id": str(number),
+        "slug": slug,
+        "name": slug,
+        "nodeId": f"T_offline{number}",
+        "description": "",
+        "privacy": "closed",
+        "permission": "pull",
+        "members": [],
+        "repositories": [],
+        "repositoriesDetaileds": [],
+        "membershipType": "all",
+        "summaryOnly": False,
+        "resultsPerPage": 100,
+        "notificationSetting": "notifications_enabled",
+    }
+
+
+class OciAnswers:
+    """What the OCI provider computes, shaped as its API returns it (camelCase keys).
+
+    Addresses come from documentation ranges (198.51.100.0/24 for public IPs), images and
+    availability domains look like Frankfurt's, every id is a well-formed OCID.
+    """
+
+    IMAGE_DATES = (("2026.04.29-0", "2026-04-30T10:12:44.123Z"), ("2026.05.28-0", "2026-05-29T09:01:02.456Z"))
+    """Two image builds per shape, a month apart: the lookup must pick the later one."""
+
+    def __init__(self, mocks: OfflineMocks) -> None:
+        self.mocks = mocks
+
+    def resource_answers(self) -> dict[str, ResourceAnswer]:
+        return {
+            "oci:Core/vcn:Vcn": self._vcn,
+            "oci:Core/subnet:Subnet": self._subnet,
+            "oci:Core/instance:Instance": self._instance,
+            "oci:Core/publicIp:PublicIp": self._public_ip,
+        }
+
+    def call_answers(self) -> dict[str, CallAnswer]:
+        return {
+            "oci:Core/getImages:getImages": self.images,
+            "oci:Identity/getAvailabilityDomains:getAvailabilityDomains": self.availability_domains,
+            "oci:Core/getPrivateIps:getPrivateIps": self.private_ips,
+        }
+
+    def _ocid(self, kind: str, name: str) -> str:
+        return _ocid(kind, name, self.mocks.region)
+
+    def _vcn(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        return {
+            "state": "AVAILABLE",
+            "defaultSecurityListId": self._ocid("securitylist", a.name + "-default"),
+            "defaultRouteTableId": self._ocid("routetable", a.name + "-default"),
+            "defaultDhcpOptionsId": self._ocid("dhcpoptions", a.name + "-default"),
+            "vcnDomainName": f"{a.inputs.get('dnsLabel', 'vcn')}.oraclevcn.com",
+        }
+
+    def _subnet(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        network = ipaddress.ip_network(a.inputs["cidrBlock"])
+        return {
+            "state": "AVAILABLE",
+            "virtualRouterIp": str(network.network_address + 1),
+            "subnetDomainName": f"{a.inputs.get('dnsLabel', 'subnet')}.vcn.oraclevcn.com",
+        }
+
+    def _instance(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        vnic = a.inputs.get("createVnicDetails") or {}
+        subnet = self.mocks.created.get(vnic.get("subnetId"), {})
+        if "cidrBlock" not in subnet:
+            raise ValueError("LaunchInstance: createVnicDetails.subnetId names no subnet")
+        # OCI keeps a subnet's first two addresses (network, gateway): the first VNIC gets .2.
+        private_ip = str(ipaddress.ip_network(subnet["cidrBlock"]).network_address + 2)
+        public_ip = "" if vnic.get("assignPublicIp") == "false" else f"198.51.100.{_number(a.name) % 200 + 20}"
+        return {
+            "state": "RUNNING",
+            "privateIp": private_ip,
+            "publicIp": public_ip,
+            "region": self.mocks.region,
+            "bootVolumeId": self._ocid("bootvolume", a.name),
+            "faultDomain": "FAULT-DOMAIN-1",
+            "launchMode": "PARAVIRTUALIZED",
+            "timeCreated": "2026-06-01T08:00:00.000Z",
+        }
+
+    def _public_ip(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        if a.inputs.get("lifetime") not in ("RESERVED", "EPHEMERAL"):
+            raise ValueError("CreatePublicIp: lifetime must be RESERVED or EPHEMERAL")
+        assigned = a.inputs.get("privateIpId")
+        return {
+            "ipAddress": f"198.51.100.{_number(a.name) % 200 + 20}",
+            "scope": "REGION",
+            "state": "ASSIGNED" if assigned else "AVAILABLE",
+            "assignedEntityId": assigned or "",
+            "assignedEntityType": "PRIVATE_IP" if assigned else "",
+            "timeCreated": "2026-06-01T08:00:00.000Z",
+        }
+
+    def images(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Platform images for the shape; Ampere shapes get aarch64 builds."""
+        system = args.get("operatingSystem") or "Canonical Ubuntu"
+        version = args.get("operatingSystemVersion") or "24.04"
+        shape = args.get("shape") or ""
+        arch = "aarch64-" if ".A1." in shape or ".A2." in shape else ""
+        prefix = system.replace(" ", "-")
+        images = []
+        for build, created in self.IMAGE_DATES:
+            name = f"{prefix}-{version}-{arch}{build}"
+            images.append(_image(self._ocid("image", name), name, system, version, created, args))
+        descending = (args.get("sortOrder") or "DESC") == "DESC"
+        images.sort(key=lambda i: i["timeCreated"], reverse=descending)
+        return {**{k: v for k, v in args.items() if v is not None}, "id": "images", "images": images}
+
+    def availability_domains(self, args: dict[str, Any]) -> dict[str, Any]:
+        region = self.mocks.region.upper()
+        return {
+            "compartmentId": args.get("compartmentId"),
+            "id": "availability-domains",
+            "availabilityDomains": [
+                {
+                    "compartmentId": args.get("compartmentId"),
+                    "id": self._ocid("ad", str(n)),
+                    "name": f"kIdk:{region}-AD-{n}",
+                }
+                for n in (1, 2, 3)
+            ],
+        }
+
+    def private_ips(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Private IPs by address and subnet: the primary IP of the instance that holds it."""
+        found = []
+        for resource_id, outputs in self.mocks.created.items():
+            vnic = outputs.get("createVnicDetails") or {}
+            if (
+                outputs.get("privateIp") == args.get("ipAddress")
+                and vnic.get("subnetId") == args.get("subnetId")
+                and resource_id.startswith("ocid1.instance.")
+            ):
+                found.append(
+                    {
+                        "availabilityDomain": outputs.get("availabilityDomain", ""),
+                        "cidrPrefixLength": 0,
+                        "compartmentId": outputs.get("compartmentId", ""),
+                        "definedTags": {},
+                        "displayName": outputs.get("privateIp", ""),
+                        "freeformTags": {},
+                        "hostnameLabel": vnic.get("hostnameLabel", ""),
+                        "id": self._ocid("privateip", resource_id),
+                        "ipAddress": outputs["privateIp"],
+                        "ipState": "ASSIGNED",
+                        "ipv4subnetCidrAtCreation": "",
+                        "isPrimary": True,
+                        "isReserved": False,
+                        "lifetime": "EPHEMERAL",
+                        "routeTableId": "",
+                        "subnetId": vnic["subnetId"],
+                        "timeCreated": outputs.get("timeCreated", ""),
+                        "vlanId": "",
+                        "vnicId": self._ocid("vnic", resource_id),
+                    }
+                )
+        return {**{k: v for k, v in args.items() if v is not None}, "id": "private-ips", "privateIps": found}
+
+
+def _image(ocid: str, name: str, system: str, version: str, created: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "agentFeatures": [],
+        "baseImageId": "",
+        "billableSizeInGbs": "0",
+        "compartmentId": "",
+        "createImageAllowed": True,
+        "definedTags": {},
+        "displayName": name,
+        "freeformTags": {},
+        "id": ocid,
+        "imageSourceDetails": [],
+        "instanceId": "",
+        "launchMode": "PARAVIRTUALIZED",
+        "launchOptions": [
+            {
+                "bootVolumeType": "PARAVIRTUALIZED",
+                "firmware": "UEFI_64",
+                "isConsistentVolumeNamingEnabled": True,
+                "isPvEncryptionInTransitEnabled": True,
+                "networkType": "PARAVIRTUALIZED",
+                "remoteDataVolumeType": "PARAVIRTUALIZED",
+            }
+        ],
+        "listingType": "NONE",
+        "operatingSystem": system,
+        "operatingSystemVersion": version,
+        "sizeInMbs": "47694",
+        "state": args.get("state") or "AVAILABLE",
+        "timeCreated": created,
+    }
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, plus what a plan needs: parents and options of each resource.
 
@@ -269,6 +548,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registered.append(
             Registered(
                 urn=response.urn,
+                id=response.id or None,
                 type=request.type,
                 name=request.name,
                 parent=request.parent or None,
@@ -339,7 +619,9 @@ def run(
     """
     if config is None:
         config, secret_keys = stack_config(stack, project_dir)
-    return contextvars.Context().run(_run, stack, project_dir, config, secret_keys or [], mocks or OfflineMocks())
+    if mocks is None:
+        mocks = OfflineMocks(region=config.get("oci:region") or "eu-frankfurt-1")
+    return contextvars.Context().run(_run, stack, project_dir, config, secret_keys or [], mocks)
 
 
 def run_program(
@@ -391,6 +673,9 @@ def _run_with(
     from pulumi.runtime.sync_await import _sync_await
 
     pulumi.runtime.set_mocks(mocks, project=settings_module.PROJECT, stack=stack, preview=False, monitor=monitor)
+    # The SDK's mock settings leave the set of pending outputs to a process-wide default:
+    # give each run its own, or a run that failed hands its failed outputs to the next one.
+    pulumi_settings.SETTINGS.outputs = set()
     pulumi.runtime.set_all_config(config, secret_keys=secret_keys)
     if program is None:
         runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")

@@ -4,7 +4,8 @@
 
 Runs the real program (`__main__.py` and the components) under Pulumi's mock engine with
 the stack's config merged from `Pulumi.yaml` and `Pulumi.<S>.yaml`, then prints the
-resource tree (type, name, parent) with key inputs and a count. Secrets print as
+resource tree (type, name, parent) with key inputs and a count, the outputs, and the
+OCI usage of every environment stack against the Always Free allowance. Secrets print as
 `[secret]`. `--json` writes the same as data; `--render-dir` writes every generated file
 exactly as it would be written (workflow and compose files at
 `DIR/<repository>@<branch>/<path>`, cloud-init at `DIR/oci/<resource>/user-data.yaml`).
@@ -24,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from components import settings as settings_module
 from components.settings import ConfigError
 from tools import offline
 
@@ -129,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    - {item}", file=out)
         else:
             print(f"  {key}: {summarize(value)}", file=out)
+
+    # The same report the cost guard checked before any resource was registered.
+    print("\nOCI usage of all environment stacks against Oracle's Always Free allowance:", file=out)
+    for line in settings_module.stack_allowance_report(args.stack).lines():
+        print(f"  {line}", file=out)
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

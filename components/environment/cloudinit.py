@@ -1,0 +1,193 @@
+"""The VM's cloud-init user-data, built as data and emitted as YAML.
+
+What the first boot sets up (Ubuntu on OCI):
+- the pinned ed25519 host key (the image's host keys deleted, no other type made), password
+  login off, root login off, admin keys for the default user `ubuntu`;
+- a locked `deploy` user whose one `authorized_keys` line forces the deploy program;
+- the deploy program at DEPLOY_PROGRAM_PATH, its state directory;
+- unattended security upgrades;
+- iptables: 80/443 accepted in INPUT (Oracle's images reject all but 22), and a
+  DOCKER-USER rule that drops container traffic to the instance metadata service, which
+  serves this very user-data (host private key included). Both saved with
+  netfilter-persistent so they survive a reboot;
+- Docker engine and the compose plugin, installed only after the rules are saved, so the
+  saved rule set holds none of Docker's own chains (Docker re-creates those at each start).
+
+Changing anything here changes `user_data`, and OCI replaces an instance whose user_data
+changes: the reserved IP and the host key survive, the running release does not.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.environment import deploy_program
+from components.workflows import emit
+
+DEFAULT_USER = "ubuntu"
+"""The default user of Canonical's Ubuntu images; admin keys go to it."""
+METADATA_SERVICE = "169.254.169.254/32"
+DOCKER_PACKAGES = ("docker.io", "docker-compose-v2")
+"""Ubuntu's own builds of the engine and the compose plugin: security fixes arrive through
+the same unattended upgrades as the rest of the system, with no third-party apt key."""
+MAX_USER_DATA_BYTES = 32_000
+"""OCI's limit on an instance's metadata (user_data is stored base64-encoded)."""
+
+
+@dataclass(frozen=True)
+class CloudInitArgs:
+    environment: str
+    host_private_key_openssh: str
+    host_public_key_openssh: str
+    ci_public_key_openssh: str
+    admin_ssh_keys: Sequence[str]
+
+
+@dataclass(frozen=True)
+class IptablesRule:
+    chain: str
+    spec: tuple[str, ...]
+    why: str
+
+
+FIREWALL: tuple[IptablesRule, ...] = (
+    IptablesRule(
+        "INPUT",
+        ("-p", "tcp", "-m", "conntrack", "--ctstate", "NEW", "--dport", "80", "-j", "ACCEPT"),
+        "HTTP: Oracle's Ubuntu images reject every new connection but SSH",
+    ),
+    IptablesRule(
+        "INPUT",
+        ("-p", "tcp", "-m", "conntrack", "--ctstate", "NEW", "--dport", "443", "-j", "ACCEPT"),
+        "HTTPS, as above",
+    ),
+    IptablesRule(
+        "DOCKER-USER",
+        ("-d", METADATA_SERVICE, "-j", "DROP"),
+        "containers never reach the metadata service that serves this user-data",
+    ),
+)
+
+
+def ci_key_comment(environment: str) -> str:
+    return f"dreamscape-ci-{environment}"
+
+
+def firewall_commands(rules: Sequence[IptablesRule] = FIREWALL) -> list[str]:
+    """Shell lines that add each rule once (at the top of its chain), then save them all."""
+    lines = []
+    chains = sorted({r.chain for r in rules} - {"INPUT", "FORWARD", "OUTPUT"})
+    for chain in chains:
+        # Docker creates DOCKER-USER when it starts; creating it first lets the saved rule
+        # set hold our rule, and Docker keeps an existing DOCKER-USER chain as it is.
+        lines.append(f"iptables -n -L {shlex.quote(chain)} >/dev/null 2>&1 || iptables -N {shlex.quote(chain)}")
+    for rule in rules:
+        spec = shlex.join(rule.spec)
+        chain = shlex.quote(rule.chain)
+        lines.append(f"iptables -C {chain} {spec} 2>/dev/null || iptables -I {chain} 1 {spec}")
+    lines.append("netfilter-persistent save")
+    return lines
+
+
+def runcmd() -> list[str]:
+    """The first-boot commands, in order; `set -eu` stops at the first failure."""
+    deploy = deploy_program.DEPLOY_USER
+    return [
+        "set -eu",
+        *firewall_commands(),
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends " + shlex.join(DOCKER_PACKAGES),
+        f"usermod -aG docker {shlex.quote(deploy)}",
+        shlex.join(["install", "-d", "-o", deploy, "-g", deploy, "-m", "0750", deploy_program.STATE_DIR]),
+        "systemctl enable --now docker",
+        "docker compose version",
+    ]
+
+
+def document(args: CloudInitArgs) -> dict[str, Any]:
+    """The cloud-config as data."""
+    ci_line = deploy_program.authorized_keys_line(args.ci_public_key_openssh, ci_key_comment(args.environment))
+    return {
+        "ssh_pwauth": False,
+        "disable_root": True,
+        "ssh_deletekeys": True,
+        # The pinned key exists by then, so nothing is generated: one host key, the pinned one.
+        "ssh_genkeytypes": ["ed25519"],
+        "ssh_keys": {
+            "ed25519_private": args.host_private_key_openssh,
+            "ed25519_public": args.host_public_key_openssh.strip(),
+        },
+        "ssh_authorized_keys": list(args.admin_ssh_keys),
+        "users": [
+            "default",
+            {
+                "name": deploy_program.DEPLOY_USER,
+                "gecos": "Dreamscape deploys (forced command only)",
+                # A real shell: sshd runs the forced command through the user's shell.
+                "shell": "/bin/bash",
+                "lock_passwd": True,
+                "ssh_authorized_keys": [ci_line],
+            },
+        ],
+        "package_update": True,
+        "package_upgrade": True,
+        "packages": ["unattended-upgrades", "iptables-persistent", "netfilter-persistent"],
+        "write_files": [
+            {
+                "path": deploy_program.DEPLOY_PROGRAM_PATH,
+                "owner": "root:root",
+                "permissions": "0755",
+                "content": deploy_program.program_text(),
+            },
+            {
+                "path": "/etc/apt/apt.conf.d/20auto-upgrades",
+                "owner": "root:root",
+                "permissions": "0644",
+                "content": 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n',
+            },
+            {
+                "path": "/etc/docker/daemon.json",
+                "owner": "root:root",
+                "permissions": "0644",
+                # live-restore keeps containers running while an upgrade restarts dockerd;
+                # the local log driver rotates logs on a small boot volume.
+                "content": json.dumps({"live-restore": True, "log-driver": "local"}, indent=2) + "\n",
+            },
+        ],
+        "runcmd": runcmd(),
+    }
+
+
+def render(args: CloudInitArgs) -> str:
+    """The user-data text: `#cloud-config` first (cloud-init requires it), then the header."""
+    return "#cloud-config\n" + emit.dump(document(args), __name__)
+
+
+def size_problem(user_data_base64: str) -> str | None:
+    """Why OCI would refuse this user_data, or None."""
+    if len(user_data_base64) > MAX_USER_DATA_BYTES:
+        return (
+            f"user_data is {len(user_data_base64)} bytes base64-encoded; OCI accepts at most "
+            f"{MAX_USER_DATA_BYTES} bytes of instance metadata"
+        )
+    return None
+
+
+def user_data(
+    environment: str,
+    host_private_key_openssh: pulumi.Input[str],
+    host_public_key_openssh: pulumi.Input[str],
+    ci_public_key_openssh: pulumi.Input[str],
+    admin_ssh_keys: Sequence[str],
+) -> pulumi.Output[str]:
+    """`render()` over the keys' Outputs; secret, since it carries the host private key."""
+    return pulumi.Output.secret(
+        pulumi.Output.all(host_private_key_openssh, host_public_key_openssh, ci_public_key_openssh).apply(
+            lambda k: render(CloudInitArgs(environment, k[0], k[1], k[2], tuple(admin_ssh_keys)))
+        )
+    )

@@ -1,0 +1,145 @@
+"""The environment as the infra repository's pipeline sees it.
+
+- the GitHub environment `<env>` the deploy job runs in: its deployment branch policy comes
+  from the branch rules (production: main and hotfix/*; staging: develop; dev, deployed only
+  by hand: any branch), its reviewers and wait timer from `protection`;
+- the deploy secrets, in one of two layouts: `repository` (the seed's names,
+  `VM_HOST_<ENV>`, `SSH_PRIVATE_KEY_<ENV>`, `SSH_KNOWN_HOSTS_<ENV>`, any GitHub plan) or
+  `environment` (`VM_HOST`, `SSH_PRIVATE_KEY`, `SSH_KNOWN_HOSTS` of environment `<env>`,
+  readable only by jobs that run in it);
+- repository variables the pipeline reads about this environment: `DEPLOY_PLATFORM_<ENV>`
+  (the Docker platform its images are built for) and `DEPLOY_URL_<ENV>`.
+
+It knows nothing of OCI: the host, keys and platform arrive as inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_github as github
+
+from components.environment import keys
+
+LAYOUTS = ("repository", "environment")
+SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
+
+
+@dataclass(frozen=True)
+class GithubSideArgs:
+    environment: str
+    repository: str
+    """The infra repository's name (the provider's owner is the organization)."""
+    layout: str
+    host: pulumi.Input[str]
+    ci_private_key_openssh: pulumi.Input[str]
+    """Secret."""
+    host_public_key_openssh: pulumi.Input[str]
+    platform: str
+    url: pulumi.Input[str]
+    branch_policies: Sequence[str]
+    """Branch name patterns allowed to deploy; empty: any branch."""
+    reviewers: Sequence[str] = ()
+    """User logins and `org/team` slugs."""
+    wait_timer: int = 0
+
+
+def secret_names(environment: str, layout: str) -> dict[str, str]:
+    """Each deploy secret's name in the chosen layout."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown deploy secret layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    suffix = f"_{environment.upper()}" if layout == "repository" else ""
+    return {name: name + suffix for name in SECRETS}
+
+
+def variable_names(environment: str) -> dict[str, str]:
+    return {"platform": f"DEPLOY_PLATFORM_{environment.upper()}", "url": f"DEPLOY_URL_{environment.upper()}"}
+
+
+class GithubSide(pulumi.ComponentResource):
+    environment_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GithubSideArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("dreamscape:environment:GithubSide", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+
+        users = [r for r in args.reviewers if "/" not in r]
+        teams = [r.split("/", 1)[1] for r in args.reviewers if "/" in r]
+        reviewers = None
+        if users or teams:
+            reviewers = [
+                {
+                    "users": [github.get_user_output(username=u, opts=invoke).id.apply(int) for u in users],
+                    "teams": [github.get_team_output(slug=t, opts=invoke).id.apply(int) for t in teams],
+                }
+            ]
+        environment = github.RepositoryEnvironment(
+            f"{name}-environment",
+            repository=args.repository,
+            environment=args.environment,
+            wait_timer=args.wait_timer,
+            reviewers=reviewers,
+            deployment_branch_policy=(
+                {"protected_branches": False, "custom_branch_policies": True} if args.branch_policies else None
+            ),
+            opts=child,
+        )
+        for pattern in args.branch_policies:
+            github.RepositoryEnvironmentDeploymentPolicy(
+                f"{name}-branch-{_slug(pattern)}",
+                repository=args.repository,
+                environment=environment.environment,
+                branch_pattern=pattern,
+                opts=child,
+            )
+
+        host = pulumi.Output.from_input(args.host)
+        values = {
+            "VM_HOST": host,
+            "SSH_PRIVATE_KEY": pulumi.Output.secret(args.ci_private_key_openssh),
+            "SSH_KNOWN_HOSTS": pulumi.Output.all(host, args.host_public_key_openssh).apply(
+                lambda v: keys.known_hosts_line(v[0], v[1]) + "\n"
+            ),
+        }
+        for secret, secret_name in secret_names(args.environment, args.layout).items():
+            suffix = secret.lower().replace("_", "-")
+            if args.layout == "repository":
+                github.ActionsSecret(
+                    f"{name}-{suffix}",
+                    repository=args.repository,
+                    secret_name=secret_name,
+                    value=values[secret],
+                    opts=child,
+                )
+            else:
+                github.ActionsEnvironmentSecret(
+                    f"{name}-{suffix}",
+                    repository=args.repository,
+                    environment=environment.environment,
+                    secret_name=secret_name,
+                    value=values[secret],
+                    opts=child,
+                )
+
+        variables = variable_names(args.environment)
+        github.ActionsVariable(
+            f"{name}-platform",
+            repository=args.repository,
+            variable_name=variables["platform"],
+            value=args.platform,
+            opts=child,
+        )
+        github.ActionsVariable(
+            f"{name}-url", repository=args.repository, variable_name=variables["url"], value=args.url, opts=child
+        )
+
+        self.environment_name = environment.environment
+        self.register_outputs({"environment": self.environment_name})
+
+
+def _slug(pattern: str) -> str:
+    """A resource-name suffix for a branch pattern: `hotfix/*` -> `hotfix-any`."""
+    return pattern.replace("/*", "-any").replace("/", "-").replace("*", "any")

@@ -1,0 +1,344 @@
+"""The VM shapes an environment can use, Oracle's Always Free allowance, and what the rest costs.
+
+Pure Python, no Pulumi. Settings validation and the offline plan both call
+`allowance_report()`, so the figures the plan prints are the figures the cost guard enforces.
+
+Oracle changes the allowance and its prices without notice. Each table below names its
+source and the date its figures were read; to update one, edit the numbers and the date,
+run `make test` and `make plan`, and review what the report now says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+HOURS_PER_MONTH = 744
+"""Hours in the longest month (31 days): the allowance must hold in every month."""
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """A processor family: what images it runs and what an hour of it costs."""
+
+    name: str
+    platform: str
+    """Docker platform of the images this family runs (`docker buildx --platform`)."""
+    ocpu_hour_usd: float | None
+    """List price of one OCPU for one hour; None when Oracle does not sell it (free only)."""
+    memory_gb_hour_usd: float | None
+    """List price of one GB of memory for one hour; None as above."""
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("A1", "linux/arm64", 0.01, 0.0015),
+        Family("E2", "linux/amd64", None, None),
+        Family("E3", "linux/amd64", 0.025, 0.0015),
+        Family("E4", "linux/amd64", 0.025, 0.0015),
+        Family("E5", "linux/amd64", 0.03, 0.002),
+    )
+}
+
+PRICES_SOURCE = "https://www.oracle.com/cloud/compute/pricing/ and https://www.oracle.com/cloud/storage/pricing/"
+PRICES_AS_OF = "2026-06"
+BLOCK_VOLUME_GB_MONTH_USD = 0.0425
+"""Balanced block volume (the boot volume default): $0.0255 storage + 10 VPUs x $0.0017, per GB-month."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    family: str
+    ocpus: tuple[float, float]
+    """Smallest and largest OCPU count the shape accepts (equal for a fixed shape)."""
+    memory_gbs: tuple[float, float]
+    """Smallest and largest total memory, in GB."""
+    memory_per_ocpu_gbs: tuple[float, float] | None = None
+    """For a flexible shape, the memory-to-OCPU ratio it accepts."""
+    pv_encryption_in_transit: bool = True
+    """Whether the boot volume's paravirtualized attachment can be encrypted in transit."""
+    free_pool: str | None = None
+    """Which Always Free allowance the shape draws on: "A1", "E2.1.Micro" or none."""
+
+    @property
+    def flexible(self) -> bool:
+        return self.ocpus[0] != self.ocpus[1]
+
+    @property
+    def platform(self) -> str:
+        return FAMILIES[self.family].platform
+
+    def problems(self, ocpus: float, memory_gbs: float) -> list[tuple[str, str]]:
+        """What this shape refuses in (ocpus, memory): a list of (config key, message)."""
+        found = []
+        low, high = self.ocpus
+        if not self.flexible:
+            if ocpus != low:
+                found.append(("ocpus", f"{self.name} is a fixed shape of {low:g} OCPU, got {ocpus:g}"))
+            if memory_gbs != self.memory_gbs[0]:
+                found.append(
+                    ("memoryGbs", f"{self.name} is a fixed shape of {self.memory_gbs[0]:g} GB, got {memory_gbs:g}")
+                )
+            return found
+        if not (low <= ocpus <= high and ocpus == int(ocpus)):
+            found.append(("ocpus", f"{self.name} accepts {low:g} to {high:g} whole OCPUs, got {ocpus:g}"))
+        mem_low, mem_high = self.memory_gbs
+        if not (mem_low <= memory_gbs <= mem_high and memory_gbs == int(memory_gbs)):
+            found.append(("memoryGbs", f"{self.name} accepts {mem_low:g} to {mem_high:g} whole GB, got {memory_gbs:g}"))
+        elif self.memory_per_ocpu_gbs and ocpus > 0:
+            per_low, per_high = self.memory_per_ocpu_gbs
+            if not per_low * ocpus <= memory_gbs <= per_high * ocpus:
+                found.append(
+                    (
+                        "memoryGbs",
+                        f"{self.name} accepts {per_low:g} to {per_high:g} GB per OCPU, "
+                        f"{per_low * ocpus:g} to {min(per_high * ocpus, mem_high):g} GB for {ocpus:g} OCPU, "
+                        f"got {memory_gbs:g}",
+                    )
+                )
+        return found
+
+
+SHAPES_SOURCE = "https://docs.oracle.com/en-us/iaas/Content/Compute/References/computeshapes.htm"
+SHAPES: dict[str, Shape] = {
+    s.name: s
+    for s in (
+        Shape("VM.Standard.A1.Flex", "A1", (1, 80), (1, 512), (1, 64), free_pool="A1"),
+        # Sold only as Always Free: 1/8 OCPU baseline, bursting; the API reports 1 OCPU, 1 GB.
+        Shape("VM.Standard.E2.1.Micro", "E2", (1, 1), (1, 1), free_pool="E2.1.Micro"),
+        Shape("VM.Standard.E3.Flex", "E3", (1, 100), (1, 1024), (1, 64)),
+        Shape("VM.Standard.E4.Flex", "E4", (1, 114), (1, 1760), (1, 64)),
+        Shape("VM.Standard.E5.Flex", "E5", (1, 94), (1, 1049), (1, 64)),
+    )
+}
+
+
+def shape(name: str) -> Shape:
+    if name not in SHAPES:
+        raise KeyError(f"unknown shape {name!r}; known: {', '.join(SHAPES)} (add a row to SHAPES in {__name__})")
+    return SHAPES[name]
+
+
+def platform_of(shape_name: str) -> str:
+    """The Docker platform an environment of this shape runs: `linux/arm64` or `linux/amd64`."""
+    return shape(shape_name).platform
+
+
+# --- the Always Free allowance ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allowance:
+    source: str
+    as_of: str
+    a1_ocpu_hours: float
+    """VM.Standard.A1.Flex OCPU-hours free per month, across the tenancy."""
+    a1_memory_gb_hours: float
+    """VM.Standard.A1.Flex GB-hours free per month, across the tenancy."""
+    micro_instances: int
+    """VM.Standard.E2.1.Micro instances free (Oracle sells no more than these)."""
+    block_volume_gbs: float
+    """Block volume storage free, boot volumes included."""
+    min_boot_volume_gbs: float
+    """The smallest boot volume Oracle creates; each instance has one."""
+
+
+ALWAYS_FREE = Allowance(
+    source="https://docs.oracle.com/en-us/iaas/Content/FreeTier/freetier_topic-Always_Free_Resources.htm",
+    as_of="2026-06",
+    a1_ocpu_hours=1500,
+    a1_memory_gb_hours=9000,
+    micro_instances=2,
+    block_volume_gbs=200,
+    min_boot_volume_gbs=47,
+)
+"""The one table of Oracle's Always Free figures (halved in June 2026). Update it here."""
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+class Sized(Protocol):
+    """What the report needs of an environment's OCI settings (settings.OciSettings has it)."""
+
+    shape: str
+    ocpus: float
+    memory_gbs: float
+    boot_volume_gbs: int
+
+
+@dataclass(frozen=True)
+class Row:
+    environment: str
+    shape: str
+    ocpus: float
+    memory_gbs: float
+    boot_volume_gbs: float
+
+    @property
+    def ocpu_hours(self) -> float:
+        return self.ocpus * HOURS_PER_MONTH
+
+    @property
+    def memory_gb_hours(self) -> float:
+        return self.memory_gbs * HOURS_PER_MONTH
+
+
+@dataclass(frozen=True)
+class Excess:
+    """One way the environments together go past the allowance."""
+
+    what: str
+    used: float
+    free: float
+    unit: str
+    monthly_usd: float | None
+    """What the excess costs a month at list price; None when Oracle does not sell it."""
+    environments: tuple[str, ...]
+    """The environments that draw on it: any of them could bring the total back under."""
+
+    def describe(self) -> str:
+        cost = "not sold at any price" if self.monthly_usd is None else f"about ${self.monthly_usd:.2f}/month"
+        return f"{self.what} {_n(self.used)} of {_n(self.free)} {self.unit} free ({cost})"
+
+
+@dataclass(frozen=True)
+class AllowanceReport:
+    rows: tuple[Row, ...]
+    excesses: tuple[Excess, ...]
+    allowance: Allowance = ALWAYS_FREE
+
+    @property
+    def within(self) -> bool:
+        return not self.excesses
+
+    @property
+    def monthly_usd(self) -> float:
+        return sum(e.monthly_usd or 0.0 for e in self.excesses)
+
+    def excesses_of(self, environment: str) -> tuple[Excess, ...]:
+        return tuple(e for e in self.excesses if environment in e.environments)
+
+    def totals(self) -> dict[str, float]:
+        a1 = [r for r in self.rows if SHAPES[r.shape].free_pool == "A1"]
+        return {
+            "a1_ocpus": sum(r.ocpus for r in a1),
+            "a1_memory_gbs": sum(r.memory_gbs for r in a1),
+            "a1_ocpu_hours": sum(r.ocpu_hours for r in a1),
+            "a1_memory_gb_hours": sum(r.memory_gb_hours for r in a1),
+            "micro_instances": sum(1 for r in self.rows if SHAPES[r.shape].free_pool == "E2.1.Micro"),
+            "boot_volume_gbs": sum(r.boot_volume_gbs for r in self.rows),
+            "ocpus": sum(r.ocpus for r in self.rows),
+            "memory_gbs": sum(r.memory_gbs for r in self.rows),
+        }
+
+    def lines(self) -> list[str]:
+        """The report as the offline plan prints it."""
+        free = self.allowance
+        t = self.totals()
+        header = (
+            f"{'environment':<12} {'shape':<24} {'OCPU':>5} {'GB':>6} {'boot GB':>8} {'OCPU-h/mo':>10} {'GB-h/mo':>9}"
+        )
+        out = [header]
+        for r in self.rows:
+            out.append(
+                f"{r.environment:<12} {r.shape:<24} {_n(r.ocpus):>5} {_n(r.memory_gbs):>6} "
+                f"{_n(r.boot_volume_gbs):>8} {_n(r.ocpu_hours):>10} {_n(r.memory_gb_hours):>9}"
+            )
+        out.append(f"{'total':<12} {'':<24} {_n(t['ocpus']):>5} {_n(t['memory_gbs']):>6} {_n(t['boot_volume_gbs']):>8}")
+        out.append(
+            f"A1.Flex: {_n(t['a1_ocpu_hours'])} of {_n(free.a1_ocpu_hours)} OCPU-hours, "
+            f"{_n(t['a1_memory_gb_hours'])} of {_n(free.a1_memory_gb_hours)} GB-hours a month "
+            f"({_n(t['a1_ocpus'])} OCPU, {_n(t['a1_memory_gbs'])} GB over {HOURS_PER_MONTH} hours)"
+        )
+        out.append(f"E2.1.Micro: {t['micro_instances']} of {free.micro_instances} instances")
+        out.append(f"Block volume: {_n(t['boot_volume_gbs'])} of {_n(free.block_volume_gbs)} GB (boot volumes)")
+        if self.within:
+            out.append("Within Oracle's Always Free allowance: $0.00/month.")
+        else:
+            for excess in self.excesses:
+                out.append(f"Over: {excess.describe()}; environments: {', '.join(excess.environments)}")
+            out.append(f"Paid usage at list price: about ${self.monthly_usd:.2f}/month (prices of {PRICES_AS_OF}).")
+        out.append(f"Allowance of {free.as_of}: {free.source}")
+        return out
+
+
+def allowance_report(environments: Iterable[tuple[str, Sized]], allowance: Allowance = ALWAYS_FREE) -> AllowanceReport:
+    """Usage of every environment against the allowance, and what goes past it costs."""
+    rows = tuple(
+        Row(env, oci.shape, float(oci.ocpus), float(oci.memory_gbs), float(oci.boot_volume_gbs))
+        for env, oci in environments
+    )
+    excesses: list[Excess] = []
+    a1 = [r for r in rows if shape(r.shape).free_pool == "A1"]
+    a1_family = FAMILIES["A1"]
+    a1_hours = sum(r.ocpu_hours for r in a1)
+    if a1_hours > allowance.a1_ocpu_hours:
+        excesses.append(
+            Excess(
+                "A1.Flex OCPU-hours",
+                a1_hours,
+                allowance.a1_ocpu_hours,
+                "a month",
+                (a1_hours - allowance.a1_ocpu_hours) * (a1_family.ocpu_hour_usd or 0.0),
+                _names(a1),
+            )
+        )
+    a1_gb_hours = sum(r.memory_gb_hours for r in a1)
+    if a1_gb_hours > allowance.a1_memory_gb_hours:
+        excesses.append(
+            Excess(
+                "A1.Flex GB-hours",
+                a1_gb_hours,
+                allowance.a1_memory_gb_hours,
+                "a month",
+                (a1_gb_hours - allowance.a1_memory_gb_hours) * (a1_family.memory_gb_hour_usd or 0.0),
+                _names(a1),
+            )
+        )
+    micro = [r for r in rows if shape(r.shape).free_pool == "E2.1.Micro"]
+    if len(micro) > allowance.micro_instances:
+        excesses.append(
+            Excess("E2.1.Micro instances", len(micro), allowance.micro_instances, "instances", None, _names(micro))
+        )
+    for r in rows:
+        s = shape(r.shape)
+        if s.free_pool is None:
+            family = FAMILIES[s.family]
+            price = None
+            if family.ocpu_hour_usd is not None and family.memory_gb_hour_usd is not None:
+                price = (r.ocpus * family.ocpu_hour_usd + r.memory_gbs * family.memory_gb_hour_usd) * HOURS_PER_MONTH
+            excesses.append(
+                Excess(f"{r.shape} ({r.environment})", r.ocpu_hours, 0, "OCPU-hours", price, (r.environment,))
+            )
+    boot = sum(r.boot_volume_gbs for r in rows)
+    if boot > allowance.block_volume_gbs:
+        excesses.append(
+            Excess(
+                "Block volume GB",
+                boot,
+                allowance.block_volume_gbs,
+                "GB",
+                (boot - allowance.block_volume_gbs) * BLOCK_VOLUME_GB_MONTH_USD,
+                _names(rows),
+            )
+        )
+    return AllowanceReport(rows=rows, excesses=tuple(excesses), allowance=allowance)
+
+
+def _names(rows: Sequence[Row]) -> tuple[str, ...]:
+    return tuple(r.environment for r in rows)
+
+
+def _n(value: float) -> str:
+    """A number as people write it: 1,488 or 0.5."""
+    if math.isclose(value, round(value)):
+        return f"{round(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")

@@ -1,0 +1,180 @@
+"""The environment's GitHub side: the `<env>` environment, deploy secrets in both layouts, variables."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from components import rules
+from components.environment import github_side
+from components.settings import ConfigError
+from tests.conftest import require_tool
+from tools import offline
+
+STACKS = ["dev", "staging", "production"]
+SECRET = "github:index/actionsSecret:ActionsSecret"
+ENV_SECRET = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
+VARIABLE = "github:index/actionsVariable:ActionsVariable"
+ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
+POLICY = "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy"
+
+
+def expected_values(plan: offline.Plan, stack: str) -> dict[str, str]:
+    """What each deploy secret must hold, read from the resources that produce it."""
+    host = plan.of_type("oci:Core/publicIp:PublicIp")[0].outputs["ipAddress"]
+    host_public = offline._unwrap(plan.named(f"{stack}-keys-host").outputs["publicKeyOpenssh"])
+    return {
+        "VM_HOST": host,
+        "SSH_PRIVATE_KEY": offline._unwrap(plan.named(f"{stack}-keys-ci").outputs["privateKeyOpenssh"]),
+        "SSH_KNOWN_HOSTS": f"{host} ssh-ed25519 {host_public.split()[1]}\n",
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_repository_layout_writes_the_seeds_secret_names(stack, plan_of) -> None:
+    plan = plan_of(stack)
+    secrets = {r.plain("secretName"): r for r in plan.of_type(SECRET)}
+    suffix = stack.upper()
+    assert sorted(secrets) == sorted(f"{name}_{suffix}" for name in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"))
+    for name, value in expected_values(plan, stack).items():
+        secret = secrets[f"{name}_{suffix}"]
+        assert secret.plain("repository") == "dreamscape-infra"
+        assert offline.is_secret(secret.inputs["value"]), name
+        assert secret.plain("value") == value, name
+    assert plan.of_type(ENV_SECRET) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_environment_layout_writes_environment_secrets(stack, run_with) -> None:
+    plan = run_with(stack, deploySecretLayout="environment")
+    secrets = {r.plain("secretName"): r for r in plan.of_type(ENV_SECRET)}
+    assert sorted(secrets) == ["SSH_KNOWN_HOSTS", "SSH_PRIVATE_KEY", "VM_HOST"]
+    for name, value in expected_values(plan, stack).items():
+        assert secrets[name].plain("environment") == stack
+        assert secrets[name].plain("repository") == "dreamscape-infra"
+        assert offline.is_secret(secrets[name].inputs["value"])
+        assert secrets[name].plain("value") == value
+    # The environment exists before its secrets are written.
+    environment = plan.of_type(ENVIRONMENT)[0]
+    assert all(environment.urn in s.options["dependsOn"] for s in secrets.values())
+    assert plan.of_type(SECRET) == []
+
+
+@pytest.mark.parametrize(
+    ("stack", "platform"), [("dev", "linux/amd64"), ("staging", "linux/arm64"), ("production", "linux/arm64")]
+)
+def test_variables_describe_the_environment(stack, platform, plan_of) -> None:
+    plan = plan_of(stack)
+    variables = {r.plain("variableName"): r.plain("value") for r in plan.of_type(VARIABLE)}
+    host = plan.outputs["host"]
+    assert variables == {f"DEPLOY_PLATFORM_{stack.upper()}": platform, f"DEPLOY_URL_{stack.upper()}": f"http://{host}"}
+
+
+def test_platform_follows_a_changed_shape(run_with, stack_config) -> None:
+    oci = {**stack_config("dev")["oci"], "shape": "VM.Standard.A1.Flex", "ocpus": 1, "memoryGbs": 6}
+    plan = run_with("dev", oci=oci, allowPaidShapes=True)  # a third A1 OCPU is past the free allowance
+    variables = {r.plain("variableName"): r.plain("value") for r in plan.of_type(VARIABLE)}
+    assert variables["DEPLOY_PLATFORM_DEV"] == "linux/arm64"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_environment_branch_policy_comes_from_the_branch_rules(stack, plan_of) -> None:
+    plan = plan_of(stack)
+    (environment,) = plan.of_type(ENVIRONMENT)
+    assert environment.plain("environment") == stack
+    assert environment.plain("repository") == "dreamscape-infra"
+    patterns = sorted(r.plain("branchPattern") for r in plan.of_type(POLICY))
+    assert patterns == sorted(rules.branch_policies(stack))
+    if patterns:
+        assert environment.plain("deploymentBranchPolicy") == {"protectedBranches": False, "customBranchPolicies": True}
+        assert all(r.plain("environment") == stack for r in plan.of_type(POLICY))
+    else:
+        assert environment.plain("deploymentBranchPolicy") is None  # any branch: dev is deployed by hand
+
+
+def test_branch_policies_per_environment() -> None:
+    assert rules.branch_policies("production") == ("main", "hotfix/*")
+    assert rules.branch_policies("staging") == ("develop",)
+    assert rules.branch_policies("dev") == ()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_protection_is_off_by_default(stack, plan_of) -> None:
+    (environment,) = plan_of(stack).of_type(ENVIRONMENT)
+    assert environment.plain("reviewers") is None
+    assert environment.plain("waitTimer") == 0
+
+
+def test_reviewers_are_resolved_to_numeric_ids(run_with) -> None:
+    mocks = offline.OfflineMocks()
+    plan = run_with(
+        "production", mocks=mocks, protection={"reviewers": ["alice", "DREAMSCAPE-AI/ops-team"], "waitTimer": 15}
+    )
+    (environment,) = plan.of_type(ENVIRONMENT)
+    users = [args for token, args in mocks.calls if token == "github:index/getUser:getUser"]
+    teams = [args for token, args in mocks.calls if token == "github:index/getTeam:getTeam"]
+    assert [u["username"] for u in users] == ["alice"]
+    assert [t["slug"] for t in teams] == ["ops-team"]
+    alice = int(mocks.call_answers["github:index/getUser:getUser"]({"username": "alice"})["id"])
+    ops = int(mocks.call_answers["github:index/getTeam:getTeam"]({"slug": "ops-team"})["id"])
+    assert environment.plain("reviewers") == [{"users": [alice], "teams": [ops]}]
+    assert environment.plain("waitTimer") == 15
+
+
+@pytest.mark.parametrize(
+    ("reviewers", "message"),
+    [
+        (["someone-else/ops"], r"protection\.reviewers\[0\]: team 'someone-else/ops' is not a team of githubOwner"),
+        ([f"user{i}" for i in range(7)], r"protection\.reviewers: GitHub accepts at most 6 reviewers, got 7"),
+    ],
+)
+def test_bad_reviewers_are_refused(reviewers, message, run_with) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_with("production", protection={"reviewers": reviewers})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_github_side_resources_are_children_of_its_component_and_use_the_owners_provider(stack, plan_of) -> None:
+    plan = plan_of(stack)
+    component = plan.named(f"{stack}-github")
+    assert component.type == "dreamscape:environment:GithubSide"
+    github_types = {SECRET, ENV_SECRET, VARIABLE, ENVIRONMENT, POLICY}
+    assert all(r.parent == component.urn for r in plan.resources if r.type in github_types)
+    (provider,) = plan.of_type("pulumi:providers:github")
+    assert provider.plain("owner") == "DREAMSCAPE-AI"
+
+
+def test_secret_names_per_layout() -> None:
+    assert github_side.secret_names("staging", "repository") == {
+        "VM_HOST": "VM_HOST_STAGING",
+        "SSH_PRIVATE_KEY": "SSH_PRIVATE_KEY_STAGING",
+        "SSH_KNOWN_HOSTS": "SSH_KNOWN_HOSTS_STAGING",
+    }
+    assert github_side.secret_names("staging", "environment") == {n: n for n in github_side.SECRETS}
+    with pytest.raises(ValueError, match="unknown deploy secret layout"):
+        github_side.secret_names("staging", "organization")
+
+
+def test_known_hosts_secret_pins_the_host_key_the_vm_is_given(plan_of, tmp_path) -> None:
+    """ssh-keygen finds the host in the secret's line, with the key of the private key cloud-init installs."""
+    tool = require_tool("ssh-keygen", "openssh-client")
+    plan = plan_of("production")
+    host = plan.outputs["host"]
+    secret = next(r for r in plan.of_type(SECRET) if r.plain("secretName") == "SSH_KNOWN_HOSTS_PRODUCTION")
+    (tmp_path / "known_hosts").write_text(secret.plain("value"))
+    host_key = tmp_path / "host_key"
+    host_key.write_text(offline._unwrap(plan.named("production-keys-host").outputs["privateKeyOpenssh"]))
+    host_key.chmod(0o600)
+
+    def run(*args: str) -> str:
+        result = subprocess.run([tool, *args], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    found = run("-F", host, "-f", str(tmp_path / "known_hosts"))
+    derived = run("-y", "-f", str(host_key)).split()
+    assert f"{host} {derived[0]} {derived[1]}" in found.splitlines()
+    (tmp_path / "derived.pub").write_text(" ".join(derived[:2]) + "\n")
+    fingerprint = run("-l", "-E", "sha256", "-f", str(tmp_path / "derived.pub")).split()[1]
+    assert fingerprint == plan.outputs["hostKeyFingerprint"]

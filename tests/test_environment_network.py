@@ -1,0 +1,120 @@
+"""The environment's network as each stack registers it: VCN, gateway, routes, subnet, NSG."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import pytest
+
+from components.settings import ConfigError
+from tests.conftest import only
+from tools import offline
+
+STACKS = ["dev", "staging", "production"]
+NETWORK_TYPES = {
+    "oci:Core/vcn:Vcn",
+    "oci:Core/internetGateway:InternetGateway",
+    "oci:Core/routeTable:RouteTable",
+    "oci:Core/securityList:SecurityList",
+    "oci:Core/subnet:Subnet",
+    "oci:Core/networkSecurityGroup:NetworkSecurityGroup",
+    "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule",
+}
+RULE = "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule"
+
+
+def ingress(plan: offline.Plan, port: int) -> list[str]:
+    """Sources allowed in on a TCP port by the NSG."""
+    sources = []
+    for r in plan.of_type(RULE):
+        rng = (r.plain("tcpOptions") or {}).get("destinationPortRange")
+        if r.plain("direction") == "INGRESS" and rng and rng["min"] <= port <= rng["max"]:
+            assert r.plain("protocol") == "6" and r.plain("sourceType") == "CIDR_BLOCK"
+            sources.append(r.plain("source"))
+    return sources
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_network_resources_follow_the_stack_config(stack, plan_of, stack_config) -> None:
+    plan, oci = plan_of(stack), stack_config(stack)["oci"]
+    vcn = only(plan, "oci:Core/vcn:Vcn")
+    assert vcn.plain("cidrBlocks") == [oci["vcnCidr"]]
+    assert vcn.plain("compartmentId") == oci["compartmentId"]
+    subnet = only(plan, "oci:Core/subnet:Subnet")
+    assert subnet.plain("cidrBlock") == oci["subnetCidr"]
+    assert subnet.plain("vcnId") == vcn.id
+    assert subnet.plain("prohibitPublicIpOnVnic") is False
+    gateway = only(plan, "oci:Core/internetGateway:InternetGateway")
+    assert gateway.plain("enabled") is True and gateway.plain("vcnId") == vcn.id
+    routes = only(plan, "oci:Core/routeTable:RouteTable")
+    assert subnet.plain("routeTableId") == routes.id
+    assert routes.plain("routeRules") == [
+        {"destination": "0.0.0.0/0", "destinationType": "CIDR_BLOCK", "networkEntityId": gateway.id}
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_subnet_names_its_own_security_list_not_the_vcn_default(stack, plan_of) -> None:
+    plan = plan_of(stack)
+    vcn = only(plan, "oci:Core/vcn:Vcn")
+    own = only(plan, "oci:Core/securityList:SecurityList")
+    listed = only(plan, "oci:Core/subnet:Subnet").plain("securityListIds")
+    assert listed == [own.id]
+    assert vcn.outputs["defaultSecurityListId"] not in listed
+    # The list admits nothing but ICMP: every TCP rule lives in the NSG.
+    assert {r["protocol"] for r in own.plain("ingressSecurityRules")} == {"1"}
+    assert not own.plain("egressSecurityRules")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nsg_opens_ssh_to_configured_cidrs_only_and_the_web_to_all(stack, plan_of, stack_config) -> None:
+    plan, oci = plan_of(stack), stack_config(stack)["oci"]
+    nsg = only(plan, "oci:Core/networkSecurityGroup:NetworkSecurityGroup")
+    for rule in plan.of_type(RULE):
+        assert rule.plain("networkSecurityGroupId") == nsg.id
+        assert rule.plain("stateless") is False
+    assert sorted(ingress(plan, 22)) == sorted(oci["sshAllowedCidrs"])
+    assert all(ipaddress.ip_network(cidr).prefixlen > 0 for cidr in ingress(plan, 22))
+    assert ingress(plan, 80) == ["0.0.0.0/0"]
+    assert ingress(plan, 443) == ["0.0.0.0/0"]
+    assert ingress(plan, 3306) == []
+    egress = [r for r in plan.of_type(RULE) if r.plain("direction") == "EGRESS"]
+    assert [(r.plain("protocol"), r.plain("destination")) for r in egress] == [("all", "0.0.0.0/0")]
+
+
+def test_ssh_opens_to_the_internet_only_when_the_config_says_so(run_with, stack_config, caplog) -> None:
+    oci = stack_config("dev")["oci"]
+    with caplog.at_level(logging.WARNING):
+        run_with("dev")
+    assert "SSH is open" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        plan = run_with("dev", oci={**oci, "sshAllowedCidrs": ["0.0.0.0/0"]})
+    assert ingress(plan, 22) == ["0.0.0.0/0"]
+    assert "dev: SSH is open to 0.0.0.0/0 (oci.sshAllowedCidrs)" in caplog.text
+
+
+def test_each_ssh_cidr_gets_its_own_rule(run_with, stack_config) -> None:
+    oci = stack_config("staging")["oci"]
+    cidrs = ["198.51.100.0/24", "192.0.2.7/32", "2001:db8::/32"]
+    plan = run_with("staging", oci={**oci, "sshAllowedCidrs": cidrs})
+    assert sorted(ingress(plan, 22)) == sorted(cidrs)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_network_resources_are_children_of_the_network_component(stack, plan_of) -> None:
+    plan = plan_of(stack)
+    component = plan.named(f"{stack}-network")
+    assert component.type == "dreamscape:environment:Network"
+    children = plan.children_of(component)
+    assert {r.type for r in children} == NETWORK_TYPES
+    assert all(r.name.startswith(f"{stack}-network-") for r in children)
+    assert all(r.parent == component.urn for r in plan.resources if r.type in NETWORK_TYPES)
+
+
+def test_an_ssh_cidr_that_is_not_a_cidr_stops_before_any_resource(run_with, stack_config) -> None:
+    oci = stack_config("production")["oci"]
+    mocks = offline.OfflineMocks()
+    with pytest.raises(ConfigError, match=r"dreamscape-infra:oci\.sshAllowedCidrs\[1\]: expected an IPv4 or IPv6 CIDR"):
+        run_with("production", mocks=mocks, oci={**oci, "sshAllowedCidrs": ["203.0.113.0/24", "my-office"]})
+    assert mocks.created == {}
