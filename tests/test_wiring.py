@@ -39,9 +39,14 @@ def _wired_values(config: dict, repo: dict) -> dict[str, str]:
     }
 
 
+def _wired(plan: offline.Plan, type_: str) -> list[offline.Registered]:
+    """Resources of a type that the shared wiring registered (the environment has its own)."""
+    return [r for r in plan.of_type(type_) if "::dreamscape:wiring:" in r.urn]
+
+
 def _by_repo(plan: offline.Plan, type_: str) -> dict[str, list[offline.Registered]]:
     out: dict[str, list[offline.Registered]] = {}
-    for r in plan.of_type(type_):
+    for r in _wired(plan, type_):
         out.setdefault(r.plain("repository"), []).append(r)
     return out
 
@@ -83,10 +88,10 @@ def test_each_default_repository_gets_trigger_files_and_a_secret(plan_of, stack_
     assert len(repos) == 4
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
-    assert len(plan.of_type(FILE)) == 8
+    assert len(_wired(plan, FILE)) == 8
     secrets = _by_repo(plan, SECRET)
     assert sorted(secrets) == sorted([r["name"] for r in repos] + [config["infraRepository"]])
-    assert plan.of_type(ORG_SECRET) == []
+    assert _wired(plan, ORG_SECRET) == []
     [top] = plan.of_type(WIRING)
     assert top.parent_name == "dreamscape-infra-production"
 
@@ -99,7 +104,7 @@ def test_the_wiring_goes_through_a_provider_for_the_configured_owner(plan_of, st
 
 def test_dispatch_token_stays_secret_in_every_repository(plan_of):
     plan = plan_of("production")
-    secrets = plan.of_type(SECRET)
+    secrets = _wired(plan, SECRET)
     assert len(secrets) == 5
     for r in secrets:
         assert r.plain("secretName") == "DISPATCH_TOKEN"
@@ -132,7 +137,11 @@ def test_the_plan_names_the_token_permissions_the_wiring_needs(plan_of, run_with
 def test_a_stack_that_does_not_own_the_wiring_registers_none_of_it(plan_of, stack):
     plan = plan_of(stack)
     assert plan.outputs["ownsWiring"] is False
-    assert [r.name for r in plan.resources if r.type in GITHUB_TYPES or r.type.startswith("dreamscape:wiring:")] == []
+    assert [
+        r.name for r in plan.resources if r.type.startswith("dreamscape:wiring:") or "dreamscape:wiring:" in r.urn
+    ] == []
+    # What the stack does write to GitHub is its own environment's deploy side.
+    assert all("dreamscape:environment:" in r.urn for r in plan.resources if r.type in GITHUB_TYPES)
     assert plan.outputs["workflowFiles"] == []
     assert "githubTokenNeeds" not in plan.outputs
 
@@ -200,7 +209,7 @@ def test_one_repository(run_with, stack_config):
     plan = run_with("production", sourceRepositories=repos)
     config = {**stack_config("production"), "sourceRepositories": repos}
     _check_repository_wiring(plan, config, repos[0])
-    assert len(plan.of_type(FILE)) == 2
+    assert len(_wired(plan, FILE)) == 2
     assert sorted(_by_repo(plan, SECRET)) == sorted(["svc-00", config["infraRepository"]])
     assert len(plan.of_type(REPO_WIRING)) == 1
 
@@ -211,8 +220,8 @@ def test_thirty_repositories(run_with, stack_config):
     config = {**stack_config("production"), "sourceRepositories": repos}
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
-    assert len(plan.of_type(FILE)) == 60
-    assert len(plan.of_type(SECRET)) == 31
+    assert len(_wired(plan, FILE)) == 60
+    assert len(_wired(plan, SECRET)) == 31
     assert len(plan.outputs["workflowFiles"]) == 60
 
 
@@ -234,8 +243,8 @@ def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_wit
     mocks = offline.OfflineMocks()
     plan = run_with("production", mocks=mocks, dispatchTokenScope="organization")
     config = stack_config("production")
-    assert plan.of_type(SECRET) == []
-    [secret] = plan.of_type(ORG_SECRET)
+    assert _wired(plan, SECRET) == []
+    [secret] = _wired(plan, ORG_SECRET)
     assert secret.parent_name == "wiring"
     assert secret.plain("secretName") == "DISPATCH_TOKEN"
     assert secret.plain("visibility") == "selected"
@@ -249,7 +258,7 @@ def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_wit
     [(_, org_args)] = [c for c in mocks.calls if c[0].endswith("getOrganization")]
     assert org_args["name"] == owner and org_args["summaryOnly"] is True
     # The repositories still get their trigger files.
-    assert len(plan.of_type(FILE)) == 8
+    assert len(_wired(plan, FILE)) == 8
 
 
 def test_organization_scope_with_a_user_account_is_a_config_error(run_with, stack_config):
@@ -259,7 +268,7 @@ def test_organization_scope_with_a_user_account_is_a_config_error(run_with, stac
         run_with("production", mocks=mocks, dispatchTokenScope="organization")
     # The same owner with repository scope is fine: user accounts have repository secrets.
     plan = run_with("production", mocks=mocks, dispatchTokenScope="repository")
-    assert len(plan.of_type(SECRET)) == 5
+    assert len(_wired(plan, SECRET)) == 5
 
 
 def test_organization_scope_on_the_free_plan_refuses_private_repositories(run_with, stack_config):
@@ -280,7 +289,7 @@ def test_organization_scope_on_the_free_plan_refuses_private_repositories(run_wi
 def test_the_token_is_never_in_the_plan_output_or_its_json(tmp_path, capsys, run_with):
     sentinel = "ghp_" + "S3cr3tT0k3nThatMustNeverPrint" * 2
     plan = run_with("production", secret={"dispatchToken": sentinel})
-    assert {r.plain("value") for r in plan.of_type(SECRET)} == {sentinel}
+    assert {r.plain("value") for r in _wired(plan, SECRET)} == {sentinel}
     plan_tool.print_tree(plan, __import__("sys").stdout)
     text = json.dumps(plan_tool.as_json(plan))
     assert sentinel not in capsys.readouterr().out
@@ -295,14 +304,18 @@ def test_the_token_is_never_in_the_plan_output_or_its_json(tmp_path, capsys, run
 
 def test_plan_renders_eight_trigger_files(tmp_path, capsys):
     assert plan_tool.main(["--stack", "production", "--render-dir", str(tmp_path)]) == 0
-    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    written = sorted(
+        p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yml") if "trigger-central-cicd" in p.name
+    )
     repos = ("dreamscape-docs", "dreamscape-frontend", "dreamscape-services", "dreamscape-tests")
     assert written == sorted(
         f"{repo}@{branch}/.github/workflows/trigger-central-cicd.yml"
         for repo in repos
         for branch in ("develop", "main")
     )
-    assert "Wrote 8 generated files" in capsys.readouterr().out
+    # and the environment's cloud-init beside them
+    assert (tmp_path / "oci" / "production-vm-instance" / "user-data.yaml").is_file()
+    assert "Wrote 9 generated files" in capsys.readouterr().out
 
 
 # --- the component on its own -----------------------------------------------------------------------
@@ -330,7 +343,7 @@ def test_infra_files_go_to_the_infra_repository_default_branch():
         built.append(wiring.SharedWiring("w", _args(infra_files={central: "name: central\n"})))
 
     plan = offline.run_program(program)
-    [infra_file] = [r for r in plan.of_type(FILE) if r.plain("repository") == "infra"]
+    [infra_file] = [r for r in _wired(plan, FILE) if r.plain("repository") == "infra"]
     assert infra_file.plain("file") == central
     assert infra_file.plain("branch") == "main"  # the default branch getRepository reports
     assert infra_file.plain("content") == "name: central\n"
