@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: plan test lint format golden bench clean
+.PHONY: plan test lint format golden bench bench-deploy clean
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ golden: $(VENV)/.installed
 ## bench: the performance table (bench/)
 bench: $(VENV)/.installed
 	$(PY) tools/bench.py
+
+## bench-deploy: the deploy's own overhead over a local sshd, median of 20 runs (root)
+bench-deploy: $(VENV)/.installed
+	$(PY) tools/bench_deploy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build
