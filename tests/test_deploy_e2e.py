@@ -60,8 +60,10 @@ def deploy_server() -> Iterator[DeployServer]:
             pytest.fail(message + " - CI=true requires it")
         pytest.skip(message)
     server = DeployServer().start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -471,17 +473,19 @@ def test_a_deploy_that_waits_too_long_names_the_lock_holder(server: DeployServer
 # --- what the CI key cannot do ----------------------------------------------------------------------
 
 
+FORCED = "Starting session: forced-command (key-option) '/usr/local/sbin/dreamscape-deploy'"
+
+
 @pytest.mark.parametrize("command", ["id", "bash", "bash -i", "sh -c id", "/bin/sh", "exec id", "deploy; id"])
 def test_the_ci_key_runs_the_deploy_program_whatever_command_is_asked(server: DeployServer, command: str) -> None:
+    forced_before = server.log_path.read_text().count(FORCED)
     result = server.ssh(command)
     stdout, stderr = text(result)
     assert result.returncode == deploy_program.EXIT["BAD_INPUT"]
     assert "uid=" not in stdout + stderr
     assert "dreamscape-deploy: refused: " in stderr
-    assert (
-        "Starting session: forced-command (key-option) '/usr/local/sbin/dreamscape-deploy'"
-        in server.log_path.read_text()
-    )
+    assert server.log_path.read_text().count(FORCED) == forced_before + 1
+    assert server.calls() == []
 
 
 def test_no_command_and_no_shell(server: DeployServer) -> None:
@@ -498,6 +502,7 @@ def test_no_command_and_no_shell(server: DeployServer) -> None:
 def test_scp_is_refused(server: DeployServer, tmp_path: Path, protocol: tuple[str, ...], forced: str) -> None:
     source = tmp_path / "payload"
     source.write_text("not for the VM")
+    forced_before = server.log_path.read_text().count(FORCED)
     options = ["-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
     destination = f"{server.user}@127.0.0.1:copied"
     result = subprocess.run(
@@ -509,7 +514,7 @@ def test_scp_is_refused(server: DeployServer, tmp_path: Path, protocol: tuple[st
     assert result.returncode != 0
     assert not (server.home / "copied").exists()
     assert server.calls() == []
-    assert "forced-command (key-option) '/usr/local/sbin/dreamscape-deploy'" in server.log_path.read_text()
+    assert server.log_path.read_text().count(FORCED) == forced_before + 1
     (line,) = server.syslog()
     assert "result=refused reason=unknown command" in line and f"command={forced!r}" in line, line
 
@@ -603,6 +608,7 @@ def test_agent_forwarding_is_refused(server: DeployServer, tmp_path: Path) -> No
 
 
 def test_a_terminal_is_refused(server: DeployServer) -> None:
+    # -tt: with no local terminal a single -t requests no PTY at all.
     ci = server.ssh("status", options=("-tt",))
     assert ci.returncode == 255
     assert "PTY allocation request failed" in text(ci)[1]
