@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: plan test lint format golden bench bench-deploy clean
+.PHONY: plan test lint format golden bench clean
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(PY) tools/bench.py
 
 ## bench-deploy: the deploy's own overhead over a local sshd, median of 20 runs (root)
+.PHONY: bench-deploy
 bench-deploy: $(VENV)/.installed
 	$(PY) tools/bench_deploy.py
 
