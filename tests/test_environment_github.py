@@ -20,6 +20,15 @@ ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
 POLICY = "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy"
 
 
+def _wiring(resource: offline.Registered) -> bool:
+    """Registered by the shared wiring (its DISPATCH_TOKEN secrets), not by the environment."""
+    return "::dreamscape:wiring:" in resource.urn
+
+
+def _own(plan: offline.Plan, type_: str) -> list[offline.Registered]:
+    return [r for r in plan.of_type(type_) if not _wiring(r)]
+
+
 def expected_values(plan: offline.Plan, stack: str) -> dict[str, str]:
     """What each deploy secret must hold, read from the resources that produce it."""
     host = plan.of_type("oci:Core/publicIp:PublicIp")[0].outputs["ipAddress"]
@@ -34,7 +43,7 @@ def expected_values(plan: offline.Plan, stack: str) -> dict[str, str]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_repository_layout_writes_the_seeds_secret_names(stack, plan_of) -> None:
     plan = plan_of(stack)
-    secrets = {r.plain("secretName"): r for r in plan.of_type(SECRET)}
+    secrets = {r.plain("secretName"): r for r in _own(plan, SECRET)}
     suffix = stack.upper()
     assert sorted(secrets) == sorted(f"{name}_{suffix}" for name in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"))
     for name, value in expected_values(plan, stack).items():
@@ -42,13 +51,13 @@ def test_repository_layout_writes_the_seeds_secret_names(stack, plan_of) -> None
         assert secret.plain("repository") == "dreamscape-infra"
         assert offline.is_secret(secret.inputs["value"]), name
         assert secret.plain("value") == value, name
-    assert plan.of_type(ENV_SECRET) == []
+    assert _own(plan, ENV_SECRET) == []
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_environment_layout_writes_environment_secrets(stack, run_with) -> None:
     plan = run_with(stack, deploySecretLayout="environment")
-    secrets = {r.plain("secretName"): r for r in plan.of_type(ENV_SECRET)}
+    secrets = {r.plain("secretName"): r for r in _own(plan, ENV_SECRET)}
     assert sorted(secrets) == ["SSH_KNOWN_HOSTS", "SSH_PRIVATE_KEY", "VM_HOST"]
     for name, value in expected_values(plan, stack).items():
         assert secrets[name].plain("environment") == stack
@@ -56,9 +65,9 @@ def test_environment_layout_writes_environment_secrets(stack, run_with) -> None:
         assert offline.is_secret(secrets[name].inputs["value"])
         assert secrets[name].plain("value") == value
     # The environment exists before its secrets are written.
-    environment = plan.of_type(ENVIRONMENT)[0]
+    environment = _own(plan, ENVIRONMENT)[0]
     assert all(environment.urn in s.options["dependsOn"] for s in secrets.values())
-    assert plan.of_type(SECRET) == []
+    assert _own(plan, SECRET) == []
 
 
 @pytest.mark.parametrize(
@@ -66,7 +75,7 @@ def test_environment_layout_writes_environment_secrets(stack, run_with) -> None:
 )
 def test_variables_describe_the_environment(stack, platform, plan_of) -> None:
     plan = plan_of(stack)
-    variables = {r.plain("variableName"): r.plain("value") for r in plan.of_type(VARIABLE)}
+    variables = {r.plain("variableName"): r.plain("value") for r in _own(plan, VARIABLE)}
     host = plan.outputs["host"]
     assert variables == {f"DEPLOY_PLATFORM_{stack.upper()}": platform, f"DEPLOY_URL_{stack.upper()}": f"http://{host}"}
 
@@ -74,21 +83,21 @@ def test_variables_describe_the_environment(stack, platform, plan_of) -> None:
 def test_platform_follows_a_changed_shape(run_with, stack_config) -> None:
     oci = {**stack_config("dev")["oci"], "shape": "VM.Standard.A1.Flex", "ocpus": 1, "memoryGbs": 6}
     plan = run_with("dev", oci=oci, allowPaidShapes=True)  # a third A1 OCPU is past the free allowance
-    variables = {r.plain("variableName"): r.plain("value") for r in plan.of_type(VARIABLE)}
+    variables = {r.plain("variableName"): r.plain("value") for r in _own(plan, VARIABLE)}
     assert variables["DEPLOY_PLATFORM_DEV"] == "linux/arm64"
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_environment_branch_policy_comes_from_the_branch_rules(stack, plan_of) -> None:
     plan = plan_of(stack)
-    (environment,) = plan.of_type(ENVIRONMENT)
+    (environment,) = _own(plan, ENVIRONMENT)
     assert environment.plain("environment") == stack
     assert environment.plain("repository") == "dreamscape-infra"
-    patterns = sorted(r.plain("branchPattern") for r in plan.of_type(POLICY))
+    patterns = sorted(r.plain("branchPattern") for r in _own(plan, POLICY))
     assert patterns == sorted(rules.branch_policies(stack))
     if patterns:
         assert environment.plain("deploymentBranchPolicy") == {"protectedBranches": False, "customBranchPolicies": True}
-        assert all(r.plain("environment") == stack for r in plan.of_type(POLICY))
+        assert all(r.plain("environment") == stack for r in _own(plan, POLICY))
     else:
         assert environment.plain("deploymentBranchPolicy") is None  # any branch: dev is deployed by hand
 
@@ -111,7 +120,7 @@ def test_reviewers_are_resolved_to_numeric_ids(run_with) -> None:
     plan = run_with(
         "production", mocks=mocks, protection={"reviewers": ["alice", "DREAMSCAPE-AI/ops-team"], "waitTimer": 15}
     )
-    (environment,) = plan.of_type(ENVIRONMENT)
+    (environment,) = _own(plan, ENVIRONMENT)
     users = [args for token, args in mocks.calls if token == "github:index/getUser:getUser"]
     teams = [args for token, args in mocks.calls if token == "github:index/getTeam:getTeam"]
     assert [u["username"] for u in users] == ["alice"]
@@ -140,7 +149,7 @@ def test_github_side_resources_are_children_of_its_component_and_use_the_owners_
     component = plan.named(f"{stack}-github")
     assert component.type == "dreamscape:environment:GithubSide"
     github_types = {SECRET, ENV_SECRET, VARIABLE, ENVIRONMENT, POLICY}
-    assert all(r.parent == component.urn for r in plan.resources if r.type in github_types)
+    assert all(r.parent == component.urn for r in plan.resources if r.type in github_types and not _wiring(r))
     (provider,) = plan.of_type("pulumi:providers:github")
     assert provider.plain("owner") == "DREAMSCAPE-AI"
 
@@ -161,7 +170,7 @@ def test_known_hosts_secret_pins_the_host_key_the_vm_is_given(plan_of, tmp_path)
     tool = require_tool("ssh-keygen", "openssh-client")
     plan = plan_of("production")
     host = plan.outputs["host"]
-    secret = next(r for r in plan.of_type(SECRET) if r.plain("secretName") == "SSH_KNOWN_HOSTS_PRODUCTION")
+    secret = next(r for r in _own(plan, SECRET) if r.plain("secretName") == "SSH_KNOWN_HOSTS_PRODUCTION")
     (tmp_path / "known_hosts").write_text(secret.plain("value"))
     host_key = tmp_path / "host_key"
     host_key.write_text(offline._unwrap(plan.named("production-keys-host").outputs["privateKeyOpenssh"]))

@@ -16,7 +16,6 @@ Exit codes: 0 planned, 2 bad configuration (the message names the key), 1 anythi
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components import settings as settings_module
+from components.environment import cloudinit
 from components.settings import ConfigError
 from tools import offline
 
@@ -87,7 +87,7 @@ def render(plan: offline.Plan, directory: Path) -> list[Path]:
         user_data = (r.plain("metadata") or {}).get("user_data")
         if user_data:
             path = directory / "oci" / r.name / "user-data.yaml"
-            written.append(_write(path, base64.b64decode(user_data).decode()))
+            written.append(_write(path, cloudinit.decode(user_data)))
     return written
 
 

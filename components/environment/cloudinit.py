@@ -19,6 +19,8 @@ changes: the reserved IP and the host key survive, the running release does not.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import shlex
 from collections.abc import Sequence
@@ -166,6 +168,26 @@ def document(args: CloudInitArgs) -> dict[str, Any]:
 def render(args: CloudInitArgs) -> str:
     """The user-data text: `#cloud-config` first (cloud-init requires it), then the header."""
     return "#cloud-config\n" + emit.dump(document(args), __name__)
+
+
+def encode(text: str) -> str:
+    """user_data as OCI stores it: base64 of the gzip-compressed text.
+
+    cloud-init decompresses gzip user-data by itself. Compression keeps the deploy program
+    and the rest well inside OCI's metadata limit; `mtime=0` keeps the bytes identical from
+    run to run, since any change to user_data replaces the instance.
+    """
+    encoded = base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode()
+    problem = size_problem(encoded)
+    if problem:
+        raise ValueError(problem)
+    return encoded
+
+
+def decode(user_data_base64: str) -> str:
+    """The text of a user_data value (gzip-compressed or plain, as cloud-init accepts both)."""
+    raw = base64.b64decode(user_data_base64)
+    return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
 
 
 def size_problem(user_data_base64: str) -> str | None:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,14 +58,6 @@ def newest_image(images: Sequence[Any], shape: str, version: str) -> str:
 
 def _get(item: Any, key: str) -> Any:
     return item[key] if isinstance(item, Mapping) else getattr(item, key)
-
-
-def encode_user_data(text: str) -> str:
-    encoded = base64.b64encode(text.encode()).decode()
-    problem = cloudinit.size_problem(encoded)
-    if problem:
-        raise ValueError(problem)
-    return encoded
 
 
 class Instance(pulumi.ComponentResource):
@@ -123,7 +114,7 @@ class Instance(pulumi.ComponentResource):
                 "assign_private_dns_record": True,
                 "hostname_label": f"dreamscape-{args.environment}",
             },
-            metadata={"user_data": pulumi.Output.from_input(args.user_data).apply(encode_user_data)},
+            metadata={"user_data": pulumi.Output.from_input(args.user_data).apply(cloudinit.encode)},
             instance_options={"are_legacy_imds_endpoints_disabled": True},
             # The create-time field and its updatable twin under launch_options, which is
             # also what CIS benchmark scanners read back from the instance.
