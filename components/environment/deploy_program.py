@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from components import rules
+
 DEPLOY_USER = "deploy"
 DEPLOY_PROGRAM_PATH = "/usr/local/sbin/dreamscape-deploy"
 STATE_DIR = "/var/lib/dreamscape-deploy"
@@ -27,3 +29,16 @@ def authorized_keys_line(public_key_openssh: str, comment: str) -> str:
     if len(parts) < 2 or parts[0] != "ssh-ed25519":
         raise ValueError("expected an ssh-ed25519 public key in OpenSSH format")
     return f'restrict,command="{DEPLOY_PROGRAM_PATH}" {parts[0]} {parts[1]} {comment}'
+
+
+def image_variable(component: str) -> str:
+    """The compose variable that carries a component's image: `auth-service` -> `AUTH_SERVICE_IMAGE`.
+
+    The deploy program sets it for each component it deploys; the environment's compose file
+    reads the service's image from it. A name starting with a digit gets a leading `_`, so the
+    variable stays a valid name and no two components share one.
+    """
+    if not rules.is_component(component):
+        raise ValueError(f"not a component name: {component!r}")
+    name = component.upper().replace("-", "_") + "_IMAGE"
+    return "_" + name if name[0].isdigit() else name
