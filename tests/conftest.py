@@ -45,9 +45,14 @@ def plan_of() -> Callable[[str], offline.Plan]:
 
 @pytest.fixture
 def run_with() -> Callable[..., offline.Plan]:
-    """Run the program for a stack with config keys replaced (values as Python data)."""
+    """Run the program for a stack with config keys replaced (values as Python data).
 
-    def run(stack: str, secret: dict[str, str] | None = None, **changes: Any) -> offline.Plan:
+    `mocks` replaces the default provider answers (e.g. to make the owner a user account).
+    """
+
+    def run(
+        stack: str, secret: dict[str, str] | None = None, mocks: offline.OfflineMocks | None = None, **changes: Any
+    ) -> offline.Plan:
         config, secret_keys = offline.stack_config(stack)
         for key, value in changes.items():
             full = f"dreamscape-infra:{key}"
@@ -58,7 +63,7 @@ def run_with() -> Callable[..., offline.Plan]:
         for key, value in (secret or {}).items():
             config[f"dreamscape-infra:{key}"] = value
             secret_keys.append(f"dreamscape-infra:{key}")
-        return offline.run(stack, config=config, secret_keys=secret_keys)
+        return offline.run(stack, config=config, secret_keys=secret_keys, mocks=mocks)
 
     return run
 

@@ -141,6 +141,15 @@ ResourceAnswer = Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]
 CallAnswer = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+class InvokeFailedError(Exception):
+    """Raised by a call answer to fail the invoke as the provider would (the program sees an error)."""
+
+    def __init__(self, reason: str, property_name: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.property_name = property_name
+
+
 class OfflineMocks(pulumi.runtime.Mocks):
     """Answers for the engine: resource outputs echo inputs plus what the provider computes."""
 
@@ -150,8 +159,15 @@ class OfflineMocks(pulumi.runtime.Mocks):
         }
         self.call_answers: dict[str, CallAnswer] = {
             "github:index/getRepository:getRepository": self._repository,
+            "github:index/getOrganization:getOrganization": self._organization,
         }
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.user_accounts: set[str] = set()
+        """Logins that are user accounts, not organizations (GitHub answers 404 on /orgs/<login>)."""
+        self.organization_plan = "team"
+        """The plan `getOrganization` reports for every organization."""
+        self.public_repositories: set[str] = set()
+        """`OWNER/NAME`s that `getRepository` reports as public; every other one is private."""
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict]:
         outputs = dict(args.inputs)
@@ -163,15 +179,17 @@ class OfflineMocks(pulumi.runtime.Mocks):
         )
         return resource_id, outputs
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list | None]:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list]:
         self.calls.append((args.token, dict(args.args)))
         answer = self.call_answers.get(args.token)
         if answer is None:
             raise NotImplementedError(f"the offline engine has no answer for {args.token}; add one to tools/offline.py")
-        return answer(dict(args.args)), None
+        try:
+            return answer(dict(args.args)), []
+        except InvokeFailedError as failure:
+            return {}, [(failure.property_name, failure.reason)]
 
-    @staticmethod
-    def _repository(args: dict[str, Any]) -> dict[str, Any]:
+    def _repository(self, args: dict[str, Any]) -> dict[str, Any]:
         full = args.get("fullName") or args.get("name")
         name = full.split("/")[-1]
         number = int(hashlib.sha256(full.encode()).hexdigest()[:7], 16)
@@ -182,8 +200,29 @@ class OfflineMocks(pulumi.runtime.Mocks):
             "repoId": number,
             "nodeId": f"R_offline{number}",
             "defaultBranch": "main",
-            "visibility": "private",
+            "visibility": "public" if full in self.public_repositories else "private",
             "archived": False,
+        }
+
+    def _organization(self, args: dict[str, Any]) -> dict[str, Any]:
+        """GET /orgs/<name>, as the provider reads it; a user account is a 404, as on GitHub."""
+        login = args["name"]
+        if login in self.user_accounts:
+            raise InvokeFailedError(f"GET https://api.github.com/orgs/{login}: 404 Not Found []")
+        number = int(hashlib.sha256(login.encode()).hexdigest()[:7], 16)
+        return {
+            "id": str(number),
+            "login": login,
+            "name": login,
+            "orgname": login,
+            "nodeId": f"O_offline{number}",
+            "description": "",
+            "plan": self.organization_plan,
+            "summaryOnly": bool(args.get("summaryOnly")),
+            "ignoreArchivedRepos": False,
+            "repositories": [],
+            "members": [],
+            "users": [],
         }
 
 

@@ -1,0 +1,213 @@
+"""The shared wiring: what connects the source repositories to the central pipeline.
+
+Registered by exactly one stack (`wiringStack`). For each source repository, a child
+component named after it (so its URNs do not move when the list is reordered) writes the
+trigger workflow on every long-lived branch (a push runs the workflow file from its own tree)
+and the repository variables the trigger reads. `DISPATCH_TOKEN` goes either into each source
+repository and the infra repository (`repository` scope) or into one organization secret
+limited to those repositories (`organization` scope). Files for the infra repository's default
+branch (the central pipeline) come in through `SharedWiringArgs.infra_files`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_github as github
+
+from components.settings import PROJECT, Commit, ConfigError, SourceRepository
+from components.workflows import trigger
+
+REPOSITORY_SCOPE = "repository"
+ORGANIZATION_SCOPE = "organization"
+
+
+@dataclass(frozen=True)
+class SharedWiringArgs:
+    owner: str
+    """The GitHub user or organization that owns every repository below."""
+    infra_repository: str
+    """Where the central pipeline runs; the trigger sends its dispatch events there."""
+    source_repositories: tuple[SourceRepository, ...]
+    dispatch_token: pulumi.Output[str]
+    """Secret: may create dispatch events on the infra repository and read the source ones."""
+    dispatch_token_scope: str
+    """`repository`: one secret per repository; `organization`: one organization secret."""
+    commit: Commit
+    """Message and author of the commits that write workflow files."""
+    infra_files: Mapping[str, str] = field(default_factory=dict)
+    """Path -> content, written on the infra repository's default branch (the central pipeline)."""
+
+
+@dataclass(frozen=True)
+class SourceRepositoryWiringArgs:
+    repository: SourceRepository
+    variables: Mapping[str, str]
+    commit: Commit
+    dispatch_token: pulumi.Output[str] | None
+    """Set with `repository` scope: the repository gets its own DISPATCH_TOKEN secret."""
+
+
+def required_token_permissions(scope: str) -> tuple[str, ...]:
+    """What the credential `pulumi up` runs the GitHub provider with needs, for the wiring."""
+    needs = [
+        "workflow (classic) / Workflows: read and write (fine-grained): write .github/workflows/*",
+        "repo (classic) / Contents, Secrets, Variables: read and write (fine-grained): files, secrets, variables",
+    ]
+    if scope == ORGANIZATION_SCOPE:
+        needs.append("admin:org (classic) / organization Secrets: read and write (fine-grained): the DISPATCH_TOKEN")
+    return tuple(needs)
+
+
+class SourceRepositoryWiring(pulumi.ComponentResource):
+    """One source repository: its trigger files, the variables they read, maybe its secret."""
+
+    def __init__(self, name: str, args: SourceRepositoryWiringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("dreamscape:wiring:SourceRepositoryWiring", name, None, opts)
+        repo = args.repository.name
+        content = trigger.render()
+        self.files: list[github.RepositoryFile] = []
+        for branch in trigger.BRANCHES:
+            self.files.append(
+                github.RepositoryFile(
+                    f"{name}-trigger-{branch}",
+                    repository=repo,
+                    branch=branch,
+                    file=trigger.PATH,
+                    content=content,
+                    commit_message=args.commit.message,
+                    commit_author=args.commit.author_name,
+                    commit_email=args.commit.author_email,
+                    # Adopt the copy the old hand setup left there instead of failing on it.
+                    overwrite_on_create=True,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+        self.variables = [
+            github.ActionsVariable(
+                f"{name}-var-{variable.lower().replace('_', '-')}",
+                repository=repo,
+                variable_name=variable,
+                value=value,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for variable, value in args.variables.items()
+        ]
+        self.secret: github.ActionsSecret | None = None
+        if args.dispatch_token is not None:
+            self.secret = _repository_secret(f"{name}-dispatch-token", repo, args.dispatch_token, self)
+        self.workflow_files = [f"{repo}@{branch}:{trigger.PATH}" for branch in trigger.BRANCHES]
+        self.register_outputs({"workflowFiles": self.workflow_files})
+
+
+class SharedWiring(pulumi.ComponentResource):
+    """Trigger workflows in every source repository, DISPATCH_TOKEN, and the infra repository's files."""
+
+    def __init__(self, name: str, args: SharedWiringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("dreamscape:wiring:SharedWiring", name, None, opts)
+        if args.dispatch_token_scope not in (REPOSITORY_SCOPE, ORGANIZATION_SCOPE):
+            raise ValueError(f"unknown dispatch token scope {args.dispatch_token_scope!r}")
+        per_repository = args.dispatch_token_scope == REPOSITORY_SCOPE
+        self.repositories = [
+            SourceRepositoryWiring(
+                f"{name}-{repo.name}",
+                SourceRepositoryWiringArgs(
+                    repository=repo,
+                    variables=trigger.variables(
+                        args.owner, args.infra_repository, repo.event_type, repo.component_names
+                    ),
+                    commit=args.commit,
+                    dispatch_token=args.dispatch_token if per_repository else None,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for repo in args.source_repositories
+        ]
+
+        self.infra_secret: github.ActionsSecret | None = None
+        self.organization_secret: github.ActionsOrganizationSecret | None = None
+        if per_repository:
+            self.infra_secret = _repository_secret(
+                f"{name}-infra-dispatch-token", args.infra_repository, args.dispatch_token, self
+            )
+        else:
+            self.organization_secret = self._organization_secret(name, args)
+
+        self.infra_files: list[github.RepositoryFile] = []
+        self.workflow_files: list[str] = [path for repo in self.repositories for path in repo.workflow_files]
+        if args.infra_files:
+            self._write_infra_files(name, args)
+        self.required_token_permissions = required_token_permissions(args.dispatch_token_scope)
+        self.register_outputs({"workflowFiles": self.workflow_files})
+
+    def _organization_secret(self, name: str, args: SharedWiringArgs) -> github.ActionsOrganizationSecret:
+        """One organization secret, visible to the source repositories and the infra repository only."""
+        organization = self._organization(args.owner)
+        names = [repo.name for repo in args.source_repositories] + [args.infra_repository]
+        found = [self._repository(args.owner, repo) for repo in names]
+        private = [r.name for r in found if r.visibility != "public"]
+        if (organization.plan or "").lower() == "free" and private:
+            raise ConfigError(
+                f"{PROJECT}:dispatchTokenScope: organization secrets are not available to private repositories "
+                f"on GitHub Free, and {args.owner} is on the free plan ({', '.join(private)} are not public); "
+                "use dispatchTokenScope: repository"
+            )
+        return github.ActionsOrganizationSecret(
+            f"{name}-dispatch-token",
+            secret_name=trigger.SECRET,
+            visibility="selected",
+            selected_repository_ids=[r.repo_id for r in found],
+            value=args.dispatch_token,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _organization(self, owner: str) -> github.AwaitableGetOrganizationResult:
+        """The owner as an organization; a user account has none, which is a configuration error."""
+        try:
+            return github.get_organization(name=owner, summary_only=True, opts=pulumi.InvokeOptions(parent=self))
+        except Exception as error:  # the provider reports GitHub's 404 as a failed invoke
+            raise ConfigError(
+                f"{PROJECT}:dispatchTokenScope: 'organization' needs githubOwner {owner!r} to be a GitHub "
+                "organization, and GitHub has none by that name (a user account has no organization "
+                "secrets; or the provider's token cannot see it). Use dispatchTokenScope: repository. "
+                f"GitHub said: {error}"
+            ) from None
+
+    def _repository(self, owner: str, repo: str) -> github.AwaitableGetRepositoryResult:
+        return github.get_repository(full_name=f"{owner}/{repo}", opts=pulumi.InvokeOptions(parent=self))
+
+    def _write_infra_files(self, name: str, args: SharedWiringArgs) -> None:
+        """Files on the infra repository's default branch: the place for the central pipeline."""
+        branch = self._repository(args.owner, args.infra_repository).default_branch
+        for path, content in args.infra_files.items():
+            suffix = "".join(c if c.isalnum() else "-" for c in path.lower()).strip("-")
+            self.infra_files.append(
+                github.RepositoryFile(
+                    f"{name}-infra-{suffix}",
+                    repository=args.infra_repository,
+                    branch=branch,
+                    file=path,
+                    content=content,
+                    commit_message=args.commit.message,
+                    commit_author=args.commit.author_name,
+                    commit_email=args.commit.author_email,
+                    # Adopt the copy the old hand setup left there instead of failing on it.
+                    overwrite_on_create=True,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+            self.workflow_files.append(f"{args.infra_repository}@{branch}:{path}")
+
+
+def _repository_secret(
+    name: str, repository: str, token: pulumi.Output[str], parent: pulumi.Resource
+) -> github.ActionsSecret:
+    return github.ActionsSecret(
+        name,
+        repository=repository,
+        secret_name=trigger.SECRET,
+        value=token,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

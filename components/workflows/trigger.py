@@ -1,0 +1,333 @@
+"""The trigger workflow every source repository carries: a push becomes one repository_dispatch.
+
+    .github/workflows/trigger-central-cicd.yml
+
+The file is the same in every source repository. What differs per repository (the central
+repository, the event type, the known components) lives in repository variables the wiring
+stack sets (`variables()`), so adding a component never rewrites a workflow file, and every
+branch, old or new, reads the current list. Three steps, no third-party action (curl and jq
+are on every GitHub-hosted runner):
+
+1. `decide`: checks the variables, then decides environment and deploy from the ref with bash
+   rendered from `rules.BRANCH_RULES`; a ref the rules refuse sends nothing and says why.
+2. `components`: which known components the push touched, from the compare API (with the
+   job's own read-only token); a new branch, a manual run, a rewritten history or a failed or
+   truncated comparison means all components. None touched: nothing is sent, and the summary
+   says so.
+3. `dispatch`: builds the payload with `jq -n --arg` and POSTs it to the central repository
+   with `DISPATCH_TOKEN`, retrying on 429/5xx; on 401/403/404 it names the secret and the
+   permission to check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components import rules
+from components.workflows import emit, shell
+
+PATH = ".github/workflows/trigger-central-cicd.yml"
+NAME = "Trigger central CI/CD"
+SOURCE = "components/workflows/trigger.py"
+
+BRANCHES = tuple(rule.branch for rule in rules.BRANCH_RULES if "*" not in rule.branch)
+"""The long-lived branches: each needs its own copy, since a push runs the file from its own tree."""
+
+SECRET = "DISPATCH_TOKEN"  # noqa: S105 - the secret's name, not its value
+"""The token that may create dispatch events on the central repository."""
+
+REPOSITORY_VARIABLE = "CENTRAL_CICD_REPOSITORY"
+EVENT_TYPE_VARIABLE = "CENTRAL_CICD_EVENT_TYPE"
+COMPONENTS_VARIABLE = "CENTRAL_CICD_COMPONENTS"
+
+MAX_COMPARE_FILES = 300
+"""GitHub lists at most this many files in a comparison; a list this long may be cut short."""
+
+TIMEOUT_MINUTES = 10
+
+PAYLOAD_ENV = {
+    "source_repo": "SOURCE_REPO",
+    "ref": "REF",
+    "sha": "SHA",
+    "component": "COMPONENTS",
+    "environment": "ENVIRONMENT",
+}
+"""Each `client_payload` key and the step variable it is read from."""
+if tuple(PAYLOAD_ENV) != rules.PAYLOAD_KEYS:
+    raise AssertionError("PAYLOAD_ENV must list exactly rules.PAYLOAD_KEYS, in order")
+
+
+def variables(owner: str, infra_repository: str, event_type: str, components: tuple[str, ...]) -> dict[str, str]:
+    """The repository variables the trigger reads, by name."""
+    return {
+        REPOSITORY_VARIABLE: f"{owner}/{infra_repository}",
+        EVENT_TYPE_VARIABLE: event_type,
+        COMPONENTS_VARIABLE: ",".join(components),
+    }
+
+
+def _expr(expression: str) -> str:
+    return "${{ " + expression + " }}"
+
+
+_SUMMARY = """\
+summary() {
+  printf '%s\\n' "$@" >> "$GITHUB_STEP_SUMMARY"
+}"""
+
+_NOTHING_SENT = """\
+nothing_sent() {
+  echo "Nothing sent to the central pipeline: $1"
+  summary '### Nothing sent to the central pipeline' '' "$1"
+}"""
+
+
+def _decide_body() -> str:
+    return "\n".join(
+        [
+            shell.STRICT,
+            _SUMMARY,
+            _NOTHING_SENT,
+            shell.PRINTABLE,
+            "fail() {",
+            '  echo "::error title=Trigger not configured::$1"',
+            "  summary '### Trigger not configured' '' \"$1\"",
+            "  exit 1",
+            "}",
+            "",
+            "# What the wiring stack set as repository variables.",
+            f"repository_pattern={shell.quote(shell.FULL_REPOSITORY_PATTERN)}",
+            f"event_type_pattern={shell.quote(shell.EVENT_TYPE_PATTERN)}",
+            f"components_pattern={shell.quote(shell.COMPONENT_LIST_PATTERN)}",
+            'if [[ ! "$CENTRAL_REPOSITORY" =~ $repository_pattern ]]; then',
+            f'  fail "The repository variable {REPOSITORY_VARIABLE} is missing or not OWNER/NAME:'
+            ' this repository is not wired to the central pipeline (pulumi up on the wiring stack sets it)."',
+            "fi",
+            'if [[ ! "$EVENT_TYPE" =~ $event_type_pattern ]]; then',
+            f'  fail "The repository variable {EVENT_TYPE_VARIABLE} is missing or not a known event type'
+            ' (pulumi up on the wiring stack sets it)."',
+            "fi",
+            'if [[ ! "$KNOWN_COMPONENTS" =~ $components_pattern ]]; then',
+            f'  fail "The repository variable {COMPONENTS_VARIABLE} is missing or not a comma-separated'
+            ' list of component names (pulumi up on the wiring stack sets it)."',
+            "fi",
+            "",
+            shell.ref_decision("REF"),
+            'ref_shown="$(printable "$REF")"',
+            "zero=0000000000000000000000000000000000000000",
+            'if [[ -n "$environment" && ( ! "$SHA" =~ ^[0-9a-f]{40}$ || "$SHA" == "$zero" ) ]]; then',
+            '  environment="" deploy=false reason="no commit to build (the branch was deleted)"',
+            "fi",
+            'if [[ -z "$environment" ]]; then',
+            '  nothing_sent "${ref_shown} is refused: ${reason}."',
+            "  send=false",
+            "else",
+            '  echo "${ref_shown}: environment ${environment}, deploy ${deploy} (${reason})"',
+            "  send=true",
+            "fi",
+            "{",
+            '  echo "send=${send}"',
+            '  echo "environment=${environment}"',
+            '  echo "deploy=${deploy}"',
+            '} >> "$GITHUB_OUTPUT"',
+        ]
+    )
+
+
+def _components_body() -> str:
+    # One jq run reads the comparison: its status, how many files it lists (-1: no list), and
+    # the known components among the first path segments (a rename counts both of its paths).
+    jq_reading = "\n".join(
+        [
+            "",
+            'if type != "object" then empty else',
+            '  ($known | split(",")) as $names',
+            '  | (if (.files | type) == "array" then .files else [] end) as $files',
+            "  | [$files[] | .filename, (.previous_filename // empty)",
+            '     | strings | select(contains("/")) | split("/")[0]] as $touched',
+            '  | [(.status // "" | tostring | gsub("[^a-z]"; "")),',
+            '     (if (.files | type) == "array" then .files | length else -1 end),',
+            '     ([$names[] | select(. as $name | any($touched[]; . == $name))] | join(","))]',
+            '  | map(tostring) | join("|")',
+            "end",
+        ]
+    )
+    return "\n".join(
+        [
+            shell.STRICT,
+            _SUMMARY,
+            _NOTHING_SENT,
+            shell.api_function(),
+            "",
+            "all_components() {",
+            '  echo "All components (${KNOWN_COMPONENTS}): $1"',
+            '  echo "components=${KNOWN_COMPONENTS}" >> "$GITHUB_OUTPUT"',
+            '  echo "basis=all components: $1" >> "$GITHUB_OUTPUT"',
+            "  exit 0",
+            "}",
+            "zero=0000000000000000000000000000000000000000",
+            'if [[ "$EVENT_NAME" != push ]]; then',
+            '  all_components "a manual run sends every component"',
+            "fi",
+            'if [[ ! "$BEFORE" =~ ^[0-9a-f]{40}$ || "$BEFORE" == "$zero" ]]; then',
+            '  all_components "a new branch, nothing to compare with"',
+            "fi",
+            'if ! github_api GET "/repos/${GITHUB_REPOSITORY}/compare/${BEFORE}...${SHA}" "$GITHUB_TOKEN"; then',
+            '  all_components "the comparison failed (HTTP ${api_status}: $(api_message))"',
+            "fi",
+            f'reading="$(jq -r --arg known "$KNOWN_COMPONENTS" \'{jq_reading}\' "$api_body" 2> /dev/null)" ||'
+            " reading=''",
+            'if [[ -z "$reading" ]]; then',
+            '  all_components "the comparison answer is not a JSON object"',
+            "fi",
+            "IFS='|' read -r status count touched <<< \"$reading\"",
+            'case "$status" in',
+            "  ahead | identical) ;;",
+            '  *) all_components "the history was rewritten (comparison status ${status:-missing})" ;;',
+            "esac",
+            "if (( count < 0 )); then",
+            '  all_components "the comparison lists no files"',
+            "fi",
+            f"if (( count >= {MAX_COMPARE_FILES} )); then",
+            f"  all_components \"the comparison lists ${{count}} files, GitHub's limit is {MAX_COMPARE_FILES}:"
+            ' the list may be cut short"',
+            "fi",
+            'echo "components=${touched}" >> "$GITHUB_OUTPUT"',
+            'if [[ -z "$touched" ]]; then',
+            '  echo "basis=none of ${count} changed files is in a component" >> "$GITHUB_OUTPUT"',
+            '  nothing_sent "this push changes ${count} files, none of them in a component (${KNOWN_COMPONENTS})."',
+            "else",
+            '  echo "basis=changed files in ${touched}" >> "$GITHUB_OUTPUT"',
+            '  echo "Changed components: ${touched} (from ${count} changed files)"',
+            "fi",
+        ]
+    )
+
+
+def _dispatch_body() -> str:
+    args = " ".join(f'--arg {key} "${env}"' for key, env in PAYLOAD_ENV.items())
+    fields = ", ".join(f"{key}: ${key}" for key in PAYLOAD_ENV)
+    program = f"{{event_type: $event_type, client_payload: {{{fields}}}}}"
+    check = (
+        f"The token in the {SECRET} secret may not create dispatch events on ${{CENTRAL_REPOSITORY}}:"
+        f" check that {SECRET} can write to that repository (classic token: the repo scope;"
+        " fine-grained token: access to that repository with Contents: read and write)."
+    )
+    return "\n".join(
+        [
+            shell.STRICT,
+            _SUMMARY,
+            shell.api_function(),
+            "",
+            "failed() {",
+            '  echo "::error title=Dispatch failed::$1"',
+            "  summary '### Dispatch to the central pipeline failed' '' \"$1\"",
+            "  exit 1",
+            "}",
+            f'if [[ -z "${SECRET}" ]]; then',
+            f'  failed "The {SECRET} secret is empty or not visible to ${{GITHUB_REPOSITORY}}: set it (pulumi up on the'
+            ' wiring stack), and with an organization secret add this repository to its selected repositories."',
+            "fi",
+            'payload="$(mktemp)"',
+            f'jq -n --arg event_type "$EVENT_TYPE" {args} \\',
+            f'  {shell.quote(program)} > "$payload"',
+            f'if github_api POST "/repos/${{CENTRAL_REPOSITORY}}/dispatches" "${SECRET}" "$payload"; then',
+            '  echo "Sent ${EVENT_TYPE} to ${CENTRAL_REPOSITORY}:" \\',
+            '    "${REF} ${SHA}, ${ENVIRONMENT}, components ${COMPONENTS}"',
+            "  summary '### Sent to the central pipeline' '' '| | |' '| --- | --- |' \\",
+            '    "| event | \\`${EVENT_TYPE}\\` to ${CENTRAL_REPOSITORY} |" \\',
+            '    "| source | ${SOURCE_REPO} |" \\',
+            '    "| ref | \\`${REF}\\` |" \\',
+            '    "| sha | \\`${SHA}\\` |" \\',
+            '    "| environment | ${ENVIRONMENT} (deploy: ${DEPLOY}) |" \\',
+            '    "| components | ${COMPONENTS} |" \\',
+            '    "| why these | ${BASIS} |"',
+            "  exit 0",
+            "fi",
+            'message="$(api_message)"',
+            'case "$api_status" in',
+            "  401)",
+            f'    failed "HTTP 401 (${{message}}): GitHub does not accept the token in the {SECRET} secret; it is'
+            " wrong, expired or revoked. Create a new one, set it with pulumi config set --secret dispatchToken"
+            ' on the wiring stack and run pulumi up." ;;',
+            "  403 | 404)",
+            f'    failed "HTTP ${{api_status}} (${{message}}): {check}" ;;',
+            "  422)",
+            '    failed "HTTP 422 (${message}): GitHub refused the dispatch payload." ;;',
+            "  *)",
+            '    failed "HTTP ${api_status} (${message}): the dispatch to ${CENTRAL_REPOSITORY} failed." ;;',
+            "esac",
+        ]
+    )
+
+
+def document() -> dict[str, Any]:
+    """The workflow as data; `render()` turns it into the file's text."""
+    config_env = {
+        "CENTRAL_REPOSITORY": _expr(f"vars.{REPOSITORY_VARIABLE}"),
+        "EVENT_TYPE": _expr(f"vars.{EVENT_TYPE_VARIABLE}"),
+        "KNOWN_COMPONENTS": _expr(f"vars.{COMPONENTS_VARIABLE}"),
+    }
+    return {
+        "name": NAME,
+        "on": {
+            "push": {"branches": list(rules.PUSH_BRANCH_FILTERS)},
+            "workflow_dispatch": {},
+        },
+        "permissions": {},
+        "jobs": {
+            "dispatch": {
+                "name": "Send to the central pipeline",
+                "runs-on": "ubuntu-24.04",
+                "timeout-minutes": TIMEOUT_MINUTES,
+                # The compare API on this repository, with the job's own token.
+                "permissions": {"contents": "read"},
+                "steps": [
+                    {
+                        "name": "Decide environment and deploy from the branch",
+                        "id": "decide",
+                        "shell": "bash",
+                        "env": {"REF": _expr("github.ref"), "SHA": _expr("github.sha"), **config_env},
+                        "run": _decide_body(),
+                    },
+                    {
+                        "name": "Find the components this push changed",
+                        "id": "components",
+                        "if": "steps.decide.outputs.send == 'true'",
+                        "shell": "bash",
+                        "env": {
+                            "EVENT_NAME": _expr("github.event_name"),
+                            "BEFORE": _expr("github.event.before"),
+                            "SHA": _expr("github.sha"),
+                            "KNOWN_COMPONENTS": config_env["KNOWN_COMPONENTS"],
+                            "GITHUB_TOKEN": _expr("github.token"),
+                        },
+                        "run": _components_body(),
+                    },
+                    {
+                        "name": "Send the repository_dispatch event",
+                        "id": "dispatch",
+                        "if": "steps.components.outputs.components != ''",
+                        "shell": "bash",
+                        "env": {
+                            SECRET: _expr(f"secrets.{SECRET}"),
+                            "CENTRAL_REPOSITORY": config_env["CENTRAL_REPOSITORY"],
+                            "EVENT_TYPE": config_env["EVENT_TYPE"],
+                            "SOURCE_REPO": _expr("github.repository"),
+                            "REF": _expr("github.ref"),
+                            "SHA": _expr("github.sha"),
+                            "COMPONENTS": _expr("steps.components.outputs.components"),
+                            "BASIS": _expr("steps.components.outputs.basis"),
+                            "ENVIRONMENT": _expr("steps.decide.outputs.environment"),
+                            "DEPLOY": _expr("steps.decide.outputs.deploy"),
+                        },
+                        "run": _dispatch_body(),
+                    },
+                ],
+            }
+        },
+    }
+
+
+def render() -> str:
+    return emit.dump(document(), SOURCE)
