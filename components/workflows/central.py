@@ -56,6 +56,18 @@ JOBS = ("resolve", "build-test", "security-scan", "deploy", "report")
 REPORTED_JOBS = JOBS[:-1]
 """The jobs whose results the report lists and judges."""
 
+PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
+    "resolve": {},
+    "build-test": {"packages": ("write", "push <registry>/<component>:<sha> with this job's own token")},
+    "security-scan": {"contents": ("read", "the trivy action fetches trivy with this job's token")},
+    "deploy": {"contents": ("read", "check out this repository's compose files")},
+    "report": {},
+}
+"""Each job's token permissions with the reason, written beside each line of the rendered file.
+
+An empty set: the job calls the API on source repositories with DISPATCH_TOKEN only.
+"""
+
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 """Trivy's severities, lowest first; the scan fails on the configured one and every one above."""
 
@@ -133,6 +145,28 @@ def _expr(expression: str) -> str:
     return "${{ " + expression + " }}"
 
 
+def _permissions(job: str) -> dict[str, str]:
+    return {scope: level for scope, (level, _) in PERMISSIONS[job].items()}
+
+
+def _comment_permissions(text: str) -> str:
+    """Writes each permission's reason beside its line (the emitter has no comments of its own)."""
+    lines = text.split("\n")
+    job = None
+    in_permissions = False
+    for i, line in enumerate(lines):
+        if line.startswith("  ") and not line.startswith("   ") and line.endswith(":"):
+            job = line.strip().removesuffix(":")
+        in_permissions = line == "    permissions:" or (in_permissions and line.startswith("      "))
+        if in_permissions and line.startswith("      ") and job in PERMISSIONS:
+            scope, level = line.strip().split(": ")
+            expected, reason = PERMISSIONS[job][scope]
+            if level != expected:
+                raise AssertionError(f"{job}: {scope} is {level}, the table says {expected}")
+            lines[i] = f"{line} # {reason}"
+    return "\n".join(lines)
+
+
 def _resolved(output: str) -> str:
     if output not in OUTPUTS:
         raise KeyError(f"resolve has no output {output!r}")
@@ -205,8 +239,13 @@ def _allowlist(args: CentralArgs) -> str:
 
 def _resolve_body(args: CentralArgs) -> str:
     keys_json = "[" + ",".join(f'"{key}"' for key in rules.PAYLOAD_KEYS) + "]"
-    field_program = '.[$key] | if type == "string" and (explode | all(. >= 32 and . < 127)) then . else "" end'
-    unknown_program = "[keys[] | select(. as $k | $allowed | index($k) | not)] | length"
+    values = ", ".join(f".{key}" for key in rules.PAYLOAD_KEYS)
+    read_program = (
+        'def text: if type == "string" and (explode | all(. >= 32 and . < 127)) then . else "" end;'
+        ' if type == "object" then "object", (length | tostring),'
+        " ([keys[] | select(. as $k | any($allowed[]; . == $k) | not)] | length | tostring),"
+        f" ({values} | text) else type end"
+    )
     deploy_rule = ", ".join(r.branch for r in rules.BRANCH_RULES if r.deploy)
     return "\n".join(
         [
@@ -235,36 +274,42 @@ def _resolve_body(args: CentralArgs) -> str:
             '  workflow_dispatch) payload="$INPUTS" ;;',
             '  *) reject "this pipeline runs on repository_dispatch or workflow_dispatch only" ;;',
             "esac",
-            "if ! jq -e 'type == \"object\"' <<< \"$payload\" > /dev/null 2>&1; then",
+            "# One pass over the payload: 'object', its key count, how many keys are outside the contract,",
+            "# then each contract key's value when it is a string of printable ASCII (no control character,",
+            "# so no newline), else ''. Rendered from components/rules.py (PAYLOAD_KEYS).",
+            f"if ! parsed=\"$(jq -r --argjson allowed {shell.quote(keys_json)} {shell.quote(read_program)}"
+            ' <<< "$payload" 2> /dev/null)"; then',
+            '  reject "the payload is not JSON"',
+            "fi",
+            'mapfile -t fields <<< "$parsed"',
+            'if [[ "${fields[0]:-}" != object ]]; then',
             '  reject "the payload is not a JSON object"',
             "fi",
-            "# field KEY: the value when it is a string of printable ASCII (no control character), else ''.",
-            "field() {",
-            f"  jq -r --arg key \"$1\" {shell.quote(field_program)} <<< \"$payload\"",
-            "}",
+            'count="${fields[1]}" unknown="${fields[2]}"',
+            "declare -A value=()",
+            "i=3",
+            f"for key in {' '.join(rules.PAYLOAD_KEYS)}; do",
+            '  value[$key]="${fields[i]:-}"',
+            "  i=$((i + 1))",
+            "done",
             "",
             "# Repository and sha first: once both are valid, a refusal is reported on that commit.",
-            'source_repo="$(field source_repo)"',
-            'sha="$(field sha)"',
+            'source_repo="${value[source_repo]}" sha="${value[sha]}"',
             _allowlist(args),
             f"sha_pattern={shell.quote(rules.SHA_PATTERN)}",
             'if [[ -n "$repository" && "$sha" =~ $sha_pattern ]]; then',
             '  status_repo="$repository" status_sha="$sha"',
             "fi",
             "",
-            "# The payload contract, rendered from components/rules.py (PAYLOAD_KEYS, MAX_PAYLOAD_KEYS).",
-            "count=\"$(jq 'length' <<< \"$payload\")\"",
             f"if (( count > {rules.MAX_PAYLOAD_KEYS} )); then",
             f'  reject "the payload has ${{count}} keys; the contract has {len(rules.PAYLOAD_KEYS)}'
             f' and GitHub allows {rules.MAX_PAYLOAD_KEYS}"',
             "fi",
-            f"unknown=\"$(jq --argjson allowed {shell.quote(keys_json)} {shell.quote(unknown_program)}"
-            ' <<< "$payload")"',
-            'if (( unknown > 0 )); then',
-            f'  reject "the payload has ${{unknown}} keys outside the contract ({", ".join(rules.PAYLOAD_KEYS)})"',
+            "if (( unknown > 0 )); then",
+            f'  reject "the payload has ${{unknown}} key(s) outside the contract ({", ".join(rules.PAYLOAD_KEYS)})"',
             "fi",
             f"for key in {' '.join(rules.PAYLOAD_KEYS)}; do",
-            '  if [[ -z "$(field "$key")" ]]; then',
+            '  if [[ -z "${value[$key]}" ]]; then',
             '    reject "${key} is missing, empty, or not a string of printable ASCII characters"',
             "  fi",
             "done",
@@ -274,21 +319,21 @@ def _resolve_body(args: CentralArgs) -> str:
             'if [[ ! "$sha" =~ $sha_pattern ]]; then',
             '  reject "sha $(printable "$sha") is not 40 lowercase hexadecimal characters"',
             "fi",
-            'if [[ "$EVENT_NAME" == repository_dispatch && "$EVENT_TYPE" != "$event_type" ]]; then',
-            '  reject "event type $(printable "$EVENT_TYPE") is not the one ${repository} sends (${event_type})"',
+            'if [[ "$EVENT_NAME" == repository_dispatch && "$DISPATCHED_TYPE" != "$event_type" ]]; then',
+            '  reject "event type $(printable "$DISPATCHED_TYPE") is not the one ${repository} sends (${event_type})"',
             "fi",
             "",
-            'ref="$(field ref)"',
+            'ref="${value[ref]}"',
             shell.ref_decision("ref"),
             'if [[ -z "$environment" ]]; then',
             '  reject "ref $(printable "$ref") is refused: ${reason}"',
             "fi",
-            'requested="$(field environment)"',
+            'requested="${value[environment]}"',
             'if [[ "$requested" != "$environment" ]]; then',
             '  reject "environment $(printable "$requested") does not match the ref, which means ${environment}"',
             "fi",
             "",
-            'component="$(field component)"',
+            'component="${value[component]}"',
             f"component_list_pattern={shell.quote(shell.COMPONENT_LIST_PATTERN)}",
             'if [[ ! "$component" =~ $component_list_pattern ]]; then',
             '  reject "component $(printable "$component") is not a comma-separated list of component names"',
@@ -338,7 +383,8 @@ def _resolve_body(args: CentralArgs) -> str:
             f'  reject "could not post the pending status (HTTP ${{api_status}}: $(api_message)): check that {TOKEN}'
             ' may write commit statuses on ${repository}"',
             "fi",
-            "components=\"$(jq -cn --arg list \"$component\" '$list | split(\",\")')\"",
+            "# A JSON array for the matrix; the names are checked, so they need no escaping.",
+            'components="[\\"${component//,/\\",\\"}\\"]"',
             "{",
             *(f'  echo "{name}=${{{name}}}"' for name in ("environment", "deploy", "components")),
             '  echo "source_repo=${repository}"',
@@ -405,7 +451,7 @@ def _plan_body(args: CentralArgs) -> str:
         '  echo "qemu=${qemu}"',
         '  echo "tag=${REGISTRY}/${COMPONENT}:${SHA}"',
         '} >> "$GITHUB_OUTPUT"',
-        'echo "image: ${image}, push: ${push}, platform: ${platform:-the runner\'s own}, QEMU: ${qemu}"',
+        'echo "image: ${image}, push: ${push}, platform: ${platform:-native}, QEMU: ${qemu}"',
     ]
     return "\n".join(lines)
 
@@ -452,8 +498,7 @@ def _resolve_job(args: CentralArgs) -> dict[str, Any]:
         "name": "Validate the request",
         "runs-on": RUNNER,
         "timeout-minutes": TIMEOUTS["resolve"],
-        # Calls the API on source repositories with DISPATCH_TOKEN only; its own token needs nothing.
-        "permissions": {},
+        "permissions": _permissions("resolve"),
         "outputs": {name: _expr(f"steps.resolve.outputs.{name}") for name in OUTPUTS},
         "steps": [
             {
@@ -462,7 +507,7 @@ def _resolve_job(args: CentralArgs) -> dict[str, Any]:
                 "shell": "bash",
                 "env": {
                     "EVENT_NAME": _expr("github.event_name"),
-                    "EVENT_TYPE": _expr("github.event.action"),
+                    "DISPATCHED_TYPE": _expr("github.event.action"),
                     "CLIENT_PAYLOAD": _expr("toJSON(github.event.client_payload)"),
                     "INPUTS": _expr("toJSON(github.event.inputs)"),
                     TOKEN: _expr(f"secrets.{TOKEN}"),
@@ -496,9 +541,8 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
         "needs": "resolve",
         "runs-on": _runs_on_for_images(args),
         "timeout-minutes": TIMEOUTS["build-test"],
-        # Pushes the component's image to the registry with the job's own token; nothing else.
         # No DISPATCH_TOKEN and no deploy secret reaches the steps that run the source's commands.
-        "permissions": {"packages": "write"},
+        "permissions": _permissions("build-test"),
         "strategy": {
             "fail-fast": False,
             "matrix": {"component": _expr(f"fromJSON({_resolved('components')})")},
@@ -583,8 +627,7 @@ def _security_scan_job(args: CentralArgs) -> dict[str, Any]:
         "needs": "resolve",
         "runs-on": RUNNER,
         "timeout-minutes": TIMEOUTS["security-scan"],
-        # The trivy action fetches trivy with the job's token (contents: read of public code).
-        "permissions": {"contents": "read"},
+        "permissions": _permissions("security-scan"),
         "steps": [
             _checkout_source(),
             {
@@ -619,8 +662,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         "if": f"{_resolved('deploy')} == 'true'",
         "runs-on": RUNNER,
         "timeout-minutes": deploy_timeout(args.deploy),
-        # Reads the environment's compose file from this repository; nothing else.
-        "permissions": {"contents": "read"},
+        "permissions": _permissions("deploy"),
         "environment": {
             "name": environment,
             "url": _per_environment(lambda env: f"vars.{url_variable(env)}"),
@@ -665,7 +707,7 @@ def _report_body() -> str:
         [
             shell.STRICT,
             shell.api_function(),
-            'status_repo="$SOURCE_REPO" status_sha="$SHA"',
+            'status_repo="$SOURCE_REPO" status_sha="$SHA" report_failed=false',
             _POST_STATUS,
             "",
             "# The final state, from each job's result.",
@@ -682,7 +724,8 @@ def _report_body() -> str:
                 for job in REPORTED_JOBS
                 if job != "resolve"
             ],
-            '  description="Failed: ${failed[*]}"',
+            '  list="${failed[*]}"',
+            '  description="Failed: ${list// /, }"',
             'elif [[ " ${results[*]} " == *" cancelled "* ]]; then',
             "  state=error",
             '  description="Cancelled before the end: see the run"',
@@ -706,14 +749,18 @@ def _report_body() -> str:
             "elif post_status \"$state\" \"$description\"; then",
             '  posted="${state} on ${SOURCE_REPO} ${SHA}"',
             "else",
+            "  report_failed=true",
             '  posted="failed: HTTP ${api_status} from the statuses API"',
             f'  echo "::error title=No final status::HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
             ' may write commit statuses on ${SOURCE_REPO}"',
             "fi",
             'echo "Final state: ${state} (${description}); status posted: ${posted}"',
             "",
+            "# resolve's components output is a JSON array of checked names: [\"a\",\"b\"] -> a, b",
+            'components="${COMPONENTS//[\\[\\]\\"]/}"',
+            'components="${components//,/, }"',
             "shown() {",
-            '  if [[ -n "$1" ]]; then printf \'`%s`\' "$1"; else printf \'%s\' "(not resolved)"; fi',
+            "  if [[ -n \"$1\" ]]; then printf '\\x60%s\\x60' \"$1\"; else printf '%s' '(not resolved)'; fi",
             "}",
             "{",
             '  echo "### Central CI/CD: ${state}"',
@@ -726,7 +773,7 @@ def _report_body() -> str:
             '  echo "| ref | $(shown "$REF") |"',
             '  echo "| sha | $(shown "$SHA") |"',
             '  echo "| environment | $(shown "$ENVIRONMENT") (deploy: ${DEPLOY:-false}) |"',
-            "  echo \"| components | $(shown \"$(jq -r 'join(\\\", \\\")' <<< \"${COMPONENTS:-[]}\")\") |\"",
+            '  echo "| components | $(shown "$components") |"',
             "  echo",
             "  echo '| job | result |'",
             "  echo '| --- | --- |'",
@@ -734,7 +781,8 @@ def _report_body() -> str:
             "  echo",
             '  echo "Commit status: ${posted}."',
             '} >> "$GITHUB_STEP_SUMMARY"',
-            'if [[ "$state" != success ]]; then',
+            "# This job fails only when the source commit did not get its final status.",
+            'if [[ "$report_failed" == true ]]; then',
             "  exit 1",
             "fi",
         ]
@@ -752,8 +800,7 @@ def _report_job() -> dict[str, Any]:
         "if": "always()",
         "runs-on": RUNNER,
         "timeout-minutes": TIMEOUTS["report"],
-        # Posts the status with DISPATCH_TOKEN; its own token needs nothing.
-        "permissions": {},
+        "permissions": _permissions("report"),
         "steps": [
             {
                 "name": "Post the final status and the summary",
@@ -823,4 +870,4 @@ def document(args: CentralArgs) -> dict[str, Any]:
 
 
 def render(args: CentralArgs) -> str:
-    return emit.dump(document(args), SOURCE)
+    return _comment_permissions(emit.dump(document(args), SOURCE))
