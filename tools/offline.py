@@ -322,14 +322,37 @@ def run(
     return contextvars.Context().run(_run, stack, project_dir, config, secret_keys or [], mocks or OfflineMocks())
 
 
-def _run(stack: str, project_dir: Path, config: dict[str, str], secret_keys: list[str], mocks: OfflineMocks) -> Plan:
+def run_program(
+    program: Callable[[], None],
+    stack: str = "test",
+    mocks: OfflineMocks | None = None,
+    config: dict[str, str] | None = None,
+) -> Plan:
+    """Run `program` (a function that builds resources, e.g. one component) instead of `__main__.py`.
+
+    For component tests that build a component directly from its typed args.
+    """
+    return contextvars.Context().run(_run, stack, ROOT, config or {}, [], mocks or OfflineMocks(), program)
+
+
+def _run(
+    stack: str,
+    project_dir: Path,
+    config: dict[str, str],
+    secret_keys: list[str],
+    mocks: OfflineMocks,
+    program: Callable[[], None] | None = None,
+) -> Plan:
     from pulumi.runtime.stack import wait_for_rpcs
     from pulumi.runtime.sync_await import _sync_await
 
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=settings_module.PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys=secret_keys)
-    runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+    if program is None:
+        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+    else:
+        program()
     _sync_await(wait_for_rpcs())
     plan = Plan(stack=stack, resources=monitor.registered)
     root = pulumi.runtime.get_root_resource()

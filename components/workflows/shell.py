@@ -160,7 +160,7 @@ github_api() {{
       pause=$(( base * (1 << (attempt - 1)) ))
     fi
     if (( waited + pause > {MAX_TOTAL_WAIT_SECONDS} )); then
-      echo "HTTP $api_status from $method $path: GitHub asks to wait ${{pause}}s;" \
+      echo "HTTP $api_status from $method $path: GitHub asks to wait ${{pause}}s;" \\
         "that is more than the {MAX_TOTAL_WAIT_SECONDS}s retry budget allows"
       return 1
     fi

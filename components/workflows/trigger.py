@@ -129,6 +129,7 @@ def _decide_body() -> str:
             '  echo "send=${send}"',
             '  echo "environment=${environment}"',
             '  echo "deploy=${deploy}"',
+            '  echo "reason=${reason}"',
             '} >> "$GITHUB_OUTPUT"',
         ]
     )

@@ -1,0 +1,290 @@
+"""The shared wiring under the mock engine: what the real program registers, for which config."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+
+from components import wiring
+from components.settings import Commit, ConfigError, SourceRepository
+from components.settings import Component as RepoComponent
+from components.workflows import trigger
+from tools import offline
+from tools import plan as plan_tool
+
+FILE = "github:index/repositoryFile:RepositoryFile"
+SECRET = "github:index/actionsSecret:ActionsSecret"
+ORG_SECRET = "github:index/actionsOrganizationSecret:ActionsOrganizationSecret"
+VARIABLE = "github:index/actionsVariable:ActionsVariable"
+WIRING = "dreamscape:wiring:SharedWiring"
+REPO_WIRING = "dreamscape:wiring:SourceRepositoryWiring"
+GITHUB_TYPES = (FILE, SECRET, ORG_SECRET, VARIABLE)
+
+
+def _repos(count: int) -> list[dict]:
+    return [
+        {"name": f"svc-{i:02d}", "kind": "tests", "components": [{"name": f"part-{i}"}, {"name": "shared"}]}
+        for i in range(count)
+    ]
+
+
+def _by_repo(plan: offline.Plan, type_: str) -> dict[str, list[offline.Registered]]:
+    out: dict[str, list[offline.Registered]] = {}
+    for r in plan.of_type(type_):
+        out.setdefault(r.plain("repository"), []).append(r)
+    return out
+
+
+def _check_repository_wiring(plan: offline.Plan, config: dict, repo: dict) -> None:
+    """Everything one source repository must get, read back from what was registered."""
+    name = repo["name"]
+    group = plan.named(f"wiring-{name}")
+    assert group.type == REPO_WIRING
+    assert group.parent_name == "wiring"
+    children = plan.children_of(group)
+
+    files = sorted((r for r in children if r.type == FILE), key=lambda r: r.plain("branch"))
+    assert [(f.plain("repository"), f.plain("branch"), f.plain("file")) for f in files] == [
+        (name, "develop", ".github/workflows/trigger-central-cicd.yml"),
+        (name, "main", ".github/workflows/trigger-central-cicd.yml"),
+    ]
+    commit = config["commit"]
+    for f in files:
+        assert f.name == f"wiring-{name}-trigger-{f.plain('branch')}"
+        assert f.plain("content") == trigger.render()
+        assert f.plain("commitMessage") == commit["message"]
+        assert f.plain("commitAuthor") == commit["authorName"]
+        assert f.plain("commitEmail") == commit["authorEmail"]
+        assert f.plain("overwriteOnCreate") is True
+
+    variables = {r.plain("variableName"): r.plain("value") for r in children if r.type == VARIABLE}
+    assert variables == {
+        "CENTRAL_CICD_REPOSITORY": f"{config['githubOwner']}/{config['infraRepository']}",
+        "CENTRAL_CICD_EVENT_TYPE": f"{repo['kind']}-changed",
+        "CENTRAL_CICD_COMPONENTS": ",".join(c["name"] for c in repo["components"]),
+    }
+    assert all(r.plain("repository") == name for r in children if r.type == VARIABLE)
+
+
+# --- the default repositories -------------------------------------------------------------------
+
+
+def test_each_default_repository_gets_trigger_files_variables_and_a_secret(plan_of, stack_config):
+    plan = plan_of("production")
+    config = stack_config("production")
+    repos = config["sourceRepositories"]
+    assert len(repos) == 4
+    for repo in repos:
+        _check_repository_wiring(plan, config, repo)
+    assert len(plan.of_type(FILE)) == 8
+    assert len(plan.of_type(VARIABLE)) == 12
+    secrets = _by_repo(plan, SECRET)
+    assert sorted(secrets) == sorted([r["name"] for r in repos] + [config["infraRepository"]])
+    assert plan.of_type(ORG_SECRET) == []
+    [top] = plan.of_type(WIRING)
+    assert top.parent_name == "dreamscape-infra-production"
+
+
+def test_the_wiring_goes_through_a_provider_for_the_configured_owner(plan_of, stack_config):
+    plan = plan_of("production")
+    [provider] = plan.of_type("pulumi:providers:github")
+    assert provider.plain("owner") == stack_config("production")["githubOwner"]
+
+
+def test_dispatch_token_stays_secret_in_every_repository(plan_of):
+    plan = plan_of("production")
+    secrets = plan.of_type(SECRET)
+    assert len(secrets) == 5
+    for r in secrets:
+        assert r.plain("secretName") == "DISPATCH_TOKEN"
+        assert offline.is_secret(r.inputs["value"]), r.name
+        assert offline.is_secret(r.outputs["value"]), r.name
+        assert "value" in r.options["additionalSecretOutputs"]
+        assert r.plain("value") == offline.PLACEHOLDER_PREFIX + "dispatchToken"
+
+
+def test_workflow_files_output_lists_every_trigger_file(plan_of, stack_config):
+    plan = plan_of("production")
+    expected = [
+        f"{repo['name']}@{branch}:.github/workflows/trigger-central-cicd.yml"
+        for repo in stack_config("production")["sourceRepositories"]
+        for branch in ("main", "develop")
+    ]
+    assert plan.outputs["workflowFiles"] == expected
+    assert "workflowFiles" not in plan.secret_outputs
+
+
+def test_the_plan_names_the_token_permissions_the_wiring_needs(plan_of, run_with):
+    needs = " ".join(plan_of("production").outputs["githubTokenNeeds"])
+    assert "workflow" in needs and "Workflows: read and write" in needs
+    assert "admin:org" not in needs
+    org = " ".join(run_with("production", dispatchTokenScope="organization").outputs["githubTokenNeeds"])
+    assert "admin:org" in org
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_a_stack_that_does_not_own_the_wiring_registers_none_of_it(plan_of, stack):
+    plan = plan_of(stack)
+    assert plan.outputs["ownsWiring"] is False
+    assert [r.name for r in plan.resources if r.type in GITHUB_TYPES or r.type.startswith("dreamscape:wiring:")] == []
+    assert plan.outputs["workflowFiles"] == []
+    assert "githubTokenNeeds" not in plan.outputs
+
+
+# --- one and thirty repositories -------------------------------------------------------------------
+
+
+def test_one_repository(run_with, stack_config):
+    repos = _repos(1)
+    plan = run_with("production", sourceRepositories=repos)
+    config = {**stack_config("production"), "sourceRepositories": repos}
+    _check_repository_wiring(plan, config, repos[0])
+    assert len(plan.of_type(FILE)) == 2
+    assert sorted(_by_repo(plan, SECRET)) == sorted(["svc-00", config["infraRepository"]])
+    assert len(plan.of_type(REPO_WIRING)) == 1
+
+
+def test_thirty_repositories(run_with, stack_config):
+    repos = _repos(30)
+    plan = run_with("production", sourceRepositories=repos)
+    config = {**stack_config("production"), "sourceRepositories": repos}
+    for repo in repos:
+        _check_repository_wiring(plan, config, repo)
+    assert len(plan.of_type(FILE)) == 60
+    assert len(plan.of_type(VARIABLE)) == 90
+    assert len(plan.of_type(SECRET)) == 31
+    assert len(plan.outputs["workflowFiles"]) == 60
+
+
+def test_a_repository_keeps_its_urns_when_another_one_is_removed(run_with):
+    both = run_with("production", sourceRepositories=_repos(2))
+    second_only = run_with("production", sourceRepositories=_repos(2)[1:])
+
+    def urns(plan):
+        return {r.urn for r in plan.resources if "svc-01" in r.name}
+
+    assert urns(second_only) == urns(both)
+    assert len(urns(both)) == 7  # component, 2 files, 3 variables, 1 secret
+
+
+# --- organization scope --------------------------------------------------------------------------
+
+
+def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_with, stack_config):
+    mocks = offline.OfflineMocks()
+    plan = run_with("production", mocks=mocks, dispatchTokenScope="organization")
+    config = stack_config("production")
+    assert plan.of_type(SECRET) == []
+    [secret] = plan.of_type(ORG_SECRET)
+    assert secret.parent_name == "wiring"
+    assert secret.plain("secretName") == "DISPATCH_TOKEN"
+    assert secret.plain("visibility") == "selected"
+    assert offline.is_secret(secret.inputs["value"])
+    looked_up = [args["fullName"] for token, args in mocks.calls if token.endswith("getRepository")]
+    owner = config["githubOwner"]
+    wanted = [f"{owner}/{r['name']}" for r in config["sourceRepositories"]] + [f"{owner}/{config['infraRepository']}"]
+    assert sorted(looked_up) == sorted(wanted)
+    answered = [mocks._repository({"fullName": name})["repoId"] for name in wanted]
+    assert sorted(int(i) for i in secret.plain("selectedRepositoryIds")) == sorted(answered)
+    [(_, org_args)] = [c for c in mocks.calls if c[0].endswith("getOrganization")]
+    assert org_args["name"] == owner and org_args["summaryOnly"] is True
+    # The repositories still get their trigger files and variables.
+    assert len(plan.of_type(FILE)) == 8 and len(plan.of_type(VARIABLE)) == 12
+
+
+def test_organization_scope_with_a_user_account_is_a_config_error(run_with, stack_config):
+    mocks = offline.OfflineMocks()
+    mocks.user_accounts.add(stack_config("production")["githubOwner"])
+    with pytest.raises(ConfigError, match=r"dreamscape-infra:dispatchTokenScope: 'organization' needs githubOwner"):
+        run_with("production", mocks=mocks, dispatchTokenScope="organization")
+    # The same owner with repository scope is fine: user accounts have repository secrets.
+    plan = run_with("production", mocks=mocks, dispatchTokenScope="repository")
+    assert len(plan.of_type(SECRET)) == 5
+
+
+def test_organization_scope_on_the_free_plan_refuses_private_repositories(run_with, stack_config):
+    mocks = offline.OfflineMocks()
+    mocks.organization_plan = "free"
+    with pytest.raises(ConfigError, match=r"not available to private repositories on GitHub Free"):
+        run_with("production", mocks=mocks, dispatchTokenScope="organization")
+    config = stack_config("production")
+    owner = config["githubOwner"]
+    mocks.public_repositories |= {f"{owner}/{r['name']}" for r in config["sourceRepositories"]}
+    mocks.public_repositories.add(f"{owner}/{config['infraRepository']}")
+    assert len(run_with("production", mocks=mocks, dispatchTokenScope="organization").of_type(ORG_SECRET)) == 1
+
+
+# --- the token never shows ----------------------------------------------------------------------
+
+
+def test_the_token_is_never_in_the_plan_output_or_its_json(tmp_path, capsys, run_with):
+    sentinel = "ghp_" + "S3cr3tT0k3nThatMustNeverPrint" * 2
+    plan = run_with("production", secret={"dispatchToken": sentinel})
+    assert {r.plain("value") for r in plan.of_type(SECRET)} == {sentinel}
+    plan_tool.print_tree(plan, __import__("sys").stdout)
+    text = json.dumps(plan_tool.as_json(plan))
+    assert sentinel not in capsys.readouterr().out
+    assert sentinel not in text
+    assert "[secret]" in text
+
+    assert plan_tool.main(["--stack", "production", "--json", str(tmp_path / "plan.json")]) == 0
+    placeholder = offline.PLACEHOLDER_PREFIX + "dispatchToken"
+    assert placeholder not in capsys.readouterr().out
+    assert placeholder not in (tmp_path / "plan.json").read_text()
+
+
+def test_plan_renders_eight_trigger_files(tmp_path, capsys):
+    assert plan_tool.main(["--stack", "production", "--render-dir", str(tmp_path)]) == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    repos = ("dreamscape-docs", "dreamscape-frontend", "dreamscape-services", "dreamscape-tests")
+    assert written == sorted(
+        f"{repo}@{branch}/.github/workflows/trigger-central-cicd.yml"
+        for repo in repos
+        for branch in ("develop", "main")
+    )
+    assert "Wrote 8 generated files" in capsys.readouterr().out
+
+
+# --- the component on its own -----------------------------------------------------------------------
+
+
+def _args(**changes) -> wiring.SharedWiringArgs:
+    base = {
+        "owner": "acme",
+        "infra_repository": "infra",
+        "source_repositories": (
+            SourceRepository("web", "frontend", True, "true", "true", (RepoComponent("site", 80, "/"),)),
+        ),
+        "dispatch_token": pulumi.Output.secret("ghp_component"),
+        "dispatch_token_scope": "repository",
+        "commit": Commit("ci: wiring", "bot", "bot@example.com"),
+    }
+    return wiring.SharedWiringArgs(**{**base, **changes})
+
+
+def test_infra_files_go_to_the_infra_repository_default_branch():
+    central = ".github/workflows/central-dispatch.yml"
+    built: list[wiring.SharedWiring] = []
+
+    def program():
+        built.append(wiring.SharedWiring("w", _args(infra_files={central: "name: central\n"})))
+
+    plan = offline.run_program(program)
+    [infra_file] = [r for r in plan.of_type(FILE) if r.plain("repository") == "infra"]
+    assert infra_file.plain("file") == central
+    assert infra_file.plain("branch") == "main"  # the default branch getRepository reports
+    assert infra_file.plain("content") == "name: central\n"
+    assert infra_file.plain("overwriteOnCreate") is True
+    assert infra_file.parent_name == "w"
+    assert built[0].workflow_files[-1] == f"infra@main:{central}"
+    assert len(built[0].workflow_files) == 3
+
+
+def test_an_unknown_token_scope_is_refused():
+    def program():
+        wiring.SharedWiring("w", _args(dispatch_token_scope="everywhere"))
+
+    with pytest.raises(ValueError, match="unknown dispatch token scope"):
+        offline.run_program(program)
