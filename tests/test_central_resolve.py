@@ -368,7 +368,10 @@ def test_resolve_decides_every_ref_of_the_corpus_as_the_rules_do(workflow, api: 
             expected = ("success", decision.environment, "true" if decision.deploy else "false")
         elif not (ref.isascii() and ref.isprintable()) or ref == "":
             # Refused before the branch table: values must be printable ASCII.
-            got = (result.status, "ref is missing, empty, or not a string of printable ASCII characters" in result.summary)
+            got = (
+                result.status,
+                "ref is missing, empty, or not a string of printable ASCII characters" in result.summary,
+            )
             expected = ("failure", True)
         else:
             reason = next((line for line in result.summary.splitlines() if " is refused: " in line), "")

@@ -35,15 +35,15 @@ from typing import Any
 from components import rules
 from components.environment import compose
 from components.settings import Deploy, Settings, SourceRepository
-from components.workflows import actions, emit, shell
+from components.workflows import actions, emit, shell, trigger
 
 PATH = ".github/workflows/central-dispatch.yml"
 NAME = "Central CI/CD"
 SOURCE = "components/workflows/central.py"
 
 RUNNER = "ubuntu-24.04"
-TOKEN = "DISPATCH_TOKEN"
-"""The secret that may read the source repositories and post statuses on their commits."""
+TOKEN = trigger.SECRET
+"""DISPATCH_TOKEN: may read the source repositories and post statuses on their commits."""
 STATUS_CONTEXT = "central-cicd"
 """The context of every commit status this pipeline posts (one line in the source commit's checks)."""
 MAX_DESCRIPTION = 139
@@ -277,7 +277,7 @@ def _resolve_body(args: CentralArgs) -> str:
             "# One pass over the payload: 'object', its key count, how many keys are outside the contract,",
             "# then each contract key's value when it is a string of printable ASCII (no control character,",
             "# so no newline), else ''. Rendered from components/rules.py (PAYLOAD_KEYS).",
-            f"if ! parsed=\"$(jq -r --argjson allowed {shell.quote(keys_json)} {shell.quote(read_program)}"
+            f'if ! parsed="$(jq -r --argjson allowed {shell.quote(keys_json)} {shell.quote(read_program)}'
             ' <<< "$payload" 2> /dev/null)"; then',
             '  reject "the payload is not JSON"',
             "fi",
@@ -367,7 +367,7 @@ def _resolve_body(args: CentralArgs) -> str:
             f'  reject "the compare API answered HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
             ' may read ${repository}"',
             "fi",
-            "comparison=\"$(jq -r '.status // \"\" | tostring' \"$api_body\")\"",
+            'comparison="$(jq -r \'.status // "" | tostring\' "$api_body")"',
             'case "$comparison" in',
             "  identical | behind) ;;",
             '  *) reject "commit ${sha} is not on branch ${branch} of ${repository}'
@@ -524,8 +524,7 @@ def _runs_on_for_images(args: CentralArgs) -> str:
     platform = _per_environment(lambda env: f"vars.{platform_variable(env)}").removeprefix("${{ ")
     platform = platform.removesuffix(" }}")
     return _expr(
-        f"{_resolved('deploy')} == 'true' && ({platform}) == 'linux/arm64'"
-        f" && '{args.arm_runner_label}' || '{RUNNER}'"
+        f"{_resolved('deploy')} == 'true' && ({platform}) == 'linux/arm64' && '{args.arm_runner_label}' || '{RUNNER}'"
     )
 
 
@@ -746,7 +745,7 @@ def _report_body() -> str:
             "",
             'if [[ -z "$SOURCE_REPO" || -z "$SHA" ]]; then',
             "  posted='none: the request was refused before a commit was known (see the resolve job)'",
-            "elif post_status \"$state\" \"$description\"; then",
+            'elif post_status "$state" "$description"; then',
             '  posted="${state} on ${SOURCE_REPO} ${SHA}"',
             "else",
             "  report_failed=true",
@@ -756,8 +755,8 @@ def _report_body() -> str:
             "fi",
             'echo "Final state: ${state} (${description}); status posted: ${posted}"',
             "",
-            "# resolve's components output is a JSON array of checked names: [\"a\",\"b\"] -> a, b",
-            'components="${COMPONENTS//[\\[\\]\\"]/}"',
+            '# resolve\'s components output is a JSON array of checked names: ["a","b"] -> a, b',
+            'components="${COMPONENTS_JSON//[\\[\\]\\"]/}"',
             'components="${components//,/, }"',
             "shown() {",
             "  if [[ -n \"$1\" ]]; then printf '\\x60%s\\x60' \"$1\"; else printf '%s' '(not resolved)'; fi",
@@ -812,7 +811,7 @@ def _report_job() -> dict[str, Any]:
                     "SHA": _expr(_resolved("sha")),
                     "ENVIRONMENT": _expr(_resolved("environment")),
                     "DEPLOY": _expr(_resolved("deploy")),
-                    "COMPONENTS": _expr(_resolved("components")),
+                    "COMPONENTS_JSON": _expr(_resolved("components")),
                     TOKEN: _expr(f"secrets.{TOKEN}"),
                 },
                 "run": _report_body(),
