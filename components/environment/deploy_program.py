@@ -1,15 +1,30 @@
 """The deploy program that runs on each VM, and the SSH line that lets CI run only it.
 
-The program's text lives beside this module (`deploy/dreamscape-deploy`); cloud-init installs
-it at DEPLOY_PROGRAM_PATH, and the CI key's `authorized_keys` line forces every connection
-made with that key into it.
+The program's text lives beside this module (`deploy/dreamscape-deploy`, Python 3 standard
+library only); cloud-init installs it at DEPLOY_PROGRAM_PATH, and the CI key's
+`authorized_keys` line forces every connection made with that key into it.
+
+The program is the one source of its own contract (patterns, exit codes, settings, the image
+variable naming rule): this module loads it as a module and re-exports that contract for the
+rest of dreamscape-infra (the pipeline's deploy step, the compose generator, the docs).
+
+What the VM must provide (cloud-init's part):
+- DEPLOY_USER with a login shell (sshd runs the forced command through it) and in group
+  `docker`; its `~/.ssh/authorized_keys` holds `authorized_keys_line(...)`;
+- the program at DEPLOY_PROGRAM_PATH, mode 0755, owned by root;
+- STATE_DIR, owned by DEPLOY_USER, mode 0750;
+- `python3`, `logger` (util-linux), Docker engine and the compose plugin.
+Settings (SETTINGS) keep their defaults unless an sshd `SetEnv` for DEPLOY_USER changes them.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-
-from components import rules
+from types import ModuleType
 
 DEPLOY_USER = "deploy"
 DEPLOY_PROGRAM_PATH = "/usr/local/sbin/dreamscape-deploy"
@@ -31,14 +46,58 @@ def authorized_keys_line(public_key_openssh: str, comment: str) -> str:
     return f'restrict,command="{DEPLOY_PROGRAM_PATH}" {parts[0]} {parts[1]} {comment}'
 
 
-def image_variable(component: str) -> str:
-    """The compose variable that carries a component's image: `auth-service` -> `AUTH_SERVICE_IMAGE`.
+def load_program() -> ModuleType:
+    """The program as a Python module (its `main` guarded, so loading runs nothing)."""
+    name = "dreamscape_deploy_program"
+    if name not in sys.modules:
+        loader = importlib.machinery.SourceFileLoader(name, str(_SOURCE))
+        spec = importlib.util.spec_from_loader(name, loader)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        loader.exec_module(module)
+    return sys.modules[name]
 
-    The deploy program sets it for each component it deploys; the environment's compose file
-    reads the service's image from it. A name starting with a digit gets a leading `_`, so the
-    variable stays a valid name and no two components share one.
+
+_PROGRAM = load_program()
+
+
+@dataclass(frozen=True)
+class ExitCode:
+    code: int
+    name: str
+    meaning: str
+    success: bool
+    """Whether the pipeline's deploy step passes with this code."""
+
+
+EXIT_CODES: tuple[ExitCode, ...] = tuple(
+    ExitCode(int(e), e.name, _PROGRAM.EXIT_MEANINGS[e], e in (_PROGRAM.Exit.DEPLOYED, _PROGRAM.Exit.NO_CHANGE))
+    for e in _PROGRAM.Exit
+)
+"""The program's exit codes, in order; ssh itself exits 255 when it cannot connect or verify."""
+
+EXIT = {e.name: e.code for e in EXIT_CODES}
+
+SETTINGS: dict[str, tuple[str, str]] = dict(_PROGRAM.SETTINGS)
+"""Environment variable -> (default, meaning). Only sshd sets the program's environment."""
+
+IMAGE_PATTERN: str = _PROGRAM.IMAGE_PATTERN
+"""Image references the program accepts (POSIX ERE, also valid for bash `[[ =~ ]]`)."""
+REGISTRY_PATTERN: str = _PROGRAM.REGISTRY_PATTERN
+USERNAME_PATTERN: str = _PROGRAM.USERNAME_PATTERN
+MAX_COMPOSE_BYTES: int = _PROGRAM.MAX_COMPOSE_BYTES
+MAX_IMAGE_LENGTH: int = _PROGRAM.MAX_IMAGE_LENGTH
+
+
+def image_variable(component: str) -> str:
+    """The compose variable carrying a component's image: `auth-service` -> `AUTH_SERVICE_IMAGE`.
+
+    The environment's compose file writes each service's image as `${<variable>}` (better:
+    `${<variable>:?<message>}`); each release's `.env` sets them.
     """
-    if not rules.is_component(component):
-        raise ValueError(f"not a component name: {component!r}")
-    name = component.upper().replace("-", "_") + "_IMAGE"
-    return "_" + name if name[0].isdigit() else name
+    return _PROGRAM.image_variable(component)
+
+
+def is_image(reference: str) -> bool:
+    return _PROGRAM.is_image(reference)

@@ -1,0 +1,360 @@
+"""A real OpenSSH server on 127.0.0.1 with the deploy program behind the CI key, for the e2e
+tests and the deploy benchmark.
+
+What is real: `sshd` (Debian's openssh-server) with its own per-run host key, a throwaway
+system user, the deploy user's `authorized_keys` holding `authorized_keys_line(...)` exactly as
+cloud-init writes it, the program text as cloud-init installs it, `flock`, `logger`. What is
+not: `docker`, played by tests/harness/docker_standin.py.
+
+The CI key's line forces `/usr/local/sbin/dreamscape-deploy` (DEPLOY_PROGRAM_PATH). Rather
+than install into the host's /usr/local/sbin, sshd runs in a private mount namespace
+(`unshare --mount`) where a temporary directory holding the program is bind-mounted over
+/usr/local/sbin: the program sits at its production path for sshd and its children only, the
+authorized_keys line stays byte for byte what production renders, and nothing outside the
+temporary directory changes except the throwaway user (removed on stop).
+
+sshd sets the program's settings through `SetEnv`, as an admin would on a VM: the state
+directory, a short lock wait and health timeout, the system log socket (a datagram socket the
+harness reads) and a PATH where the stand-in comes first.
+
+Everything runs as root (sshd needs it); every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import importlib.resources
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.environment import deploy_program
+
+HARNESS = Path(__file__).resolve().parent
+SSHD = "/usr/sbin/sshd"
+SYSTEM_PYTHON = "/usr/bin/python3"
+CI_COMMENT = "dreamscape-ci"
+UNSHARE = ("unshare", "--mount", "--propagation", "private", "--")
+LOCK_WAIT = 2
+WAIT_TIMEOUT = 5
+KEEP = 3
+
+
+def missing_prerequisites() -> list[str]:
+    """What this machine lacks to run the harness, as messages naming the Debian package."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("the sshd harness runs as root (sshd, useradd, a mount namespace)")
+    for tool, package in (
+        (SSHD, "openssh-server"),
+        ("ssh", "openssh-client"),
+        ("ssh-keygen", "openssh-client"),
+        ("ssh-agent", "openssh-client"),
+        ("scp", "openssh-client"),
+        ("unshare", "util-linux"),
+        ("logger", "bsdutils"),
+        ("flock", "util-linux"),
+        ("useradd", "passwd"),
+    ):
+        if shutil.which(tool) is None:
+            problems.append(f"{tool} not installed (Debian package {package})")
+    probe = (
+        subprocess.run(
+            [SYSTEM_PYTHON, "-I", "-c", "import yaml, jsonschema"], capture_output=True, check=False, timeout=30
+        )
+        if Path(SYSTEM_PYTHON).exists()
+        else None
+    )
+    if probe is None or probe.returncode != 0:
+        problems.append("the docker stand-in needs /usr/bin/python3 with python3-yaml and python3-jsonschema")
+    if not problems:
+        unshare = subprocess.run([*UNSHARE, "true"], capture_output=True, check=False, timeout=30)
+        if unshare.returncode != 0:
+            problems.append("no private mount namespace here (unshare --mount needs CAP_SYS_ADMIN)")
+    return problems
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def frames(compose: bytes | None, login: tuple[str, str, str] | None = None) -> bytes:
+    """The program's stdin: an optional `login <registry> <user> <length>` frame, then the
+    `compose <length>` frame."""
+    data = b""
+    if login is not None:
+        registry, user, token = login
+        data += f"login {registry} {user} {len(token.encode())}\n".encode() + token.encode()
+    if compose is not None:
+        data += f"compose {len(compose)}\n".encode() + compose
+    return data
+
+
+@dataclass
+class Key:
+    path: Path
+    public: str
+
+
+class DeployServer:
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="dreamscape-deploy-e2e-"))
+        self.base.chmod(0o755)
+        self.user = f"dsdeploy{os.getpid()}"[:32]
+        self.port = free_port()
+        self.home = self.base / "home"
+        self.state_dir = self.base / "state"
+        self.standin = self.base / "docker-standin"
+        self.log_path = self.base / "sshd.log"
+        self.syslog_path = self.base / "log" / "syslog.sock"
+        self.known_hosts = self.base / "client" / "known_hosts"
+        self.process: subprocess.Popen | None = None
+        self._syslog: socket.socket | None = None
+        self._user_created = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> DeployServer:
+        try:
+            self._create_user()
+            self._install()
+            self._launch()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True, timeout=60)
+
+    def _create_user(self) -> None:
+        self._run(
+            "useradd", "--system", "--user-group", "--no-create-home",
+            "--home-dir", str(self.home), "--shell", "/bin/bash", self.user,
+        )  # fmt: skip
+        self._user_created = True
+        entry = pwd.getpwnam(self.user)
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+
+    def _owned(self, path: Path, mode: int) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, self.uid, self.gid)
+        path.chmod(mode)
+        return path
+
+    def _key(self, name: str) -> Key:
+        path = self.base / "client" / name
+        self._run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path))
+        return Key(path, path.with_suffix(".pub").read_text().strip())
+
+    def _install(self) -> None:
+        (self.base / "client").mkdir(mode=0o700)
+        etc = self.base / "etc"
+        etc.mkdir(mode=0o700)
+        self.host_key = etc / "ssh_host_ed25519_key"
+        self._run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key))
+        host_public = self.host_key.with_suffix(".pub").read_text().split()
+        self.known_hosts_line = f"[127.0.0.1]:{self.port} {host_public[0]} {host_public[1]}"
+        self.known_hosts.write_text(self.known_hosts_line + "\n")
+
+        # The deploy user's home and keys, as cloud-init leaves them.
+        self.ci_key = self._key("ci")
+        self.control_key = self._key("control")
+        ssh_dir = self._owned(self.home / ".ssh", 0o700)
+        self._owned(self.home, 0o750)
+        self.ci_line = deploy_program.authorized_keys_line(self.ci_key.public, CI_COMMENT)
+        # A control key forced into the same program but without `restrict`: what it can do
+        # and the CI key cannot is exactly what `restrict` takes away.
+        control_line = f'command="{deploy_program.DEPLOY_PROGRAM_PATH}" {self.control_key.public}'
+        authorized = ssh_dir / "authorized_keys"
+        authorized.write_text(self.ci_line + "\n" + control_line + "\n")
+        os.chown(authorized, self.uid, self.gid)
+        authorized.chmod(0o600)
+
+        # The program at its production path (inside sshd's mount namespace).
+        self.program_dir = self.base / "sbin"
+        self.program_dir.mkdir(mode=0o755)
+        program = self.program_dir / Path(deploy_program.DEPLOY_PROGRAM_PATH).name
+        program.write_text(deploy_program.program_text())
+        program.chmod(0o755)
+
+        # The docker stand-in, first on the deploy user's PATH, and its world.
+        bin_dir = self.base / "bin"
+        bin_dir.mkdir(mode=0o755)
+        shutil.copyfile(HARNESS / "docker_standin.py", bin_dir / "docker")
+        (bin_dir / "docker").chmod(0o755)
+        self._owned(self.standin, 0o755)
+        schema = importlib.resources.files("check_jsonschema") / "builtin_schemas/vendor/compose-spec.json"
+        (self.standin / "compose-spec.json").write_text(schema.read_text())
+
+        self._owned(self.state_dir, 0o750)
+
+        log_dir = self.base / "log"
+        log_dir.mkdir(mode=0o755)
+        self._syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._syslog.bind(str(self.syslog_path))
+        self.syslog_path.chmod(0o666)
+        self._syslog.setblocking(False)
+
+        path = f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        setenv = {
+            "PATH": path,
+            "DREAMSCAPE_DEPLOY_STATE_DIR": str(self.state_dir),
+            "DREAMSCAPE_DEPLOY_LOCK_WAIT": str(LOCK_WAIT),
+            "DREAMSCAPE_DEPLOY_WAIT_TIMEOUT": str(WAIT_TIMEOUT),
+            "DREAMSCAPE_DEPLOY_KEEP": str(KEEP),
+            "DREAMSCAPE_DEPLOY_LOG_SOCKET": str(self.syslog_path),
+        }
+        assert set(setenv) - {"PATH"} <= set(deploy_program.SETTINGS)
+        config = [
+            "ListenAddress 127.0.0.1",
+            f"Port {self.port}",
+            f"HostKey {self.host_key}",
+            "PidFile none",
+            # As on Ubuntu's sshd: PAM, keys only, strict modes, the sftp subsystem.
+            "UsePAM yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "StrictModes yes",
+            "AuthorizedKeysFile .ssh/authorized_keys",
+            "Subsystem sftp /usr/lib/openssh/sftp-server",
+            "AcceptEnv LANG LC_*",
+            f"AllowUsers {self.user}",
+            "LogLevel VERBOSE",
+            "SetEnv " + " ".join(f"{k}={v}" for k, v in setenv.items()),
+        ]
+        self.config = etc / "sshd_config"
+        self.config.write_text("\n".join(config) + "\n")
+
+    def _launch(self) -> None:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        self._run(SSHD, "-t", "-f", str(self.config))
+        mount_and_run = 'mount --bind "$1" "$2" && exec "$3" -D -e -f "$4"'
+        target = str(Path(deploy_program.DEPLOY_PROGRAM_PATH).parent)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [*UNSHARE, "/bin/sh", "-c", mount_and_run, "sh", str(self.program_dir), target, SSHD, str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sshd exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=2) as probe:
+                if probe.recv(64).startswith(b"SSH-2.0-"):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"sshd did not answer on port {self.port} within 15 s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self._user_created:
+            self._kill_user_processes()
+            subprocess.run(["userdel", self.user], capture_output=True, check=False, timeout=60)
+            with contextlib.suppress(KeyError):
+                grp.getgrnam(self.user)
+                subprocess.run(["groupdel", self.user], capture_output=True, check=False, timeout=60)
+        if self._syslog is not None:
+            self._syslog.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def _kill_user_processes(self) -> None:
+        """Programs a test left running as the throwaway user (found by uid, killed by pid)."""
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == self.uid:
+                        os.kill(int(entry.name), signal.SIGKILL)
+
+    # --- per test ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """A VM that never saw a deploy and an engine with nothing on it."""
+        shutil.rmtree(self.state_dir)
+        self._owned(self.state_dir, 0o750)
+        for name in ("calls.jsonl", "world.json", "world.lock", "control.json"):
+            (self.standin / name).unlink(missing_ok=True)
+        self.syslog()
+
+    def control(self, **settings) -> None:
+        (self.standin / "control.json").write_text(json.dumps(settings))
+
+    def calls(self) -> list[dict]:
+        path = self.standin / "calls.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def world(self) -> dict:
+        path = self.standin / "world.json"
+        return json.loads(path.read_text()) if path.exists() else {"images": [], "projects": {}}
+
+    def running(self, project: str = "dreamscape") -> dict[str, tuple[str, str]]:
+        """service -> (image, health) of the stand-in engine's containers."""
+        services = self.world()["projects"].get(project, {})
+        return {name: (info["image"], info["health"]) for name, info in services.items()}
+
+    def state(self) -> dict:
+        path = self.state_dir / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def syslog(self) -> list[str]:
+        """Messages received on the system log socket since the last call."""
+        messages = []
+        assert self._syslog is not None
+        while True:
+            try:
+                messages.append(self._syslog.recv(65536).decode("utf-8", "replace"))
+            except BlockingIOError:
+                return messages
+
+    # --- clients ---------------------------------------------------------------------------------
+
+    def ssh_args(self, key: Key | None = None, known_hosts: Path | None = None) -> list[str]:
+        return [
+            "ssh", "-F", "none",
+            "-p", str(self.port), "-l", self.user, "-i", str((key or self.ci_key).path),
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+        ]  # fmt: skip
+
+    def ssh(
+        self, *command: str, stdin: bytes = b"", key: Key | None = None, options: tuple[str, ...] = (), timeout=60
+    ) -> subprocess.CompletedProcess:
+        args = [*self.ssh_args(key), *options, "127.0.0.1", *command]
+        return subprocess.run(args, input=stdin, capture_output=True, timeout=timeout, check=False)
+
+    def deploy(self, pairs: dict[str, str], compose: str, login=None, **kwargs) -> subprocess.CompletedProcess:
+        command = ["deploy", *(f"{c}={i}" for c, i in pairs.items())]
+        return self.ssh(*command, stdin=frames(compose.encode(), login), **kwargs)
+
+    def start_deploy(self, pairs: dict[str, str], compose: str) -> subprocess.Popen:
+        """A deploy running in the background (for the lock tests)."""
+        command = ["deploy", *(f"{c}={i}" for c, i in pairs.items())]
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(frames(compose.encode()))
+            stdin.seek(0)
+            return subprocess.Popen(
+                [*self.ssh_args(), "127.0.0.1", *command], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )

@@ -1,0 +1,733 @@
+"""The deploy end to end: a real sshd on 127.0.0.1, the CI key's authorized_keys line exactly as
+cloud-init renders it, the real program, and a strict docker stand-in (tests/harness/).
+
+Locally these skip with the reason when sshd or another prerequisite is missing; under
+CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.environment import deploy_program
+from components.workflows import deploy_step, emit
+from tests import conftest
+from tests.harness import sshd
+from tests.harness.sshd import DeployServer
+
+pytestmark = pytest.mark.e2e
+
+SHA1, SHA2, SHA3 = ("1" * 40, "2" * 40, "3" * 40)
+
+
+def image(component: str, tag: str) -> str:
+    return f"ghcr.io/dreamscape/{component}:{tag}"
+
+
+V1 = {"auth-service": image("auth-service", SHA1), "gateway": image("gateway", SHA1)}
+
+COMPOSE = yaml.safe_dump(
+    {
+        "services": {
+            name: {
+                "image": f"${{{deploy_program.image_variable(name)}:?{name} has no image yet}}",
+                "restart": "unless-stopped",
+                "healthcheck": {"test": ["CMD", "true"], "interval": "5s"},
+            }
+            for name in ("auth-service", "gateway")
+        }
+    },
+    sort_keys=False,
+)
+
+
+@pytest.fixture(scope="session")
+def deploy_server() -> Iterator[DeployServer]:
+    conftest.require_tool("sshd", "openssh-server")
+    problems = sshd.missing_prerequisites()
+    if problems:
+        message = "; ".join(problems)
+        if conftest.IN_CI:
+            pytest.fail(message + " - CI=true requires it")
+        pytest.skip(message)
+    server = DeployServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(deploy_server: DeployServer) -> DeployServer:
+    deploy_server.reset()
+    return deploy_server
+
+
+def text(result: subprocess.CompletedProcess) -> tuple[str, str]:
+    return result.stdout.decode(), result.stderr.decode()
+
+
+def subcommands(calls: list[dict]) -> list[str]:
+    """`compose config`, `compose pull`, `login`... for each recorded docker call."""
+    names = []
+    for call in calls:
+        argv = call["argv"]
+        if argv[0] == "compose":
+            names.append("compose " + next(a for a in argv if a in ("config", "pull", "up", "ps")))
+        else:
+            names.append(argv[2] if argv[0] == "--config" else argv[0])
+    return names
+
+
+def release_of(call: dict) -> str:
+    return Path(call["argv"][call["argv"].index("--project-directory") + 1]).name
+
+
+def deployed(server: DeployServer, pairs=V1) -> str:
+    result = server.deploy(pairs, COMPOSE)
+    assert result.returncode == 0, text(result)
+    return server.state()["current"]
+
+
+# --- deploys ------------------------------------------------------------------------------------
+
+
+def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeployServer) -> None:
+    result = server.deploy(V1, COMPOSE)
+    stdout, stderr = text(result)
+    assert result.returncode == 0, (stdout, stderr)
+
+    release = server.state()["current"]
+    assert re.fullmatch(r"000001-[0-9a-f]{12}", release)
+    directory = server.state_dir / "releases" / release
+    assert (directory / "compose.yaml").read_text() == COMPOSE
+    assert (directory / ".env").read_text() == (
+        f"AUTH_SERVICE_IMAGE={V1['auth-service']}\nGATEWAY_IMAGE={V1['gateway']}\n"
+    )
+
+    calls = server.calls()
+    assert subcommands(calls) == ["compose config", "compose pull", "compose up"]
+    base = [
+        "compose", "--project-name", "dreamscape", "--project-directory", str(directory),
+        "--file", str(directory / "compose.yaml"), "--env-file", str(directory / ".env"),
+    ]  # fmt: skip
+    assert calls[0]["argv"] == [*base, "config", "--format", "json"]
+    assert calls[1]["argv"] == [*base, "pull"]
+    assert calls[2]["argv"] == [
+        *base,
+        "up",
+        "--detach",
+        "--wait",
+        "--wait-timeout",
+        str(sshd.WAIT_TIMEOUT),
+        "--remove-orphans",
+    ]
+    assert {c["uid"] for c in calls} == {server.uid}, "docker runs as the deploy user"
+    assert all(c["stdin"] is None for c in calls)
+
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert stdout.startswith("### dreamscape-deploy on ")
+    assert ": deployed\n" in stdout
+    assert f"| `auth-service` | `{V1['auth-service']}` |" in stdout
+    assert f"Release `{release}` runs and is healthy." in stdout
+
+    (line,) = server.syslog()
+    assert re.search(r"dreamscape-deploy\[\d+\]: result=deployed release=" + release, line), line
+    assert "client=127.0.0.1" in line
+
+
+def test_deploying_the_running_release_again_changes_nothing(server: DeployServer) -> None:
+    release = deployed(server)
+    calls = len(server.calls())
+    server.syslog()
+
+    again = server.deploy(V1, COMPOSE)
+    assert again.returncode == deploy_program.EXIT["NO_CHANGE"], text(again)
+    assert len(server.calls()) == calls, "no docker call for a release that already runs"
+    assert f"Release `{release}` is already running and healthy." in text(again)[0]
+    assert "result=no-change" in server.syslog()[0]
+
+    changed = server.deploy(V1, COMPOSE.replace("5s", "6s"))
+    assert changed.returncode == 0, "a new compose file is a new release, even with the same images"
+
+
+def test_a_partial_deploy_keeps_the_other_components_images(server: DeployServer) -> None:
+    first = deployed(server)
+    second = deployed(server, {"auth-service": image("auth-service", SHA2)})
+
+    assert server.state() | {"updated": None} == {
+        "current": second,
+        "previous": first,
+        "healthy": True,
+        "updated": None,
+    }
+    assert server.running() == {
+        "auth-service": (image("auth-service", SHA2), "healthy"),
+        "gateway": (V1["gateway"], "healthy"),
+    }
+
+
+def test_the_first_deploy_must_name_every_component(server: DeployServer) -> None:
+    result = server.deploy({"auth-service": V1["auth-service"]}, COMPOSE)
+    assert result.returncode == deploy_program.EXIT["BAD_INPUT"]
+    assert "required variable GATEWAY_IMAGE is missing a value: gateway has no image yet" in text(result)[1]
+    assert subcommands(server.calls()) == ["compose config"]
+    assert list((server.state_dir / "releases").iterdir()) == [], "a refused release is not kept"
+
+
+def test_an_unhealthy_release_rolls_back_to_the_one_before(server: DeployServer) -> None:
+    first = deployed(server)
+    before = len(server.calls())
+    server.syslog()
+    bad = image("auth-service", SHA2)
+    server.control(unhealthy=[bad])
+
+    result = server.deploy({"auth-service": bad}, COMPOSE)
+    stdout, stderr = text(result)
+    assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], (stdout, stderr)
+
+    calls = server.calls()[before:]
+    assert subcommands(calls) == ["compose config", "compose pull", "compose up", "compose up"]
+    failed = release_of(calls[2])
+    assert calls[2]["rc"] != 0 and release_of(calls[3]) == first and calls[3]["rc"] == 0
+    assert "--wait" in calls[3]["argv"], "the restored release is waited for too"
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert server.state()["current"] == first and server.state()["healthy"] is True
+    assert ": failed, rolled back" in stdout
+    assert f"release `{failed}` failed at `docker compose up`; release `{first}` runs again" in stdout
+    assert "container dreamscape-auth-service-1 is unhealthy" in stdout
+    assert re.search(rf"result=rolled-back release={failed} step=compose-up restore={first}", server.syslog()[0])
+
+
+def test_a_failed_pull_rolls_back_without_starting_the_new_release(server: DeployServer) -> None:
+    first = deployed(server)
+    before = len(server.calls())
+    missing = image("gateway", SHA2)
+    server.control(pull_fail=[missing])
+
+    result = server.deploy({"gateway": missing}, COMPOSE)
+    assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
+    calls = server.calls()[before:]
+    assert subcommands(calls) == ["compose config", "compose pull", "compose up"]
+    assert calls[1]["rc"] != 0 and release_of(calls[2]) == first
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert "failed at `docker compose pull`" in text(result)[0]
+    assert f"manifest for {missing} not found" in text(result)[0]
+
+
+def test_a_release_that_stays_starting_past_the_wait_timeout_rolls_back(server: DeployServer) -> None:
+    first = deployed(server)
+    slow = image("auth-service", SHA2)
+    server.control(slow={slow: sshd.WAIT_TIMEOUT * 3})
+    began = time.monotonic()
+    result = server.deploy({"auth-service": slow}, COMPOSE)
+    assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
+    assert time.monotonic() - began < sshd.WAIT_TIMEOUT + 5
+    assert "context deadline exceeded" in text(result)[0]
+    assert server.state()["current"] == first
+
+
+def test_when_the_old_release_fails_too_the_deploy_says_the_environment_is_down(server: DeployServer) -> None:
+    deployed(server)
+    new = image("auth-service", SHA2)
+    server.control(unhealthy=[new, V1["auth-service"]])
+
+    result = server.deploy({"auth-service": new}, COMPOSE)
+    assert result.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], text(result)
+    assert "failed too: the environment is down" in text(result)[0]
+    assert server.state()["healthy"] is False
+
+    server.control()
+    retry = server.deploy(V1, COMPOSE)
+    assert retry.returncode == 0, "an unhealthy current release is deployed again, not skipped as running"
+
+
+def test_a_failing_first_deploy_has_nothing_to_restore(server: DeployServer) -> None:
+    server.control(unhealthy=[V1["gateway"]])
+    result = server.deploy(V1, COMPOSE)
+    assert result.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], text(result)
+    assert "no earlier release exists to restore" in text(result)[0]
+    assert subcommands(server.calls()) == ["compose config", "compose pull", "compose up"]
+
+
+def test_rollback_brings_back_the_previous_release(server: DeployServer) -> None:
+    refused = server.ssh("rollback")
+    assert refused.returncode == deploy_program.EXIT["BAD_INPUT"]
+    assert "no previous release to roll back to" in text(refused)[1]
+
+    first = deployed(server)
+    second = deployed(server, {"gateway": image("gateway", SHA2)})
+    result = server.ssh("rollback")
+    assert result.returncode == 0, text(result)
+    assert server.state() | {"updated": None} == {
+        "current": first,
+        "previous": second,
+        "healthy": True,
+        "updated": None,
+    }
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert ": rolled back" in text(result)[0]
+
+    status = server.ssh("status")
+    assert status.returncode == 0
+    assert f"- current: `{first}`" in text(status)[0]
+    assert f"dreamscape-gateway-1\t{V1['gateway']}\tgateway\tUp (healthy)" in text(status)[0]
+
+
+def test_old_releases_are_pruned_to_the_configured_number(server: DeployServer) -> None:
+    deployed(server)
+    for n in range(sshd.KEEP + 1):
+        deployed(server, {"gateway": image("gateway", f"v{n}")})
+    kept = sorted(p.name for p in (server.state_dir / "releases").iterdir())
+    assert len(kept) == sshd.KEEP
+    assert kept[-1] == server.state()["current"] and kept[-2] == server.state()["previous"]
+    assert kept[0].startswith("000003-")
+
+
+# --- the registry token -------------------------------------------------------------------------
+
+
+def test_the_registry_token_travels_on_stdin_and_is_not_kept(server: DeployServer) -> None:
+    token = "ghs_" + "T0k3n" * 8
+    server.control(registry_tokens={"ghcr.io": token})
+
+    without = server.deploy(V1, COMPOSE)
+    assert without.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], "the stand-in registry wants the token"
+    assert "unauthorized" in text(without)[0]
+
+    result = server.deploy(V1, COMPOSE, login=("ghcr.io", "dreamscape-ci", token))
+    assert result.returncode == 0, text(result)
+    (login,) = [c for c in server.calls() if "login" in c["argv"]]
+    assert login["argv"][0] == "--config"
+    assert login["argv"][2:] == ["login", "--username", "dreamscape-ci", "--password-stdin", "ghcr.io"]
+    assert login["stdin"] == token + "\n"
+    auth_dir = login["argv"][1]
+    assert Path(auth_dir).parent == server.state_dir
+    later = server.calls()[server.calls().index(login) + 1 :]
+    assert subcommands(later) == ["compose pull", "compose up"]
+    assert all(c["env"].get("DOCKER_CONFIG") == auth_dir for c in later)
+
+    assert not Path(auth_dir).exists(), "the throwaway docker config is removed"
+    assert not (server.home / ".docker").exists()
+    everywhere = [
+        *(" ".join(c["argv"]) for c in server.calls()),
+        *text(result),
+        *server.syslog(),
+        server.log_path.read_text(),
+        *(p.read_text() for p in server.state_dir.rglob("*") if p.is_file()),
+    ]
+    assert not [t for t in everywhere if token in t], "the token appears nowhere but on docker login's stdin"
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        f"deploy Auth-Service={V1['auth-service']}",
+        f"deploy auth-service={V1['auth-service']};id",
+        "deploy auth-service=$(id)",
+        "deploy auth-service=`id`",
+        f"deploy auth-service={V1['auth-service']} auth-service={V1['auth-service']}",
+        "deploy auth-service=auth-service:latest",
+        f"deploy auth-service={V1['auth-service']} gateway",
+        "deploy",
+        "status --verbose",
+    ],
+)
+def test_a_malformed_command_is_refused_before_any_docker_call(server: DeployServer, command: str) -> None:
+    result = server.ssh(command, stdin=sshd.frames(COMPOSE.encode()))
+    stdout, stderr = text(result)
+    assert result.returncode == deploy_program.EXIT["BAD_INPUT"], (stdout, stderr)
+    assert "dreamscape-deploy: refused: " in stderr
+    assert ": refused\n" in stdout
+    assert server.calls() == []
+    assert "uid=" not in stdout + stderr
+    assert "result=refused" in server.syslog()[0]
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        pytest.param(b"", "deploy needs the compose file on stdin", id="no-frame"),
+        pytest.param(COMPOSE.encode(), "unexpected stdin frame 'services:'", id="unframed"),
+        pytest.param(sshd.frames(b"x" * (deploy_program.MAX_COMPOSE_BYTES + 1)), "at most 262144", id="too-big"),
+        pytest.param(sshd.frames(COMPOSE.encode())[:-3], "stdin ended inside the compose frame", id="cut-short"),
+        pytest.param(
+            sshd.frames(COMPOSE.replace("restart: unless-stopped", "restart: unless-stopped\n    ports: yes").encode()),
+            "'ports' were unexpected",
+            id="schema",
+        ),
+        pytest.param(sshd.frames(b"services: [\n"), "yaml:", id="not-yaml"),
+        pytest.param(
+            sshd.frames(
+                COMPOSE.replace("${AUTH_SERVICE_IMAGE:?auth-service has no image yet}", "ghcr.io/o/x:1").encode()
+            ),
+            "service auth-service runs image 'ghcr.io/o/x:1', not ghcr.io/dreamscape/auth-service:1111",
+            id="image-not-from-variable",
+        ),
+        pytest.param(
+            sshd.frames(b"services:\n  web:\n    image: ${WEB_IMAGE:-ghcr.io/o/web:1}\n"),
+            "component auth-service is not a service of the compose file",
+            id="not-a-service",
+        ),
+    ],
+)
+def test_bad_compose_input_is_refused(server: DeployServer, stdin: bytes, message: str) -> None:
+    result = server.ssh("deploy", *(f"{c}={i}" for c, i in V1.items()), stdin=stdin)
+    assert result.returncode == deploy_program.EXIT["BAD_INPUT"], text(result)
+    assert message in text(result)[1]
+    assert set(subcommands(server.calls())) <= {"compose config"}, "nothing pulled, nothing started"
+    assert server.running() == {}
+    assert not (server.state_dir / "releases").exists() or not list((server.state_dir / "releases").iterdir())
+
+
+# --- the lock ---------------------------------------------------------------------------------------
+
+
+def wait_for_lock_holder(server: DeployServer) -> str:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        lock = server.state_dir / "lock"
+        if lock.exists() and lock.read_text():
+            return lock.read_text()
+        time.sleep(0.02)
+    raise AssertionError("the first deploy never took the lock")
+
+
+def test_a_second_deploy_waits_for_the_first_then_proceeds(server: DeployServer) -> None:
+    server.control(slow={V1["auth-service"]: sshd.LOCK_WAIT / 2})
+    first = server.start_deploy(V1, COMPOSE)
+    try:
+        wait_for_lock_holder(server)
+        second = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE)
+    finally:
+        first_out, first_err = first.communicate(timeout=60)
+    assert first.returncode == 0, (first_out, first_err)
+    assert second.returncode == 0, text(second)
+    assert re.search(r"waiting up to \d+ s for the lock held by pid \d+ \(deploy auth-service=", text(second)[1])
+
+    calls = server.calls()
+    first_calls = [c for c in calls if release_of(c) == release_of(calls[0])]
+    second_calls = [c for c in calls if release_of(c) != release_of(calls[0])]
+    assert subcommands(first_calls) == subcommands(second_calls) == ["compose config", "compose pull", "compose up"]
+    assert min(c["start"] for c in second_calls) >= max(c["end"] for c in first_calls), "the deploys never overlap"
+    assert server.running()["gateway"] == (image("gateway", SHA2), "healthy")
+
+
+def test_a_deploy_that_waits_too_long_names_the_lock_holder(server: DeployServer) -> None:
+    server.control(slow={V1["auth-service"]: sshd.LOCK_WAIT + 1})
+    first = server.start_deploy(V1, COMPOSE)
+    try:
+        holder = wait_for_lock_holder(server)
+        began = time.monotonic()
+        second = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE)
+        waited = time.monotonic() - began
+    finally:
+        first_out, first_err = first.communicate(timeout=60)
+    assert first.returncode == 0, (first_out, first_err)
+    assert second.returncode == deploy_program.EXIT["LOCK_TIMEOUT"], text(second)
+    assert sshd.LOCK_WAIT <= waited < sshd.LOCK_WAIT + 3
+    stderr = text(second)[1]
+    pid = re.search(r'"pid": (\d+)', holder).group(1)
+    assert f"another deploy holds the lock: pid {pid} (deploy auth-service={V1['auth-service']}" in stderr
+    assert re.search(r"from 127\.0\.0\.1 since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stderr), stderr
+    assert all(release_of(c) == release_of(server.calls()[0]) for c in server.calls()), "the second ran no docker"
+
+
+# --- what the CI key cannot do ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["id", "bash", "bash -i", "sh -c id", "/bin/sh", "exec id", "deploy; id"])
+def test_the_ci_key_runs_the_deploy_program_whatever_command_is_asked(server: DeployServer, command: str) -> None:
+    result = server.ssh(command)
+    stdout, stderr = text(result)
+    assert result.returncode == deploy_program.EXIT["BAD_INPUT"]
+    assert "uid=" not in stdout + stderr
+    assert "dreamscape-deploy: refused: " in stderr
+    assert (
+        "Starting session: forced-command (key-option) '/usr/local/sbin/dreamscape-deploy'"
+        in server.log_path.read_text()
+    )
+
+
+def test_no_command_and_no_shell(server: DeployServer) -> None:
+    result = server.ssh()
+    assert result.returncode == deploy_program.EXIT["BAD_INPUT"]
+    assert "refused: no command given" in text(result)[1]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "forced"),
+    [((), "/usr/lib/openssh/sftp-server"), (("-O",), "scp -t copied")],
+    ids=["sftp", "legacy-scp"],
+)
+def test_scp_is_refused(server: DeployServer, tmp_path: Path, protocol: tuple[str, ...], forced: str) -> None:
+    source = tmp_path / "payload"
+    source.write_text("not for the VM")
+    options = ["-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
+    destination = f"{server.user}@127.0.0.1:copied"
+    result = subprocess.run(
+        ["scp", *protocol, "-P", str(server.port), "-i", str(server.ci_key.path), *options, str(source), destination],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert not (server.home / "copied").exists()
+    assert server.calls() == []
+    assert "forced-command (key-option) '/usr/local/sbin/dreamscape-deploy'" in server.log_path.read_text()
+    (line,) = server.syslog()
+    assert "result=refused reason=unknown command" in line and f"command={forced!r}" in line, line
+
+
+class Listener:
+    """A TCP server that records whether anything reached it."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(3)
+        self.port = self.socket.getsockname()[1]
+
+    def reached(self) -> bool:
+        try:
+            connection, _ = self.socket.accept()
+        except TimeoutError:
+            return False
+        connection.close()
+        return True
+
+
+def local_forward_reaches(server: DeployServer, key: sshd.Key) -> tuple[bool, str]:
+    target = Listener()
+    local = sshd.free_port()
+    process = subprocess.Popen(
+        [*server.ssh_args(key), "-N", "-L", f"{local}:127.0.0.1:{target.port}", "127.0.0.1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", local), timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "ssh -L never listened"
+                time.sleep(0.05)
+        with client:
+            client.sendall(b"hello")
+            reached = target.reached()
+        time.sleep(0.2)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+        target.socket.close()
+    return reached, stderr.decode()
+
+
+def test_port_forwarding_is_refused(server: DeployServer) -> None:
+    reached, stderr = local_forward_reaches(server, server.ci_key)
+    assert not reached
+    assert "administratively prohibited" in stderr
+    control_reached, _ = local_forward_reaches(server, server.control_key)
+    assert control_reached, "without `restrict` the same forward works: the refusal is restrict's"
+
+    remote = subprocess.run(
+        [*server.ssh_args(), "-N", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9", "127.0.0.1"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert remote.returncode == 255
+    assert "remote port forwarding failed" in remote.stderr.decode()
+
+
+def test_agent_forwarding_is_refused(server: DeployServer, tmp_path: Path) -> None:
+    agent_socket = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(agent_socket)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not agent_socket.exists():
+            assert time.monotonic() < deadline, "ssh-agent did not start"
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(agent_socket)}
+        for key in (server.ci_key, server.control_key):
+            subprocess.run(
+                [*server.ssh_args(key), "-A", "127.0.0.1", "status"],
+                env=env,
+                capture_output=True,
+                timeout=30,
+                check=True,
+            )
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+    ci_status, control_status = server.calls()
+    assert "SSH_AUTH_SOCK" not in ci_status["env"]
+    assert "SSH_AUTH_SOCK" in control_status["env"], "without `restrict` the agent reaches the program's children"
+
+
+def test_a_terminal_is_refused(server: DeployServer) -> None:
+    ci = server.ssh("status", options=("-tt",))
+    assert ci.returncode == 255
+    assert "PTY allocation request failed" in text(ci)[1]
+    assert not [c for c in server.calls() if "SSH_TTY" in c["env"]]
+
+    control = server.ssh("status", key=server.control_key, options=("-tt",))
+    assert control.returncode == 0, text(control)
+    assert [c for c in server.calls() if "SSH_TTY" in c["env"]], "without `restrict` the session gets a terminal"
+
+
+# --- the pipeline's deploy step -------------------------------------------------------------------
+
+
+SECRETS = ("VM_HOST_E2E", "SSH_PRIVATE_KEY_E2E", "SSH_KNOWN_HOSTS_E2E")
+
+
+def rendered_step(server: DeployServer, compose_file: Path, login: deploy_step.RegistryLogin | None = None) -> dict:
+    """The step as the central workflow file carries it: emitted to YAML and read back."""
+    step = deploy_step.deploy_step(
+        host_var=SECRETS[0],
+        private_key_var=SECRETS[1],
+        known_hosts_var=SECRETS[2],
+        images_var="DEPLOY_IMAGES",
+        compose_file=str(compose_file),
+        env={"DEPLOY_IMAGES": "${{ needs.build.outputs.images }}"},
+        login=login,
+        user=server.user,
+        port=server.port,
+    )
+    workflow = {"name": "deploy", "on": {"workflow_dispatch": {}}, "permissions": {}, "jobs": {}}
+    workflow["jobs"]["deploy"] = {"runs-on": "ubuntu-24.04", "timeout-minutes": 30, "steps": [step]}
+    document = yaml.safe_load(emit.dump(workflow, "tests/test_deploy_e2e.py"))
+    return document["jobs"]["deploy"]["steps"][0]
+
+
+def run_step(step: dict, values: dict[str, str], tmp_path: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """Run the step's bash as a GitHub runner does, with `${{ }}` in `env:` replaced by `values`."""
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "TMPDIR": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    for name, value in step["env"].items():
+        expression = re.fullmatch(r"\$\{\{ (secrets\.)?([\w.]+) \}\}", value)
+        env[name] = values[expression.group(2)] if expression else value
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"])
+    assert step["shell"] == "bash"
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    summary = tmp_path / "summary.md"
+    return result, summary.read_text() if summary.exists() else ""
+
+
+def step_values(server: DeployServer, images: str, known_hosts: str | None = None) -> dict[str, str]:
+    return {
+        SECRETS[0]: "127.0.0.1",
+        SECRETS[1]: server.ci_key.path.read_text(),
+        SECRETS[2]: known_hosts or server.known_hosts_line,
+        "needs.build.outputs.images": images,
+    }
+
+
+def pairs_text(pairs: dict[str, str]) -> str:
+    return "\n".join(f"{c}={i}" for c, i in pairs.items())
+
+
+def test_the_deploy_step_deploys_end_to_end(server: DeployServer, tmp_path: Path) -> None:
+    compose_file = tmp_path / "compose.yaml"
+    compose_file.write_text(COMPOSE)
+    step = rendered_step(server, compose_file)
+    result, summary = run_step(step, step_values(server, pairs_text(V1)), tmp_path)
+    stdout, stderr = text(result)
+    assert result.returncode == 0, (stdout, stderr)
+    assert "deployed: the new release runs and is healthy" in stdout
+    assert summary.startswith("### dreamscape-deploy on ") and ": deployed" in summary
+    assert subcommands(server.calls()) == ["compose config", "compose pull", "compose up"]
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert not list((tmp_path / "runner-temp").iterdir()), "the key's directory is gone"
+
+    again, _ = run_step(step, step_values(server, pairs_text(V1)), tmp_path)
+    assert again.returncode == 0
+    assert "no change: that exact release is already running" in text(again)[0]
+
+
+def test_the_deploy_step_reports_a_rollback_as_a_failure(server: DeployServer, tmp_path: Path) -> None:
+    compose_file = tmp_path / "compose.yaml"
+    compose_file.write_text(COMPOSE)
+    step = rendered_step(server, compose_file)
+    assert run_step(step, step_values(server, pairs_text(V1)), tmp_path)[0].returncode == 0
+    bad = image("gateway", SHA3)
+    server.control(unhealthy=[bad])
+    result, summary = run_step(step, step_values(server, f"gateway={bad}"), tmp_path)
+    assert result.returncode == deploy_program.EXIT["ROLLED_BACK"]
+    assert "::error title=Deploy::rolled back: the new release failed" in text(result)[0]
+    assert ": failed, rolled back" in summary
+
+
+def test_the_deploy_step_logs_in_with_a_token_on_stdin(server: DeployServer, tmp_path: Path) -> None:
+    token = "ghs_" + "s3cr3t" * 6
+    server.control(registry_tokens={"ghcr.io": token})
+    compose_file = tmp_path / "compose.yaml"
+    compose_file.write_text(COMPOSE)
+    login = deploy_step.RegistryLogin("REGISTRY", "REGISTRY_USER", "REGISTRY_TOKEN")
+    step = rendered_step(server, compose_file, login)
+    step["env"] |= {"REGISTRY": "ghcr.io", "REGISTRY_USER": "dreamscape-ci", "REGISTRY_TOKEN": "${{ github.token }}"}
+    result, summary = run_step(step, step_values(server, pairs_text(V1)) | {"github.token": token}, tmp_path)
+    assert result.returncode == 0, text(result)
+    (login_call,) = [c for c in server.calls() if "login" in c["argv"]]
+    assert login_call["stdin"] == token + "\n"
+    assert token not in "".join(text(result)) + summary
+
+
+def test_a_wrong_known_hosts_line_fails_before_anything_is_sent(server: DeployServer, tmp_path: Path) -> None:
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
+    algorithm, key = other.with_suffix(".pub").read_text().split()[:2]
+    wrong = f"[127.0.0.1]:{server.port} {algorithm} {key}"
+    compose_file = tmp_path / "compose.yaml"
+    compose_file.write_text(COMPOSE)
+    accepted_before = server.log_path.read_text().count("Accepted publickey")
+
+    result, summary = run_step(
+        rendered_step(server, compose_file), step_values(server, pairs_text(V1), wrong), tmp_path
+    )
+    stdout, stderr = text(result)
+    assert result.returncode == 255, (stdout, stderr)
+    assert "Host key verification failed" in stderr
+    assert "::error title=Deploy::ssh failed before the deploy program answered" in stdout
+    assert "### Deploy: no answer from the VM (exit 255)" in summary
+    assert server.calls() == []
+    assert server.log_path.read_text().count("Accepted publickey") == accepted_before, "the key was never offered"
+
+
+def test_the_deploy_step_refuses_a_bad_image_list_without_connecting(server: DeployServer, tmp_path: Path) -> None:
+    compose_file = tmp_path / "compose.yaml"
+    compose_file.write_text(COMPOSE)
+    connections = server.log_path.read_text().count("Connection from")
+    result, _ = run_step(
+        rendered_step(server, compose_file), step_values(server, "auth-service=ghcr.io/o/a:1;id"), tmp_path
+    )
+    assert result.returncode == 2
+    assert "::error title=Deploy::not an image reference: ghcr.io/o/a:1;id" in text(result)[0]
+    assert server.log_path.read_text().count("Connection from") == connections
