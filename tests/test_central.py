@@ -204,7 +204,7 @@ def test_dispatch_token_reaches_only_the_api_and_checkout_steps(document) -> Non
     ]
     # The job's own token only logs in to the registry; deploy secrets only in the deploy job.
     others = {(job, name) for job, _, _, names in found for name in names if name != central.TOKEN}
-    assert others == {("build-test", "GITHUB_TOKEN")} | {
+    assert others == {("build-test", "GITHUB_TOKEN"), ("deploy", "GITHUB_TOKEN")} | {
         ("deploy", f"{secret}_{env.upper()}")
         for secret in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
         for env in rules.ENVIRONMENTS
@@ -432,7 +432,7 @@ def test_build_test_builds_and_pushes_for_the_target_platform(build_workflow) ->
     }
     assert fakes.called("docker/setup-qemu-action") == [{"platforms": "linux/arm64"}]
     assert fakes.called("docker/login-action") == [
-        {"registry": "ghcr.io", "username": "dreamscape-dev", "password": "ghs_job_token"}
+        {"registry": "ghcr.io", "username": "DREAMSCAPE-AI", "password": "ghs_job_token"}
     ]
     assert fakes.called("docker/build-push-action") == [
         {

@@ -60,7 +60,7 @@ def service(component: Component) -> dict[str, Any]:
     spec: dict[str, Any] = {
         # Required: a deploy that does not name this component carries its running image over;
         # one never deployed has none, and compose stops with this message.
-        "image": f"${{{variable}:?{component.name} has no image yet: deploy it once with a manual run}}",
+        "image": f"${{{variable}:?{component.name} has no image yet: this environment never deployed it}}",
         "restart": RESTART,
         "environment": {"PORT": str(component.port)},
         "healthcheck": {"test": ["CMD-SHELL", health_command(component.port, component.health_path)], **HEALTH},

@@ -35,7 +35,7 @@ from typing import Any
 from components import rules
 from components.environment import compose
 from components.settings import Deploy, Settings, SourceRepository
-from components.workflows import actions, emit, shell, trigger
+from components.workflows import actions, deploy_step, emit, shell, trigger
 
 PATH = ".github/workflows/central-dispatch.yml"
 NAME = "Central CI/CD"
@@ -60,7 +60,10 @@ PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "resolve": {},
     "build-test": {"packages": ("write", "push <registry>/<component>:<sha> with this job's own token")},
     "security-scan": {"contents": ("read", "the trivy action fetches trivy with this job's token")},
-    "deploy": {"contents": ("read", "check out this repository's compose files")},
+    "deploy": {
+        "contents": ("read", "check out this repository's compose files"),
+        "packages": ("read", "the VM pulls this run's images with this job's token"),
+    },
     "report": {},
 }
 """Each job's token permissions with the reason, written beside each line of the rendered file.
@@ -74,11 +77,13 @@ SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 PLATFORM_ARCHITECTURES = {"linux/amd64": "X64", "linux/arm64": "ARM64"}
 """Each deploy platform and the runner architecture (`RUNNER_ARCH`) that builds it natively."""
 
+GITHUB_REGISTRY = "ghcr.io"
+
 SOURCE_DIR = "source"
 """Where build-test and security-scan check the source repository out."""
 
 TIMEOUTS = {"resolve": 5, "build-test": 45, "security-scan": 20, "report": 5}
-"""Minutes; the deploy job's comes from the deploy settings (`deploy_timeout`)."""
+"""Minutes; the deploy step's comes from the deploy settings (`deploy_timeout`), its job's five more."""
 PULL_ALLOWANCE_SECONDS = 600
 """What the deploy program allows `docker compose pull`; part of the deploy job's time budget."""
 
@@ -145,8 +150,20 @@ def _expr(expression: str) -> str:
     return "${{ " + expression + " }}"
 
 
-def _permissions(job: str) -> dict[str, str]:
-    return {scope: level for scope, (level, _) in PERMISSIONS[job].items()}
+def _permissions(job: str, args: CentralArgs | None = None) -> dict[str, str]:
+    granted = {scope: level for scope, (level, _) in PERMISSIONS[job].items()}
+    if job == "deploy" and (args is None or not _pulls_with_job_token(args)):
+        del granted["packages"]
+    return granted
+
+
+def _registry_host(args: CentralArgs) -> str:
+    return args.registry.split("/")[0]
+
+
+def _pulls_with_job_token(args: CentralArgs) -> bool:
+    """On GitHub's registry the job's own token can pull; elsewhere the VM needs its own access."""
+    return _registry_host(args) == GITHUB_REGISTRY
 
 
 def _comment_permissions(text: str) -> str:
@@ -189,7 +206,7 @@ def severities_from(threshold: str) -> str:
 
 
 def deploy_timeout(deploy: Deploy) -> int:
-    """Minutes for the deploy job: waiting for the lock, pulling, starting, maybe rolling back."""
+    """Minutes for the deploy step: waiting for the lock, pulling, starting, maybe rolling back."""
     seconds = deploy.lock_wait_seconds + PULL_ALLOWANCE_SECONDS + 2 * deploy.wait_timeout_seconds
     return math.ceil(seconds / 60) + 5
 
@@ -600,8 +617,8 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
                 "if": "steps.plan.outputs.push == 'true'",
                 "uses": actions.uses("docker/login-action"),
                 "with": {
-                    "registry": args.registry.split("/")[0],
-                    "username": _expr("github.actor"),
+                    "registry": _registry_host(args),
+                    "username": _expr("github.repository_owner"),
                     "password": _expr("secrets.GITHUB_TOKEN"),
                 },
             },
@@ -646,6 +663,24 @@ def _security_scan_job(args: CentralArgs) -> dict[str, Any]:
     }
 
 
+def _images_body() -> str:
+    """`<component>=<registry>/<component>:<sha>` for each component of the run, for the deploy."""
+    return "\n".join(
+        [
+            "set -euo pipefail",
+            "# resolve's components output is a JSON array of checked names.",
+            "names=\"$(jq -r '.[]' <<< \"$COMPONENTS_JSON\")\"",
+            'mapfile -t components <<< "$names"',
+            "pairs=()",
+            'for name in "${components[@]}"; do',
+            '  pairs+=("${name}=${REGISTRY}/${name}:${SHA}")',
+            "done",
+            'echo "pairs=${pairs[*]}" >> "$GITHUB_OUTPUT"',
+            'printf \'%s\\n\' "${pairs[@]}"',
+        ]
+    )
+
+
 def _deploy_job(args: CentralArgs) -> dict[str, Any]:
     layout = DEPLOY_SECRET_LAYOUTS[args.deploy_secret_layout]
 
@@ -655,13 +690,43 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         return _per_environment(lambda env: f"secrets.{template.format(env=env.upper())}")
 
     environment = _expr(_resolved("environment"))
+    env = {
+        "VM_HOST": secret(layout.host),
+        "SSH_PRIVATE_KEY": secret(layout.private_key),
+        "SSH_KNOWN_HOSTS": secret(layout.known_hosts),
+        "DEPLOY_IMAGES": _expr("steps.images.outputs.pairs"),
+    }
+    login = None
+    if _pulls_with_job_token(args):
+        # The VM pulls this run's images with this job's token (packages: read), handed over on
+        # stdin; it expires when the job ends.
+        login = deploy_step.RegistryLogin("DEPLOY_REGISTRY", "DEPLOY_REGISTRY_USER", "DEPLOY_REGISTRY_TOKEN")
+        env |= {
+            "DEPLOY_REGISTRY": _registry_host(args),
+            "DEPLOY_REGISTRY_USER": _expr("github.repository_owner"),
+            "DEPLOY_REGISTRY_TOKEN": _expr("secrets.GITHUB_TOKEN"),
+        }
+    step_minutes = deploy_timeout(args.deploy)
+    ssh_step = deploy_step.deploy_step(
+        host_var="VM_HOST",
+        private_key_var="SSH_PRIVATE_KEY",
+        known_hosts_var="SSH_KNOWN_HOSTS",
+        images_var="DEPLOY_IMAGES",
+        compose_file=compose.path(environment),
+        env=env,
+        login=login,
+        # The secrets' names depend on the run's environment: bound above, not by name.
+        secrets_as_env=False,
+        name=f"Deploy to {environment} over SSH",
+        timeout_minutes=step_minutes,
+    )
     return {
         "name": f"Deploy to {environment}",
         "needs": ["resolve", "build-test", "security-scan"],
         "if": f"{_resolved('deploy')} == 'true'",
         "runs-on": RUNNER,
-        "timeout-minutes": deploy_timeout(args.deploy),
-        "permissions": _permissions("deploy"),
+        "timeout-minutes": step_minutes + 5,
+        "permissions": _permissions("deploy", args),
         "environment": {
             "name": environment,
             "url": _per_environment(lambda env: f"vars.{url_variable(env)}"),
@@ -683,19 +748,17 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
                 },
             },
             {
-                "name": "Deploy",
+                "name": "List the images to deploy",
+                "id": "images",
                 "shell": "bash",
                 "env": {
-                    "ENVIRONMENT": environment,
-                    "COMPONENTS": _expr(_resolved("components")),
-                    "SHA": _expr(_resolved("sha")),
+                    "COMPONENTS_JSON": _expr(_resolved("components")),
                     "REGISTRY": args.registry,
-                    "VM_HOST": secret(layout.host),
-                    "SSH_PRIVATE_KEY": secret(layout.private_key),
-                    "SSH_KNOWN_HOSTS": secret(layout.known_hosts),
+                    "SHA": _expr(_resolved("sha")),
                 },
-                "run": "set -euo pipefail\necho 'deploy step pending'\nexit 1",
+                "run": _images_body(),
             },
+            ssh_step,
         ],
     }
 
