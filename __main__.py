@@ -32,19 +32,21 @@ if settings.owns_wiring and settings.dispatch_token is not None:
     pulumi.export("githubTokenNeeds", list(shared_wiring.required_token_permissions))
 
 # The environment's compose file, next to the central pipeline that deploys with it.
-compose_file = compose.ComposeFile(
-    "compose",
-    compose.ComposeFileArgs(
-        owner=settings.github_owner,
-        infra_repository=settings.infra_repository,
-        environment=settings.environment,
-        source_repositories=settings.source_repositories,
-        commit=settings.commit,
-    ),
-    opts=pulumi.ResourceOptions(providers=[github_provider]),
-)
+compose_file = None
+if compose.has_services(settings.source_repositories):
+    compose_file = compose.ComposeFile(
+        "compose",
+        compose.ComposeFileArgs(
+            owner=settings.github_owner,
+            infra_repository=settings.infra_repository,
+            environment=settings.environment,
+            source_repositories=settings.source_repositories,
+            commit=settings.commit,
+        ),
+        opts=pulumi.ResourceOptions(providers=[github_provider]),
+    )
 
 pulumi.export("environment", settings.environment)
 pulumi.export("ownsWiring", settings.owns_wiring)
 pulumi.export("workflowFiles", workflow_files)
-pulumi.export("composeFile", compose_file.location)
+pulumi.export("composeFile", compose_file.location if compose_file else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import pytest
 
 from components.environment import compose, deploy_program
 from components.workflows import central
+from tests import conftest
 from tests.central_support import central_document, dispatch_github, rendered_file, settings_of, sha_of, stand_in
+from tests.harness import sshd
 from tests.harness.sshd import DeployServer
 from tests.harness.workflow import Context, JobResult, run_job
-from tests.test_deploy_e2e import deploy_server  # noqa: F401 - the session's sshd, shared with the deploy tests
 
 pytestmark = pytest.mark.e2e
 
@@ -29,11 +31,32 @@ JOB_TOKEN = "ghs_job_token"
 """The job's own GITHUB_TOKEN in the harness's github context; the VM pulls with it."""
 
 
+class _PipelineDeployServer(DeployServer):
+    """The deploy tests' server under its own throwaway user, so both can run in one session."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = self.user.replace("dsdeploy", "dscentral")
+
+
+@pytest.fixture(scope="module")
+def vm() -> Iterator[DeployServer]:
+    conftest.require_tool("sshd", "openssh-server")
+    problems = sshd.missing_prerequisites()
+    if problems:
+        if conftest.IN_CI:
+            pytest.fail("; ".join(problems) + " - CI=true requires it")
+        pytest.skip("; ".join(problems))
+    server = _PipelineDeployServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def server(deploy_server: DeployServer) -> DeployServer:  # noqa: F811 - the fixture imported above
-    deploy_server.reset()
-    deploy_server.control(registry_tokens={"ghcr.io": JOB_TOKEN})
-    return deploy_server
+def server(vm: DeployServer) -> DeployServer:
+    vm.reset()
+    vm.control(registry_tokens={"ghcr.io": JOB_TOKEN})
+    return vm
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +150,12 @@ def test_a_services_run_deploys_its_images_next_to_the_running_frontend(plan_of,
 def test_a_deploy_that_rolls_back_fails_the_job(plan_of, server, compose_text) -> None:
     document = central_document(plan_of(STACK))
     before = sha_of("bootstrap")
-    assert server.deploy(
-        {c: image(c, before) for c in DEPLOYABLE}, compose_text, login=("ghcr.io", "DREAMSCAPE-AI", JOB_TOKEN)
-    ).returncode == 0
+    assert (
+        server.deploy(
+            {c: image(c, before) for c in DEPLOYABLE}, compose_text, login=("ghcr.io", "DREAMSCAPE-AI", JOB_TOKEN)
+        ).returncode
+        == 0
+    )
     sha = sha_of("broken release")
     server.control(registry_tokens={"ghcr.io": JOB_TOKEN}, unhealthy=[image("auth-service", sha)])
     result = run_deploy(document, server, compose_text, ["auth-service"], sha)

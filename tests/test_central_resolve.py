@@ -57,6 +57,11 @@ def branch_of(ref: str) -> str:
     return ref.removeprefix("refs/heads/")
 
 
+def reachable(api: GitHubAPI, repository: str, branch: str, sha: str, status: str = "ahead") -> None:
+    """What the compare API says of `<sha>...<branch>`: `ahead` or `identical` when sha is on the branch."""
+    api.add_comparison(repository, sha, branch, status=status)
+
+
 def statuses(api: GitHubAPI, repository: str, sha: str) -> list[dict[str, Any]]:
     return api.statuses.get((repository.lower(), sha), [])
 
@@ -91,7 +96,7 @@ def test_each_kind_and_branch_is_accepted(workflow, api: GitHubAPI) -> None:
         ref = f"refs/heads/{BRANCH_EXAMPLES[rule]}"
         sha = sha_of(repo.name, ref)
         decision = rules.classify_ref(ref)
-        api.add_comparison(f"{SETTINGS.github_owner}/{repo.name}", branch_of(ref), sha, status="identical")
+        reachable(api, f"{SETTINGS.github_owner}/{repo.name}", branch_of(ref), sha, "identical")
         sent = payload(SETTINGS, repo.name, ref, sha, repo.component_names, decision.environment)
         return repo, ref, sha, decision, run_resolve(workflow, dispatch_github(SETTINGS, api, repo.event_type, sent))
 
@@ -117,7 +122,7 @@ def test_each_kind_and_branch_is_accepted(workflow, api: GitHubAPI) -> None:
 
 def test_the_components_output_is_the_matrix_of_the_named_components(workflow, api: GitHubAPI) -> None:
     sha = sha_of("subset")
-    api.add_comparison(SERVICES_FULL, "develop", sha, status="behind")
+    reachable(api, SERVICES_FULL, "develop", sha, "ahead")
     sent = payload(SETTINGS, SERVICES.name, "refs/heads/develop", sha, ["user-service"], "staging")
     result = run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, sent))
     assert result.status == "success", result.log
@@ -127,7 +132,7 @@ def test_the_components_output_is_the_matrix_of_the_named_components(workflow, a
 
 def test_repository_names_match_whatever_their_case(workflow, api: GitHubAPI) -> None:
     sha = sha_of("case")
-    api.add_comparison(SERVICES_FULL, "main", sha, status="identical")
+    reachable(api, SERVICES_FULL, "main", sha, "identical")
     sent = payload(SETTINGS, SERVICES.name, "refs/heads/main", sha, ["auth-service"], "production")
     sent["source_repo"] = sent["source_repo"].lower()
     result = run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, sent))
@@ -146,7 +151,7 @@ def test_repository_names_match_whatever_their_case(workflow, api: GitHubAPI) ->
 def test_a_manual_run_deploys_to_the_environment_of_its_branch(workflow, api, repository, ref, deploy) -> None:
     full = f"{SETTINGS.github_owner}/{repository.name}"
     sha = sha_of("manual", repository.name, ref)
-    api.add_comparison(full, branch_of(ref), sha, status="behind")
+    reachable(api, full, branch_of(ref), sha, "ahead")
     decision = rules.classify_ref(ref)
     inputs = payload(SETTINGS, repository.name, ref, sha, repository.component_names[:1], decision.environment)
     result = run_resolve(workflow, manual_github(SETTINGS, api, inputs))
@@ -157,7 +162,7 @@ def test_a_manual_run_deploys_to_the_environment_of_its_branch(workflow, api, re
 
 def test_a_manual_run_is_held_to_the_branch_table(workflow, api: GitHubAPI) -> None:
     sha = sha_of("manual-mismatch")
-    api.add_comparison(SERVICES_FULL, "feature/login", sha, status="identical")
+    reachable(api, SERVICES_FULL, "feature/login", sha, "identical")
     inputs = payload(SETTINGS, SERVICES.name, "refs/heads/feature/login", sha, ["auth-service"], "production")
     reason = refused(run_resolve(workflow, manual_github(SETTINGS, api, inputs)))
     assert "environment production does not match the ref, which means dev" in reason
@@ -214,7 +219,7 @@ def test_hostile_payload_is_refused(workflow, api: GitHubAPI, case: str) -> None
     changes, reported, reason = HOSTILE[case]
     sha = sha_of("hostile", case)
     sent = _valid(sha, **changes)
-    api.add_comparison(SERVICES_FULL, "main", sent.get("sha", sha), status="identical")
+    reachable(api, SERVICES_FULL, "main", sent.get("sha", sha), "identical")
     summary = refused(run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, sent)))
     assert reason in summary
     if reported:
@@ -238,34 +243,34 @@ def test_an_event_type_of_another_kind_is_refused(workflow, api: GitHubAPI) -> N
     only_error_status(api, sha)
 
 
-@pytest.mark.parametrize("comparison", ["ahead", "diverged", None])
+@pytest.mark.parametrize("comparison", ["behind", "diverged", None])
 def test_a_commit_not_on_the_branch_is_refused(workflow, api: GitHubAPI, comparison: str | None) -> None:
     sha = sha_of("unreachable", comparison)
     if comparison is not None:
-        api.add_comparison(SERVICES_FULL, "main", sha, status=comparison)
+        reachable(api, SERVICES_FULL, "main", sha, comparison)
     # No comparison at all: GitHub answers 404 (no common ancestor: a commit of a fork network).
     reason = refused(run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _valid(sha))))
     assert f"commit {sha} is not on branch main of {SERVICES_FULL}" in reason
     [compare] = api.requests_for("compare")
-    assert compare.path == f"/repos/{SERVICES_FULL}/compare/main...{sha}"
+    assert compare.path == f"/repos/{SERVICES_FULL}/compare/{sha}...main"
     assert compare.token == DISPATCH_TOKEN
     only_error_status(api, sha)
 
 
 def test_the_compare_call_names_the_branch_of_the_ref(workflow, api: GitHubAPI) -> None:
     sha = sha_of("nested")
-    api.add_comparison(SERVICES_FULL, "feature/a/b", sha, status="behind")
+    reachable(api, SERVICES_FULL, "feature/a/b", sha, "ahead")
     sent = _valid(sha, ref="refs/heads/feature/a/b", environment="dev")
     assert run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, sent)).status == "success"
     [compare] = api.requests_for("compare")
-    assert compare.path == f"/repos/{SERVICES_FULL}/compare/feature%2Fa%2Fb...{sha}"
+    assert compare.path == f"/repos/{SERVICES_FULL}/compare/{sha}...feature%2Fa%2Fb"
 
 
 def test_a_token_that_cannot_write_statuses_fails_resolve_and_says_which(workflow) -> None:
     with GitHubAPI(repositories=[SERVICES_FULL]) as api:
         api.add_token(DISPATCH_TOKEN, write=False)
         sha = sha_of("read-only")
-        api.add_comparison(SERVICES_FULL, "main", sha, status="identical")
+        reachable(api, SERVICES_FULL, "main", sha, "identical")
         result = run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _valid(sha)))
     reason = refused(result)
     assert "could not post the pending status (HTTP 403" in reason
@@ -274,7 +279,7 @@ def test_a_token_that_cannot_write_statuses_fails_resolve_and_says_which(workflo
 
 def test_the_compare_call_is_retried_on_server_errors(workflow, api: GitHubAPI) -> None:
     sha = sha_of("retry")
-    api.add_comparison(SERVICES_FULL, "main", sha, status="identical")
+    reachable(api, SERVICES_FULL, "main", sha, "identical")
     api.script("compare", Reply.server_error(), Reply.server_error(503))
     result = run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _valid(sha)))
     assert result.status == "success", result.log
@@ -319,7 +324,7 @@ INJECTIONS = (
 def test_payload_values_are_never_executed(workflow, api: GitHubAPI, tripwire, key: str) -> None:
     env, record, marker = tripwire
     sha = sha_of("inject", key)
-    api.add_comparison(SERVICES_FULL, "main", sha, status="identical")
+    reachable(api, SERVICES_FULL, "main", sha, "identical")
 
     def run(injection: str) -> JobResult:
         value = injection.replace("{marker}", str(marker))
@@ -357,7 +362,7 @@ def test_resolve_decides_every_ref_of_the_corpus_as_the_rules_do(workflow, api: 
         decision = rules.classify_ref(ref)
         sha = sha_of("corpus", ref)
         if decision.sends:
-            api.add_comparison(SERVICES_FULL, branch_of(ref), sha, status="identical")
+            reachable(api, SERVICES_FULL, branch_of(ref), sha, "identical")
         sent = _valid(sha, ref=ref, environment=decision.environment or "production")
         return ref, decision, run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, sent))
 

@@ -8,9 +8,10 @@ import pulumi
 import pytest
 
 from components import wiring
+from components.environment import compose
 from components.settings import Commit, ConfigError, SourceRepository
 from components.settings import Component as RepoComponent
-from components.workflows import trigger
+from components.workflows import central, trigger
 from tools import offline
 from tools import plan as plan_tool
 
@@ -28,6 +29,11 @@ def _repos(count: int) -> list[dict]:
         {"name": f"svc-{i:02d}", "kind": "tests", "components": [{"name": f"part-{i}"}, {"name": "shared"}]}
         for i in range(count)
     ]
+
+
+def _trigger_files(plan: offline.Plan) -> list[offline.Registered]:
+    """The trigger files among the plan's files (the infra repository gets its own files too)."""
+    return [r for r in plan.of_type(FILE) if r.plain("file") == trigger.PATH]
 
 
 def _by_repo(plan: offline.Plan, type_: str) -> dict[str, list[offline.Registered]]:
@@ -78,7 +84,7 @@ def test_each_default_repository_gets_trigger_files_variables_and_a_secret(plan_
     assert len(repos) == 4
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
-    assert len(plan.of_type(FILE)) == 8
+    assert len(_trigger_files(plan)) == 8
     assert len(plan.of_type(VARIABLE)) == 12
     secrets = _by_repo(plan, SECRET)
     assert sorted(secrets) == sorted([r["name"] for r in repos] + [config["infraRepository"]])
@@ -112,7 +118,7 @@ def test_workflow_files_output_lists_every_trigger_file(plan_of, stack_config):
         for repo in stack_config("production")["sourceRepositories"]
         for branch in ("main", "develop")
     ]
-    assert plan.outputs["workflowFiles"] == expected
+    assert plan.outputs["workflowFiles"] == [*expected, f"dreamscape-infra@main:{central.PATH}"]
     assert "workflowFiles" not in plan.secret_outputs
 
 
@@ -128,7 +134,9 @@ def test_the_plan_names_the_token_permissions_the_wiring_needs(plan_of, run_with
 def test_a_stack_that_does_not_own_the_wiring_registers_none_of_it(plan_of, stack):
     plan = plan_of(stack)
     assert plan.outputs["ownsWiring"] is False
-    assert [r.name for r in plan.resources if r.type in GITHUB_TYPES or r.type.startswith("dreamscape:wiring:")] == []
+    wired = [r for r in plan.resources if r.type in GITHUB_TYPES or r.type.startswith("dreamscape:wiring:")]
+    # Every stack writes its own environment's compose file; nothing else of the wiring.
+    assert [(r.plain("repository"), r.plain("file")) for r in wired] == [("dreamscape-infra", compose.path(stack))]
     assert plan.outputs["workflowFiles"] == []
     assert "githubTokenNeeds" not in plan.outputs
 
@@ -141,7 +149,7 @@ def test_one_repository(run_with, stack_config):
     plan = run_with("production", sourceRepositories=repos)
     config = {**stack_config("production"), "sourceRepositories": repos}
     _check_repository_wiring(plan, config, repos[0])
-    assert len(plan.of_type(FILE)) == 2
+    assert len(_trigger_files(plan)) == 2
     assert sorted(_by_repo(plan, SECRET)) == sorted(["svc-00", config["infraRepository"]])
     assert len(plan.of_type(REPO_WIRING)) == 1
 
@@ -152,10 +160,10 @@ def test_thirty_repositories(run_with, stack_config):
     config = {**stack_config("production"), "sourceRepositories": repos}
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
-    assert len(plan.of_type(FILE)) == 60
+    assert len(_trigger_files(plan)) == 60
     assert len(plan.of_type(VARIABLE)) == 90
     assert len(plan.of_type(SECRET)) == 31
-    assert len(plan.outputs["workflowFiles"]) == 60
+    assert len([f for f in plan.outputs["workflowFiles"] if f.endswith(trigger.PATH)]) == 60
 
 
 def test_a_repository_keeps_its_urns_when_another_one_is_removed(run_with):
@@ -185,13 +193,13 @@ def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_wit
     looked_up = [args["fullName"] for token, args in mocks.calls if token.endswith("getRepository")]
     owner = config["githubOwner"]
     wanted = [f"{owner}/{r['name']}" for r in config["sourceRepositories"]] + [f"{owner}/{config['infraRepository']}"]
-    assert sorted(looked_up) == sorted(wanted)
+    assert sorted(set(looked_up)) == sorted(wanted)
     answered = [mocks._repository({"fullName": name})["repoId"] for name in wanted]
     assert sorted(int(i) for i in secret.plain("selectedRepositoryIds")) == sorted(answered)
     [(_, org_args)] = [c for c in mocks.calls if c[0].endswith("getOrganization")]
     assert org_args["name"] == owner and org_args["summaryOnly"] is True
     # The repositories still get their trigger files and variables.
-    assert len(plan.of_type(FILE)) == 8 and len(plan.of_type(VARIABLE)) == 12
+    assert len(_trigger_files(plan)) == 8 and len(plan.of_type(VARIABLE)) == 12
 
 
 def test_organization_scope_with_a_user_account_is_a_config_error(run_with, stack_config):
@@ -239,12 +247,16 @@ def test_plan_renders_eight_trigger_files(tmp_path, capsys):
     assert plan_tool.main(["--stack", "production", "--render-dir", str(tmp_path)]) == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     repos = ("dreamscape-docs", "dreamscape-frontend", "dreamscape-services", "dreamscape-tests")
+    infra = [f"dreamscape-infra@main/{central.PATH}", f"dreamscape-infra@main/{compose.path('production')}"]
     assert written == sorted(
-        f"{repo}@{branch}/.github/workflows/trigger-central-cicd.yml"
-        for repo in repos
-        for branch in ("develop", "main")
+        [
+            f"{repo}@{branch}/.github/workflows/trigger-central-cicd.yml"
+            for repo in repos
+            for branch in ("develop", "main")
+        ]
+        + infra
     )
-    assert "Wrote 8 generated files" in capsys.readouterr().out
+    assert "Wrote 10 generated files" in capsys.readouterr().out
 
 
 # --- the component on its own -----------------------------------------------------------------------

@@ -71,6 +71,11 @@ def service(component: Component) -> dict[str, Any]:
     return spec
 
 
+def has_services(repositories: Iterable[SourceRepository]) -> bool:
+    """Whether any repository is deployable: without one there is nothing to deploy, and no file."""
+    return any(repo.deployable for repo in repositories)
+
+
 def document(repositories: Iterable[SourceRepository]) -> dict[str, Any]:
     services = {c.name: service(c) for repo in repositories if repo.deployable for c in repo.components}
     if not services:

@@ -375,9 +375,10 @@ def _resolve_body(args: CentralArgs) -> str:
             "  deploy=true",
             "fi",
             "",
-            "# The commit must be on the branch: identical to its head or behind it.",
+            "# The commit must be on the branch: the branch is identical to it or ahead of it. The sha",
+            "# comes first, so `...` cannot be confused with dots that end a branch name.",
             'branch="${ref#refs/heads/}"',
-            'if ! github_api GET "/repos/${repository}/compare/${branch//\\//%2F}...${sha}" "$' + TOKEN + '"; then',
+            'if ! github_api GET "/repos/${repository}/compare/${sha}...${branch//\\//%2F}" "$' + TOKEN + '"; then',
             '  if [[ "$api_status" == 404 ]]; then',
             '    reject "commit ${sha} is not on branch ${branch} of ${repository}"',
             "  fi",
@@ -386,7 +387,7 @@ def _resolve_body(args: CentralArgs) -> str:
             "fi",
             'comparison="$(jq -r \'.status // "" | tostring\' "$api_body")"',
             'case "$comparison" in',
-            "  identical | behind) ;;",
+            "  identical | ahead) ;;",
             '  *) reject "commit ${sha} is not on branch ${branch} of ${repository}'
             ' (comparison: $(printable "$comparison"))" ;;',
             "esac",
@@ -669,14 +670,14 @@ def _images_body() -> str:
         [
             "set -euo pipefail",
             "# resolve's components output is a JSON array of checked names.",
-            "names=\"$(jq -r '.[]' <<< \"$COMPONENTS_JSON\")\"",
+            'names="$(jq -r \'.[]\' <<< "$COMPONENTS_JSON")"',
             'mapfile -t components <<< "$names"',
             "pairs=()",
             'for name in "${components[@]}"; do',
             '  pairs+=("${name}=${REGISTRY}/${name}:${SHA}")',
             "done",
             'echo "pairs=${pairs[*]}" >> "$GITHUB_OUTPUT"',
-            'printf \'%s\\n\' "${pairs[@]}"',
+            "printf '%s\\n' \"${pairs[@]}\"",
         ]
     )
 
