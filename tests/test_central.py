@@ -506,3 +506,31 @@ def test_amd64_on_an_x86_runner_needs_no_qemu(build_workflow) -> None:
     assert result.status == "success", result.log
     assert result.step("plan").outputs["qemu"] == "false"
     assert fakes.called("docker/setup-qemu-action") == []
+
+
+def test_other_configurations_pass_the_same_static_checks(tmp_path: Path) -> None:
+    """A native arm64 runner, the environment secret layout and another registry change the file."""
+    zizmor = require_tool("zizmor", "PyPI zizmor (requirements.txt)")
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    settings = settings_of(
+        STACK,
+        armRunnerLabel="ubuntu-24.04-arm",
+        deploySecretLayout="environment",
+        registry="registry.example.com/dreamscape",
+        scanSeverity="CRITICAL",
+    )
+    path = tmp_path / ".github" / "workflows" / "central-dispatch.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(central.render(central.CentralArgs.from_settings(settings)))
+    document = yaml.safe_load(path.read_text())
+    # Another registry: the VM gets no login and the deploy job no packages permission.
+    assert document["jobs"]["deploy"]["permissions"] == {"contents": "read"}
+    assert "DEPLOY_REGISTRY_TOKEN" not in json.dumps(document["jobs"]["deploy"])
+    for command in (
+        [zizmor, "--offline", "--no-config", str(path)],
+        [zizmor, "--offline", "--persona", "pedantic", "--config", str(ROOT / "zizmor.yml"), str(path)],
+        [checker, "--builtin-schema", "vendor.github-workflows", str(path)],
+        [checker, "--builtin-schema", "custom.github-workflows-require-timeout", str(path)],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{command[1:3]}: {result.stdout}{result.stderr}"

@@ -177,3 +177,32 @@ def test_report_fails_when_the_final_status_cannot_be_posted(workflow) -> None:
     assert result.status == "failure"
     assert "::error title=No final status::HTTP 403" in result.log
     assert "check that DISPATCH_TOKEN may write commit statuses" in result.log
+
+
+DOCS_EXAMPLE_SHA = "5d1c0e7a9b3f42c8e6a1d0f9b7c4e2a8f3b6d9c1"
+"""The commit of the example in docs/central.md."""
+
+
+DOCS_EXAMPLES = {
+    "deployed": dict.fromkeys(JOBS, "success"),
+    "failed": {"resolve": "success", "build-test": "failure", "security-scan": "success", "deploy": "skipped"},
+}
+"""The job results of each example in docs/central.md (a production run from main)."""
+
+
+def example_summary(workflow, example: str) -> str:
+    """The report's summary for one of DOCS_EXAMPLES, as docs/central.md shows it."""
+    with stand_in(SETTINGS) as api:
+        result = run_report(workflow, api, DOCS_EXAMPLES[example], resolve_outputs(DOCS_EXAMPLE_SHA, True))
+    assert result.status == "success", result.log
+    return result.summary
+
+
+@pytest.mark.parametrize("example", sorted(DOCS_EXAMPLES))
+def test_the_documented_summaries_are_what_the_report_writes(workflow, example: str) -> None:
+    from tests.conftest import ROOT
+
+    docs = (ROOT / "docs" / "central.md").read_text()
+    marker = f"<!-- report summary: {example} -->\n```markdown\n"
+    assert marker in docs
+    assert docs.split(marker, 1)[1].split("```", 1)[0] == example_summary(workflow, example)

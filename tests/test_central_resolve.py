@@ -385,3 +385,15 @@ def test_resolve_decides_every_ref_of_the_corpus_as_the_rules_do(workflow, api: 
         if got != expected:
             disagreements.append((ref, expected, got))
     assert disagreements == []
+
+
+def test_the_documented_refusal_is_what_resolve_writes(workflow, api: GitHubAPI) -> None:
+    from tests.conftest import ROOT
+
+    sha = "5d1c0e7a9b3f42c8e6a1d0f9b7c4e2a8f3b6d9c1"
+    sent = _valid(sha, ref="refs/heads/feature/login")
+    result = run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, sent))
+    docs = (ROOT / "docs" / "central.md").read_text()
+    example = docs.split("<!-- resolve summary: refused -->\n```markdown\n", 1)[1].split("```", 1)[0]
+    assert example == refused(result)
+    only_error_status(api, sha)
