@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: plan test lint format golden bench clean
+.PHONY: plan test lint format golden bench state-backend clean
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ format: $(VENV)/.installed
 ## golden: regenerate the golden copies of every generated file under tests/golden/
 golden: $(VENV)/.installed
 	$(PY) tools/golden.py
+
+## state-backend: create or check the state bucket, e.g. ARGS='--namespace NS --region R --bucket B'
+## (a Customer Secret Key in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); prints the login line
+state-backend: $(VENV)/.installed
+	$(PY) tools/state_backend.py $(ARGS)
 
 ## bench: the performance table (bench/)
 bench: $(VENV)/.installed

@@ -2,10 +2,13 @@
 
 Registered by exactly one stack (`wiringStack`). For each source repository, a child
 component named after it (so its URNs do not move when the list is reordered) writes the
-trigger workflow on every long-lived branch (a push runs the workflow file from its own tree)
-and the repository variables the trigger reads. `DISPATCH_TOKEN` goes either into each source
-repository and the infra repository (`repository` scope) or into one organization secret
-limited to those repositories (`organization` scope). Files for the infra repository's default
+trigger workflow on every long-lived branch (a push runs the workflow file from its own tree),
+with that repository's central repository, event type and components rendered into it.
+`DISPATCH_TOKEN` goes either into each source repository and the infra repository
+(`repository` scope) or into one organization secret limited to those repositories
+(`organization` scope). So each added source repository costs three GitHub resources with
+`repository` scope and two with `organization` scope: each is a write on the first `pulumi up`,
+and the provider spaces writes about a second apart. Files for the infra repository's default
 branch (the central pipeline) come in through `SharedWiringArgs.infra_files`.
 """
 
@@ -44,7 +47,8 @@ class SharedWiringArgs:
 @dataclass(frozen=True)
 class SourceRepositoryWiringArgs:
     repository: SourceRepository
-    variables: Mapping[str, str]
+    central_repository: str
+    """`OWNER/NAME` of the infra repository, where the trigger sends its dispatch events."""
     commit: Commit
     dispatch_token: pulumi.Output[str] | None
     """Set with `repository` scope: the repository gets its own DISPATCH_TOKEN secret."""
@@ -54,7 +58,7 @@ def required_token_permissions(scope: str) -> tuple[str, ...]:
     """What the credential `pulumi up` runs the GitHub provider with needs, for the wiring."""
     needs = [
         "workflow (classic) / Workflows: read and write (fine-grained): write .github/workflows/*",
-        "repo (classic) / Contents, Secrets, Variables: read and write (fine-grained): files, secrets, variables",
+        "repo (classic) / Contents, Secrets: read and write (fine-grained): files, repository secrets",
     ]
     if scope == ORGANIZATION_SCOPE:
         needs.append("admin:org (classic) / organization Secrets: read and write (fine-grained): the DISPATCH_TOKEN")
@@ -62,38 +66,15 @@ def required_token_permissions(scope: str) -> tuple[str, ...]:
 
 
 class SourceRepositoryWiring(pulumi.ComponentResource):
-    """One source repository: its trigger files, the variables they read, maybe its secret."""
+    """One source repository: its trigger files, and its secret with `repository` scope."""
 
     def __init__(self, name: str, args: SourceRepositoryWiringArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("dreamscape:wiring:SourceRepositoryWiring", name, None, opts)
+        super().__init__("dreamscape:wiring:SourceRepository", name, None, opts)
         repo = args.repository.name
-        content = trigger.render()
-        self.files: list[github.RepositoryFile] = []
-        for branch in trigger.BRANCHES:
-            self.files.append(
-                github.RepositoryFile(
-                    f"{name}-trigger-{branch}",
-                    repository=repo,
-                    branch=branch,
-                    file=trigger.PATH,
-                    content=content,
-                    commit_message=args.commit.message,
-                    commit_author=args.commit.author_name,
-                    commit_email=args.commit.author_email,
-                    # Adopt the copy the old hand setup left there instead of failing on it.
-                    overwrite_on_create=True,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-            )
-        self.variables = [
-            github.ActionsVariable(
-                f"{name}-var-{variable.lower().replace('_', '-')}",
-                repository=repo,
-                variable_name=variable,
-                value=value,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            for variable, value in args.variables.items()
+        content = trigger.render(args.central_repository, args.repository.event_type, args.repository.component_names)
+        self.files = [
+            _managed_file(f"{name}-trigger-{branch}", repo, branch, trigger.PATH, content, args.commit, self)
+            for branch in trigger.BRANCHES
         ]
         self.secret: github.ActionsSecret | None = None
         if args.dispatch_token is not None:
@@ -115,9 +96,7 @@ class SharedWiring(pulumi.ComponentResource):
                 f"{name}-{repo.name}",
                 SourceRepositoryWiringArgs(
                     repository=repo,
-                    variables=trigger.variables(
-                        args.owner, args.infra_repository, repo.event_type, repo.component_names
-                    ),
+                    central_repository=f"{args.owner}/{args.infra_repository}",
                     commit=args.commit,
                     dispatch_token=args.dispatch_token if per_repository else None,
                 ),
@@ -184,21 +163,28 @@ class SharedWiring(pulumi.ComponentResource):
         for path, content in args.infra_files.items():
             suffix = "".join(c if c.isalnum() else "-" for c in path.lower()).strip("-")
             self.infra_files.append(
-                github.RepositoryFile(
-                    f"{name}-infra-{suffix}",
-                    repository=args.infra_repository,
-                    branch=branch,
-                    file=path,
-                    content=content,
-                    commit_message=args.commit.message,
-                    commit_author=args.commit.author_name,
-                    commit_email=args.commit.author_email,
-                    # Adopt the copy the old hand setup left there instead of failing on it.
-                    overwrite_on_create=True,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
+                _managed_file(f"{name}-infra-{suffix}", args.infra_repository, branch, path, content, args.commit, self)
             )
             self.workflow_files.append(f"{args.infra_repository}@{branch}:{path}")
+
+
+def _managed_file(
+    name: str, repository: str, branch: str, path: str, content: str, commit: Commit, parent: pulumi.Resource
+) -> github.RepositoryFile:
+    """A file committed on `branch` by `pulumi up`, with the configured message and author."""
+    return github.RepositoryFile(
+        name,
+        repository=repository,
+        branch=branch,
+        file=path,
+        content=content,
+        commit_message=commit.message,
+        commit_author=commit.author_name,
+        commit_email=commit.author_email,
+        # Adopt the copy the old hand setup left there instead of failing on it.
+        overwrite_on_create=True,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def _repository_secret(

@@ -1,12 +1,14 @@
 """The trigger workflow, run: its bash steps against a local GitHub API, as a runner would run them.
 
-The workflow text and the repository variables come from the production stack's offline
-plan, so what runs here is exactly what `pulumi up` would write.
+The workflow text of each repository comes from the production stack's offline plan, so what
+runs here is exactly what `pulumi up` would write; what the runs are held against (central
+repository, event type, components) comes from the stack's config.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +30,6 @@ FAST = {shell.BASE_DELAY_ENV: "0"}
 """No real sleeping between retries (Retry-After is still honoured)."""
 
 FILE = "github:index/repositoryFile:RepositoryFile"
-VARIABLE = "github:index/actionsVariable:ActionsVariable"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,6 @@ class Repo:
     event_type: str
     components: tuple[str, ...]
     workflow: str
-    variables: dict[str, str]
 
     @functools.cached_property
     def document(self) -> dict:
@@ -47,7 +47,7 @@ class Repo:
 
 @pytest.fixture(scope="module")
 def repos(request) -> dict[str, Repo]:
-    """Each source repository as the production plan wires it: workflow text and variables."""
+    """Each source repository as the production plan wires it, with what its config says it must send."""
     plan = request.getfixturevalue("plan_of")("production")
     config = settings.merged_plain_config("production")
     owner = config["githubOwner"]
@@ -59,16 +59,12 @@ def repos(request) -> dict[str, Repo]:
             for r in plan.of_type(FILE)
             if r.plain("repository") == name and r.plain("branch") == "main" and r.plain("file") == trigger.PATH
         ]
-        variables = {
-            r.plain("variableName"): r.plain("value") for r in plan.of_type(VARIABLE) if r.plain("repository") == name
-        }
         out[name] = Repo(
             full_name=f"{owner}/{name}",
             infra=f"{owner}/{config['infraRepository']}",
             event_type=f"{repo['kind']}-changed",
             components=tuple(c["name"] for c in repo["components"]),
             workflow=workflow,
-            variables=variables,
         )
     return out
 
@@ -85,14 +81,16 @@ def _api(repo: Repo) -> GitHubAPI:
     return api
 
 
-def _run(api: GitHubAPI, repo: Repo, github: dict, secrets: dict | None = None, **kwargs) -> JobResult:
+def _run(
+    api: GitHubAPI, repo: Repo, github: dict, secrets: dict | None = None, variables: dict | None = None, **kwargs
+) -> JobResult:
     result = run_job(
         repo.document,
         "dispatch",
         Context(
             github=github,
             secrets={"DISPATCH_TOKEN": DISPATCH_TOKEN} if secrets is None else secrets,
-            vars=repo.variables,
+            vars=variables or {},
         ),
         extra_env=kwargs.pop("extra_env", FAST),
         **kwargs,
@@ -429,14 +427,22 @@ def test_a_missing_secret_fails_before_any_dispatch(services):
     assert "The DISPATCH_TOKEN secret is empty or not visible" in result.log
 
 
-def test_missing_variables_fail_with_what_to_do(services):
-    unwired = Repo(**{**{f: getattr(services, f) for f in Repo.__dataclass_fields__}, "variables": {}})
+def test_repository_variables_are_not_read(services):
+    """What the file was rendered with wins over repository variables (those of an older setup included)."""
+    stale = {
+        "CENTRAL_CICD_REPOSITORY": services.full_name,
+        "CENTRAL_CICD_EVENT_TYPE": "docs-changed",
+        "CENTRAL_CICD_COMPONENTS": "user-service",
+        "CENTRAL_REPOSITORY": services.full_name,
+        "EVENT_TYPE": "docs-changed",
+        "KNOWN_COMPONENTS": "user-service",
+    }
     with _api(services) as api:
-        result = _push(api, unwired, "refs/heads/main")
-    assert result.status == "failure"
-    assert api.requests == []
-    assert "CENTRAL_CICD_REPOSITORY is missing" in result.log
-    assert "### Trigger not configured" in result.summary
+        api.add_comparison(services.full_name, BEFORE, AFTER, files=["auth-service/a.ts"])
+        result = _push(api, services, "refs/heads/main", variables=stale)
+    assert result.status == "success"
+    assert api.dispatches == [(services.infra, _expected_dispatch(services, "refs/heads/main", "auth-service"))]
+    assert not re.search(r"\bvars\s*\.", services.workflow, re.IGNORECASE)
 
 
 # --- the shell decides as the Python rules do -------------------------------------------------------

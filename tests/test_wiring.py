@@ -6,6 +6,7 @@ import json
 
 import pulumi
 import pytest
+import yaml
 
 from components import wiring
 from components.environment import compose
@@ -18,10 +19,9 @@ from tools import plan as plan_tool
 FILE = "github:index/repositoryFile:RepositoryFile"
 SECRET = "github:index/actionsSecret:ActionsSecret"
 ORG_SECRET = "github:index/actionsOrganizationSecret:ActionsOrganizationSecret"
-VARIABLE = "github:index/actionsVariable:ActionsVariable"
 WIRING = "dreamscape:wiring:SharedWiring"
-REPO_WIRING = "dreamscape:wiring:SourceRepositoryWiring"
-GITHUB_TYPES = (FILE, SECRET, ORG_SECRET, VARIABLE)
+REPO_WIRING = "dreamscape:wiring:SourceRepository"
+GITHUB_TYPES = (FILE, SECRET, ORG_SECRET)
 
 
 def _repos(count: int) -> list[dict]:
@@ -34,6 +34,15 @@ def _repos(count: int) -> list[dict]:
 def _trigger_files(plan: offline.Plan) -> list[offline.Registered]:
     """The trigger files among the plan's files (the infra repository gets its own files too)."""
     return [r for r in plan.of_type(FILE) if r.plain("file") == trigger.PATH]
+
+
+def _wired_values(config: dict, repo: dict) -> dict[str, str]:
+    """What one repository's trigger must carry, straight from its config entry."""
+    return {
+        "CENTRAL_REPOSITORY": f"{config['githubOwner']}/{config['infraRepository']}",
+        "EVENT_TYPE": f"{repo['kind']}-changed",
+        "KNOWN_COMPONENTS": ",".join(c["name"] for c in repo["components"]),
+    }
 
 
 def _by_repo(plan: offline.Plan, type_: str) -> dict[str, list[offline.Registered]]:
@@ -57,27 +66,23 @@ def _check_repository_wiring(plan: offline.Plan, config: dict, repo: dict) -> No
         (name, "main", ".github/workflows/trigger-central-cicd.yml"),
     ]
     commit = config["commit"]
+    wired = _wired_values(config, repo)
     for f in files:
         assert f.name == f"wiring-{name}-trigger-{f.plain('branch')}"
-        assert f.plain("content") == trigger.render()
+        assert f.plain("content") == trigger.render(
+            wired["CENTRAL_REPOSITORY"], wired["EVENT_TYPE"], tuple(c["name"] for c in repo["components"])
+        )
+        assert yaml.safe_load(f.plain("content"))["jobs"]["dispatch"]["env"] == wired
         assert f.plain("commitMessage") == commit["message"]
         assert f.plain("commitAuthor") == commit["authorName"]
         assert f.plain("commitEmail") == commit["authorEmail"]
         assert f.plain("overwriteOnCreate") is True
 
-    variables = {r.plain("variableName"): r.plain("value") for r in children if r.type == VARIABLE}
-    assert variables == {
-        "CENTRAL_CICD_REPOSITORY": f"{config['githubOwner']}/{config['infraRepository']}",
-        "CENTRAL_CICD_EVENT_TYPE": f"{repo['kind']}-changed",
-        "CENTRAL_CICD_COMPONENTS": ",".join(c["name"] for c in repo["components"]),
-    }
-    assert all(r.plain("repository") == name for r in children if r.type == VARIABLE)
-
 
 # --- the default repositories -------------------------------------------------------------------
 
 
-def test_each_default_repository_gets_trigger_files_variables_and_a_secret(plan_of, stack_config):
+def test_each_default_repository_gets_trigger_files_and_a_secret(plan_of, stack_config):
     plan = plan_of("production")
     config = stack_config("production")
     repos = config["sourceRepositories"]
@@ -85,7 +90,6 @@ def test_each_default_repository_gets_trigger_files_variables_and_a_secret(plan_
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
     assert len(_trigger_files(plan)) == 8
-    assert len(plan.of_type(VARIABLE)) == 12
     secrets = _by_repo(plan, SECRET)
     assert sorted(secrets) == sorted([r["name"] for r in repos] + [config["infraRepository"]])
     assert plan.of_type(ORG_SECRET) == []
@@ -141,6 +145,61 @@ def test_a_stack_that_does_not_own_the_wiring_registers_none_of_it(plan_of, stac
     assert "githubTokenNeeds" not in plan.outputs
 
 
+def test_each_trigger_file_carries_exactly_its_own_repository_values(plan_of, stack_config):
+    plan = plan_of("production")
+    config = stack_config("production")
+    repos = config["sourceRepositories"]
+    assert len({r["kind"] for r in repos}) == len(repos), "the defaults must tell the repositories apart"
+    files = {name: found for name, found in _by_repo(plan, FILE).items() if name != config["infraRepository"]}
+    assert sorted(files) == sorted(r["name"] for r in repos)
+    rest = []
+    for repo in repos:
+        assert len(files[repo["name"]]) == 2
+        for f in files[repo["name"]]:
+            content = f.plain("content")
+            document = yaml.safe_load(content)
+            assert document["jobs"]["dispatch"].pop("env") == _wired_values(config, repo)
+            for other in repos:
+                if other is not repo:
+                    assert f"{other['kind']}-changed" not in content, (repo["name"], other["name"])
+                    assert _wired_values(config, other)["KNOWN_COMPONENTS"] not in content, (
+                        repo["name"],
+                        other["name"],
+                    )
+            rest.append(document)
+    # Apart from those three values, every repository's file is the same workflow.
+    assert len(rest) == 8 and all(document == rest[0] for document in rest)
+
+
+def _github_resources(plan: offline.Plan) -> list[offline.Registered]:
+    """What `pulumi up` writes to GitHub (the provider itself is no write)."""
+    return [r for r in plan.resources if r.type.startswith("github:")]
+
+
+@pytest.mark.parametrize(("scope", "per_repository"), [("repository", 3), ("organization", 2)])
+def test_github_resources_per_source_repository_stay_within_budget(run_with, scope, per_repository):
+    """Each GitHub resource is a write on the first `pulumi up`, about a second apart.
+
+    With `repository` scope a source repository costs its two trigger files and its secret; with
+    `organization` scope its two trigger files. The infra repository's secret, or the one
+    organization secret, is there once however many repositories there are.
+    """
+    totals = {}
+    for count in (1, 4, 30):
+        plan = run_with("production", sourceRepositories=_repos(count), dispatchTokenScope=scope)
+        groups = plan.of_type(REPO_WIRING)
+        assert len(groups) == count
+        for group in groups:
+            children = plan.children_of(group)
+            assert all(r.type.startswith("github:") for r in children), group.name
+            assert len(children) == per_repository, (group.name, [r.type for r in children])
+        wiring_secrets = [r.type for r in plan.children_of(plan.named("wiring")) if r.type in (SECRET, ORG_SECRET)]
+        assert wiring_secrets == [SECRET if scope == "repository" else ORG_SECRET]
+        totals[count] = len(_github_resources(plan))
+    assert totals[4] - totals[1] == 3 * per_repository, totals
+    assert totals[30] - totals[4] == 26 * per_repository, totals
+
+
 # --- one and thirty repositories -------------------------------------------------------------------
 
 
@@ -161,7 +220,6 @@ def test_thirty_repositories(run_with, stack_config):
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
     assert len(_trigger_files(plan)) == 60
-    assert len(plan.of_type(VARIABLE)) == 90
     assert len(plan.of_type(SECRET)) == 31
     assert len([f for f in plan.outputs["workflowFiles"] if f.endswith(trigger.PATH)]) == 60
 
@@ -174,7 +232,7 @@ def test_a_repository_keeps_its_urns_when_another_one_is_removed(run_with):
         return {r.urn for r in plan.resources if "svc-01" in r.name}
 
     assert urns(second_only) == urns(both)
-    assert len(urns(both)) == 7  # component, 2 files, 3 variables, 1 secret
+    assert len(urns(both)) == 4  # component, 2 files, 1 secret
 
 
 # --- organization scope --------------------------------------------------------------------------
@@ -198,8 +256,8 @@ def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_wit
     assert sorted(int(i) for i in secret.plain("selectedRepositoryIds")) == sorted(answered)
     [(_, org_args)] = [c for c in mocks.calls if c[0].endswith("getOrganization")]
     assert org_args["name"] == owner and org_args["summaryOnly"] is True
-    # The repositories still get their trigger files and variables.
-    assert len(_trigger_files(plan)) == 8 and len(plan.of_type(VARIABLE)) == 12
+    # The repositories still get their trigger files.
+    assert len(_trigger_files(plan)) == 8
 
 
 def test_organization_scope_with_a_user_account_is_a_config_error(run_with, stack_config):

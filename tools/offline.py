@@ -9,13 +9,17 @@ realistic shapes; an unknown one is an error, so a new invoke cannot slip throug
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import contextvars
 import hashlib
 import json
 import runpy
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime.sync_await import _ensure_event_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -235,9 +240,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: OfflineMocks) -> None:
         super().__init__(mocks)
         self.registered: list[Registered] = []
+        self.worker_loops: set[asyncio.AbstractEventLoop] = set()
+        """Event loops the SDK's monitor made in executor threads; closed after the run."""
+
+    def _note_loop(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            return
+        with contextlib.suppress(RuntimeError):  # this thread made no loop
+            self.worker_loops.add(asyncio.get_event_loop())
+
+    def Invoke(self, request):  # noqa: N802 - the gRPC method name
+        try:
+            return super().Invoke(request)
+        finally:
+            self._note_loop()
 
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)
+        self._note_loop()
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
@@ -343,10 +363,33 @@ def _run(
     mocks: OfflineMocks,
     program: Callable[[], None] | None = None,
 ) -> Plan:
+    # The SDK's mock monitor leaves an event loop in each executor thread, whose finalizers
+    # fail noisily at interpreter exit. Each run gets its own executor; its threads are ended
+    # and their loops closed when the run is over.
+    executor = ThreadPoolExecutor(thread_name_prefix="offline-engine")
+    _ensure_event_loop().set_default_executor(executor)
+    monitor = RecordingMonitor(mocks)
+    try:
+        return _run_with(monitor, stack, project_dir, config, secret_keys, mocks, program)
+    finally:
+        executor.shutdown(wait=True)
+        for loop in monitor.worker_loops:
+            if not loop.is_closed():
+                loop.close()
+
+
+def _run_with(
+    monitor: RecordingMonitor,
+    stack: str,
+    project_dir: Path,
+    config: dict[str, str],
+    secret_keys: list[str],
+    mocks: OfflineMocks,
+    program: Callable[[], None] | None,
+) -> Plan:
     from pulumi.runtime.stack import wait_for_rpcs
     from pulumi.runtime.sync_await import _sync_await
 
-    monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=settings_module.PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys=secret_keys)
     if program is None:

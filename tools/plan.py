@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}:", file=out)
             for line in value.splitlines():
                 print(f"    {line}", file=out)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            print(f"  {key}:", file=out)
+            for item in value:
+                print(f"    - {item}", file=out)
         else:
             print(f"  {key}: {summarize(value)}", file=out)
 

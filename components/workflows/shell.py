@@ -39,13 +39,6 @@ def quote(value: str) -> str:
     return shlex.quote(value)
 
 
-def ere(*patterns: str) -> str:
-    """Anchored patterns joined into one anchored ERE (`^a$`, `^b$` -> `^ab$`)."""
-    return "^" + "".join(p.removeprefix("^").removesuffix("$") for p in patterns) + "$"
-
-
-FULL_REPOSITORY_PATTERN = ere(rules.OWNER_PATTERN, "/", rules.REPOSITORY_PATTERN)
-EVENT_TYPE_PATTERN = "^(" + "|".join(rules.event_type(kind) for kind in rules.KINDS) + ")$"
 _COMPONENT = rules.COMPONENT_PATTERN.removeprefix("^").removesuffix("$")
 COMPONENT_LIST_PATTERN = f"^{_COMPONENT}(,{_COMPONENT})*$"
 """Comma-separated component names, no spaces: the payload's `component`."""

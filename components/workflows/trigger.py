@@ -2,14 +2,15 @@
 
     .github/workflows/trigger-central-cicd.yml
 
-The file is the same in every source repository. What differs per repository (the central
-repository, the event type, the known components) lives in repository variables the wiring
-stack sets (`variables()`), so adding a component never rewrites a workflow file, and every
-branch, old or new, reads the current list. Three steps, no third-party action (curl and jq
-are on every GitHub-hosted runner):
+What differs per repository (the central repository, the event type, the known components)
+is rendered into the file as literals of the job's `env:`, so a source repository needs no
+GitHub resource besides its two trigger files (and its `DISPATCH_TOKEN` secret with
+`repository` scope); adding a component rewrites the trigger files of that repository on main
+and develop. Three steps, no third-party action
+(curl and jq are on every GitHub-hosted runner):
 
-1. `decide`: checks the variables, then decides environment and deploy from the ref with bash
-   rendered from `rules.BRANCH_RULES`; a ref the rules refuse sends nothing and says why.
+1. `decide`: decides environment and deploy from the ref with bash rendered from
+   `rules.BRANCH_RULES`; a ref the rules refuse sends nothing and says why.
 2. `components`: which known components the push touched, from the compare API (with the
    job's own read-only token); a new branch, a manual run, a rewritten history or a failed or
    truncated comparison means all components. None touched: nothing is sent, and the summary
@@ -36,10 +37,6 @@ BRANCHES = tuple(rule.branch for rule in rules.BRANCH_RULES if "*" not in rule.b
 SECRET = "DISPATCH_TOKEN"  # noqa: S105 - the secret's name, not its value
 """The token that may create dispatch events on the central repository."""
 
-REPOSITORY_VARIABLE = "CENTRAL_CICD_REPOSITORY"
-EVENT_TYPE_VARIABLE = "CENTRAL_CICD_EVENT_TYPE"
-COMPONENTS_VARIABLE = "CENTRAL_CICD_COMPONENTS"
-
 MAX_COMPARE_FILES = 300
 """GitHub lists at most this many files in a comparison; a list this long may be cut short."""
 
@@ -55,15 +52,6 @@ PAYLOAD_ENV = {
 """Each `client_payload` key and the step variable it is read from."""
 if tuple(PAYLOAD_ENV) != rules.PAYLOAD_KEYS:
     raise AssertionError("PAYLOAD_ENV must list exactly rules.PAYLOAD_KEYS, in order")
-
-
-def variables(owner: str, infra_repository: str, event_type: str, components: tuple[str, ...]) -> dict[str, str]:
-    """The repository variables the trigger reads, by name."""
-    return {
-        REPOSITORY_VARIABLE: f"{owner}/{infra_repository}",
-        EVENT_TYPE_VARIABLE: event_type,
-        COMPONENTS_VARIABLE: ",".join(components),
-    }
 
 
 def _expr(expression: str) -> str:
@@ -89,28 +77,6 @@ def _decide_body() -> str:
             _SUMMARY,
             _NOTHING_SENT,
             shell.PRINTABLE,
-            "fail() {",
-            '  echo "::error title=Trigger not configured::$1"',
-            "  summary '### Trigger not configured' '' \"$1\"",
-            "  exit 1",
-            "}",
-            "",
-            "# What the wiring stack set as repository variables.",
-            f"repository_pattern={shell.quote(shell.FULL_REPOSITORY_PATTERN)}",
-            f"event_type_pattern={shell.quote(shell.EVENT_TYPE_PATTERN)}",
-            f"components_pattern={shell.quote(shell.COMPONENT_LIST_PATTERN)}",
-            'if [[ ! "$CENTRAL_REPOSITORY" =~ $repository_pattern ]]; then',
-            f'  fail "The repository variable {REPOSITORY_VARIABLE} is missing or not OWNER/NAME:'
-            ' this repository is not wired to the central pipeline (pulumi up on the wiring stack sets it)."',
-            "fi",
-            'if [[ ! "$EVENT_TYPE" =~ $event_type_pattern ]]; then',
-            f'  fail "The repository variable {EVENT_TYPE_VARIABLE} is missing or not a known event type'
-            ' (pulumi up on the wiring stack sets it)."',
-            "fi",
-            'if [[ ! "$KNOWN_COMPONENTS" =~ $components_pattern ]]; then',
-            f'  fail "The repository variable {COMPONENTS_VARIABLE} is missing or not a comma-separated'
-            ' list of component names (pulumi up on the wiring stack sets it)."',
-            "fi",
             "",
             shell.ref_decision("REF"),
             'ref_shown="$(printable "$REF")"',
@@ -262,13 +228,13 @@ def _dispatch_body() -> str:
     )
 
 
-def document() -> dict[str, Any]:
-    """The workflow as data; `render()` turns it into the file's text."""
-    config_env = {
-        "CENTRAL_REPOSITORY": _expr(f"vars.{REPOSITORY_VARIABLE}"),
-        "EVENT_TYPE": _expr(f"vars.{EVENT_TYPE_VARIABLE}"),
-        "KNOWN_COMPONENTS": _expr(f"vars.{COMPONENTS_VARIABLE}"),
-    }
+def document(central_repository: str, event_type: str, components: tuple[str, ...]) -> dict[str, Any]:
+    """The workflow of one source repository as data; `render()` turns it into the file's text.
+
+    `central_repository` is `OWNER/NAME` of the repository the dispatch goes to, `event_type`
+    the repository's `<kind>-changed`, `components` its known components in config order. They
+    come from validated settings and are written as literals: nothing is read at run time.
+    """
     return {
         "name": NAME,
         "on": {
@@ -283,12 +249,18 @@ def document() -> dict[str, Any]:
                 "timeout-minutes": TIMEOUT_MINUTES,
                 # The compare API on this repository, with the job's own token.
                 "permissions": {"contents": "read"},
+                # What differs between two source repositories' files, rendered by the wiring stack.
+                "env": {
+                    "CENTRAL_REPOSITORY": central_repository,
+                    "EVENT_TYPE": event_type,
+                    "KNOWN_COMPONENTS": ",".join(components),
+                },
                 "steps": [
                     {
                         "name": "Decide environment and deploy from the branch",
                         "id": "decide",
                         "shell": "bash",
-                        "env": {"REF": _expr("github.ref"), "SHA": _expr("github.sha"), **config_env},
+                        "env": {"REF": _expr("github.ref"), "SHA": _expr("github.sha")},
                         "run": _decide_body(),
                     },
                     {
@@ -300,7 +272,6 @@ def document() -> dict[str, Any]:
                             "EVENT_NAME": _expr("github.event_name"),
                             "BEFORE": _expr("github.event.before"),
                             "SHA": _expr("github.sha"),
-                            "KNOWN_COMPONENTS": config_env["KNOWN_COMPONENTS"],
                             "GITHUB_TOKEN": _expr("github.token"),
                         },
                         "run": _components_body(),
@@ -312,8 +283,6 @@ def document() -> dict[str, Any]:
                         "shell": "bash",
                         "env": {
                             SECRET: _expr(f"secrets.{SECRET}"),
-                            "CENTRAL_REPOSITORY": config_env["CENTRAL_REPOSITORY"],
-                            "EVENT_TYPE": config_env["EVENT_TYPE"],
                             "SOURCE_REPO": _expr("github.repository"),
                             "REF": _expr("github.ref"),
                             "SHA": _expr("github.sha"),
@@ -330,5 +299,6 @@ def document() -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    return emit.dump(document(), SOURCE)
+def render(central_repository: str, event_type: str, components: tuple[str, ...]) -> str:
+    """The file's text for one source repository (see `document()`)."""
+    return emit.dump(document(central_repository, event_type, components), SOURCE)
