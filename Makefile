@@ -42,5 +42,10 @@ state-backend: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) tools/bench.py
 
+## bench-deploy: the deploy's own overhead over a local sshd, median of 20 runs (root)
+.PHONY: bench-deploy
+bench-deploy: $(VENV)/.installed
+	$(PY) tools/bench_deploy.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build

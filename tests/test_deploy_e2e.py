@@ -60,8 +60,10 @@ def deploy_server() -> Iterator[DeployServer]:
             pytest.fail(message + " - CI=true requires it")
         pytest.skip(message)
     server = DeployServer().start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -249,6 +251,28 @@ def test_when_the_old_release_fails_too_the_deploy_says_the_environment_is_down(
     assert retry.returncode == 0, "an unhealthy current release is deployed again, not skipped as running"
 
 
+def test_a_deploy_whose_client_goes_away_still_finishes_its_rollback(server: DeployServer) -> None:
+    first = deployed(server)
+    server.syslog()
+    bad = image("auth-service", SHA2)
+    server.control(unhealthy=[bad], slow={bad: 2})
+    client = server.start_deploy({"auth-service": bad}, COMPOSE)
+    wait_for_lock_holder(server)
+    time.sleep(1)  # into `docker compose up`, which takes 2 s
+    client.kill()  # a cancelled pipeline job: the connection drops mid-deploy
+    client.communicate(timeout=10)
+
+    deadline = time.monotonic() + 30
+    logged: list[str] = []
+    while not logged:  # the log line is the program's last act
+        assert time.monotonic() < deadline, "the deploy never finished"
+        time.sleep(0.1)
+        logged = server.syslog()
+    assert "result=rolled-back" in logged[0]
+    assert server.state()["current"] == first and server.state()["healthy"] is True
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+
+
 def test_a_failing_first_deploy_has_nothing_to_restore(server: DeployServer) -> None:
     server.control(unhealthy=[V1["gateway"]])
     result = server.deploy(V1, COMPOSE)
@@ -424,10 +448,11 @@ def test_a_second_deploy_waits_for_the_first_then_proceeds(server: DeployServer)
 
 
 def test_a_deploy_that_waits_too_long_names_the_lock_holder(server: DeployServer) -> None:
-    server.control(slow={V1["auth-service"]: sshd.LOCK_WAIT + 1})
+    server.control(slow={V1["auth-service"]: sshd.LOCK_WAIT + 3})
     first = server.start_deploy(V1, COMPOSE)
     try:
         holder = wait_for_lock_holder(server)
+        status = server.ssh("status")
         began = time.monotonic()
         second = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE)
         waited = time.monotonic() - began
@@ -440,23 +465,27 @@ def test_a_deploy_that_waits_too_long_names_the_lock_holder(server: DeployServer
     pid = re.search(r'"pid": (\d+)', holder).group(1)
     assert f"another deploy holds the lock: pid {pid} (deploy auth-service={V1['auth-service']}" in stderr
     assert re.search(r"from 127\.0\.0\.1 since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stderr), stderr
-    assert all(release_of(c) == release_of(server.calls()[0]) for c in server.calls()), "the second ran no docker"
+    deploys = [c for c in server.calls() if c["argv"][-2:] != ["ps", "--all"]]
+    assert all(release_of(c) == release_of(deploys[0]) for c in deploys), "the second deploy ran no docker"
+    assert f"- deploy in progress: pid {pid} (deploy auth-service=" in text(status)[0], "status does not wait"
 
 
 # --- what the CI key cannot do ----------------------------------------------------------------------
 
 
+FORCED = "Starting session: forced-command (key-option) '/usr/local/sbin/dreamscape-deploy'"
+
+
 @pytest.mark.parametrize("command", ["id", "bash", "bash -i", "sh -c id", "/bin/sh", "exec id", "deploy; id"])
 def test_the_ci_key_runs_the_deploy_program_whatever_command_is_asked(server: DeployServer, command: str) -> None:
+    forced_before = server.log_path.read_text().count(FORCED)
     result = server.ssh(command)
     stdout, stderr = text(result)
     assert result.returncode == deploy_program.EXIT["BAD_INPUT"]
     assert "uid=" not in stdout + stderr
     assert "dreamscape-deploy: refused: " in stderr
-    assert (
-        "Starting session: forced-command (key-option) '/usr/local/sbin/dreamscape-deploy'"
-        in server.log_path.read_text()
-    )
+    assert server.log_path.read_text().count(FORCED) == forced_before + 1
+    assert server.calls() == []
 
 
 def test_no_command_and_no_shell(server: DeployServer) -> None:
@@ -473,6 +502,7 @@ def test_no_command_and_no_shell(server: DeployServer) -> None:
 def test_scp_is_refused(server: DeployServer, tmp_path: Path, protocol: tuple[str, ...], forced: str) -> None:
     source = tmp_path / "payload"
     source.write_text("not for the VM")
+    forced_before = server.log_path.read_text().count(FORCED)
     options = ["-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
     destination = f"{server.user}@127.0.0.1:copied"
     result = subprocess.run(
@@ -484,7 +514,7 @@ def test_scp_is_refused(server: DeployServer, tmp_path: Path, protocol: tuple[st
     assert result.returncode != 0
     assert not (server.home / "copied").exists()
     assert server.calls() == []
-    assert "forced-command (key-option) '/usr/local/sbin/dreamscape-deploy'" in server.log_path.read_text()
+    assert server.log_path.read_text().count(FORCED) == forced_before + 1
     (line,) = server.syslog()
     assert "result=refused reason=unknown command" in line and f"command={forced!r}" in line, line
 
@@ -578,6 +608,7 @@ def test_agent_forwarding_is_refused(server: DeployServer, tmp_path: Path) -> No
 
 
 def test_a_terminal_is_refused(server: DeployServer) -> None:
+    # -tt: with no local terminal a single -t requests no PTY at all.
     ci = server.ssh("status", options=("-tt",))
     assert ci.returncode == 255
     assert "PTY allocation request failed" in text(ci)[1]

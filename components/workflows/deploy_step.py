@@ -117,8 +117,6 @@ def _script(names: dict[str, str], with_login: bool) -> str:
             f'registry_user="${{{names["registry_user"]}:-}}"',
             f'registry_token="${{{names["token"]}:-}}"',
         ]
-    else:
-        lines += ['registry_token=""']
     lines += [
         "",
         f'[ -n "$host" ] || fail {q(names["host"] + " is empty: check the deploy secrets of this environment")} 2',
@@ -172,10 +170,19 @@ def _script(names: dict[str, str], with_login: bool) -> str:
         'printf \'%s\\n\' "$private_key" > "$work/key"',
         'printf \'%s\\n\' "$known_hosts" > "$work/known_hosts"',
         "",
+        "# The program's stdin: with a token, a `login <registry> <user> <length>` frame (written",
+        "# by the printf builtin, never on a command line); then `compose <length>` and the file.",
         "send() {",
-        '  if [ -n "$registry_token" ]; then',
-        '    printf \'login %s %s %d\\n%s\' "$registry" "$registry_user" "${#registry_token}" "$registry_token"',
-        "  fi",
+        *(
+            [
+                '  if [ -n "$registry_token" ]; then',
+                "    printf 'login %s %s %d\\n%s' \\",
+                '      "$registry" "$registry_user" "${#registry_token}" "$registry_token"',
+                "  fi",
+            ]
+            if with_login
+            else []
+        ),
         "  printf 'compose %d\\n' \"$compose_bytes\"",
         '  cat -- "$DEPLOY_COMPOSE_FILE"',
         "}",

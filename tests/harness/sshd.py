@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 CI_COMMENT = "dreamscape-ci"
 UNSHARE = ("unshare", "--mount", "--propagation", "private", "--")
 LOCK_WAIT = 2
-WAIT_TIMEOUT = 5
+WAIT_TIMEOUT = 6
 KEEP = 3
 
 
@@ -121,6 +122,8 @@ class DeployServer:
         self.known_hosts = self.base / "client" / "known_hosts"
         self.process: subprocess.Popen | None = None
         self._syslog: socket.socket | None = None
+        self._messages: list[str] = []
+        self._messages_lock = threading.Lock()
         self._user_created = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -205,7 +208,8 @@ class DeployServer:
         self._syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._syslog.bind(str(self.syslog_path))
         self.syslog_path.chmod(0o666)
-        self._syslog.setblocking(False)
+        # Read as a syslog daemon would: a datagram queue holds few messages, then `logger` blocks.
+        threading.Thread(target=self._read_syslog, args=(self._syslog,), daemon=True).start()
 
         path = f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         setenv = {
@@ -275,6 +279,8 @@ class DeployServer:
                 grp.getgrnam(self.user)
                 subprocess.run(["groupdel", self.user], capture_output=True, check=False, timeout=60)
         if self._syslog is not None:
+            with contextlib.suppress(OSError):
+                self._syslog.shutdown(socket.SHUT_RDWR)
             self._syslog.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -318,15 +324,20 @@ class DeployServer:
         path = self.state_dir / "state.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def syslog(self) -> list[str]:
-        """Messages received on the system log socket since the last call."""
-        messages = []
-        assert self._syslog is not None
+    def _read_syslog(self, receiver: socket.socket) -> None:
         while True:
             try:
-                messages.append(self._syslog.recv(65536).decode("utf-8", "replace"))
-            except BlockingIOError:
-                return messages
+                message = receiver.recv(65536).decode("utf-8", "replace")
+            except OSError:
+                return
+            with self._messages_lock:
+                self._messages.append(message)
+
+    def syslog(self) -> list[str]:
+        """Messages received on the system log socket since the last call."""
+        with self._messages_lock:
+            messages, self._messages = self._messages, []
+        return messages
 
     # --- clients ---------------------------------------------------------------------------------
 
