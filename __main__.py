@@ -5,11 +5,12 @@ import pulumi_github as github
 
 from components import rules, wiring
 from components import settings as settings_module
-from components.environment import cloudinit, shapes
+from components.environment import cloudinit, compose, shapes
 from components.environment.github_side import GithubSide, GithubSideArgs
 from components.environment.instance import Instance, InstanceArgs
 from components.environment.keys import Keys, KeysArgs
 from components.environment.network import Network, NetworkArgs
+from components.workflows import central
 
 settings = settings_module.load()
 env = settings.environment
@@ -87,14 +88,27 @@ if settings.owns_wiring and settings.dispatch_token is not None:
             dispatch_token=settings.dispatch_token,
             dispatch_token_scope=settings.dispatch_token_scope,
             commit=settings.commit,
-            # The central pipeline (central-dispatch.yml) goes here: path -> content, written on
-            # the infra repository's default branch.
-            infra_files={},
+            infra_files={central.PATH: central.render(central.CentralArgs.from_settings(settings))},
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )
     workflow_files = shared_wiring.workflow_files
     pulumi.export("githubTokenNeeds", list(shared_wiring.required_token_permissions))
+
+# The environment's compose file, next to the central pipeline that deploys with it.
+compose_file = None
+if compose.has_services(settings.source_repositories):
+    compose_file = compose.ComposeFile(
+        "compose",
+        compose.ComposeFileArgs(
+            owner=settings.github_owner,
+            infra_repository=settings.infra_repository,
+            environment=settings.environment,
+            source_repositories=settings.source_repositories,
+            commit=settings.commit,
+        ),
+        opts=pulumi.ResourceOptions(providers=[github_provider]),
+    )
 
 pulumi.export("environment", env)
 pulumi.export("ownsWiring", settings.owns_wiring)
@@ -103,3 +117,4 @@ pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@
 pulumi.export("instanceId", vm.instance_id)
 pulumi.export("hostKeyFingerprint", keys.host_key_fingerprint)
 pulumi.export("workflowFiles", workflow_files)
+pulumi.export("composeFile", compose_file.location if compose_file else None)

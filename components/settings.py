@@ -58,6 +58,8 @@ class SourceRepository:
     build_command: str
     test_command: str
     components: tuple[Component, ...]
+    artifacts: tuple[str, ...] = ()
+    """Paths (globs allowed) inside a component's folder that the pipeline keeps as artifacts."""
 
     @property
     def event_type(self) -> str:
@@ -202,6 +204,15 @@ def _ssh_public_key(value: Any, path: str) -> str:
     return value.strip()
 
 
+def _artifact_path(value: Any, path: str) -> str:
+    what = "a relative path inside the component's folder, like dist or reports/*.xml"
+    if not isinstance(value, str) or not rules._matches(ARTIFACT_PATH_PATTERN, value):
+        raise _fail(path, what, value)
+    if any(segment in ("", ".", "..") for segment in value.rstrip("/").split("/")):
+        raise _fail(path, what, value)
+    return value
+
+
 def _list(item: Check, unique: bool = False, min_items: int = 0) -> Check:
     def check(value: Any, path: str) -> tuple:
         if not isinstance(value, list) or len(value) < min_items:
@@ -255,6 +266,10 @@ def _snake(name: str) -> str:
 
 # --- the schema ----------------------------------------------------------------------------
 
+ARTIFACT_PATH_PATTERN = r"^[A-Za-z0-9_.*][A-Za-z0-9_.*/-]*$"
+DEFAULT_ARTIFACTS = ("dist", "build", "coverage", "reports", "test-results")
+"""Where npm builds and test runners usually write their outputs and reports."""
+
 _COMPONENT = _object(
     {
         "name": _Field(_string(rules.COMPONENT_PATTERN, "a component name: lowercase letters, digits, '-'")),
@@ -275,6 +290,7 @@ def _repository(value: Any, path: str) -> SourceRepository:
             "build": _Field(_string(what="a shell command"), required=False, default="true"),
             "test": _Field(_string(what="a shell command"), required=False, default="true"),
             "components": _Field(_list(_COMPONENT, unique=True, min_items=1)),
+            "artifacts": _Field(_list(_artifact_path, unique=True), required=False, default=DEFAULT_ARTIFACTS),
         },
         lambda **kw: SourceRepository(
             name=kw["name"],
@@ -283,6 +299,7 @@ def _repository(value: Any, path: str) -> SourceRepository:
             build_command=kw["build"],
             test_command=kw["test"],
             components=kw["components"],
+            artifacts=kw["artifacts"],
         ),
     )(value, path)
     if repo.deployable:

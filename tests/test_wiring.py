@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from components import wiring
+from components.environment import compose
 from components.settings import Commit, ConfigError, SourceRepository
 from components.settings import Component as RepoComponent
-from components.workflows import trigger
+from components.workflows import central, trigger
 from tools import offline
 from tools import plan as plan_tool
 
@@ -28,6 +29,11 @@ def _repos(count: int) -> list[dict]:
         {"name": f"svc-{i:02d}", "kind": "tests", "components": [{"name": f"part-{i}"}, {"name": "shared"}]}
         for i in range(count)
     ]
+
+
+def _trigger_files(plan: offline.Plan) -> list[offline.Registered]:
+    """The trigger files among the plan's files (the infra repository gets its own files too)."""
+    return [r for r in plan.of_type(FILE) if r.plain("file") == trigger.PATH]
 
 
 def _wired_values(config: dict, repo: dict) -> dict[str, str]:
@@ -88,7 +94,7 @@ def test_each_default_repository_gets_trigger_files_and_a_secret(plan_of, stack_
     assert len(repos) == 4
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
-    assert len(_wired(plan, FILE)) == 8
+    assert len(_trigger_files(plan)) == 8
     secrets = _by_repo(plan, SECRET)
     assert sorted(secrets) == sorted([r["name"] for r in repos] + [config["infraRepository"]])
     assert _wired(plan, ORG_SECRET) == []
@@ -121,7 +127,7 @@ def test_workflow_files_output_lists_every_trigger_file(plan_of, stack_config):
         for repo in stack_config("production")["sourceRepositories"]
         for branch in ("main", "develop")
     ]
-    assert plan.outputs["workflowFiles"] == expected
+    assert plan.outputs["workflowFiles"] == [*expected, f"dreamscape-infra@main:{central.PATH}"]
     assert "workflowFiles" not in plan.secret_outputs
 
 
@@ -137,11 +143,12 @@ def test_the_plan_names_the_token_permissions_the_wiring_needs(plan_of, run_with
 def test_a_stack_that_does_not_own_the_wiring_registers_none_of_it(plan_of, stack):
     plan = plan_of(stack)
     assert plan.outputs["ownsWiring"] is False
-    assert [
-        r.name for r in plan.resources if r.type.startswith("dreamscape:wiring:") or "dreamscape:wiring:" in r.urn
-    ] == []
-    # What the stack does write to GitHub is its own environment's deploy side.
-    assert all("dreamscape:environment:" in r.urn for r in plan.resources if r.type in GITHUB_TYPES)
+    assert [r.name for r in plan.resources if "::dreamscape:wiring:" in r.urn] == []
+    # What the stack writes to GitHub: its own environment's deploy side and compose file.
+    github = [r for r in plan.resources if r.type in GITHUB_TYPES]
+    assert all("::dreamscape:environment:" in r.urn for r in github)
+    files = [(r.plain("repository"), r.plain("file")) for r in github if r.type == FILE]
+    assert files == [("dreamscape-infra", compose.path(stack))]
     assert plan.outputs["workflowFiles"] == []
     assert "githubTokenNeeds" not in plan.outputs
 
@@ -151,7 +158,7 @@ def test_each_trigger_file_carries_exactly_its_own_repository_values(plan_of, st
     config = stack_config("production")
     repos = config["sourceRepositories"]
     assert len({r["kind"] for r in repos}) == len(repos), "the defaults must tell the repositories apart"
-    files = _by_repo(plan, FILE)
+    files = {name: found for name, found in _by_repo(plan, FILE).items() if name != config["infraRepository"]}
     assert sorted(files) == sorted(r["name"] for r in repos)
     rest = []
     for repo in repos:
@@ -209,7 +216,7 @@ def test_one_repository(run_with, stack_config):
     plan = run_with("production", sourceRepositories=repos)
     config = {**stack_config("production"), "sourceRepositories": repos}
     _check_repository_wiring(plan, config, repos[0])
-    assert len(_wired(plan, FILE)) == 2
+    assert len(_trigger_files(plan)) == 2
     assert sorted(_by_repo(plan, SECRET)) == sorted(["svc-00", config["infraRepository"]])
     assert len(plan.of_type(REPO_WIRING)) == 1
 
@@ -220,9 +227,9 @@ def test_thirty_repositories(run_with, stack_config):
     config = {**stack_config("production"), "sourceRepositories": repos}
     for repo in repos:
         _check_repository_wiring(plan, config, repo)
-    assert len(_wired(plan, FILE)) == 60
+    assert len(_trigger_files(plan)) == 60
     assert len(_wired(plan, SECRET)) == 31
-    assert len(plan.outputs["workflowFiles"]) == 60
+    assert len([f for f in plan.outputs["workflowFiles"] if f.endswith(trigger.PATH)]) == 60
 
 
 def test_a_repository_keeps_its_urns_when_another_one_is_removed(run_with):
@@ -252,13 +259,13 @@ def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_wit
     looked_up = [args["fullName"] for token, args in mocks.calls if token.endswith("getRepository")]
     owner = config["githubOwner"]
     wanted = [f"{owner}/{r['name']}" for r in config["sourceRepositories"]] + [f"{owner}/{config['infraRepository']}"]
-    assert sorted(looked_up) == sorted(wanted)
+    assert sorted(set(looked_up)) == sorted(wanted)
     answered = [mocks._repository({"fullName": name})["repoId"] for name in wanted]
     assert sorted(int(i) for i in secret.plain("selectedRepositoryIds")) == sorted(answered)
     [(_, org_args)] = [c for c in mocks.calls if c[0].endswith("getOrganization")]
     assert org_args["name"] == owner and org_args["summaryOnly"] is True
     # The repositories still get their trigger files.
-    assert len(_wired(plan, FILE)) == 8
+    assert len(_trigger_files(plan)) == 8
 
 
 def test_organization_scope_with_a_user_account_is_a_config_error(run_with, stack_config):
@@ -308,14 +315,16 @@ def test_plan_renders_eight_trigger_files(tmp_path, capsys):
         p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yml") if "trigger-central-cicd" in p.name
     )
     repos = ("dreamscape-docs", "dreamscape-frontend", "dreamscape-services", "dreamscape-tests")
+    infra = [f"dreamscape-infra@main/{central.PATH}", f"dreamscape-infra@main/{compose.path('production')}"]
     assert written == sorted(
-        f"{repo}@{branch}/.github/workflows/trigger-central-cicd.yml"
-        for repo in repos
-        for branch in ("develop", "main")
+        [
+            f"{repo}@{branch}/.github/workflows/trigger-central-cicd.yml"
+            for repo in repos
+            for branch in ("develop", "main")
+        ]
+        + infra
     )
-    # and the environment's cloud-init beside them
-    assert (tmp_path / "oci" / "production-vm-instance" / "user-data.yaml").is_file()
-    assert "Wrote 9 generated files" in capsys.readouterr().out
+    assert "Wrote 10 generated files" in capsys.readouterr().out
 
 
 # --- the component on its own -----------------------------------------------------------------------

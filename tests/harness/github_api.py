@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pydantic
 from githubkit_schemas.v2026_03_10 import models
@@ -275,7 +275,8 @@ class GitHubAPI:
         for candidate in _ROUTES:
             m = candidate.pattern.match(path)
             if m and candidate.method == method:
-                matched = (candidate, m.groupdict())
+                # GitHub decodes each path parameter: `feature%2Fx...<sha>` compares branch feature/x.
+                matched = (candidate, {k: unquote(v) for k, v in m.groupdict().items()})
                 break
         reply, token = self._answer(method, path, query, headers, body, matched)
         if body:

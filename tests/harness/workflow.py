@@ -18,7 +18,8 @@ For each step, in order:
 - `GITHUB_OUTPUT`, `GITHUB_ENV` and `GITHUB_STEP_SUMMARY` are read back with GitHub's file
   command syntax (`name=value` or `name<<DELIMITER`); a malformed file fails the step.
 - a `uses:` step is not run: it is recorded as skipped, unless the test passes a stand-in for
-  that action (`uses={"actions/checkout": fn}`; fn(step, with_, env) returns its outputs).
+  that action (`uses={"actions/checkout": fn}`; fn(step, with_, env) returns its outputs; `env`
+  holds the runner's variables and the step's `env:`, as an action's process sees them).
 
 Job `if:`, `defaults.run`, `continue-on-error` and job `outputs:` are honoured. Anything the
 harness does not model (other shells, containers, services) raises, so a test never passes by
@@ -422,7 +423,8 @@ class _Job:
             )
         with_ = {k: evaluator.template(v) for k, v in (step.get("with") or {}).items()}
         try:
-            outputs = dict(stand_in(step, with_, env))
+            # The stand-in sees what the action would: the runner's variables (GITHUB_WORKSPACE...) and the step's env.
+            outputs = dict(stand_in(step, with_, {**self.runner_env, **env}))
         except Exception as error:  # the stand-in failed the step, as the action would
             return StepResult(index, step_id, name, step["uses"], True, "failure", "failure", 1, stderr=str(error))
         return StepResult(index, step_id, name, step["uses"], True, "success", "success", 0, outputs=outputs)

@@ -1,0 +1,123 @@
+"""The environment's compose file, and the component that writes it into the infra repository.
+
+    deploy/compose.<env>.yml   on the infra repository's default branch
+
+One service per component of every deployable repository. A service's image is never written
+here: it comes from a variable the deploy program sets for each release
+(`deploy_program.image_variable`), so an app change never rewrites this file, and the file
+travels to the VM on the deploy's stdin, so it never needs re-creating the VM either. Each
+service gets a health check on its own port and path (`docker compose up --wait` waits for
+it), a restart policy, bounded logs, and a published port only when the config names one.
+
+Each environment stack writes its own environment's file; the central pipeline's deploy job
+reads it from a checkout of the infra repository.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_github as github
+
+from components.environment import deploy_program
+from components.settings import Commit, Component, SourceRepository
+from components.workflows import emit
+
+SOURCE = "components/environment/compose.py"
+DIRECTORY = "deploy"
+
+RESTART = "unless-stopped"
+"""Restarted after a crash and after a reboot of the VM, unless someone stopped it on purpose."""
+
+HEALTH = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "30s"}
+LOGS = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
+"""At most 30 MB of logs per service, so a chatty service cannot fill the boot volume."""
+
+
+def path(environment: str) -> str:
+    """Where the environment's compose file lives in the infra repository."""
+    return f"{DIRECTORY}/compose.{environment}.yml"
+
+
+def health_command(port: int, health_path: str) -> str:
+    """Healthy when the service answers 2xx/3xx at its path, with whichever client the image has.
+
+    `wget` (busybox, alpine images), `curl`, or `node` (node images without either); a client
+    that is missing fails with 127 and the next one is tried, so only the answer decides.
+    """
+    url = f"http://127.0.0.1:{port}{health_path}"
+    node = f"fetch('{url}').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+    return f'wget -q -O /dev/null {url} || curl -fsS -o /dev/null {url} || node -e "{node}"'
+
+
+def service(component: Component) -> dict[str, Any]:
+    if component.port is None or component.health_path is None:
+        raise ValueError(f"component {component.name} has no port or healthPath: it cannot be deployed")
+    variable = deploy_program.image_variable(component.name)
+    spec: dict[str, Any] = {
+        # Required: a deploy that does not name this component carries its running image over;
+        # one never deployed has none, and compose stops with this message.
+        "image": f"${{{variable}:?{component.name} has no image yet: this environment never deployed it}}",
+        "restart": RESTART,
+        "environment": {"PORT": str(component.port)},
+        "healthcheck": {"test": ["CMD-SHELL", health_command(component.port, component.health_path)], **HEALTH},
+        "logging": LOGS,
+    }
+    if component.host_port is not None:
+        spec["ports"] = [f"{component.host_port}:{component.port}"]
+    return spec
+
+
+def has_services(repositories: Iterable[SourceRepository]) -> bool:
+    """Whether any repository is deployable: without one there is nothing to deploy, and no file."""
+    return any(repo.deployable for repo in repositories)
+
+
+def document(repositories: Iterable[SourceRepository]) -> dict[str, Any]:
+    services = {c.name: service(c) for repo in repositories if repo.deployable for c in repo.components}
+    if not services:
+        raise ValueError("no deployable component: the environment's compose file would be empty")
+    return {"services": services}
+
+
+def render(repositories: Iterable[SourceRepository]) -> str:
+    return emit.dump(document(repositories), SOURCE)
+
+
+@dataclass(frozen=True)
+class ComposeFileArgs:
+    owner: str
+    infra_repository: str
+    environment: str
+    source_repositories: tuple[SourceRepository, ...]
+    commit: Commit
+    """Message and author of the commit that writes the file."""
+
+
+class ComposeFile(pulumi.ComponentResource):
+    """The environment's compose file on the infra repository's default branch."""
+
+    def __init__(self, name: str, args: ComposeFileArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("dreamscape:environment:ComposeFile", name, None, opts)
+        self.path = path(args.environment)
+        infra = github.get_repository(
+            full_name=f"{args.owner}/{args.infra_repository}", opts=pulumi.InvokeOptions(parent=self)
+        )
+        self.file = github.RepositoryFile(
+            f"{name}-file",
+            repository=args.infra_repository,
+            branch=infra.default_branch,
+            file=self.path,
+            content=render(args.source_repositories),
+            commit_message=args.commit.message,
+            commit_author=args.commit.author_name,
+            commit_email=args.commit.author_email,
+            # Adopt a file someone put there by hand instead of failing on it.
+            overwrite_on_create=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.location = f"{args.infra_repository}@{infra.default_branch}:{self.path}"
+        self.register_outputs({"location": self.location})

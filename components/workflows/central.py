@@ -1,0 +1,936 @@
+"""The central pipeline in the infra repository: validate, build and test, scan, deploy, report.
+
+    .github/workflows/central-dispatch.yml   on the infra repository's default branch
+
+Started by a source repository's trigger (`repository_dispatch`, one event type per kind) or by
+hand (`workflow_dispatch`, the only way to deploy dev). Five jobs:
+
+- `resolve` checks the payload against the contract in `rules.py` and the allowlist of
+  repositories and components from the stack config, recomputes environment and deploy from
+  the ref (a mismatch is refused), checks with the compare API that the commit is on the named
+  branch of the source repository, and posts `pending` on that commit with a link to the run.
+  A payload it refuses gets an `error` status on the source commit when repository and sha are
+  valid. Its outputs (`OUTPUTS`) are what every later job reads.
+- `build-test` (one job per component) checks the source out at the sha, runs the repository's
+  configured build and test commands, uploads test reports and build outputs, builds the
+  component's image, and pushes `<registry>/<component>:<sha>` for the target environment's
+  platform only when the run deploys.
+- `security-scan` scans the source tree (vulnerabilities, secrets, misconfigurations) with trivy.
+- `deploy` runs in GitHub environment `<env>`, one at a time per environment, and hands the
+  environment's compose file and the new images to the deploy program over SSH.
+- `report` always runs: the final commit status and a summary table.
+
+Every shell body is rendered here from data (`rules.py`, the settings) and reads event data
+only through `env:`; `DISPATCH_TOKEN` reaches only the steps that call the GitHub API on a
+source repository or check one out, never a step that runs the source repository's commands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from components import rules
+from components.environment import compose
+from components.settings import Deploy, Settings, SourceRepository
+from components.workflows import actions, deploy_step, emit, shell, trigger
+
+PATH = ".github/workflows/central-dispatch.yml"
+NAME = "Central CI/CD"
+SOURCE = "components/workflows/central.py"
+
+RUNNER = "ubuntu-24.04"
+TOKEN = trigger.SECRET
+"""DISPATCH_TOKEN: may read the source repositories and post statuses on their commits."""
+STATUS_CONTEXT = "central-cicd"
+"""The context of every commit status this pipeline posts (one line in the source commit's checks)."""
+MAX_DESCRIPTION = 139
+"""GitHub refuses a status description over 140 characters."""
+
+OUTPUTS = ("environment", "deploy", "components", "source_repo", "ref", "sha")
+"""`resolve`'s job outputs: the contract every later job reads."""
+
+JOBS = ("resolve", "build-test", "security-scan", "deploy", "report")
+REPORTED_JOBS = JOBS[:-1]
+"""The jobs whose results the report lists and judges."""
+
+PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
+    "resolve": {},
+    "build-test": {"packages": ("write", "push <registry>/<component>:<sha> with this job's own token")},
+    "security-scan": {"contents": ("read", "the trivy action fetches trivy with this job's token")},
+    "deploy": {
+        "contents": ("read", "check out this repository's compose files"),
+        "packages": ("read", "the VM pulls this run's images with this job's token"),
+    },
+    "report": {},
+}
+"""Each job's token permissions with the reason, written beside each line of the rendered file.
+
+An empty set: the job calls the API on source repositories with DISPATCH_TOKEN only.
+"""
+
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+"""Trivy's severities, lowest first; the scan fails on the configured one and every one above."""
+
+PLATFORM_ARCHITECTURES = {"linux/amd64": "X64", "linux/arm64": "ARM64"}
+"""Each deploy platform and the runner architecture (`RUNNER_ARCH`) that builds it natively."""
+
+GITHUB_REGISTRY = "ghcr.io"
+
+SOURCE_DIR = "source"
+"""Where build-test and security-scan check the source repository out."""
+
+TIMEOUTS = {"resolve": 5, "build-test": 45, "security-scan": 20, "report": 5}
+"""Minutes; the deploy step's comes from the deploy settings (`deploy_timeout`), its job's five more."""
+PULL_ALLOWANCE_SECONDS = 600
+"""What the deploy program allows `docker compose pull`; part of the deploy job's time budget."""
+
+
+def platform_variable(environment: str) -> str:
+    """The infra repository variable holding the environment's platform (`linux/arm64`)."""
+    return f"DEPLOY_PLATFORM_{environment.upper()}"
+
+
+def url_variable(environment: str) -> str:
+    """The infra repository variable holding the environment's URL."""
+    return f"DEPLOY_URL_{environment.upper()}"
+
+
+@dataclass(frozen=True)
+class DeploySecrets:
+    """The names of the three deploy secrets for one layout (`{env}` stands for the environment)."""
+
+    host: str
+    private_key: str
+    known_hosts: str
+
+
+DEPLOY_SECRET_LAYOUTS = {
+    "repository": DeploySecrets("VM_HOST_{env}", "SSH_PRIVATE_KEY_{env}", "SSH_KNOWN_HOSTS_{env}"),
+    "environment": DeploySecrets("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"),
+}
+"""`repository`: secrets of the infra repository, one set per environment (every GitHub plan);
+`environment`: secrets of GitHub environment `<env>`, visible only to the deploy job."""
+
+
+@dataclass(frozen=True)
+class CentralArgs:
+    owner: str
+    repositories: tuple[SourceRepository, ...]
+    registry: str
+    """Images go to `<registry>/<component>:<sha>`; the job's own token logs in to its host."""
+    scan_severity: str
+    arm_runner_label: str | None
+    """A native arm64 runner for images of arm64 environments; None: QEMU on an x86 runner."""
+    deploy_secret_layout: str
+    deploy: Deploy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CentralArgs:
+        return cls(
+            owner=settings.github_owner,
+            repositories=settings.source_repositories,
+            registry=settings.registry,
+            scan_severity=settings.scan_severity,
+            arm_runner_label=settings.arm_runner_label,
+            deploy_secret_layout=settings.deploy_secret_layout,
+            deploy=settings.deploy,
+        )
+
+    def full_name(self, repo: SourceRepository) -> str:
+        return f"{self.owner}/{repo.name}"
+
+
+# --- expressions -----------------------------------------------------------------------------
+
+
+def _expr(expression: str) -> str:
+    return "${{ " + expression + " }}"
+
+
+def _permissions(job: str, args: CentralArgs | None = None) -> dict[str, str]:
+    granted = {scope: level for scope, (level, _) in PERMISSIONS[job].items()}
+    if job == "deploy" and (args is None or not _pulls_with_job_token(args)):
+        del granted["packages"]
+    return granted
+
+
+def _registry_host(args: CentralArgs) -> str:
+    return args.registry.split("/")[0]
+
+
+def _pulls_with_job_token(args: CentralArgs) -> bool:
+    """On GitHub's registry the job's own token can pull; elsewhere the VM needs its own access."""
+    return _registry_host(args) == GITHUB_REGISTRY
+
+
+def _comment_permissions(text: str) -> str:
+    """Writes each permission's reason beside its line (the emitter has no comments of its own)."""
+    lines = text.split("\n")
+    job = None
+    in_permissions = False
+    for i, line in enumerate(lines):
+        if line.startswith("  ") and not line.startswith("   ") and line.endswith(":"):
+            job = line.strip().removesuffix(":")
+        in_permissions = line == "    permissions:" or (in_permissions and line.startswith("      "))
+        if in_permissions and line.startswith("      ") and job in PERMISSIONS:
+            scope, level = line.strip().split(": ")
+            expected, reason = PERMISSIONS[job][scope]
+            if level != expected:
+                raise AssertionError(f"{job}: {scope} is {level}, the table says {expected}")
+            lines[i] = f"{line} # {reason}"
+    return "\n".join(lines)
+
+
+def _resolved(output: str) -> str:
+    if output not in OUTPUTS:
+        raise KeyError(f"resolve has no output {output!r}")
+    return f"needs.resolve.outputs.{output}"
+
+
+def _per_environment(value: Any) -> str:
+    """An expression picking `value(env)` for the run's environment, '' when none applies.
+
+    Expressions cannot upper-case a name, so the choice is spelled out for every environment
+    (`a && b || c && d || ''`; `&&` binds tighter than `||`).
+    """
+    clauses = [f"{_resolved('environment')} == '{env}' && {value(env)}" for env in rules.ENVIRONMENTS]
+    return _expr(" || ".join([*clauses, "''"]))
+
+
+def severities_from(threshold: str) -> str:
+    """`HIGH` -> `HIGH,CRITICAL`: the severities at or above the threshold."""
+    return ",".join(SEVERITIES[SEVERITIES.index(threshold) :])
+
+
+def deploy_timeout(deploy: Deploy) -> int:
+    """Minutes for the deploy step: waiting for the lock, pulling, starting, maybe rolling back."""
+    seconds = deploy.lock_wait_seconds + PULL_ALLOWANCE_SECONDS + 2 * deploy.wait_timeout_seconds
+    return math.ceil(seconds / 60) + 5
+
+
+# --- shell pieces ------------------------------------------------------------------------------
+
+_SUMMARY = """\
+summary() {
+  printf '%s\\n' "$@" >> "$GITHUB_STEP_SUMMARY"
+}"""
+
+_POST_STATUS = f"""\
+# post_status STATE DESCRIPTION: a commit status on $status_repo at $status_sha, linking this run.
+run_url="${{GITHUB_SERVER_URL}}/${{GITHUB_REPOSITORY}}/actions/runs/${{GITHUB_RUN_ID}}"
+post_status() {{
+  local request
+  request="$(mktemp)"
+  jq -n --arg state "$1" --arg description "${{2:0:{MAX_DESCRIPTION}}}" --arg target_url "$run_url" \\
+    --arg context {STATUS_CONTEXT} \\
+    '{{state: $state, target_url: $target_url, description: $description, context: $context}}' > "$request"
+  github_api POST "/repos/${{status_repo}}/statuses/${{status_sha}}" "${TOKEN}" "$request"
+}}"""
+
+
+def _allowlist(args: CentralArgs) -> str:
+    """A `case` on the lower-cased repository setting what the config says about it.
+
+    GitHub names are case-insensitive; the configured spelling is the one used afterwards.
+    """
+    lines = [
+        "# The configured repositories, rendered from the stack config (sourceRepositories).",
+        "repository='' event_type='' deployable=false known_components=''",
+        'case "${source_repo,,}" in',
+    ]
+    for repo in args.repositories:
+        full = args.full_name(repo)
+        lines += [
+            f"  {shell.quote(full.lower())})",
+            f"    repository={shell.quote(full)} event_type={shell.quote(repo.event_type)}"
+            f" deployable={'true' if repo.deployable else 'false'}"
+            f" known_components={shell.quote(','.join(repo.component_names))}",
+            "    ;;",
+        ]
+    lines += ["esac"]
+    return "\n".join(lines)
+
+
+def _resolve_body(args: CentralArgs) -> str:
+    keys_json = "[" + ",".join(f'"{key}"' for key in rules.PAYLOAD_KEYS) + "]"
+    values = ", ".join(f".{key}" for key in rules.PAYLOAD_KEYS)
+    read_program = (
+        'def text: if type == "string" and (explode | all(. >= 32 and . < 127)) then . else "" end;'
+        ' if type == "object" then "object", (length | tostring),'
+        " ([keys[] | select(. as $k | any($allowed[]; . == $k) | not)] | length | tostring),"
+        f" ({values} | text) else type end"
+    )
+    deploy_rule = ", ".join(r.branch for r in rules.BRANCH_RULES if r.deploy)
+    return "\n".join(
+        [
+            shell.STRICT,
+            _SUMMARY,
+            shell.PRINTABLE,
+            shell.api_function(),
+            "status_repo='' status_sha=''",
+            _POST_STATUS,
+            "# reject MESSAGE: stop, saying why; the message never carries raw event data (see printable).",
+            "reject() {",
+            '  echo "::error title=Run refused::$1"',
+            "  summary '### Central CI/CD: run refused' '' \"$1\"",
+            '  if [[ -n "$status_repo" ]]; then',
+            '    if post_status error "Refused: $1"; then',
+            '      echo "Posted error on ${status_repo} ${status_sha}."',
+            "    else",
+            '      echo "::warning title=No status posted::HTTP ${api_status} from the statuses API: $(api_message)"',
+            "    fi",
+            "  fi",
+            "  exit 1",
+            "}",
+            "",
+            'case "$EVENT_NAME" in',
+            '  repository_dispatch) payload="$CLIENT_PAYLOAD" ;;',
+            '  workflow_dispatch) payload="$INPUTS" ;;',
+            '  *) reject "this pipeline runs on repository_dispatch or workflow_dispatch only" ;;',
+            "esac",
+            "# One pass over the payload: 'object', its key count, how many keys are outside the contract,",
+            "# then each contract key's value when it is a string of printable ASCII (no control character,",
+            "# so no newline), else ''. Rendered from components/rules.py (PAYLOAD_KEYS).",
+            f'if ! parsed="$(jq -r --argjson allowed {shell.quote(keys_json)} {shell.quote(read_program)}'
+            ' <<< "$payload" 2> /dev/null)"; then',
+            '  reject "the payload is not JSON"',
+            "fi",
+            'mapfile -t fields <<< "$parsed"',
+            'if [[ "${fields[0]:-}" != object ]]; then',
+            '  reject "the payload is not a JSON object"',
+            "fi",
+            'count="${fields[1]}" unknown="${fields[2]}"',
+            "declare -A value=()",
+            "i=3",
+            f"for key in {' '.join(rules.PAYLOAD_KEYS)}; do",
+            '  value[$key]="${fields[i]:-}"',
+            "  i=$((i + 1))",
+            "done",
+            "",
+            "# Repository and sha first: once both are valid, a refusal is reported on that commit.",
+            'source_repo="${value[source_repo]}" sha="${value[sha]}"',
+            _allowlist(args),
+            f"sha_pattern={shell.quote(rules.SHA_PATTERN)}",
+            'if [[ -n "$repository" && "$sha" =~ $sha_pattern ]]; then',
+            '  status_repo="$repository" status_sha="$sha"',
+            "fi",
+            "",
+            f"if (( count > {rules.MAX_PAYLOAD_KEYS} )); then",
+            f'  reject "the payload has ${{count}} keys; the contract has {len(rules.PAYLOAD_KEYS)}'
+            f' and GitHub allows {rules.MAX_PAYLOAD_KEYS}"',
+            "fi",
+            "if (( unknown > 0 )); then",
+            f'  reject "the payload has ${{unknown}} key(s) outside the contract ({", ".join(rules.PAYLOAD_KEYS)})"',
+            "fi",
+            f"for key in {' '.join(rules.PAYLOAD_KEYS)}; do",
+            '  if [[ -z "${value[$key]}" ]]; then',
+            '    reject "${key} is missing, empty, or not a string of printable ASCII characters"',
+            "  fi",
+            "done",
+            'if [[ -z "$repository" ]]; then',
+            '  reject "source_repo $(printable "$source_repo") is not a configured repository"',
+            "fi",
+            'if [[ ! "$sha" =~ $sha_pattern ]]; then',
+            '  reject "sha $(printable "$sha") is not 40 lowercase hexadecimal characters"',
+            "fi",
+            'if [[ "$EVENT_NAME" == repository_dispatch && "$DISPATCHED_TYPE" != "$event_type" ]]; then',
+            '  reject "event type $(printable "$DISPATCHED_TYPE") is not the one ${repository} sends (${event_type})"',
+            "fi",
+            "",
+            'ref="${value[ref]}"',
+            shell.ref_decision("ref"),
+            'if [[ -z "$environment" ]]; then',
+            '  reject "ref $(printable "$ref") is refused: ${reason}"',
+            "fi",
+            'requested="${value[environment]}"',
+            'if [[ "$requested" != "$environment" ]]; then',
+            '  reject "environment $(printable "$requested") does not match the ref, which means ${environment}"',
+            "fi",
+            "",
+            'component="${value[component]}"',
+            f"component_list_pattern={shell.quote(shell.COMPONENT_LIST_PATTERN)}",
+            'if [[ ! "$component" =~ $component_list_pattern ]]; then',
+            '  reject "component $(printable "$component") is not a comma-separated list of component names"',
+            "fi",
+            'IFS=, read -r -a names <<< "$component"',
+            "declare -A seen=()",
+            'for name in "${names[@]}"; do',
+            '  if [[ ",${known_components}," != *",${name},"* ]]; then',
+            '    reject "component ${name} is not a component of ${repository}"',
+            "  fi",
+            '  if [[ -n "${seen[$name]:-}" ]]; then',
+            '    reject "component ${name} is listed twice"',
+            "  fi",
+            "  seen[$name]=1",
+            "done",
+            "",
+            f"# Deploys: pushes to {deploy_rule} (the branch rules), and every manual run; never a",
+            "# repository that is not deployable. Dev is deployed by manual runs only.",
+            'if [[ "$deployable" != true ]]; then',
+            "  deploy=false",
+            'elif [[ "$EVENT_NAME" == workflow_dispatch ]]; then',
+            "  deploy=true",
+            "fi",
+            "",
+            "# The commit must be on the branch: the branch is identical to it or ahead of it. The sha",
+            "# comes first, so `...` cannot be confused with dots that end a branch name.",
+            'branch="${ref#refs/heads/}"',
+            'if ! github_api GET "/repos/${repository}/compare/${sha}...${branch//\\//%2F}" "$' + TOKEN + '"; then',
+            '  if [[ "$api_status" == 404 ]]; then',
+            '    reject "commit ${sha} is not on branch ${branch} of ${repository}"',
+            "  fi",
+            f'  reject "the compare API answered HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
+            ' may read ${repository}"',
+            "fi",
+            'comparison="$(jq -r \'.status // "" | tostring\' "$api_body")"',
+            'case "$comparison" in',
+            "  identical | ahead) ;;",
+            '  *) reject "commit ${sha} is not on branch ${branch} of ${repository}'
+            ' (comparison: $(printable "$comparison"))" ;;',
+            "esac",
+            "",
+            'if [[ "$deploy" == true ]]; then',
+            '  plan="Build, test and scan ${component}, then deploy to ${environment}"',
+            "else",
+            '  plan="Build, test and scan ${component} (${environment}, no deploy)"',
+            "fi",
+            'if ! post_status pending "$plan"; then',
+            f'  reject "could not post the pending status (HTTP ${{api_status}}: $(api_message)): check that {TOKEN}'
+            ' may write commit statuses on ${repository}"',
+            "fi",
+            "# A JSON array for the matrix; the names are checked, so they need no escaping.",
+            'components="[\\"${component//,/\\",\\"}\\"]"',
+            "{",
+            *(f'  echo "{name}=${{{name}}}"' for name in ("environment", "deploy", "components")),
+            '  echo "source_repo=${repository}"',
+            *(f'  echo "{name}=${{{name}}}"' for name in ("ref", "sha")),
+            '} >> "$GITHUB_OUTPUT"',
+            'echo "Accepted: ${repository} ${ref} ${sha}, ${environment}, deploy ${deploy}, components ${component}"',
+        ]
+    )
+
+
+def _deployable_case(args: CentralArgs, variable: str) -> list[str]:
+    deployable = [args.full_name(r) for r in args.repositories if r.deployable]
+    lines = [f'case "${variable}" in']
+    if deployable:
+        lines.append(f"  {' | '.join(shell.quote(name) for name in deployable)}) image=true ;;")
+    lines += ["  *) image=false ;;", "esac"]
+    return lines
+
+
+def _plan_body(args: CentralArgs) -> str:
+    """Whether this component gets an image, and for which platform; fails on a missing variable."""
+    lines = [
+        shell.STRICT,
+        "fail() {",
+        '  echo "::error title=Build plan::$1"',
+        "  exit 1",
+        "}",
+        f"component_pattern={shell.quote(rules.COMPONENT_PATTERN)}",
+        'if [[ ! "$COMPONENT" =~ $component_pattern ]]; then',
+        '  fail "not a component name"',
+        "fi",
+        f'if [[ ! -d "{SOURCE_DIR}/${{COMPONENT}}" ]]; then',
+        '  fail "the source repository has no folder ${COMPONENT}: a component is a top-level folder"',
+        "fi",
+        "# Images are built for the components of deployable repositories (stack config).",
+        *_deployable_case(args, "SOURCE_REPO"),
+        f'if [[ "$image" == true && ! -f "{SOURCE_DIR}/${{COMPONENT}}/Dockerfile" ]]; then',
+        '  fail "${COMPONENT}/Dockerfile is missing: each component of a deployable repository builds an image"',
+        "fi",
+        "push=false platform='' qemu=false",
+        'if [[ "$image" == true && "$DEPLOY" == true ]]; then',
+        "  push=true",
+        '  case "$ENVIRONMENT" in',
+    ]
+    for env in rules.ENVIRONMENTS:
+        lines.append(f'    {env}) variable={platform_variable(env)} platform="${{{platform_variable(env)}}}" ;;')
+    lines += [
+        '    *) fail "unknown environment" ;;',
+        "  esac",
+        '  case "$platform" in',
+    ]
+    for platform, arch in PLATFORM_ARCHITECTURES.items():
+        lines.append(f'    {platform}) [[ "$RUNNER_ARCH" == {arch} ]] || qemu=true ;;')
+    platforms = " or ".join(PLATFORM_ARCHITECTURES)
+    lines += [
+        f'    *) fail "the infra repository variable ${{variable}} is missing or not {platforms}:'
+        ' pulumi up on the ${ENVIRONMENT} stack sets it" ;;',
+        "  esac",
+        "fi",
+        "{",
+        '  echo "image=${image}"',
+        '  echo "push=${push}"',
+        '  echo "platform=${platform}"',
+        '  echo "qemu=${qemu}"',
+        '  echo "tag=${REGISTRY}/${COMPONENT}:${SHA}"',
+        '} >> "$GITHUB_OUTPUT"',
+        'echo "image: ${image}, push: ${push}, platform: ${platform:-native}, QEMU: ${qemu}"',
+    ]
+    return "\n".join(lines)
+
+
+def _command_body(args: CentralArgs, which: str) -> str:
+    """Runs the source repository's configured build or test command in the component's folder."""
+    lines = [
+        "set -euo pipefail",
+        f'cd "{SOURCE_DIR}/${{COMPONENT}}"',
+        f"# The {which} commands, rendered from the stack config (sourceRepositories[].{which}).",
+        'case "$SOURCE_REPO" in',
+    ]
+    for repo in args.repositories:
+        command = repo.build_command if which == "build" else repo.test_command
+        lines += [f"  {shell.quote(args.full_name(repo))})", f"    {command}", "    ;;"]
+    lines += [
+        "  *)",
+        f'    echo "::error::no {which} command configured for this repository"',
+        "    exit 1",
+        "    ;;",
+        "esac",
+    ]
+    return "\n".join(lines)
+
+
+def _checkout_source() -> dict[str, Any]:
+    return {
+        "name": "Check out the source repository at the commit",
+        "uses": actions.uses("actions/checkout"),
+        "with": {
+            "repository": _expr(_resolved("source_repo")),
+            "ref": _expr(_resolved("sha")),
+            "path": SOURCE_DIR,
+            # A private source repository is readable with DISPATCH_TOKEN only; it is not kept
+            # in .git/config, so the commands that follow cannot reach it.
+            "token": _expr(f"secrets.{TOKEN}"),
+            "persist-credentials": False,
+        },
+    }
+
+
+def _resolve_job(args: CentralArgs) -> dict[str, Any]:
+    return {
+        "name": "Validate the request",
+        "runs-on": RUNNER,
+        "timeout-minutes": TIMEOUTS["resolve"],
+        "permissions": _permissions("resolve"),
+        "outputs": {name: _expr(f"steps.resolve.outputs.{name}") for name in OUTPUTS},
+        "steps": [
+            {
+                "name": "Validate the payload, check the commit, post pending",
+                "id": "resolve",
+                "shell": "bash",
+                "env": {
+                    "EVENT_NAME": _expr("github.event_name"),
+                    "DISPATCHED_TYPE": _expr("github.event.action"),
+                    "CLIENT_PAYLOAD": _expr("toJSON(github.event.client_payload)"),
+                    "INPUTS": _expr("toJSON(github.event.inputs)"),
+                    TOKEN: _expr(f"secrets.{TOKEN}"),
+                },
+                "run": _resolve_body(args),
+            }
+        ],
+    }
+
+
+def _runs_on_for_images(args: CentralArgs) -> str:
+    if args.arm_runner_label is None:
+        return RUNNER
+    platform = _per_environment(lambda env: f"vars.{platform_variable(env)}").removeprefix("${{ ")
+    platform = platform.removesuffix(" }}")
+    return _expr(
+        f"{_resolved('deploy')} == 'true' && ({platform}) == 'linux/arm64' && '{args.arm_runner_label}' || '{RUNNER}'"
+    )
+
+
+def _build_test_job(args: CentralArgs) -> dict[str, Any]:
+    component = _expr("matrix.component")
+    resolved_env = {
+        "SOURCE_REPO": _expr(_resolved("source_repo")),
+        "COMPONENT": component,
+    }
+    artifact_paths = sorted({path for repo in args.repositories for path in repo.artifacts})
+    return {
+        "name": f"Build and test {component}",
+        "needs": "resolve",
+        "runs-on": _runs_on_for_images(args),
+        "timeout-minutes": TIMEOUTS["build-test"],
+        # No DISPATCH_TOKEN and no deploy secret reaches the steps that run the source's commands.
+        "permissions": _permissions("build-test"),
+        "strategy": {
+            "fail-fast": False,
+            "matrix": {"component": _expr(f"fromJSON({_resolved('components')})")},
+        },
+        "steps": [
+            _checkout_source(),
+            {
+                "name": "Plan the image",
+                "id": "plan",
+                "shell": "bash",
+                "env": {
+                    **resolved_env,
+                    "SHA": _expr(_resolved("sha")),
+                    "ENVIRONMENT": _expr(_resolved("environment")),
+                    "DEPLOY": _expr(_resolved("deploy")),
+                    "REGISTRY": args.registry,
+                    **{platform_variable(env): _expr(f"vars.{platform_variable(env)}") for env in rules.ENVIRONMENTS},
+                },
+                "run": _plan_body(args),
+            },
+            {
+                "name": "Build",
+                "shell": "bash",
+                "env": resolved_env,
+                "run": _command_body(args, "build"),
+            },
+            {
+                "name": "Test",
+                "shell": "bash",
+                "env": resolved_env,
+                "run": _command_body(args, "test"),
+            },
+            {
+                "name": "Upload test reports and build outputs",
+                "if": "always() && steps.plan.outcome == 'success'",
+                "uses": actions.uses("actions/upload-artifact"),
+                "with": {
+                    "name": f"build-test-{component}",
+                    "path": "\n".join(f"{SOURCE_DIR}/{component}/{path}" for path in artifact_paths),
+                    "if-no-files-found": "warn",
+                },
+            },
+            {
+                "name": "Set up QEMU for the target platform",
+                "if": "steps.plan.outputs.qemu == 'true'",
+                "uses": actions.uses("docker/setup-qemu-action"),
+                "with": {"platforms": _expr("steps.plan.outputs.platform")},
+            },
+            {
+                "name": "Set up Docker Buildx",
+                "if": "steps.plan.outputs.image == 'true'",
+                "uses": actions.uses("docker/setup-buildx-action"),
+            },
+            {
+                "name": "Log in to the registry",
+                "if": "steps.plan.outputs.push == 'true'",
+                "uses": actions.uses("docker/login-action"),
+                "with": {
+                    "registry": _registry_host(args),
+                    "username": _expr("github.repository_owner"),
+                    "password": _expr("secrets.GITHUB_TOKEN"),
+                },
+            },
+            {
+                "name": "Build the image (and push it when the run deploys)",
+                "if": "steps.plan.outputs.image == 'true'",
+                "uses": actions.uses("docker/build-push-action"),
+                "with": {
+                    "context": f"{SOURCE_DIR}/{component}",
+                    "platforms": _expr("steps.plan.outputs.platform"),
+                    "push": _expr("steps.plan.outputs.push == 'true'"),
+                    "tags": _expr("steps.plan.outputs.tag"),
+                },
+            },
+        ],
+    }
+
+
+def _security_scan_job(args: CentralArgs) -> dict[str, Any]:
+    return {
+        "name": "Security scan",
+        "needs": "resolve",
+        "runs-on": RUNNER,
+        "timeout-minutes": TIMEOUTS["security-scan"],
+        "permissions": _permissions("security-scan"),
+        "steps": [
+            _checkout_source(),
+            {
+                "name": f"Scan the source tree (fails at {args.scan_severity} and above)",
+                "uses": actions.uses("aquasecurity/trivy-action"),
+                "with": {
+                    "scan-type": "fs",
+                    "scan-ref": SOURCE_DIR,
+                    "scanners": "vuln,secret,misconfig",
+                    "severity": severities_from(args.scan_severity),
+                    "exit-code": "1",
+                    "format": "table",
+                    "hide-progress": "true",
+                },
+            },
+        ],
+    }
+
+
+def _images_body() -> str:
+    """`<component>=<registry>/<component>:<sha>` for each component of the run, for the deploy."""
+    return "\n".join(
+        [
+            "set -euo pipefail",
+            "# resolve's components output is a JSON array of checked names.",
+            'names="$(jq -r \'.[]\' <<< "$COMPONENTS_JSON")"',
+            'mapfile -t components <<< "$names"',
+            "pairs=()",
+            'for name in "${components[@]}"; do',
+            '  pairs+=("${name}=${REGISTRY}/${name}:${SHA}")',
+            "done",
+            'echo "pairs=${pairs[*]}" >> "$GITHUB_OUTPUT"',
+            "printf '%s\\n' \"${pairs[@]}\"",
+        ]
+    )
+
+
+def _deploy_job(args: CentralArgs) -> dict[str, Any]:
+    layout = DEPLOY_SECRET_LAYOUTS[args.deploy_secret_layout]
+
+    def secret(template: str) -> str:
+        if "{env}" not in template:
+            return _expr(f"secrets.{template}")
+        return _per_environment(lambda env: f"secrets.{template.format(env=env.upper())}")
+
+    environment = _expr(_resolved("environment"))
+    env = {
+        "VM_HOST": secret(layout.host),
+        "SSH_PRIVATE_KEY": secret(layout.private_key),
+        "SSH_KNOWN_HOSTS": secret(layout.known_hosts),
+        "DEPLOY_IMAGES": _expr("steps.images.outputs.pairs"),
+    }
+    login = None
+    if _pulls_with_job_token(args):
+        # The VM pulls this run's images with this job's token (packages: read), handed over on
+        # stdin; it expires when the job ends.
+        login = deploy_step.RegistryLogin("DEPLOY_REGISTRY", "DEPLOY_REGISTRY_USER", "DEPLOY_REGISTRY_TOKEN")
+        env |= {
+            "DEPLOY_REGISTRY": _registry_host(args),
+            "DEPLOY_REGISTRY_USER": _expr("github.repository_owner"),
+            "DEPLOY_REGISTRY_TOKEN": _expr("secrets.GITHUB_TOKEN"),
+        }
+    step_minutes = deploy_timeout(args.deploy)
+    ssh_step = deploy_step.deploy_step(
+        host_var="VM_HOST",
+        private_key_var="SSH_PRIVATE_KEY",
+        known_hosts_var="SSH_KNOWN_HOSTS",
+        images_var="DEPLOY_IMAGES",
+        compose_file=compose.path(environment),
+        env=env,
+        login=login,
+        # The secrets' names depend on the run's environment: bound above, not by name.
+        secrets_as_env=False,
+        name=f"Deploy to {environment} over SSH",
+        timeout_minutes=step_minutes,
+    )
+    return {
+        "name": f"Deploy to {environment}",
+        "needs": ["resolve", "build-test", "security-scan"],
+        "if": f"{_resolved('deploy')} == 'true'",
+        "runs-on": RUNNER,
+        "timeout-minutes": step_minutes + 5,
+        "permissions": _permissions("deploy", args),
+        "environment": {
+            "name": environment,
+            "url": _per_environment(lambda env: f"vars.{url_variable(env)}"),
+        },
+        # One deploy at a time per environment; a newer run waits its turn instead of
+        # cancelling a pending one, whose commit would never get a final status.
+        "concurrency": {
+            "group": f"central-deploy-{environment}",
+            "cancel-in-progress": False,
+            "queue": "max",
+        },
+        "steps": [
+            {
+                "name": "Check out the compose files",
+                "uses": actions.uses("actions/checkout"),
+                "with": {
+                    "sparse-checkout": compose.DIRECTORY,
+                    "persist-credentials": False,
+                },
+            },
+            {
+                "name": "List the images to deploy",
+                "id": "images",
+                "shell": "bash",
+                "env": {
+                    "COMPONENTS_JSON": _expr(_resolved("components")),
+                    "REGISTRY": args.registry,
+                    "SHA": _expr(_resolved("sha")),
+                },
+                "run": _images_body(),
+            },
+            ssh_step,
+        ],
+    }
+
+
+def _report_body() -> str:
+    results = " ".join(f'"${_result_variable(job)}"' for job in REPORTED_JOBS)
+    return "\n".join(
+        [
+            shell.STRICT,
+            shell.api_function(),
+            'status_repo="$SOURCE_REPO" status_sha="$SHA" report_failed=false',
+            _POST_STATUS,
+            "",
+            "# The final state, from each job's result.",
+            f"results=({results})",
+            "state=success",
+            'if [[ "$RESOLVE_RESULT" != success ]]; then',
+            "  state=error",
+            '  description="Refused or interrupted before the build: see the run"',
+            'elif [[ " ${results[*]} " == *" failure "* ]]; then',
+            "  state=failure",
+            "  failed=()",
+            *[
+                f'  [[ "${_result_variable(job)}" != failure ]] || failed+=({job})'
+                for job in REPORTED_JOBS
+                if job != "resolve"
+            ],
+            '  list="${failed[*]}"',
+            '  description="Failed: ${list// /, }"',
+            'elif [[ " ${results[*]} " == *" cancelled "* ]]; then',
+            "  state=error",
+            '  description="Cancelled before the end: see the run"',
+            'elif [[ "$BUILD_TEST_RESULT" != success || "$SECURITY_SCAN_RESULT" != success ]]; then',
+            "  state=error",
+            '  description="Build, test or scan did not run: see the run"',
+            'elif [[ "$DEPLOY" == true && "$DEPLOY_RESULT" != success ]]; then',
+            "  state=error",
+            '  description="The deploy to ${ENVIRONMENT} did not run: see the run"',
+            'elif [[ "$DEPLOY" != true && "$DEPLOY_RESULT" != skipped ]]; then',
+            "  state=error",
+            '  description="A deploy ran that was not planned: see the run"',
+            'elif [[ "$DEPLOY" == true ]]; then',
+            '  description="Built, tested, scanned and deployed to ${ENVIRONMENT}"',
+            "else",
+            '  description="Built, tested and scanned; not deployed (${ENVIRONMENT})"',
+            "fi",
+            "",
+            'if [[ -z "$SOURCE_REPO" || -z "$SHA" ]]; then',
+            "  posted='none: the request was refused before a commit was known (see the resolve job)'",
+            'elif post_status "$state" "$description"; then',
+            '  posted="${state} on ${SOURCE_REPO} ${SHA}"',
+            "else",
+            "  report_failed=true",
+            '  posted="failed: HTTP ${api_status} from the statuses API"',
+            f'  echo "::error title=No final status::HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
+            ' may write commit statuses on ${SOURCE_REPO}"',
+            "fi",
+            'echo "Final state: ${state} (${description}); status posted: ${posted}"',
+            "",
+            '# resolve\'s components output is a JSON array of checked names: ["a","b"] -> a, b',
+            'components="${COMPONENTS_JSON//[\\[\\]\\"]/}"',
+            'components="${components//,/, }"',
+            "shown() {",
+            "  if [[ -n \"$1\" ]]; then printf '\\x60%s\\x60' \"$1\"; else printf '%s' '(not resolved)'; fi",
+            "}",
+            "{",
+            '  echo "### Central CI/CD: ${state}"',
+            "  echo",
+            '  echo "${description}"',
+            "  echo",
+            "  echo '| | |'",
+            "  echo '| --- | --- |'",
+            '  echo "| source | $(shown "$SOURCE_REPO") |"',
+            '  echo "| ref | $(shown "$REF") |"',
+            '  echo "| sha | $(shown "$SHA") |"',
+            '  echo "| environment | $(shown "$ENVIRONMENT") (deploy: ${DEPLOY:-false}) |"',
+            '  echo "| components | $(shown "$components") |"',
+            "  echo",
+            "  echo '| job | result |'",
+            "  echo '| --- | --- |'",
+            *[f'  echo "| {job} | ${_result_variable(job)} |"' for job in REPORTED_JOBS],
+            "  echo",
+            '  echo "Commit status: ${posted}."',
+            '} >> "$GITHUB_STEP_SUMMARY"',
+            "# This job fails only when the source commit did not get its final status.",
+            'if [[ "$report_failed" == true ]]; then',
+            "  exit 1",
+            "fi",
+        ]
+    )
+
+
+def _result_variable(job: str) -> str:
+    return job.upper().replace("-", "_") + "_RESULT"
+
+
+def _report_job() -> dict[str, Any]:
+    return {
+        "name": "Report back",
+        "needs": list(REPORTED_JOBS),
+        "if": "always()",
+        "runs-on": RUNNER,
+        "timeout-minutes": TIMEOUTS["report"],
+        "permissions": _permissions("report"),
+        "steps": [
+            {
+                "name": "Post the final status and the summary",
+                "shell": "bash",
+                "env": {
+                    **{_result_variable(job): _expr(f"needs.{job}.result") for job in REPORTED_JOBS},
+                    "SOURCE_REPO": _expr(_resolved("source_repo")),
+                    "REF": _expr(_resolved("ref")),
+                    "SHA": _expr(_resolved("sha")),
+                    "ENVIRONMENT": _expr(_resolved("environment")),
+                    "DEPLOY": _expr(_resolved("deploy")),
+                    "COMPONENTS_JSON": _expr(_resolved("components")),
+                    TOKEN: _expr(f"secrets.{TOKEN}"),
+                },
+                "run": _report_body(),
+            }
+        ],
+    }
+
+
+def _inputs(args: CentralArgs) -> dict[str, Any]:
+    """Manual runs take the payload's keys as inputs, so one validation serves both events."""
+    described = {
+        "source_repo": "Source repository (OWNER/NAME)",
+        "ref": "Full ref of the branch, e.g. refs/heads/feature/login",
+        "sha": "Commit to build: 40 hexadecimal characters, on that branch",
+        "component": "Components, comma-separated, no spaces",
+        "environment": "Environment; it must be the one the branch maps to",
+    }
+    if set(described) != set(rules.PAYLOAD_KEYS):
+        raise AssertionError("the manual inputs must be exactly rules.PAYLOAD_KEYS")
+    inputs: dict[str, Any] = {}
+    for key in rules.PAYLOAD_KEYS:
+        spec: dict[str, Any] = {"description": described[key], "required": True, "type": "string"}
+        if key == "source_repo":
+            spec |= {"type": "choice", "options": [args.full_name(r) for r in args.repositories]}
+        elif key == "environment":
+            spec |= {"type": "choice", "options": list(rules.ENVIRONMENTS)}
+        inputs[key] = spec
+    return inputs
+
+
+def event_types(repositories: Iterable[SourceRepository]) -> list[str]:
+    """The `repository_dispatch` types: one per configured kind, in config order."""
+    return list(dict.fromkeys(repo.event_type for repo in repositories))
+
+
+def document(args: CentralArgs) -> dict[str, Any]:
+    """The workflow as data; `render()` turns it into the file's text."""
+    if args.deploy_secret_layout not in DEPLOY_SECRET_LAYOUTS:
+        raise ValueError(f"unknown deploy secret layout {args.deploy_secret_layout!r}")
+    return {
+        "name": NAME,
+        "on": {
+            "repository_dispatch": {"types": event_types(args.repositories)},
+            "workflow_dispatch": {"inputs": _inputs(args)},
+        },
+        "permissions": {},
+        "jobs": {
+            "resolve": _resolve_job(args),
+            "build-test": _build_test_job(args),
+            "security-scan": _security_scan_job(args),
+            "deploy": _deploy_job(args),
+            "report": _report_job(),
+        },
+    }
+
+
+def render(args: CentralArgs) -> str:
+    return _comment_permissions(emit.dump(document(args), SOURCE))

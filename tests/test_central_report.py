@@ -1,0 +1,208 @@
+"""The central pipeline's `report` job: the final commit status for every combination of job results.
+
+Run with real bash against the GitHub API stand-in, with the `needs` context GitHub would give
+it. The expected state is the rule written out below, independently of the workflow's shell.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+import pytest
+
+from components.workflows import central
+from tests.central_support import (
+    DISPATCH_TOKEN,
+    RETRY_ENV,
+    central_document,
+    dispatch_github,
+    in_parallel,
+    settings_of,
+    sha_of,
+    stand_in,
+)
+from tests.harness.github_api import GitHubAPI, Reply
+from tests.harness.workflow import Context, JobResult, run_job
+
+STACK = "production"
+SETTINGS = settings_of(STACK)
+SOURCE = f"{SETTINGS.github_owner}/dreamscape-services"
+RESULTS = ("success", "failure", "cancelled", "skipped")
+JOBS = central.REPORTED_JOBS
+
+
+@pytest.fixture(scope="module")
+def workflow(plan_of) -> dict[str, Any]:
+    return central_document(plan_of(STACK))
+
+
+def expected_state(results: dict[str, str], deploy: bool) -> str:
+    """The rule: anything that failed is a failure; anything that did not finish is an error."""
+    others = [results[job] for job in JOBS if job != "resolve"]
+    if results["resolve"] != "success":
+        return "error"
+    if "failure" in others:
+        return "failure"
+    if "cancelled" in others:
+        return "error"
+    if results["build-test"] != "success" or results["security-scan"] != "success":
+        return "error"
+    if deploy:
+        return "success" if results["deploy"] == "success" else "error"
+    return "success" if results["deploy"] == "skipped" else "error"
+
+
+def resolve_outputs(sha: str, deploy: bool) -> dict[str, str]:
+    return {
+        "environment": "production",
+        "deploy": "true" if deploy else "false",
+        "components": '["auth-service","user-service"]',
+        "source_repo": SOURCE,
+        "ref": "refs/heads/main",
+        "sha": sha,
+    }
+
+
+def run_report(workflow, api: GitHubAPI, results: dict[str, str], outputs: dict[str, str]) -> JobResult:
+    needs = {job: {"result": results[job], "outputs": outputs if job == "resolve" else {}} for job in JOBS}
+    github = dispatch_github(SETTINGS, api, "services-changed", {})
+    context = Context(github=github, secrets={central.TOKEN: DISPATCH_TOKEN}, needs=needs)
+    return run_job(workflow, "report", context, extra_env=RETRY_ENV)
+
+
+def combinations() -> list[tuple[dict[str, str], bool, bool]]:
+    """(results, deploy, resolve's outputs known) for every combination of results.
+
+    Resolve's outputs exist only once it accepted the request; a resolve that did not succeed
+    is tried both with them (cancelled after posting pending) and without (refused).
+    """
+    out = []
+    for values in itertools.product(RESULTS, repeat=len(JOBS)):
+        results = dict(zip(JOBS, values, strict=True))
+        if results["resolve"] == "success":
+            out += [(results, True, True), (results, False, True)]
+        else:
+            out += [(results, True, True), (results, False, False)]
+    return out
+
+
+def test_report_posts_the_right_state_for_every_combination_of_results(workflow) -> None:
+    cases = combinations()
+    assert len(cases) == 2 * len(RESULTS) ** len(JOBS)
+    with stand_in(SETTINGS) as api:
+
+        def run(case):
+            results, deploy, known = case
+            sha = sha_of("report", sorted(results.items()), deploy, known)
+            outputs = resolve_outputs(sha, deploy) if known else {}
+            return case, sha, run_report(workflow, api, results, outputs)
+
+        wrong = []
+        for (results, deploy, known), sha, result in in_parallel(run, cases):
+            posted = api.statuses.get((SOURCE.lower(), sha), [])
+            rows = re.findall(r"^\| ([a-z-]+) \| ([a-z]+) \|$", result.summary, re.MULTILINE)
+            summary_results = {job: value for job, value in rows if job in JOBS}
+            if summary_results != results:
+                wrong.append((results, "summary lists", summary_results))
+            if result.status != "success":
+                wrong.append((results, "report job", result.status, result.log))
+            if not known:
+                if posted:
+                    wrong.append((results, "posted without a commit", posted))
+                continue
+            state = expected_state(results, deploy)
+            if [s["state"] for s in posted] != [state]:
+                wrong.append((results, deploy, "expected", state, "posted", posted))
+            elif not 0 < len(posted[0]["description"]) <= 140:
+                wrong.append((results, "description", posted[0]["description"]))
+            elif f"### Central CI/CD: {state}" not in result.summary:
+                wrong.append((results, "summary title", result.summary))
+        assert wrong == []
+        assert {r.token for r in api.requests} == {DISPATCH_TOKEN}
+
+
+@pytest.mark.parametrize(
+    ("results", "deploy", "state", "description"),
+    [
+        (("success",) * 4, True, "success", "Built, tested, scanned and deployed to production"),
+        (("success", "success", "success", "skipped"), False, "success", "Built, tested and scanned; not deployed"),
+        (("success", "failure", "success", "skipped"), True, "failure", "Failed: build-test"),
+        (("success", "failure", "failure", "skipped"), True, "failure", "Failed: build-test, security-scan"),
+        (("success", "success", "success", "failure"), True, "failure", "Failed: deploy"),
+        (("success", "success", "cancelled", "skipped"), True, "error", "Cancelled before the end"),
+        (("cancelled", "skipped", "skipped", "skipped"), True, "error", "Refused or interrupted before the build"),
+    ],
+)
+def test_report_descriptions(workflow, results, deploy, state, description) -> None:
+    with stand_in(SETTINGS) as api:
+        sha = sha_of("described", results, deploy)
+        result = run_report(workflow, api, dict(zip(JOBS, results, strict=True)), resolve_outputs(sha, deploy))
+        [status] = api.statuses[(SOURCE.lower(), sha)]
+    assert result.status == "success", result.log
+    assert (status["state"], status["description"][: len(description)]) == (state, description)
+    assert status["context"] == central.STATUS_CONTEXT
+    assert status["target_url"] == "https://github.com/DREAMSCAPE-AI/dreamscape-infra/actions/runs/1000001"
+
+
+def test_the_summary_table_shows_the_run(workflow) -> None:
+    with stand_in(SETTINGS) as api:
+        sha = sha_of("table")
+        result = run_report(workflow, api, dict.fromkeys(JOBS, "success"), resolve_outputs(sha, True))
+    rows = dict(re.findall(r"^\| ([a-z-]+) \| (.+) \|$", result.summary, re.MULTILINE))
+    assert rows["source"] == f"`{SOURCE}`"
+    assert rows["ref"] == "`refs/heads/main`"
+    assert rows["sha"] == f"`{sha}`"
+    assert rows["environment"] == "`production` (deploy: true)"
+    assert rows["components"] == "`auth-service, user-service`"
+    assert all(rows[job] == "success" for job in JOBS)
+
+
+def test_a_refused_request_gets_a_summary_but_no_status(workflow) -> None:
+    with stand_in(SETTINGS) as api:
+        results = {"resolve": "failure", "build-test": "skipped", "security-scan": "skipped", "deploy": "skipped"}
+        result = run_report(workflow, api, results, {})
+        assert api.requests == []
+    assert result.status == "success"
+    assert "| source | (not resolved) |" in result.summary
+    assert "Commit status: none: the request was refused before a commit was known" in result.summary
+
+
+def test_report_fails_when_the_final_status_cannot_be_posted(workflow) -> None:
+    with stand_in(SETTINGS) as api:
+        api.script("statuses", Reply.forbidden())
+        sha = sha_of("forbidden")
+        result = run_report(workflow, api, dict.fromkeys(JOBS, "success"), resolve_outputs(sha, True))
+    assert result.status == "failure"
+    assert "::error title=No final status::HTTP 403" in result.log
+    assert "check that DISPATCH_TOKEN may write commit statuses" in result.log
+
+
+DOCS_EXAMPLE_SHA = "5d1c0e7a9b3f42c8e6a1d0f9b7c4e2a8f3b6d9c1"
+"""The commit of the example in docs/central.md."""
+
+
+DOCS_EXAMPLES = {
+    "deployed": dict.fromkeys(JOBS, "success"),
+    "failed": {"resolve": "success", "build-test": "failure", "security-scan": "success", "deploy": "skipped"},
+}
+"""The job results of each example in docs/central.md (a production run from main)."""
+
+
+def example_summary(workflow, example: str) -> str:
+    """The report's summary for one of DOCS_EXAMPLES, as docs/central.md shows it."""
+    with stand_in(SETTINGS) as api:
+        result = run_report(workflow, api, DOCS_EXAMPLES[example], resolve_outputs(DOCS_EXAMPLE_SHA, True))
+    assert result.status == "success", result.log
+    return result.summary
+
+
+@pytest.mark.parametrize("example", sorted(DOCS_EXAMPLES))
+def test_the_documented_summaries_are_what_the_report_writes(workflow, example: str) -> None:
+    from tests.conftest import ROOT
+
+    docs = (ROOT / "docs" / "central.md").read_text()
+    marker = f"<!-- report summary: {example} -->\n```markdown\n"
+    assert marker in docs
+    assert docs.split(marker, 1)[1].split("```", 1)[0] == example_summary(workflow, example)

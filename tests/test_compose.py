@@ -1,0 +1,136 @@
+"""Each stack's compose file: written into the infra repository, valid compose, one service per component."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.environment import compose, deploy_program
+from components.settings import SourceRepository
+from tests.central_support import rendered_file, settings_of
+from tests.conftest import require_tool
+
+STACKS = ("dev", "staging", "production")
+IMAGE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*):\?[^}]+\}$")
+
+
+def deployable_components(repositories: tuple[SourceRepository, ...]):
+    return [c for r in repositories if r.deployable for c in r.components]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_stack_writes_its_own_compose_file(plan_of, stack: str) -> None:
+    plan = plan_of(stack)
+    resource, content = rendered_file(plan, compose.path(stack))
+    assert resource.plain("repository") == "dreamscape-infra"
+    assert resource.plain("branch") == "main"
+    assert resource.plain("overwriteOnCreate") is True
+    others = [compose.path(s) for s in STACKS if s != stack]
+    assert not [r for r in plan.of_type(resource.type) if r.plain("file") in others]
+    assert content == compose.render(settings_of(stack).source_repositories)
+    assert plan.outputs["composeFile"] == f"dreamscape-infra@main:deploy/compose.{stack}.yml"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_compose_spec_schema_accepts_it(plan_of, stack: str, tmp_path: Path) -> None:
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    path = tmp_path / "compose.yml"
+    path.write_text(rendered_file(plan_of(stack), compose.path(stack))[1])
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_would_catch_a_broken_file(tmp_path: Path) -> None:
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    document = compose.document(settings_of("dev").source_repositories)
+    document["services"]["auth-service"]["restart_policy"] = "always"  # no such key in a service
+    path = tmp_path / "compose.yml"
+    path.write_text(yaml.safe_dump(document))
+    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True)
+    assert result.returncode == 1
+
+
+def test_one_service_per_deployable_component() -> None:
+    settings = settings_of("production")
+    services = compose.document(settings.source_repositories)["services"]
+    components = deployable_components(settings.source_repositories)
+    assert list(services) == [c.name for c in components]
+    for component in components:
+        service = services[component.name]
+        variable = IMAGE.match(service["image"])
+        assert variable and variable.group(1) == deploy_program.image_variable(component.name)
+        assert service["restart"] == "unless-stopped"
+        [kind, command] = service["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        assert f"http://127.0.0.1:{component.port}{component.health_path}" in command
+        if component.host_port is None:
+            assert "ports" not in service
+        else:
+            assert service["ports"] == [f"{component.host_port}:{component.port}"]
+    assert not {"unit", "integration", "e2e", "site"} & set(services)
+
+
+def test_a_config_without_deployable_components_is_refused() -> None:
+    settings = settings_of("dev")
+    with pytest.raises(ValueError, match="no deployable component"):
+        compose.document(tuple(r for r in settings.source_repositories if not r.deployable))
+
+
+@pytest.mark.parametrize(
+    ("component", "variable"),
+    [("auth-service", "AUTH_SERVICE_IMAGE"), ("web-client", "WEB_CLIENT_IMAGE"), ("9lives", "_9LIVES_IMAGE")],
+)
+def test_image_variable(component: str, variable: str) -> None:
+    assert deploy_program.image_variable(component) == variable
+
+
+@pytest.mark.parametrize("bad", ["", "Auth", "a_b", "a b", "-a", "a" * 64, "$(id)"])
+def test_image_variable_refuses_what_is_no_component(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a component name"):
+        deploy_program.image_variable(bad)
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        code = 200 if self.path == "/health" else 500
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(("path", "healthy"), [("/health", True), ("/broken", False)])
+def test_the_health_command_follows_the_answer(health_server: int, path: str, healthy: bool) -> None:
+    require_tool("curl", "curl")
+    command = compose.health_command(health_server, path)
+    result = subprocess.run(["sh", "-c", command], capture_output=True, timeout=30)
+    assert (result.returncode == 0) is healthy, result.stderr
+
+
+def test_the_health_command_fails_when_nothing_listens(health_server: int) -> None:
+    require_tool("curl", "curl")
+    command = compose.health_command(1, "/health")
+    assert subprocess.run(["sh", "-c", command], capture_output=True, timeout=30).returncode != 0
