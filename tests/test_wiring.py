@@ -311,9 +311,7 @@ def test_the_token_is_never_in_the_plan_output_or_its_json(tmp_path, capsys, run
 
 def test_plan_renders_eight_trigger_files(tmp_path, capsys):
     assert plan_tool.main(["--stack", "production", "--render-dir", str(tmp_path)]) == 0
-    written = sorted(
-        p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yml") if "trigger-central-cicd" in p.name
-    )
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     repos = ("dreamscape-docs", "dreamscape-frontend", "dreamscape-services", "dreamscape-tests")
     infra = [f"dreamscape-infra@main/{central.PATH}", f"dreamscape-infra@main/{compose.path('production')}"]
     assert written == sorted(
@@ -323,8 +321,9 @@ def test_plan_renders_eight_trigger_files(tmp_path, capsys):
             for branch in ("develop", "main")
         ]
         + infra
+        + ["oci/production-vm-instance/user-data.yaml"]
     )
-    assert "Wrote 10 generated files" in capsys.readouterr().out
+    assert "Wrote 11 generated files" in capsys.readouterr().out
 
 
 # --- the component on its own -----------------------------------------------------------------------
