@@ -3,8 +3,8 @@
 import pulumi
 import pulumi_github as github
 
-from components import rules, wiring
 from components import settings as settings_module
+from components import wiring
 from components.environment import cloudinit, compose, shapes
 from components.environment.github_side import GithubSide, GithubSideArgs
 from components.environment.instance import Instance, InstanceArgs
@@ -62,6 +62,7 @@ GithubSide(
     f"{env}-github",
     GithubSideArgs(
         environment=env,
+        owner=settings.github_owner,
         repository=settings.infra_repository,
         layout=settings.deploy_secret_layout,
         host=vm.public_ip,
@@ -69,7 +70,6 @@ GithubSide(
         host_public_key_openssh=keys.host_public_key_openssh,
         platform=shapes.platform_of(oci_settings.shape),
         url=pulumi.Output.concat("http://", vm.public_ip),
-        branch_policies=rules.branch_policies(env),
         reviewers=settings.protection.reviewers,
         wait_timer=settings.protection.wait_timer,
     ),

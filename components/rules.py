@@ -109,11 +109,6 @@ def classify_ref(ref: str) -> Decision:
     return Decision(None, False, "not a main, develop, feature/* or hotfix/* branch")
 
 
-def branch_policies(environment: str) -> tuple[str, ...]:
-    """The GitHub environment's deployment branch patterns, from the same table."""
-    return tuple(r.branch for r in BRANCH_RULES if r.environment == environment and r.deploy)
-
-
 def event_type(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")

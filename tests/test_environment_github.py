@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 
-from components import rules
 from components.environment import github_side
 from components.settings import ConfigError
 from tests.conftest import require_tool
@@ -88,24 +87,22 @@ def test_platform_follows_a_changed_shape(run_with, stack_config) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_environment_branch_policy_comes_from_the_branch_rules(stack, plan_of) -> None:
+def test_only_the_infra_default_branch_may_deploy(stack, plan_of, run_with) -> None:
+    """A repository_dispatch run is on the infra repository's default branch, whatever the source
+    branch; the source branch is resolve's to check. Any other infra branch is kept out."""
     plan = plan_of(stack)
     (environment,) = _own(plan, ENVIRONMENT)
     assert environment.plain("environment") == stack
     assert environment.plain("repository") == "dreamscape-infra"
-    patterns = sorted(r.plain("branchPattern") for r in _own(plan, POLICY))
-    assert patterns == sorted(rules.branch_policies(stack))
-    if patterns:
-        assert environment.plain("deploymentBranchPolicy") == {"protectedBranches": False, "customBranchPolicies": True}
-        assert all(r.plain("environment") == stack for r in _own(plan, POLICY))
-    else:
-        assert environment.plain("deploymentBranchPolicy") is None  # any branch: dev is deployed by hand
-
-
-def test_branch_policies_per_environment() -> None:
-    assert rules.branch_policies("production") == ("main", "hotfix/*")
-    assert rules.branch_policies("staging") == ("develop",)
-    assert rules.branch_policies("dev") == ()
+    assert environment.plain("deploymentBranchPolicy") == {"protectedBranches": False, "customBranchPolicies": True}
+    (policy,) = _own(plan, POLICY)
+    assert (policy.plain("environment"), policy.plain("branchPattern")) == (stack, "main")
+    # It follows the repository's default branch, as GitHub reports it.
+    mocks = offline.OfflineMocks()
+    answer = mocks.call_answers["github:index/getRepository:getRepository"]
+    mocks.call_answers["github:index/getRepository:getRepository"] = lambda a: {**answer(a), "defaultBranch": "trunk"}
+    (policy,) = _own(run_with(stack, mocks=mocks), POLICY)
+    assert policy.plain("branchPattern") == "trunk"
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -96,12 +96,6 @@ def test_length_limit_is_exact() -> None:
     assert not rules.classify_ref(prefix + "a" * (rules.MAX_REF_LENGTH - len(prefix) + 1)).sends
 
 
-def test_branch_policies_follow_the_table() -> None:
-    assert rules.branch_policies("production") == ("main", "hotfix/*")
-    assert rules.branch_policies("staging") == ("develop",)
-    assert rules.branch_policies("dev") == ()  # dev never deploys from a push
-
-
 def test_every_environment_is_reachable() -> None:
     assert {r.environment for r in rules.BRANCH_RULES} == set(rules.ENVIRONMENTS)
 

@@ -1,8 +1,10 @@
 """The environment as the infra repository's pipeline sees it.
 
-- the GitHub environment `<env>` the deploy job runs in: its deployment branch policy comes
-  from the branch rules (production: main and hotfix/*; staging: develop; dev, deployed only
-  by hand: any branch), its reviewers and wait timer from `protection`;
+- the GitHub environment `<env>` the deploy job runs in: only runs on the infra repository's
+  default branch may deploy (every `repository_dispatch` run is on that branch, whatever the
+  source branch was, and `resolve` has already checked the source branch against the rules),
+  so a workflow edited on another infra branch cannot reach the environment; its reviewers
+  and wait timer come from `protection`;
 - the deploy secrets, in one of two layouts: `repository` (the seed's names,
   `VM_HOST_<ENV>`, `SSH_PRIVATE_KEY_<ENV>`, `SSH_KNOWN_HOSTS_<ENV>`, any GitHub plan) or
   `environment` (`VM_HOST`, `SSH_PRIVATE_KEY`, `SSH_KNOWN_HOSTS` of environment `<env>`,
@@ -30,6 +32,7 @@ SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
 @dataclass(frozen=True)
 class GithubSideArgs:
     environment: str
+    owner: str
     repository: str
     """The infra repository's name (the provider's owner is the organization)."""
     layout: str
@@ -39,8 +42,6 @@ class GithubSideArgs:
     host_public_key_openssh: pulumi.Input[str]
     platform: str
     url: pulumi.Input[str]
-    branch_policies: Sequence[str]
-    """Branch name patterns allowed to deploy; empty: any branch."""
     reviewers: Sequence[str] = ()
     """User logins and `org/team` slugs."""
     wait_timer: int = 0
@@ -82,19 +83,19 @@ class GithubSide(pulumi.ComponentResource):
             environment=args.environment,
             wait_timer=args.wait_timer,
             reviewers=reviewers,
-            deployment_branch_policy=(
-                {"protected_branches": False, "custom_branch_policies": True} if args.branch_policies else None
-            ),
+            # Only the branches named by custom policies below may deploy.
+            deployment_branch_policy={"protected_branches": False, "custom_branch_policies": True},
             opts=child,
         )
-        for pattern in args.branch_policies:
-            github.RepositoryEnvironmentDeploymentPolicy(
-                f"{name}-branch-{_slug(pattern)}",
-                repository=args.repository,
-                environment=environment.environment,
-                branch_pattern=pattern,
-                opts=child,
-            )
+        infra = github.get_repository_output(full_name=f"{args.owner}/{args.repository}", opts=invoke)
+        self.deploy_branch = infra.default_branch
+        github.RepositoryEnvironmentDeploymentPolicy(
+            f"{name}-branch-policy",
+            repository=args.repository,
+            environment=environment.environment,
+            branch_pattern=self.deploy_branch,
+            opts=child,
+        )
 
         host = pulumi.Output.from_input(args.host)
         values = {
@@ -138,8 +139,3 @@ class GithubSide(pulumi.ComponentResource):
 
         self.environment_name = environment.environment
         self.register_outputs({"environment": self.environment_name})
-
-
-def _slug(pattern: str) -> str:
-    """A resource-name suffix for a branch pattern: `hotfix/*` -> `hotfix-any`."""
-    return pattern.replace("/*", "-any").replace("/", "-").replace("*", "any")
