@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from components.environment import github_side
+from components.environment import names
 from components.settings import ConfigError
 from tests.conftest import require_tool
 from tools import offline
@@ -152,14 +152,14 @@ def test_github_side_resources_are_children_of_its_component_and_use_the_owners_
 
 
 def test_secret_names_per_layout() -> None:
-    assert github_side.secret_names("staging", "repository") == {
+    assert names.secret_names("staging", "repository") == {
         "VM_HOST": "VM_HOST_STAGING",
         "SSH_PRIVATE_KEY": "SSH_PRIVATE_KEY_STAGING",
         "SSH_KNOWN_HOSTS": "SSH_KNOWN_HOSTS_STAGING",
     }
-    assert github_side.secret_names("staging", "environment") == {n: n for n in github_side.SECRETS}
+    assert names.secret_names("staging", "environment") == {n: n for n in names.SECRETS}
     with pytest.raises(ValueError, match="unknown deploy secret layout"):
-        github_side.secret_names("staging", "organization")
+        names.secret_names("staging", "organization")
 
 
 def test_known_hosts_secret_pins_the_host_key_the_vm_is_given(plan_of, tmp_path) -> None:

@@ -23,10 +23,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_github as github
 
-from components.environment import keys
-
-LAYOUTS = ("repository", "environment")
-SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
+from components.environment import keys, names
 
 
 @dataclass(frozen=True)
@@ -45,18 +42,6 @@ class GithubSideArgs:
     reviewers: Sequence[str] = ()
     """User logins and `org/team` slugs."""
     wait_timer: int = 0
-
-
-def secret_names(environment: str, layout: str) -> dict[str, str]:
-    """Each deploy secret's name in the chosen layout."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown deploy secret layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
-    suffix = f"_{environment.upper()}" if layout == "repository" else ""
-    return {name: name + suffix for name in SECRETS}
-
-
-def variable_names(environment: str) -> dict[str, str]:
-    return {"platform": f"DEPLOY_PLATFORM_{environment.upper()}", "url": f"DEPLOY_URL_{environment.upper()}"}
 
 
 class GithubSide(pulumi.ComponentResource):
@@ -105,7 +90,7 @@ class GithubSide(pulumi.ComponentResource):
                 lambda v: keys.known_hosts_line(v[0], v[1]) + "\n"
             ),
         }
-        for secret, secret_name in secret_names(args.environment, args.layout).items():
+        for secret, secret_name in names.secret_names(args.environment, args.layout).items():
             suffix = secret.lower().replace("_", "-")
             if args.layout == "repository":
                 github.ActionsSecret(
@@ -125,16 +110,19 @@ class GithubSide(pulumi.ComponentResource):
                     opts=child,
                 )
 
-        variables = variable_names(args.environment)
         github.ActionsVariable(
             f"{name}-platform",
             repository=args.repository,
-            variable_name=variables["platform"],
+            variable_name=names.platform_variable(args.environment),
             value=args.platform,
             opts=child,
         )
         github.ActionsVariable(
-            f"{name}-url", repository=args.repository, variable_name=variables["url"], value=args.url, opts=child
+            f"{name}-url",
+            repository=args.repository,
+            variable_name=names.url_variable(args.environment),
+            value=args.url,
+            opts=child,
         )
 
         self.environment_name = environment.environment

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components import rules
-from components.environment import compose
+from components.environment import compose, names
 from components.settings import Deploy, Settings, SourceRepository
 from components.workflows import actions, deploy_step, emit, shell, trigger
 
@@ -86,33 +86,6 @@ TIMEOUTS = {"resolve": 5, "build-test": 45, "security-scan": 20, "report": 5}
 """Minutes; the deploy step's comes from the deploy settings (`deploy_timeout`), its job's five more."""
 PULL_ALLOWANCE_SECONDS = 600
 """What the deploy program allows `docker compose pull`; part of the deploy job's time budget."""
-
-
-def platform_variable(environment: str) -> str:
-    """The infra repository variable holding the environment's platform (`linux/arm64`)."""
-    return f"DEPLOY_PLATFORM_{environment.upper()}"
-
-
-def url_variable(environment: str) -> str:
-    """The infra repository variable holding the environment's URL."""
-    return f"DEPLOY_URL_{environment.upper()}"
-
-
-@dataclass(frozen=True)
-class DeploySecrets:
-    """The names of the three deploy secrets for one layout (`{env}` stands for the environment)."""
-
-    host: str
-    private_key: str
-    known_hosts: str
-
-
-DEPLOY_SECRET_LAYOUTS = {
-    "repository": DeploySecrets("VM_HOST_{env}", "SSH_PRIVATE_KEY_{env}", "SSH_KNOWN_HOSTS_{env}"),
-    "environment": DeploySecrets("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"),
-}
-"""`repository`: secrets of the infra repository, one set per environment (every GitHub plan);
-`environment`: secrets of GitHub environment `<env>`, visible only to the deploy job."""
 
 
 @dataclass(frozen=True)
@@ -448,7 +421,9 @@ def _plan_body(args: CentralArgs) -> str:
         '  case "$ENVIRONMENT" in',
     ]
     for env in rules.ENVIRONMENTS:
-        lines.append(f'    {env}) variable={platform_variable(env)} platform="${{{platform_variable(env)}}}" ;;')
+        lines.append(
+            f'    {env}) variable={names.platform_variable(env)} platform="${{{names.platform_variable(env)}}}" ;;'
+        )
     lines += [
         '    *) fail "unknown environment" ;;',
         "  esac",
@@ -539,7 +514,7 @@ def _resolve_job(args: CentralArgs) -> dict[str, Any]:
 def _runs_on_for_images(args: CentralArgs) -> str:
     if args.arm_runner_label is None:
         return RUNNER
-    platform = _per_environment(lambda env: f"vars.{platform_variable(env)}").removeprefix("${{ ")
+    platform = _per_environment(lambda env: f"vars.{names.platform_variable(env)}").removeprefix("${{ ")
     platform = platform.removesuffix(" }}")
     return _expr(
         f"{_resolved('deploy')} == 'true' && ({platform}) == 'linux/arm64' && '{args.arm_runner_label}' || '{RUNNER}'"
@@ -576,7 +551,10 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
                     "ENVIRONMENT": _expr(_resolved("environment")),
                     "DEPLOY": _expr(_resolved("deploy")),
                     "REGISTRY": args.registry,
-                    **{platform_variable(env): _expr(f"vars.{platform_variable(env)}") for env in rules.ENVIRONMENTS},
+                    **{
+                        names.platform_variable(env): _expr(f"vars.{names.platform_variable(env)}")
+                        for env in rules.ENVIRONMENTS
+                    },
                 },
                 "run": _plan_body(args),
             },
@@ -683,18 +661,15 @@ def _images_body() -> str:
 
 
 def _deploy_job(args: CentralArgs) -> dict[str, Any]:
-    layout = DEPLOY_SECRET_LAYOUTS[args.deploy_secret_layout]
-
-    def secret(template: str) -> str:
-        if "{env}" not in template:
-            return _expr(f"secrets.{template}")
-        return _per_environment(lambda env: f"secrets.{template.format(env=env.upper())}")
+    def secret(base: str) -> str:
+        per_env = {env: names.secret_names(env, args.deploy_secret_layout)[base] for env in rules.ENVIRONMENTS}
+        if len(set(per_env.values())) == 1:
+            return _expr(f"secrets.{per_env[rules.ENVIRONMENTS[0]]}")
+        return _per_environment(lambda env: f"secrets.{per_env[env]}")
 
     environment = _expr(_resolved("environment"))
     env = {
-        "VM_HOST": secret(layout.host),
-        "SSH_PRIVATE_KEY": secret(layout.private_key),
-        "SSH_KNOWN_HOSTS": secret(layout.known_hosts),
+        **{base: secret(base) for base in names.SECRETS},
         "DEPLOY_IMAGES": _expr("steps.images.outputs.pairs"),
     }
     login = None
@@ -730,7 +705,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         "permissions": _permissions("deploy", args),
         "environment": {
             "name": environment,
-            "url": _per_environment(lambda env: f"vars.{url_variable(env)}"),
+            "url": _per_environment(lambda env: f"vars.{names.url_variable(env)}"),
         },
         # One deploy at a time per environment; a newer run waits its turn instead of
         # cancelling a pending one, whose commit would never get a final status.
@@ -913,7 +888,7 @@ def event_types(repositories: Iterable[SourceRepository]) -> list[str]:
 
 def document(args: CentralArgs) -> dict[str, Any]:
     """The workflow as data; `render()` turns it into the file's text."""
-    if args.deploy_secret_layout not in DEPLOY_SECRET_LAYOUTS:
+    if args.deploy_secret_layout not in names.LAYOUTS:
         raise ValueError(f"unknown deploy secret layout {args.deploy_secret_layout!r}")
     return {
         "name": NAME,

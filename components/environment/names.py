@@ -1,0 +1,31 @@
+"""What each environment stack publishes in the infra repository, by name, for the pipeline to read.
+
+The environment's GitHub side writes these; the central pipeline reads them. Both take the
+names from here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+LAYOUTS = ("repository", "environment")
+"""`repository`: secrets of the infra repository, one set per environment (every GitHub plan);
+`environment`: secrets of GitHub environment `<env>`, visible only to jobs that run in it."""
+
+SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
+
+
+def secret_names(environment: str, layout: str) -> dict[str, str]:
+    """Each deploy secret's name in the chosen layout."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown deploy secret layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    suffix = f"_{environment.upper()}" if layout == "repository" else ""
+    return {name: name + suffix for name in SECRETS}
+
+
+def platform_variable(environment: str) -> str:
+    """The repository variable holding the environment's Docker platform (`linux/arm64`)."""
+    return f"DEPLOY_PLATFORM_{environment.upper()}"
+
+
+def url_variable(environment: str) -> str:
+    """The repository variable holding the environment's URL."""
+    return f"DEPLOY_URL_{environment.upper()}"
