@@ -77,8 +77,8 @@ BRANCH_RULES: tuple[BranchRule, ...] = (
     BranchRule("main", r"^refs/heads/main$", "production", True),
     BranchRule("develop", r"^refs/heads/develop$", "staging", True),
     BranchRule("feature/*", rf"^refs/heads/feature/{_SEGMENT}(/{_SEGMENT})*$", "dev", False),
-    # One segment only: the production environment's branch policy `hotfix/*` matches
-    # no deeper name, so a deeper one could never pass the deploy job's gate.
+    # One segment only: production takes hotfixes from plainly named branches; a deeper name
+    # (`hotfix/a/b`) sends nothing, and the trigger's summary says why.
     BranchRule("hotfix/*", rf"^refs/heads/hotfix/{_SEGMENT}$", "production", True),
 )
 

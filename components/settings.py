@@ -32,6 +32,10 @@ PROJECT = "dreamscape-infra"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+WEB_PORTS = (80, 443)
+"""The ports each environment's network opens to the internet; a component may publish on these."""
+
+
 class ConfigError(pulumi.RunError):
     """Bad stack configuration. A RunError, so `pulumi up` prints it without a traceback."""
 
@@ -173,6 +177,16 @@ def _integer(low: int, high: int) -> Check:
     return check
 
 
+def _choice_of_ports(ports: tuple[int, ...]) -> Check:
+    def check(value: Any, path: str) -> int:
+        if isinstance(value, bool) or value not in ports:
+            allowed = " or ".join(str(p) for p in ports)
+            raise _fail(path, f"{allowed} (the only ports the environment's network opens to the internet)", value)
+        return value
+
+    return check
+
+
 def _number(low: float, high: float) -> Check:
     def check(value: Any, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
@@ -275,7 +289,7 @@ _COMPONENT = _object(
         "name": _Field(_string(rules.COMPONENT_PATTERN, "a component name: lowercase letters, digits, '-'")),
         "port": _Field(_integer(1, 65535), required=False),
         "healthPath": _Field(_string(r"^/[A-Za-z0-9._~/-]*$", "an absolute URL path like /health"), required=False),
-        "hostPort": _Field(_integer(1, 65535), required=False),
+        "hostPort": _Field(_choice_of_ports(WEB_PORTS), required=False),
     },
     Component,
 )

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_oci as oci
 
+from components.settings import WEB_PORTS
+
 ANYWHERE = "0.0.0.0/0"
 TCP = "6"
 ICMP = "1"
 ALL_PROTOCOLS = "all"
-WEB_PORTS = (80, 443)
 SSH_PORT = 22
 
 
