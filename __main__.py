@@ -58,7 +58,7 @@ vm = Instance(
 )
 
 # --- what the infra repository's pipeline needs to deploy there ----------------------------
-GithubSide(
+github_side = GithubSide(
     f"{env}-github",
     GithubSideArgs(
         environment=env,
@@ -78,6 +78,7 @@ GithubSide(
 
 # --- the shared wiring, on the one stack that owns it ----------------------------------------
 workflow_files: list[str] = []
+token_needs = list(github_side.required_token_permissions)
 if settings.owns_wiring and settings.dispatch_token is not None:
     shared_wiring = wiring.SharedWiring(
         "wiring",
@@ -93,7 +94,7 @@ if settings.owns_wiring and settings.dispatch_token is not None:
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )
     workflow_files = shared_wiring.workflow_files
-    pulumi.export("githubTokenNeeds", list(shared_wiring.required_token_permissions))
+    token_needs = list(shared_wiring.required_token_permissions) + token_needs
 
 # The environment's compose file, next to the central pipeline that deploys with it.
 compose_file = None
@@ -117,4 +118,5 @@ pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@
 pulumi.export("instanceId", vm.instance_id)
 pulumi.export("hostKeyFingerprint", keys.host_key_fingerprint)
 pulumi.export("workflowFiles", workflow_files)
+pulumi.export("githubTokenNeeds", token_needs)
 pulumi.export("composeFile", compose_file.location if compose_file else None)

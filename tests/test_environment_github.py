@@ -184,3 +184,16 @@ def test_known_hosts_secret_pins_the_host_key_the_vm_is_given(plan_of, tmp_path)
     (tmp_path / "derived.pub").write_text(" ".join(derived[:2]) + "\n")
     fingerprint = run("-l", "-E", "sha256", "-f", str(tmp_path / "derived.pub")).split()[1]
     assert fingerprint == plan.outputs["hostKeyFingerprint"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_names_the_token_permissions_its_environment_needs(stack, plan_of, run_with) -> None:
+    needs = plan_of(stack).outputs["githubTokenNeeds"]
+    text = " ".join(needs)
+    for permission in ("Administration", "Secrets", "Variables", "Contents"):
+        assert f"{permission}" in text, permission
+    assert "Environments" not in text and "read:org" not in text
+    teams = run_with(stack, deploySecretLayout="environment", protection={"reviewers": ["DREAMSCAPE-AI/ops"]})
+    text = " ".join(teams.outputs["githubTokenNeeds"])
+    assert "Environments, Secrets: read and write" in text
+    assert "read:org (classic)" in text

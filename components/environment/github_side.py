@@ -44,6 +44,20 @@ class GithubSideArgs:
     wait_timer: int = 0
 
 
+def required_token_permissions(layout: str, reviewers: Sequence[str]) -> tuple[str, ...]:
+    """What the credential `pulumi up` runs the GitHub provider with needs, for this side."""
+    secrets = "Environments, Secrets" if layout == "environment" else "Secrets"
+    needs = [
+        "repo (classic) / Administration: read and write (fine-grained): the environment and its branch policy",
+        f"repo (classic) / {secrets}: read and write (fine-grained): the deploy secrets",
+        "repo (classic) / Variables: read and write (fine-grained): DEPLOY_PLATFORM_<ENV>, DEPLOY_URL_<ENV>",
+        "repo (classic) / Contents: read and write (fine-grained): the environment's compose file",
+    ]
+    if any("/" in r for r in reviewers):
+        needs.append("read:org (classic) / organization Members: read (fine-grained): team reviewers")
+    return tuple(needs)
+
+
 class GithubSide(pulumi.ComponentResource):
     environment_name: pulumi.Output[str]
 
@@ -125,5 +139,6 @@ class GithubSide(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.required_token_permissions = required_token_permissions(args.layout, args.reviewers)
         self.environment_name = environment.environment
         self.register_outputs({"environment": self.environment_name})
