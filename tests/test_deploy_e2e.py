@@ -7,6 +7,7 @@ CI=true they fail instead.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -76,6 +77,11 @@ def text(result: subprocess.CompletedProcess) -> tuple[str, str]:
     return result.stdout.decode(), result.stderr.decode()
 
 
+CHECKS = ["compose config", "compose config"]
+"""A deploy's checks: the file's services without interpolation, then the interpolated model."""
+DEPLOY_CALLS = [*CHECKS, "compose pull", "compose up"]
+
+
 def subcommands(calls: list[dict]) -> list[str]:
     """`compose config`, `compose pull`, `login`... for each recorded docker call."""
     names = []
@@ -109,21 +115,28 @@ def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeploySe
     release = server.state()["current"]
     assert re.fullmatch(r"000001-[0-9a-f]{12}", release)
     directory = server.state_dir / "releases" / release
-    assert (directory / "compose.yaml").read_text() == COMPOSE
+    assert (directory / "compose.received.yaml").read_text() == COMPOSE
     assert (directory / ".env").read_text() == (
         f"AUTH_SERVICE_IMAGE={V1['auth-service']}\nGATEWAY_IMAGE={V1['gateway']}\n"
     )
+    model = json.loads((directory / "compose.yaml").read_text())
+    assert {name: service["image"] for name, service in model["services"].items()} == V1
+    assert model["services"]["gateway"]["healthcheck"] == {"test": ["CMD", "true"], "interval": "5s"}
 
     calls = server.calls()
-    assert subcommands(calls) == ["compose config", "compose pull", "compose up"]
-    base = [
-        "compose", "--project-name", "dreamscape", "--project-directory", str(directory),
-        "--file", str(directory / "compose.yaml"), "--env-file", str(directory / ".env"),
-    ]  # fmt: skip
-    assert calls[0]["argv"] == [*base, "config", "--format", "json"]
-    assert calls[1]["argv"] == [*base, "pull"]
-    assert calls[2]["argv"] == [
-        *base,
+    assert subcommands(calls) == DEPLOY_CALLS
+
+    def base(file: str) -> list[str]:
+        return [
+            "compose", "--project-name", "dreamscape", "--project-directory", str(directory),
+            "--file", str(directory / file), "--env-file", str(directory / ".env"),
+        ]  # fmt: skip
+
+    assert calls[0]["argv"] == [*base("compose.received.yaml"), "config", "--format", "json", "--no-interpolate"]
+    assert calls[1]["argv"] == [*base("compose.received.yaml"), "config", "--format", "json"]
+    assert calls[2]["argv"] == [*base("compose.yaml"), "pull"]
+    assert calls[3]["argv"] == [
+        *base("compose.yaml"),
         "up",
         "--detach",
         "--wait",
@@ -139,6 +152,7 @@ def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeploySe
     assert ": deployed\n" in stdout
     assert f"| `auth-service` | `{V1['auth-service']}` |" in stdout
     assert f"Release `{release}` runs and is healthy." in stdout
+    assert "Not deployed yet" not in stdout
 
     (line,) = server.syslog()
     assert re.search(r"dreamscape-deploy\[\d+\]: result=deployed release=" + release, line), line
@@ -176,12 +190,124 @@ def test_a_partial_deploy_keeps_the_other_components_images(server: DeployServer
     }
 
 
-def test_the_first_deploy_must_name_every_component(server: DeployServer) -> None:
-    result = server.deploy({"auth-service": V1["auth-service"]}, COMPOSE)
-    assert result.returncode == deploy_program.EXIT["BAD_INPUT"]
-    assert "required variable GATEWAY_IMAGE is missing a value: gateway has no image yet" in text(result)[1]
-    assert subcommands(server.calls()) == ["compose config"]
+def release_files(server: DeployServer) -> tuple[dict, dict]:
+    """The current release's record and the compose model it runs."""
+    directory = server.state_dir / "releases" / server.state()["current"]
+    return (
+        json.loads((directory / "release.json").read_text()),
+        json.loads((directory / "compose.yaml").read_text()),
+    )
+
+
+def test_a_fresh_environment_starts_with_the_components_it_is_given(server: DeployServer) -> None:
+    first = server.deploy({"auth-service": V1["auth-service"]}, COMPOSE)
+    stdout, stderr = text(first)
+    assert first.returncode == 0, (stdout, stderr)
+    assert server.running() == {"auth-service": (V1["auth-service"], "healthy")}
+    assert server.world()["images"] == [V1["auth-service"]], "nothing else pulled, no placeholder either"
+    record, model = release_files(server)
+    assert record["not_deployed"] == ["gateway"]
+    assert list(model["services"]) == ["auth-service"]
+    assert "Not deployed yet (no image here so far, so not part of this release): `gateway`." in stdout
+    assert "left out, never deployed here: gateway" in stderr
+    assert "- not deployed yet: `gateway`" in text(server.ssh("status"))[0]
+
+    second = server.deploy({"gateway": V1["gateway"]}, COMPOSE)
+    assert second.returncode == 0, text(second)
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    record, model = release_files(server)
+    assert record["not_deployed"] == [] and list(model["services"]) == ["auth-service", "gateway"]
+    assert "Not deployed yet" not in text(second)[0]
+    assert "- not deployed yet: none" in text(server.ssh("status"))[0]
+
+    third = server.deploy({"auth-service": image("auth-service", SHA2)}, COMPOSE)
+    assert third.returncode == 0, text(third)
+    assert server.running() == {
+        "auth-service": (image("auth-service", SHA2), "healthy"),
+        "gateway": (V1["gateway"], "healthy"),
+    }
+
+
+def test_rolling_back_a_first_deploy_of_a_component_removes_it(server: DeployServer) -> None:
+    first = deployed(server, {"auth-service": V1["auth-service"]})
+    deployed(server, {"gateway": V1["gateway"]})
+    result = server.ssh("rollback")
+    assert result.returncode == 0, text(result)
+    assert server.state()["current"] == first
+    assert server.running() == {"auth-service": (V1["auth-service"], "healthy")}, "exactly the previous release"
+    assert "Not deployed yet (no image here so far, so not part of this release): `gateway`." in text(result)[0]
+    assert "- not deployed yet: `gateway`" in text(server.ssh("status"))[0]
+
+
+def test_a_failed_first_deploy_of_a_component_restores_the_release_without_it(server: DeployServer) -> None:
+    first = deployed(server, {"auth-service": V1["auth-service"]})
+    server.control(unhealthy=[V1["gateway"]])
+    result = server.deploy({"gateway": V1["gateway"]}, COMPOSE)
+    assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
+    assert server.state()["current"] == first
+    assert server.running() == {"auth-service": (V1["auth-service"], "healthy")}
+
+
+def depending(gateway_extra: str) -> str:
+    """COMPOSE, with something added to the gateway service."""
+    return COMPOSE.replace("gateway:\n", "gateway:\n" + gateway_extra, 1)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "    depends_on: [auth-service]\n",
+        "    depends_on:\n      auth-service: {condition: service_healthy}\n",
+        "    links: [auth-service]\n",
+        "    network_mode: service:auth-service\n",
+    ],
+    ids=["depends-on", "healthy", "links", "network-mode"],
+)
+def test_a_service_that_needs_a_component_never_deployed_is_refused(server: DeployServer, extra: str) -> None:
+    compose = depending(extra)
+    result = server.deploy({"gateway": V1["gateway"]}, compose)
+    stdout, stderr = text(result)
+    assert result.returncode == deploy_program.EXIT["BAD_INPUT"], (stdout, stderr)
+    message = (
+        "service gateway depends on auth-service, which this environment has never deployed: "
+        "deploy auth-service first, or in the same deploy as gateway"
+    )
+    assert message in stderr and message in stdout
+    assert subcommands(server.calls()) == CHECKS, "nothing pulled, nothing started"
     assert list((server.state_dir / "releases").iterdir()) == [], "a refused release is not kept"
+
+    together = server.deploy(V1, compose)
+    assert together.returncode == 0, text(together)
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+
+
+def test_an_optional_dependency_on_a_component_never_deployed_is_dropped(server: DeployServer) -> None:
+    compose = depending("    depends_on:\n      auth-service: {condition: service_started, required: false}\n")
+    result = server.deploy({"gateway": V1["gateway"]}, compose)
+    assert result.returncode == 0, text(result)
+    assert server.running() == {"gateway": (V1["gateway"], "healthy")}
+    assert "depends_on" not in release_files(server)[1]["services"]["gateway"]
+
+    deployed_too = server.deploy({"auth-service": V1["auth-service"]}, compose)
+    assert deployed_too.returncode == 0, text(deployed_too)
+    assert release_files(server)[1]["services"]["gateway"]["depends_on"] == {
+        "auth-service": {"condition": "service_started", "required": False}
+    }
+
+
+def test_what_only_a_left_out_component_uses_is_left_out_with_it(server: DeployServer) -> None:
+    compose = yaml.safe_load(COMPOSE)
+    compose["services"]["auth-service"] |= {"volumes": ["auth-data:/data"], "networks": ["back", "shared"]}
+    compose["services"]["gateway"] |= {"volumes": ["cache:/cache"], "networks": ["shared"]}
+    compose |= {"volumes": {"auth-data": {}, "cache": {}}, "networks": {"back": {}, "shared": {}}}
+    result = server.deploy({"gateway": V1["gateway"]}, yaml.safe_dump(compose))
+    assert result.returncode == 0, text(result)
+    model = release_files(server)[1]
+    assert (list(model["services"]), list(model["volumes"]), list(model["networks"])) == (
+        ["gateway"],
+        ["cache"],
+        ["shared"],
+    )
 
 
 def test_an_unhealthy_release_rolls_back_to_the_one_before(server: DeployServer) -> None:
@@ -196,10 +322,10 @@ def test_an_unhealthy_release_rolls_back_to_the_one_before(server: DeployServer)
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], (stdout, stderr)
 
     calls = server.calls()[before:]
-    assert subcommands(calls) == ["compose config", "compose pull", "compose up", "compose up"]
-    failed = release_of(calls[2])
-    assert calls[2]["rc"] != 0 and release_of(calls[3]) == first and calls[3]["rc"] == 0
-    assert "--wait" in calls[3]["argv"], "the restored release is waited for too"
+    assert subcommands(calls) == [*DEPLOY_CALLS, "compose up"]
+    failed = release_of(calls[3])
+    assert calls[3]["rc"] != 0 and release_of(calls[4]) == first and calls[4]["rc"] == 0
+    assert "--wait" in calls[4]["argv"], "the restored release is waited for too"
     assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
     assert server.state()["current"] == first and server.state()["healthy"] is True
     assert ": failed, rolled back" in stdout
@@ -217,8 +343,8 @@ def test_a_failed_pull_rolls_back_without_starting_the_new_release(server: Deplo
     result = server.deploy({"gateway": missing}, COMPOSE)
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
     calls = server.calls()[before:]
-    assert subcommands(calls) == ["compose config", "compose pull", "compose up"]
-    assert calls[1]["rc"] != 0 and release_of(calls[2]) == first
+    assert subcommands(calls) == DEPLOY_CALLS
+    assert calls[2]["rc"] != 0 and release_of(calls[3]) == first
     assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
     assert "failed at `docker compose pull`" in text(result)[0]
     assert f"manifest for {missing} not found" in text(result)[0]
@@ -278,7 +404,7 @@ def test_a_failing_first_deploy_has_nothing_to_restore(server: DeployServer) -> 
     result = server.deploy(V1, COMPOSE)
     assert result.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], text(result)
     assert "no earlier release exists to restore" in text(result)[0]
-    assert subcommands(server.calls()) == ["compose config", "compose pull", "compose up"]
+    assert subcommands(server.calls()) == DEPLOY_CALLS
 
 
 def test_rollback_brings_back_the_previous_release(server: DeployServer) -> None:
@@ -442,7 +568,7 @@ def test_a_second_deploy_waits_for_the_first_then_proceeds(server: DeployServer)
     calls = server.calls()
     first_calls = [c for c in calls if release_of(c) == release_of(calls[0])]
     second_calls = [c for c in calls if release_of(c) != release_of(calls[0])]
-    assert subcommands(first_calls) == subcommands(second_calls) == ["compose config", "compose pull", "compose up"]
+    assert subcommands(first_calls) == subcommands(second_calls) == DEPLOY_CALLS
     assert min(c["start"] for c in second_calls) >= max(c["end"] for c in first_calls), "the deploys never overlap"
     assert server.running()["gateway"] == (image("gateway", SHA2), "healthy")
 
@@ -694,7 +820,7 @@ def test_the_deploy_step_deploys_end_to_end(server: DeployServer, tmp_path: Path
     assert result.returncode == 0, (stdout, stderr)
     assert "deployed: the new release runs and is healthy" in stdout
     assert summary.startswith("### dreamscape-deploy on ") and ": deployed" in summary
-    assert subcommands(server.calls()) == ["compose config", "compose pull", "compose up"]
+    assert subcommands(server.calls()) == DEPLOY_CALLS
     assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
     assert not list((tmp_path / "runner-temp").iterdir()), "the key's directory is gone"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import re
 import subprocess
 import sys
@@ -281,3 +282,41 @@ def test_child_environment_cannot_override_the_release_images() -> None:
 def test_fence_cannot_be_closed_by_the_text() -> None:
     block = PROGRAM.fence("a ``` b ```` c")
     assert block.startswith("`````\n") and block.endswith("\n`````")
+
+
+def test_a_placeholder_image_is_a_valid_reference_no_registry_can_serve() -> None:
+    for component in ("a", "auth-service", "0web", "x" * 63):
+        placeholder = PROGRAM.placeholder_image(component)
+        assert PROGRAM.is_image(placeholder), placeholder
+        assert placeholder.split("/")[0].endswith(".invalid"), "RFC 2606: never resolves"
+
+
+def test_leaving_services_out_keeps_everything_a_kept_service_uses() -> None:
+    model = {
+        "name": "dreamscape",
+        "services": {
+            "api": {"image": "r.io/api:1", "volumes": ["data:/data", "/srv:/srv"], "secrets": ["key"]},
+            "web": {
+                "image": "r.io/web:1",
+                "depends_on": ["api"],
+                "volumes": [{"type": "volume", "source": "data", "target": "/d"}],
+                "configs": [{"source": "site", "target": "/site"}],
+            },
+            "worker": {"image": "r.io/worker:1", "depends_on": {"web": {"required": False}}, "secrets": ["key"]},
+        },
+        "volumes": {"data": {}},
+        "secrets": {"key": {"file": "./key"}},
+        "configs": {"site": {"file": "./site"}, "unused": {"file": "./unused"}},
+    }
+    before = json.dumps(model, sort_keys=True)
+    result = PROGRAM.without_services(model, ["web"])
+    assert json.dumps(model, sort_keys=True) == before, "the model given is not changed"
+    assert result["services"] == {
+        "api": model["services"]["api"],
+        "worker": {"image": "r.io/worker:1", "secrets": ["key"]},
+    }
+    assert result["volumes"] == {"data": {}} and result["secrets"] == {"key": {"file": "./key"}}
+    assert result["configs"] == {"unused": {"file": "./unused"}}, "what only web used goes; what nobody used stays"
+
+    with pytest.raises(PROGRAM.BadInput, match="service web depends on api, which this environment has never"):
+        PROGRAM.without_services(model, ["api"])

@@ -109,9 +109,109 @@ def test_compose_config_refuses_what_compose_refuses(docker, compose: str, env_f
     assert message in output
 
 
-def test_compose_config_interpolates_from_the_env_file(docker) -> None:
+def test_compose_config_interpolates_normalizes_and_escapes_dollars(docker, tmp_path: Path) -> None:
     compose = GOOD + "    environment:\n      PRICE: $$5\n      MODE: ${MODE:-prod}\n"
     code, output = docker("config", "--format", "json", compose=compose, env_file="WEB_IMAGE=r.io/o/w:1\n")
     assert code == 0, output
+    model = json.loads(output)
+    assert model["name"] == "t"
+    assert model["services"]["web"] == {
+        "image": "r.io/o/w:1",
+        "environment": {"PRICE": "$$5", "MODE": "prod"},
+        "networks": {"default": None},
+    }
+    assert model["networks"] == {"default": {"name": "t_default"}}
+    # The printed model is a compose file that reads back as itself.
+    again = docker("config", "--format", "json", compose=output, env_file="")
+    assert again == (0, output)
+
+
+def test_compose_config_without_interpolation_prints_the_variables(docker) -> None:
+    compose = GOOD + "    environment:\n      PRICE: $$5\n"
+    code, output = docker("config", "--no-interpolate", "--format", "json", compose=compose, env_file="")
+    assert code == 0, output
     web = json.loads(output)["services"]["web"]
-    assert web == {"image": "r.io/o/w:1", "environment": {"PRICE": "$5", "MODE": "prod"}}
+    assert web["image"] == "${WEB_IMAGE:?web has no image}"
+    assert web["environment"] == {"PRICE": "$$5"}
+
+
+TWO = "services:\n  web:\n    image: r.io/o/w:1\n{web}  api:\n    image: r.io/o/a:1\n{top}"
+
+
+@pytest.mark.parametrize(
+    ("web", "top", "dependencies"),
+    [
+        ("    depends_on: [api]\n", "", {"api": {"condition": "service_started", "required": True}}),
+        (
+            "    depends_on:\n      api: {condition: service_healthy}\n",
+            "",
+            {"api": {"condition": "service_healthy", "required": True}},
+        ),
+        (
+            "    links: ['api:backend']\n",
+            "",
+            {"api": {"condition": "service_started", "restart": True, "required": True}},
+        ),
+        (
+            "    network_mode: service:api\n",
+            "",
+            {"api": {"condition": "service_started", "restart": True, "required": True}},
+        ),
+        (
+            "    volumes_from: ['api:ro']\n",
+            "",
+            {"api": {"condition": "service_started", "restart": False, "required": True}},
+        ),
+    ],
+    ids=["short", "long", "links", "network-mode", "volumes-from"],
+)
+def test_compose_config_makes_every_dependency_a_depends_on_entry(docker, web: str, top: str, dependencies) -> None:
+    code, output = docker("config", "--format", "json", compose=TWO.format(web=web, top=top))
+    assert code == 0, output
+    assert json.loads(output)["services"]["web"]["depends_on"] == dependencies
+
+
+@pytest.mark.parametrize(
+    ("web", "top", "message"),
+    [
+        ("    depends_on: [db]\n", "", 'service "web" depends on undefined service "db": invalid compose project'),
+        ("    depends_on:\n      db: {condition: service_started, required: false}\n", "", "undefined service"),
+        ("    links: [db]\n", "", 'service "web" depends on undefined service "db"'),
+        ("    network_mode: service:db\n", "", 'service "web" depends on undefined service "db"'),
+        ("    networks: [back]\n", "", 'service "web" refers to undefined network back'),
+        ("    volumes: ['data:/data']\n", "", 'service "web" refers to undefined volume data'),
+        ("    secrets: [key]\n", "", 'service "web" refers to undefined secret key'),
+        ("    configs: [{source: conf, target: /c}]\n", "", 'service "web" refers to undefined config conf'),
+    ],
+    ids=["depends-on", "optional", "links", "network-mode", "network", "volume", "secret", "config"],
+)
+def test_a_model_that_refers_to_what_it_lacks_is_refused(docker, web: str, top: str, message: str) -> None:
+    compose = TWO.format(web=web, top=top)
+    for command in (("config", "--format", "json"), ("pull",), ("up", "--detach", "--wait")):
+        code, output = docker(*command, compose=compose)
+        assert (code, message in output) == (1, True), (command, output)
+    code, output = docker("config", "--no-interpolate", "--format", "json", compose=compose)
+    assert code == 0, "the model without interpolation is not checked for consistency, as in compose-go"
+
+
+def test_resources_in_the_model_satisfy_the_references(docker) -> None:
+    web = "    volumes: ['data:/data', './here:/here']\n    networks: [back]\n    secrets: [key]\n"
+    top = "volumes:\n  data: {}\nnetworks:\n  back: {}\nsecrets:\n  key: {file: ./key}\n"
+    code, output = docker("config", "--format", "json", compose=TWO.format(web=web, top=top))
+    assert code == 0, output
+    model = json.loads(output)
+    assert model["volumes"] == {"data": {"name": "t_data"}}
+    assert model["networks"] == {"default": {"name": "t_default"}, "back": {"name": "t_back"}}
+
+
+def test_up_removes_orphans_only_when_asked(docker) -> None:
+    both = TWO.format(web="", top="")
+    only_web = GOOD.replace("${WEB_IMAGE:?web has no image}", "r.io/o/w:2")
+    assert docker("up", "--detach", "--wait", compose=both)[0] == 0
+    code, output = docker("up", "--detach", "--wait", compose=only_web)
+    assert code == 0 and "api" not in output
+    assert "t-api-1" in docker("ps", compose=only_web)[1], "without --remove-orphans the container stays"
+    code, output = docker("up", "--detach", "--wait", "--remove-orphans", compose=only_web)
+    assert code == 0 and "Container t-api-1 Removed" in output
+    listed = docker("ps", compose=only_web)[1]
+    assert "t-api-1" not in listed and "t-web-1\tr.io/o/w:2" in listed

@@ -96,7 +96,7 @@ def main() -> int:
     print("| --- | --- |")
     for key, label in (
         ("wall", "`ssh ... deploy`, as the pipeline sees it"),
-        ("docker", "inside the docker stand-in (config, pull, up)"),
+        ("docker", "inside the docker stand-in (two configs, pull, up)"),
         ("overhead", "the deploy's own overhead (wall - docker)"),
         ("refused", "a refused command: connect and program start"),
     ):

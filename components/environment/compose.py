@@ -58,8 +58,9 @@ def service(component: Component) -> dict[str, Any]:
         raise ValueError(f"component {component.name} has no port or healthPath: it cannot be deployed")
     variable = deploy_program.image_variable(component.name)
     spec: dict[str, Any] = {
-        # Required: a deploy that does not name this component carries its running image over;
-        # one never deployed has none, and compose stops with this message.
+        # Required: a deploy that does not name this component carries its running image over,
+        # and the deploy program leaves a component never deployed out of the release. Only
+        # the file run by hand without the variable stops with this message.
         "image": f"${{{variable}:?{component.name} has no image yet: this environment never deployed it}}",
         "restart": RESTART,
         "environment": {"PORT": str(component.port)},

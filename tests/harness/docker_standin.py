@@ -9,11 +9,18 @@ It models what dreamscape-deploy uses and refuses the rest as docker would:
 - `docker [--config DIR] login --username U --password-stdin REGISTRY` (writes DIR/config.json
   as docker does; a password on the command line or an interactive login is refused);
 - `docker compose [-p|--project-name N] [--project-directory D] [-f|--file F] [--env-file E]`
-  with `config [--format json|yaml] [-q|--quiet] [--services]`, `pull [-q|--quiet]`,
-  `up [-d|--detach] [--wait] [--wait-timeout N] [--remove-orphans] [--pull P]`, `ps [-a|--all]`.
+  with `config [--format json|yaml] [-q|--quiet] [--services] [--no-interpolate]`,
+  `pull [-q|--quiet]`, `up [-d|--detach] [--wait] [--wait-timeout N] [--remove-orphans]
+  [--pull P]`, `ps [-a|--all]`.
   The compose file is interpolated from the env file and the environment (`${X}`, `${X:-d}`,
-  `${X:?msg}`, `$$`...), parsed as YAML and validated against the Compose specification's
-  JSON schema, like `docker compose config`; a service needs an image.
+  `${X:?msg}`, `$$`...), parsed as YAML, validated against the Compose specification's JSON
+  schema and normalized (`depends_on` as a mapping, with the dependencies links, `service:`
+  namespaces and `volumes_from` imply; the implicit `default` network), like compose-go; an
+  interpolated model must be consistent (a service needs an image, and every service,
+  network, volume, config and secret it refers to must exist). `config` prints the model with
+  each `$` escaped as `$$` (unless `--no-interpolate`), so its output reads back as itself;
+  `up` starts the model's services, and `--remove-orphans` removes the project's containers
+  of services the model does not have.
 Unknown commands and flags fail with docker's own messages; commands docker has but this
 stand-in does not model fail with exit 99 so a test notices.
 
@@ -206,7 +213,97 @@ def validate(document: dict, path: Path) -> None:
     passed.touch()
 
 
-def load_project(flags: dict[str, list[str]]) -> dict:
+_SHARED_NAMESPACES = ("network_mode", "ipc", "pid", "uts", "cgroup")
+
+
+def _implied(dependencies: dict, name: str, restart: bool) -> None:
+    dependencies.setdefault(name, {"condition": "service_started", "restart": restart, "required": True})
+
+
+def normalize(document: dict, project: str) -> dict:
+    """What compose-go does to every model it loads (`transform.Canonical`, `Normalize`):
+    `depends_on` as a mapping with its defaults, plus the dependencies that links, `service:`
+    namespaces and `volumes_from` imply; the implicit `default` network; resources named
+    `<project>_<key>` unless they say otherwise."""
+    document = {**document, "name": project}
+    uses_default = False
+    for service in (document.get("services") or {}).values():
+        declared = service.get("depends_on")
+        if isinstance(declared, list):
+            dependencies = {name: {"condition": "service_started", "required": True} for name in declared}
+        else:
+            dependencies = {
+                k: {"condition": "service_started", "required": True, **v} for k, v in (declared or {}).items()
+            }
+        for link in service.get("links") or []:
+            _implied(dependencies, link.split(":")[0], True)
+        for namespace in _SHARED_NAMESPACES:
+            if str(service.get(namespace, "")).startswith("service:"):
+                _implied(dependencies, service[namespace].removeprefix("service:"), True)
+        for source in service.get("volumes_from") or []:
+            if not source.startswith("container:"):
+                _implied(dependencies, source.split(":")[0], False)
+        if dependencies:
+            service["depends_on"] = dependencies
+        if "network_mode" not in service and not service.get("networks"):
+            service["networks"] = {"default": None}
+        if isinstance(service.get("networks"), list):
+            service["networks"] = dict.fromkeys(service["networks"])
+        uses_default = uses_default or "default" in (service.get("networks") or {})
+    if uses_default:
+        document["networks"] = {"default": None, **(document.get("networks") or {})}
+    for kind in ("networks", "volumes", "configs", "secrets"):
+        if kind in document:
+            document[kind] = {
+                key: {"name": key if (resource or {}).get("external") else f"{project}_{key}", **(resource or {})}
+                for key, resource in document[kind].items()
+            }
+    return document
+
+
+def _named_volume(entry) -> str | None:
+    """The named volume a service's volume entry mounts, if any (short or long syntax)."""
+    if isinstance(entry, dict):
+        return entry.get("source") if entry.get("type") == "volume" else None
+    source, sep, _ = entry.partition(":")
+    return source if sep and not source.startswith(("/", ".", "~")) else None
+
+
+def check_consistency(project: dict) -> None:
+    """compose-go's checkConsistency, for what a deploy can get wrong: the references between
+    services and to top-level resources."""
+    services = project["services"]
+    for name, service in services.items():
+        if not service.get("image"):
+            if service.get("build"):
+                raise DockerError(f"stand-in: service {name} builds its image; building is not modeled", NOT_MODELED)
+            raise DockerError(
+                f'service "{name}" has neither an image nor a build context specified: invalid compose project'
+            )
+        for dependency in service.get("depends_on") or {}:
+            if dependency not in services:
+                raise DockerError(
+                    f'service "{name}" depends on undefined service "{dependency}": invalid compose project'
+                )
+        for network in service.get("networks") or {}:
+            if network not in (project.get("networks") or {}):
+                raise DockerError(f'service "{name}" refers to undefined network {network}: invalid compose project')
+        volumes = [_named_volume(v) for v in service.get("volumes") or []]
+        for volume in filter(None, volumes):
+            if volume not in (project.get("volumes") or {}):
+                raise DockerError(f'service "{name}" refers to undefined volume {volume}: invalid compose project')
+        for kind in ("configs", "secrets"):
+            for entry in service.get(kind) or []:
+                source = entry.get("source") if isinstance(entry, dict) else entry
+                if source not in (project.get(kind) or {}):
+                    raise DockerError(
+                        f'service "{name}" refers to undefined {kind[:-1]} {source}: invalid compose project'
+                    )
+
+
+def load_project(flags: dict[str, list[str]], interpolation: bool = True) -> dict:
+    """The compose model, as compose loads it: interpolated (unless `--no-interpolate`),
+    validated against the specification, normalized, and (when interpolated) consistent."""
     import yaml
 
     files = flags.get("file", [])
@@ -225,21 +322,17 @@ def load_project(flags: dict[str, list[str]]) -> dict:
         raise DockerError(f"yaml: {error}") from None
     if not isinstance(document, dict):
         raise DockerError(f"{path}: top-level object must be a mapping")
-    document = interpolate(document, env, "")
+    if interpolation:
+        document = interpolate(document, env, "")
     validate(document, path)
-    services = document.get("services") or {}
-    if not services:
+    if not document.get("services"):
         raise DockerError("no service selected")
-    for name, service in services.items():
-        if not (service or {}).get("image"):
-            if (service or {}).get("build"):
-                raise DockerError(f"stand-in: service {name} builds its image; building is not modeled", NOT_MODELED)
-            raise DockerError(
-                f'service "{name}" has neither an image nor a build context specified: invalid compose project'
-            )
     directory = flags.get("project-directory", [str(path.parent)])[-1]
     name = flags.get("project-name", [document.get("name") or Path(directory).name])[-1]
-    return {"name": name, "services": services}
+    project = normalize(document, name)
+    if interpolation:
+        check_consistency(project)
+    return project
 
 
 def registry_of(image: str) -> str:
@@ -289,23 +382,33 @@ def compose(args: list[str]) -> int:
     if command == "config":
         sub, _ = parse_flags(
             rest,
-            {"--format": "format=", "-q": "quiet", "--quiet": "quiet", "--services": "services"},
+            {
+                "--format": "format=",
+                "-q": "quiet",
+                "--quiet": "quiet",
+                "--services": "services",
+                "--no-interpolate": "no-interpolate",
+            },
             "docker compose config",
         )
         fmt = sub.get("format", ["yaml"])[-1]
         if fmt not in ("yaml", "json"):
             raise DockerError(f"unsupported format {fmt!r}")
-        project = load_project(flags)
+        interpolation = "no-interpolate" not in sub
+        project = load_project(flags, interpolation)
         if "quiet" in sub:
             return 0
         if "services" in sub:
             print("\n".join(project["services"]))
-        elif fmt == "json":
-            print(json.dumps(project, indent=2))
+            return 0
+        if fmt == "json":
+            content = json.dumps(project, indent=2) + "\n"
         else:
             import yaml
 
-            print(yaml.safe_dump(project, sort_keys=False), end="")
+            content = yaml.safe_dump(project, sort_keys=False)
+        # compose escapes every `$` of an interpolated model, so that it reads back as printed.
+        print(content.replace("$", "$$") if interpolation else content, end="")
         return 0
     if command == "pull":
         parse_flags(rest, {"-q": "quiet", "--quiet": "quiet"}, "docker compose pull")
