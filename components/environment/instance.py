@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,24 @@ def _get(item: Any, key: str) -> Any:
     return item[key] if isinstance(item, Mapping) else getattr(item, key)
 
 
+AVAILABILITY_DOMAINS = "oci:Identity/getAvailabilityDomains:getAvailabilityDomains"
+
+
+def first_availability_domain(compartment_id: str, opts: pulumi.InvokeOutputOptions) -> pulumi.Output[str]:
+    """The compartment's first availability domain, from the provider's `getAvailabilityDomains`.
+
+    Called by its token rather than through `oci.identity`: importing that package loads every
+    identity-domains type in the SDK, over a second of each preview and plan for one function.
+    The provider version is the installed SDK's, as the generated function would pin it.
+    """
+    pinned = pulumi.InvokeOutputOptions.merge(pulumi.InvokeOutputOptions(version=_OCI_VERSION), opts)
+    result = pulumi.runtime.invoke_output(AVAILABILITY_DOMAINS, {"compartmentId": compartment_id}, opts=pinned)
+    return result.apply(lambda r: r["availabilityDomains"][0]["name"])
+
+
+_OCI_VERSION = importlib.metadata.version("pulumi_oci")
+
+
 class Instance(pulumi.ComponentResource):
     instance_id: pulumi.Output[str]
     private_ip: pulumi.Output[str]
@@ -92,8 +111,7 @@ class Instance(pulumi.ComponentResource):
         if args.availability_domain:
             domain: pulumi.Output[str] = pulumi.Output.from_input(args.availability_domain)
         else:
-            domains = oci.identity.get_availability_domains_output(compartment_id=args.compartment_id, opts=invoke)
-            domain = domains.availability_domains.apply(lambda ads: _get(ads[0], "name"))
+            domain = first_availability_domain(args.compartment_id, invoke)
 
         vm = oci.core.Instance(
             f"{name}-instance",
