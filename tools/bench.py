@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -93,6 +94,7 @@ def child_program(count: int, scope: str, record: Path | None) -> dict[str, Any]
                         "parent": r.parent,
                         "custom": r.custom,
                         "inputs": r.inputs,
+                        "depends": r.options["dependsOn"],
                     }
                     for r in plan.resources
                 ]
@@ -105,8 +107,45 @@ def child_program(count: int, scope: str, record: Path | None) -> dict[str, Any]
     return {"resources": sum(r.custom for r in plan.resources), "github": len(github), "github_by_type": per_type}
 
 
+def _sdk_class(token: str) -> type | None:
+    """The SDK class a hand-written program would construct for a type token, if any.
+
+    `oci:Core/vcn:Vcn` is `pulumi_oci.core.Vcn`; `pulumi:providers:github` is
+    `pulumi_github.Provider`.
+    """
+    import importlib
+
+    package, module, name = token.split(":")
+    module = module.split("/")[0]
+    if package == "pulumi" and module == "providers":
+        return getattr(importlib.import_module(f"pulumi_{name}"), "Provider", None)
+    path = f"pulumi_{package}" if module == "index" else f"pulumi_{package}.{module.lower()}"
+    return getattr(importlib.import_module(path), name, None)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _as_arguments(value: Any, top: bool = True) -> Any:
+    """Recorded wire inputs as SDK keyword arguments: snake_case keys, secrets as secret Outputs."""
+    import pulumi
+    from pulumi.runtime import rpc
+
+    if rpc.is_rpc_secret(value):
+        return pulumi.Output.secret(_as_arguments(value["value"], top=False))
+    if isinstance(value, dict):
+        # Nested objects are the SDK's typed args (snake_case keys); maps such as tags keep theirs.
+        keys_are_names = all(re.fullmatch(r"[a-z][A-Za-z0-9]*", k) for k in value)
+        return {(_snake(k) if keys_are_names else k): _as_arguments(v, top=False) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_arguments(v, top=False) for v in value]
+    return value
+
+
 def child_baseline(record: Path) -> dict[str, Any]:
-    """Register the recorded resources as they are: no settings, no rendering, no logic."""
+    """Register the recorded resources as a hand-written program would: the same SDK classes
+    with the recorded inputs as literals, and no settings, rendering or other logic."""
     import contextvars
 
     import pulumi
@@ -116,22 +155,25 @@ def child_baseline(record: Path) -> dict[str, Any]:
     from tools import offline
 
     resources = json.loads(record.read_text())
-    # A hand-written program would import the same provider SDKs; that cost is not logic.
-    import importlib
-
-    for package in sorted({r["type"].split(":")[0] for r in resources if r["custom"]}):
-        importlib.import_module(f"pulumi_{package}")
+    classes = {r["type"]: _sdk_class(r["type"]) for r in resources if r["custom"]}
 
     def run() -> None:
         mocks = offline.OfflineMocks()
         pulumi.runtime.set_mocks(mocks, project="dreamscape-infra", stack=STACK, preview=False)
         made: dict[str, pulumi.Resource] = {}
         for r in resources:
-            opts = pulumi.ResourceOptions(parent=made.get(r["parent"]))
-            if r["custom"]:
+            # The same order the program's data flow imposed: each resource waits for those
+            # its inputs came from (recorded by the engine), nothing else.
+            depends = [made[urn] for urn in r["depends"] if urn in made]
+            opts = pulumi.ResourceOptions(parent=made.get(r["parent"]), depends_on=depends)
+            cls = classes.get(r["type"])
+            if not r["custom"]:
+                made[r["urn"]] = pulumi.ComponentResource(r["type"], r["name"], None, opts=opts)
+            elif cls is None:
                 made[r["urn"]] = pulumi.CustomResource(r["type"], r["name"], dict(r["inputs"]), opts=opts)
             else:
-                made[r["urn"]] = pulumi.ComponentResource(r["type"], r["name"], None, opts=opts)
+                arguments = {_snake(k): _as_arguments(v) for k, v in r["inputs"].items() if not k.startswith("__")}
+                made[r["urn"]] = cls(r["name"], opts=opts, **arguments)
         _sync_await(wait_for_rpcs())
 
     contextvars.Context().run(run)
