@@ -857,6 +857,10 @@ def test_a_terminal_is_refused(server: DeployServer) -> None:
 SECRETS = ("VM_HOST_E2E", "SSH_PRIVATE_KEY_E2E", "SSH_KNOWN_HOSTS_E2E")
 
 
+STEP_SETTINGS = {"lock_wait_seconds": 1, "wait_timeout_seconds": 12, "keep_releases": 2}
+"""The step's deploy settings: none equal to sshd's fallbacks, so the ones used show which won."""
+
+
 def rendered_step(server: DeployServer, compose_file: Path, login: deploy_step.RegistryLogin | None = None) -> dict:
     """The step as the central workflow file carries it: emitted to YAML and read back."""
     step = deploy_step.deploy_step(
@@ -865,6 +869,7 @@ def rendered_step(server: DeployServer, compose_file: Path, login: deploy_step.R
         known_hosts_var=SECRETS[2],
         images_var="DEPLOY_IMAGES",
         compose_file=str(compose_file),
+        **STEP_SETTINGS,
         env={"DEPLOY_IMAGES": "${{ needs.build.outputs.images }}"},
         login=login,
         user=server.user,
@@ -927,6 +932,8 @@ def test_the_deploy_step_deploys_end_to_end(server: DeployServer, tmp_path: Path
     assert "deployed: the new release runs and is healthy" in stdout
     assert summary.startswith("### dreamscape-deploy on ") and ": deployed" in summary
     assert subcommands(server.calls()) == DEPLOY_CALLS
+    assert [wait_timeout_of(argv) for argv in up_calls(server)] == [str(STEP_SETTINGS["wait_timeout_seconds"])]
+    assert "command='deploy --lock-wait 1 --wait-timeout 12 --keep 2 auth-service=" in server.syslog()[0]
     assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
     assert not list((tmp_path / "runner-temp").iterdir()), "the key's directory is gone"
 
