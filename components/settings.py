@@ -26,7 +26,7 @@ import pulumi
 import yaml
 
 from components import rules
-from components.environment import shapes
+from components.environment import deploy_program, shapes
 
 PROJECT = "dreamscape-infra"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -83,9 +83,14 @@ class Commit:
 
 @dataclass(frozen=True)
 class Deploy:
+    """What the pipeline sends the deploy program with every call (its options, same bounds)."""
+
     lock_wait_seconds: int
+    """`--lock-wait`: how long a deploy waits for another one's lock."""
     wait_timeout_seconds: int
+    """`--wait-timeout`: how long a release may take to become healthy."""
     keep_releases: int
+    """`--keep`: releases kept on the VM."""
 
 
 @dataclass(frozen=True)
@@ -335,11 +340,17 @@ _COMMIT = _object(
     Commit,
 )
 
+
+def _option(option: Any) -> _Field:
+    """A key the pipeline sends to the deploy program as an option: the program's bounds and default."""
+    return _Field(_integer(option.low, option.high), required=False, default=option.default)
+
+
 _DEPLOY = _object(
     {
-        "lockWaitSeconds": _Field(_integer(0, 3600), required=False, default=300),
-        "waitTimeoutSeconds": _Field(_integer(10, 3600), required=False, default=180),
-        "keepReleases": _Field(_integer(2, 50), required=False, default=5),
+        "lockWaitSeconds": _option(deploy_program.LOCK_WAIT),
+        "waitTimeoutSeconds": _option(deploy_program.WAIT_TIMEOUT),
+        "keepReleases": _option(deploy_program.KEEP),
     },
     Deploy,
 )

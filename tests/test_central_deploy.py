@@ -14,12 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components.environment import compose
 from components.settings import SourceRepository
 from components.workflows import central
 from tests import conftest
-from tests.central_support import central_document, dispatch_github, rendered_file, settings_of, sha_of, stand_in
+from tests.central_support import (
+    central_document,
+    central_text,
+    dispatch_github,
+    rendered_file,
+    settings_of,
+    sha_of,
+    stand_in,
+)
 from tests.harness import sshd
 from tests.harness.sshd import DeployServer
 from tests.harness.workflow import Context, JobResult, run_job
@@ -65,10 +74,14 @@ def compose_text(plan_of) -> str:
     return rendered_file(plan_of(STACK), compose.path(STACK))[1]
 
 
+def ssh_step_of(document: dict[str, Any]) -> dict[str, Any]:
+    [step] = [s for s in document["jobs"]["deploy"]["steps"] if "DEPLOY_SSH_PORT" in s.get("env", {})]
+    return step
+
+
 def on_local_sshd(document: dict[str, Any], server: DeployServer) -> dict[str, Any]:
     local = copy.deepcopy(document)
-    [ssh_step] = [s for s in local["jobs"]["deploy"]["steps"] if "DEPLOY_SSH_PORT" in s.get("env", {})]
-    ssh_step["env"] |= {"DEPLOY_SSH_USER": server.user, "DEPLOY_SSH_PORT": str(server.port)}
+    ssh_step_of(local)["env"] |= {"DEPLOY_SSH_USER": server.user, "DEPLOY_SSH_PORT": str(server.port)}
     return local
 
 
@@ -165,8 +178,53 @@ def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, serve
     assert server.running() == {c: (image(c, sha), "healthy") for c in names(SERVICES)} | frontend_running
     logins = [c for c in server.calls() if "login" in c["argv"]]
     assert len(logins) == 3 and {c["stdin"] for c in logins} == {JOB_TOKEN + "\n"}
+    assert SETTINGS.deploy.wait_timeout_seconds != sshd.WAIT_TIMEOUT
+    assert set(wait_timeouts(server)) == {str(SETTINGS.deploy.wait_timeout_seconds)}, "config, not sshd's fallback"
     assert "### dreamscape-deploy on " in result.summary
     assert JOB_TOKEN not in result.log + result.summary
+
+
+def wait_timeouts(server: DeployServer) -> list[str]:
+    """The `--wait-timeout` of each `docker compose up` the VM ran."""
+    ups = [c["argv"] for c in server.calls() if c["argv"][0] == "compose" and "up" in c["argv"]]
+    return [argv[argv.index("--wait-timeout") + 1] for argv in ups]
+
+
+SETTING_VARIABLES = ("DEPLOY_LOCK_WAIT_SECONDS", "DEPLOY_WAIT_TIMEOUT_SECONDS", "DEPLOY_KEEP_RELEASES")
+
+
+def test_the_deploy_settings_of_the_config_travel_with_every_deploy(run_with, plan_of, server, compose_text) -> None:
+    shipped_document = central_document(plan_of(STACK))
+    shipped_job, shipped = shipped_document["jobs"]["deploy"], ssh_step_of(shipped_document)
+    configured = SETTINGS.deploy
+    assert [shipped["env"][v] for v in SETTING_VARIABLES] == [
+        str(configured.lock_wait_seconds),
+        str(configured.wait_timeout_seconds),
+        str(configured.keep_releases),
+    ]
+
+    plan = run_with(STACK, deploy={"lockWaitSeconds": 7, "waitTimeoutSeconds": 42, "keepReleases": 2})
+    text = central_text(plan)
+    document = yaml.safe_load(text)
+    step = ssh_step_of(document)
+    assert [step["env"][v] for v in SETTING_VARIABLES] == ["7", "42", "2"]
+    assert step["run"] == shipped["run"], "the script is the same; only the rendered values differ"
+    assert "${{" not in step["run"]
+    assert "DEPLOY_KEEP_RELEASES: '2'" in text
+    job = document["jobs"]["deploy"]
+    budget = 7 + central.PULL_ALLOWANCE_SECONDS + 2 * 42
+    assert step["timeout-minutes"] * 60 > budget and job["timeout-minutes"] > step["timeout-minutes"]
+    assert job["timeout-minutes"] < shipped_job["timeout-minutes"], "the job's limit follows the configured waits"
+
+    for n in range(3):
+        sha = sha_of("keep two", n)
+        result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha)
+        assert result.status == "success", result.log
+    releases = sorted(p.name for p in (server.state_dir / "releases").iterdir())
+    assert releases == sorted([server.state()["previous"], server.state()["current"]])
+    assert set(wait_timeouts(server)) == {"42"}
+    logged = server.syslog()
+    assert len(logged) == 3 and all("command='deploy --lock-wait 7 --wait-timeout 42 --keep 2 " in m for m in logged)
 
 
 def test_a_deploy_that_rolls_back_fails_the_job(plan_of, server, compose_text) -> None:

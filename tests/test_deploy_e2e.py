@@ -441,6 +441,86 @@ def test_old_releases_are_pruned_to_the_configured_number(server: DeployServer) 
     assert kept[0].startswith("000003-")
 
 
+# --- settings carried by the request ------------------------------------------------------------
+
+
+def up_calls(server: DeployServer) -> list[list[str]]:
+    return [c["argv"] for c in server.calls() if c["argv"][0] == "compose" and "up" in c["argv"]]
+
+
+def wait_timeout_of(argv: list[str]) -> str:
+    return argv[argv.index("--wait-timeout") + 1]
+
+
+def test_a_deploy_with_keep_2_leaves_exactly_2_releases(server: DeployServer) -> None:
+    assert sshd.KEEP > 2, "sshd's fallback must keep more, or this proves nothing"
+    deployed(server)
+    for n in range(3):
+        result = server.deploy({"gateway": image("gateway", f"k{n}")}, COMPOSE, flags=("--keep", "2"))
+        assert result.returncode == 0, text(result)
+    kept = sorted(p.name for p in (server.state_dir / "releases").iterdir())
+    assert kept == sorted([server.state()["previous"], server.state()["current"]])
+    assert kept[0].startswith("000003-") and kept[1].startswith("000004-")
+    assert "command='deploy --keep 2 gateway=" in server.syslog()[-1], "the system log shows the settings used"
+
+
+def test_the_wait_timeout_in_the_request_reaches_compose_up(server: DeployServer) -> None:
+    assert sshd.WAIT_TIMEOUT not in (11, 12, 13), "sshd's fallback must differ from the values sent"
+    first = server.deploy(V1, COMPOSE, flags=("--wait-timeout", "11"))
+    assert first.returncode == 0, text(first)
+    assert [wait_timeout_of(argv) for argv in up_calls(server)] == ["11"]
+
+    bad = image("gateway", SHA2)
+    server.control(unhealthy=[bad])
+    failed = server.deploy({"gateway": bad}, COMPOSE, flags=("--wait-timeout", "12", "--lock-wait", "0"))
+    assert failed.returncode == deploy_program.EXIT["ROLLED_BACK"], text(failed)
+    assert [wait_timeout_of(argv) for argv in up_calls(server)] == ["11", "12", "12"], "the restore waits as long"
+
+    server.control()
+    deployed(server, {"gateway": image("gateway", SHA3)})
+    rollback = server.ssh("rollback", "--wait-timeout", "13")
+    assert rollback.returncode == 0, text(rollback)
+    assert [wait_timeout_of(argv) for argv in up_calls(server)][-2:] == [str(sshd.WAIT_TIMEOUT), "13"]
+    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+
+
+def state_files(server: DeployServer) -> dict[str, bytes]:
+    return {str(p.relative_to(server.state_dir)): p.read_bytes() for p in server.state_dir.rglob("*") if p.is_file()}
+
+
+def test_bad_settings_in_the_request_are_refused_and_change_nothing(server: DeployServer) -> None:
+    deployed(server)
+    deployed(server, {"gateway": image("gateway", SHA2)})
+    before, calls, running = state_files(server), len(server.calls()), server.running()
+    server.syslog()
+    pairs = [f"{c}={i}" for c, i in {"gateway": image("gateway", SHA3)}.items()]
+    refused = {
+        ("deploy", "--keep", "1", *pairs): "--keep '1': expected a whole number of releases from 2 to 50",
+        ("deploy", "--keep", "51", *pairs): "--keep '51': expected a whole number of releases from 2 to 50",
+        ("deploy", "--wait-timeout", "9", *pairs): "--wait-timeout '9': expected a whole number of seconds from 10",
+        ("deploy", "--lock-wait", "3601", *pairs): "--lock-wait '3601': expected a whole number of seconds from 0",
+        ("deploy", "--lock-wait", "-5", *pairs): "--lock-wait '-5': expected",
+        ("deploy", "--keep", "05", *pairs): "--keep '05': expected",
+        ("deploy", "--keep", "two", *pairs): "--keep 'two': expected",
+        ("deploy", "--keep=3", *pairs): "deploy takes no option '--keep=3'",
+        ("deploy", "--keep", "3", "--keep", "4", *pairs): "option --keep given twice",
+        ("deploy", *pairs, "--keep", "3"): "option --keep after a <component>=<image> pair: options come first",
+        ("rollback", "--keep", "3"): "rollback takes no option '--keep'",
+        ("rollback", "--wait-timeout", "3601"): "--wait-timeout '3601': expected",
+        ("status", "--lock-wait", "1"): "status takes no arguments",
+    }
+    for command, message in refused.items():
+        result = server.ssh(*command, stdin=sshd.frames(COMPOSE.encode()))
+        stdout, stderr = text(result)
+        assert result.returncode == deploy_program.EXIT["BAD_INPUT"], (command, stdout, stderr)
+        assert f"dreamscape-deploy: refused: {message}" in stderr, (command, stderr)
+        assert ": refused\n" in stdout
+        assert "result=refused" in server.syslog()[0]
+    assert len(server.calls()) == calls, "no docker call"
+    assert state_files(server) == before, "no file in the state directory changed"
+    assert server.running() == running
+
+
 # --- the registry token -------------------------------------------------------------------------
 
 
@@ -594,6 +674,32 @@ def test_a_deploy_that_waits_too_long_names_the_lock_holder(server: DeployServer
     deploys = [c for c in server.calls() if c["argv"][-2:] != ["ps", "--all"]]
     assert all(release_of(c) == release_of(deploys[0]) for c in deploys), "the second deploy ran no docker"
     assert f"- deploy in progress: pid {pid} (deploy auth-service=" in text(status)[0], "status does not wait"
+
+
+def test_a_lock_wait_given_in_the_request_bounds_the_wait(server: DeployServer) -> None:
+    longer = sshd.LOCK_WAIT + 2
+    server.control(slow={V1["auth-service"]: longer + 4})
+    first = server.start_deploy(V1, COMPOSE)
+    try:
+        holder = wait_for_lock_holder(server)
+        began = time.monotonic()
+        at_once = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE, flags=("--lock-wait", "0"))
+        waited_at_once = time.monotonic() - began
+        began = time.monotonic()
+        second = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE, flags=("--lock-wait", str(longer)))
+        waited = time.monotonic() - began
+    finally:
+        first_out, first_err = first.communicate(timeout=60)
+    assert first.returncode == 0, (first_out, first_err)
+    pid = re.search(r'"pid": (\d+)', holder).group(1)
+    for result, seconds in ((at_once, 0), (second, longer)):
+        assert result.returncode == deploy_program.EXIT["LOCK_TIMEOUT"], text(result)
+        stderr = text(result)[1]
+        assert f"gave up after {seconds} s: another deploy holds the lock: pid {pid} (deploy auth-service=" in stderr
+    assert waited_at_once < sshd.LOCK_WAIT, "lock wait 0 does not wait for sshd's fallback"
+    assert longer <= waited < longer + 3, "the request's lock wait, not sshd's fallback"
+    deploys = [c for c in server.calls() if c["argv"][-2:] != ["ps", "--all"]]
+    assert all(release_of(c) == release_of(deploys[0]) for c in deploys), "neither waiting deploy ran docker"
 
 
 # --- what the CI key cannot do ----------------------------------------------------------------------
@@ -751,6 +857,10 @@ def test_a_terminal_is_refused(server: DeployServer) -> None:
 SECRETS = ("VM_HOST_E2E", "SSH_PRIVATE_KEY_E2E", "SSH_KNOWN_HOSTS_E2E")
 
 
+STEP_SETTINGS = {"lock_wait_seconds": 1, "wait_timeout_seconds": 12, "keep_releases": 2}
+"""The step's deploy settings: none equal to sshd's fallbacks, so the ones used show which won."""
+
+
 def rendered_step(server: DeployServer, compose_file: Path, login: deploy_step.RegistryLogin | None = None) -> dict:
     """The step as the central workflow file carries it: emitted to YAML and read back."""
     step = deploy_step.deploy_step(
@@ -759,6 +869,7 @@ def rendered_step(server: DeployServer, compose_file: Path, login: deploy_step.R
         known_hosts_var=SECRETS[2],
         images_var="DEPLOY_IMAGES",
         compose_file=str(compose_file),
+        **STEP_SETTINGS,
         env={"DEPLOY_IMAGES": "${{ needs.build.outputs.images }}"},
         login=login,
         user=server.user,
@@ -821,6 +932,8 @@ def test_the_deploy_step_deploys_end_to_end(server: DeployServer, tmp_path: Path
     assert "deployed: the new release runs and is healthy" in stdout
     assert summary.startswith("### dreamscape-deploy on ") and ": deployed" in summary
     assert subcommands(server.calls()) == DEPLOY_CALLS
+    assert [wait_timeout_of(argv) for argv in up_calls(server)] == [str(STEP_SETTINGS["wait_timeout_seconds"])]
+    assert "command='deploy --lock-wait 1 --wait-timeout 12 --keep 2 auth-service=" in server.syslog()[0]
     assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
     assert not list((tmp_path / "runner-temp").iterdir()), "the key's directory is gone"
 

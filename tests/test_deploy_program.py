@@ -162,7 +162,27 @@ IMAGE = f"ghcr.io/dreamscape/auth-service:{SHA}"
 )
 def test_parse_command_accepts(text: str, name: str, pairs: tuple) -> None:
     command = PROGRAM.parse_command(text)
-    assert (command.name, command.pairs) == (name, pairs)
+    assert (command.name, command.pairs, command.settings) == (name, pairs, ())
+
+
+@pytest.mark.parametrize(
+    ("text", "settings_given"),
+    [
+        (
+            f"deploy --lock-wait 0 --wait-timeout 10 --keep 2 auth-service={IMAGE}",
+            {"lock_wait": 0, "wait_timeout": 10, "keep": 2},
+        ),
+        (f"deploy --keep 50 --lock-wait 3600 auth-service={IMAGE}", {"keep": 50, "lock_wait": 3600}),
+        (f"deploy --wait-timeout 3600 auth-service={IMAGE}", {"wait_timeout": 3600}),
+        ("rollback --lock-wait 5 --wait-timeout 600", {"lock_wait": 5, "wait_timeout": 600}),
+        ("rollback --wait-timeout 11", {"wait_timeout": 11}),
+    ],
+)
+def test_parse_command_takes_options_before_the_pairs(text: str, settings_given: dict) -> None:
+    command = PROGRAM.parse_command(text)
+    assert dict(command.settings) == settings_given
+    assert command.pairs == ((("auth-service", IMAGE),) if command.name == "deploy" else ())
+    assert "--" not in command.describe(), "the lock holder's description names the pairs only"
 
 
 @pytest.mark.parametrize(
@@ -190,6 +210,28 @@ def test_parse_command_accepts(text: str, name: str, pairs: tuple) -> None:
         ("deploy " + " ".join(f"c{i}={IMAGE}" for i in range(65)), "at most 64"),
         ("deploy " + "a" * 9000, "longer than 8192"),
         ("deploy a=ghcr.io/o/\udcffx:v1", "printable ASCII"),
+        (f"deploy --keep 1 auth-service={IMAGE}", "--keep '1': expected a whole number of releases from 2 to 50"),
+        (f"deploy --keep 51 auth-service={IMAGE}", "from 2 to 50"),
+        (f"deploy --wait-timeout 9 auth-service={IMAGE}", "--wait-timeout '9': expected a whole number of seconds"),
+        (f"deploy --wait-timeout 3601 auth-service={IMAGE}", "from 10 to 3600"),
+        (f"deploy --lock-wait 3601 auth-service={IMAGE}", "--lock-wait '3601': expected"),
+        (f"deploy --lock-wait -1 auth-service={IMAGE}", "--lock-wait '-1': expected"),
+        (f"deploy --lock-wait 07 auth-service={IMAGE}", "--lock-wait '07': expected"),
+        (f"deploy --lock-wait 1e3 auth-service={IMAGE}", "--lock-wait '1e3': expected"),
+        (f"deploy --lock-wait +5 auth-service={IMAGE}", "--lock-wait '+5': expected"),
+        (f"deploy --lock-wait ${{x}} auth-service={IMAGE}", "--lock-wait '${x}': expected"),
+        (f"deploy --lock-wait 9999999999 auth-service={IMAGE}", "expected a whole number"),
+        (f"deploy --keep=3 auth-service={IMAGE}", "deploy takes no option '--keep=3'"),
+        (f"deploy --pull-timeout 5 auth-service={IMAGE}", "deploy takes no option '--pull-timeout'"),
+        (f"deploy --keep 3 --keep 4 auth-service={IMAGE}", "option --keep given twice"),
+        (f"deploy auth-service={IMAGE} --keep 3", "options come first"),
+        (f"deploy --keep auth-service={IMAGE}", "--keep 'auth-service="),
+        ("deploy --keep", "option --keep needs a value"),
+        ("deploy --keep 3", "deploy needs at least one <component>=<image>"),
+        ("rollback --keep 3", "rollback takes no option '--keep' (it takes --lock-wait, --wait-timeout)"),
+        ("rollback --wait-timeout 5", "from 10 to 3600"),
+        ("rollback --lock-wait 5 x", "rollback takes no arguments"),
+        ("status --lock-wait 5", "status takes no arguments"),
     ],
 )
 def test_parse_command_refuses(text: str | None, message: str) -> None:
@@ -254,8 +296,14 @@ def test_frames_refuse(data: bytes, allowed: frozenset, message: str) -> None:
     ("environ", "message"),
     [
         ({"DREAMSCAPE_DEPLOY_LOCK_WAIT": "soon"}, "DREAMSCAPE_DEPLOY_LOCK_WAIT='soon'"),
-        ({"DREAMSCAPE_DEPLOY_KEEP": "1"}, "at least 2"),
-        ({"DREAMSCAPE_DEPLOY_WAIT_TIMEOUT": "0"}, "at least 1"),
+        ({"DREAMSCAPE_DEPLOY_LOCK_WAIT": "3601"}, "a whole number of seconds from 0 to 3600"),
+        (
+            {"DREAMSCAPE_DEPLOY_KEEP": "1"},
+            "DREAMSCAPE_DEPLOY_KEEP='1': expected a whole number of releases from 2 to 50",
+        ),
+        ({"DREAMSCAPE_DEPLOY_KEEP": "05"}, "from 2 to 50"),
+        ({"DREAMSCAPE_DEPLOY_WAIT_TIMEOUT": "9"}, "from 10 to 3600"),
+        ({"DREAMSCAPE_DEPLOY_PULL_TIMEOUT": "0"}, "at least 1"),
         ({"DREAMSCAPE_DEPLOY_STATE_DIR": "relative/dir"}, "absolute path"),
         ({"DREAMSCAPE_DEPLOY_PROJECT": "Bad Name"}, "not a compose project name"),
     ],
@@ -269,6 +317,15 @@ def test_settings_defaults() -> None:
     settings = PROGRAM.load_settings({})
     assert str(settings.state_dir) == deploy_program.STATE_DIR
     assert (settings.project, settings.lock_wait, settings.wait_timeout, settings.keep) == ("dreamscape", 300, 180, 5)
+
+
+def test_a_request_option_overrides_the_environment_fallback() -> None:
+    environ = {"DREAMSCAPE_DEPLOY_LOCK_WAIT": "7", "DREAMSCAPE_DEPLOY_KEEP": "9"}
+    fallback = PROGRAM.load_settings(environ)
+    assert (fallback.lock_wait, fallback.wait_timeout, fallback.keep) == (7, 180, 9)
+    command = PROGRAM.parse_command(f"deploy --keep 2 --wait-timeout 42 auth-service={IMAGE}")
+    settings_used = PROGRAM.replace(fallback, **dict(command.settings))
+    assert (settings_used.lock_wait, settings_used.wait_timeout, settings_used.keep) == (7, 42, 2)
 
 
 def test_child_environment_cannot_override_the_release_images() -> None:

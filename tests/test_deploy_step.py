@@ -19,6 +19,9 @@ from tests import conftest
 
 BASH = shutil.which("bash") or "/bin/bash"
 LOGIN = deploy_step.RegistryLogin("REGISTRY", "REGISTRY_USER", "REGISTRY_TOKEN")
+SETTINGS = {"lock_wait_seconds": 120, "wait_timeout_seconds": 90, "keep_releases": 4}
+"""Deploy settings other than the program's defaults, so the step's own values show."""
+SETTINGS_ENV = {"DEPLOY_LOCK_WAIT_SECONDS": "120", "DEPLOY_WAIT_TIMEOUT_SECONDS": "90", "DEPLOY_KEEP_RELEASES": "4"}
 
 
 def step(**changes) -> dict:
@@ -29,6 +32,7 @@ def step(**changes) -> dict:
         "images_var": "DEPLOY_IMAGES",
         "compose_file": "deploy/${{ needs.resolve.outputs.environment }}/compose.yaml",
         "env": {"DEPLOY_IMAGES": "${{ needs.build.outputs.images }}"},
+        **SETTINGS,
     }
     return deploy_step.deploy_step(**(arguments | changes))
 
@@ -63,6 +67,7 @@ def test_values_reach_the_script_through_env_only() -> None:
         "DEPLOY_SSH_USER": deploy_program.DEPLOY_USER,
         "DEPLOY_SSH_PORT": "22",
         "DEPLOY_COMPOSE_FILE": "deploy/${{ needs.resolve.outputs.environment }}/compose.yaml",
+        **SETTINGS_ENV,
     }
     for name in ("VM_HOST_PRODUCTION", "SSH_PRIVATE_KEY_PRODUCTION", "SSH_KNOWN_HOSTS_PRODUCTION", "DEPLOY_IMAGES"):
         assert f'"${{{name}:-}}"' in rendered["run"]
@@ -79,7 +84,9 @@ def test_the_environment_layout_reads_other_names() -> None:
 
 def test_without_secrets_as_env_the_caller_binds_the_names() -> None:
     rendered = step(secrets_as_env=False, port=2222)
-    assert set(rendered["env"]) == {"DEPLOY_IMAGES", "DEPLOY_SSH_USER", "DEPLOY_SSH_PORT", "DEPLOY_COMPOSE_FILE"}
+    assert set(rendered["env"]) == {"DEPLOY_IMAGES", "DEPLOY_SSH_USER", "DEPLOY_SSH_PORT", "DEPLOY_COMPOSE_FILE"} | set(
+        SETTINGS_ENV
+    )
     assert rendered["env"]["DEPLOY_SSH_PORT"] == "2222"
 
 
@@ -117,6 +124,13 @@ def test_every_exit_code_of_the_program_has_a_message() -> None:
         ({"user": "Deploy User"}, "not a user name"),
         ({"port": 0}, "not a TCP port"),
         ({"port": 70000}, "not a TCP port"),
+        ({"keep_releases": 1}, "keep_releases: expected a whole number of releases from 2 to 50, got 1"),
+        ({"keep_releases": 51}, "keep_releases: expected"),
+        ({"keep_releases": True}, "keep_releases: expected"),
+        ({"wait_timeout_seconds": 9}, "wait_timeout_seconds: expected a whole number of seconds from 10 to 3600"),
+        ({"wait_timeout_seconds": "180"}, "wait_timeout_seconds: expected"),
+        ({"lock_wait_seconds": -1}, "lock_wait_seconds: expected a whole number of seconds from 0 to 3600, got -1"),
+        ({"lock_wait_seconds": 3601}, "lock_wait_seconds: expected"),
     ],
 )
 def test_bad_parameters_are_refused(changes: dict, message: str) -> None:
@@ -180,6 +194,7 @@ def test_a_bad_image_list_stops_the_step_before_any_connection(tmp_path: Path) -
             "DEPLOY_SSH_USER": "deploy",
             "DEPLOY_SSH_PORT": "22",
             "DEPLOY_COMPOSE_FILE": str(compose),
+            **SETTINGS_ENV,
         }
         result = subprocess.run(
             [BASH, "--noprofile", "--norc", "-eo", "pipefail", "-c", rendered["run"]],
@@ -202,6 +217,15 @@ def test_a_bad_image_list_stops_the_step_before_any_connection(tmp_path: Path) -
         ("SSH_KNOWN_HOSTS_PRODUCTION", "", "SSH_KNOWN_HOSTS_PRODUCTION is empty"),
         ("DEPLOY_SSH_PORT", "22;id", "DEPLOY_SSH_PORT is not a port"),
         ("DEPLOY_COMPOSE_FILE", "/nonexistent/compose.yaml", "compose file /nonexistent/compose.yaml not found"),
+        ("DEPLOY_LOCK_WAIT_SECONDS", "", "DEPLOY_LOCK_WAIT_SECONDS is not a whole number of seconds from 0 to 3600"),
+        ("DEPLOY_LOCK_WAIT_SECONDS", "3601", "DEPLOY_LOCK_WAIT_SECONDS is not"),
+        ("DEPLOY_LOCK_WAIT_SECONDS", "-1", "DEPLOY_LOCK_WAIT_SECONDS is not"),
+        ("DEPLOY_WAIT_TIMEOUT_SECONDS", "9", "DEPLOY_WAIT_TIMEOUT_SECONDS is not a whole number of seconds from 10 to"),
+        ("DEPLOY_WAIT_TIMEOUT_SECONDS", "060", "DEPLOY_WAIT_TIMEOUT_SECONDS is not"),
+        ("DEPLOY_KEEP_RELEASES", "1", "DEPLOY_KEEP_RELEASES is not a whole number of releases from 2 to 50"),
+        ("DEPLOY_KEEP_RELEASES", "5 --keep 9", "DEPLOY_KEEP_RELEASES is not"),
+        # Bash evaluates a variable's text in arithmetic: the pattern must stop it first.
+        ("DEPLOY_KEEP_RELEASES", "a[$(touch tripped)]", "DEPLOY_KEEP_RELEASES is not"),
     ],
 )
 def test_missing_or_malformed_inputs_are_named(tmp_path: Path, name: str, value: str, message: str) -> None:
@@ -216,6 +240,7 @@ def test_missing_or_malformed_inputs_are_named(tmp_path: Path, name: str, value:
         "DEPLOY_SSH_USER": "deploy",
         "DEPLOY_SSH_PORT": "22",
         "DEPLOY_COMPOSE_FILE": str(compose),
+        **SETTINGS_ENV,
     } | {name: value}
     result = subprocess.run(
         [BASH, "--noprofile", "--norc", "-eo", "pipefail", "-c", step()["run"]],
@@ -223,6 +248,8 @@ def test_missing_or_malformed_inputs_are_named(tmp_path: Path, name: str, value:
         capture_output=True,
         text=True,
         timeout=30,
+        cwd=tmp_path,
     )
-    assert result.returncode == 2
+    assert result.returncode == 2, (result.stdout, result.stderr)
     assert f"::error title=Deploy::{message}" in result.stdout
+    assert not (tmp_path / "tripped").exists()

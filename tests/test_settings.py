@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from components import settings
+from components.environment import deploy_program
 from components.settings import ConfigError
 
 
@@ -54,6 +55,29 @@ def test_defaults_fill_optional_keys() -> None:
     assert s.deploy == settings.Deploy(lock_wait_seconds=300, wait_timeout_seconds=180, keep_releases=5)
     assert s.protection == settings.Protection()
     assert (s.scan_severity, s.dispatch_token_scope, s.deploy_secret_layout) == ("HIGH", "repository", "repository")
+
+
+def test_deploy_keys_accept_exactly_what_the_deploy_program_accepts() -> None:
+    """`deploy.*` travel to the VM as the program's options: same bounds, same defaults."""
+    keys = {
+        "lockWaitSeconds": (deploy_program.LOCK_WAIT, "lock_wait_seconds"),
+        "waitTimeoutSeconds": (deploy_program.WAIT_TIMEOUT, "wait_timeout_seconds"),
+        "keepReleases": (deploy_program.KEEP, "keep_releases"),
+    }
+    assert sorted(o.flag for o, _ in keys.values()) == sorted(o.flag for o in deploy_program.OPTIONS)
+    config = raw("staging")
+    config.pop("deploy", None)
+    defaults = parse("staging", config).deploy
+    for key, (option, field) in keys.items():
+        assert getattr(defaults, field) == option.default
+        for value in (option.low, option.high):
+            assert getattr(parse("staging", {**config, "deploy": {key: value}}).deploy, field) == value
+            assert option.value(str(value)) == value
+        for value in (option.low - 1, option.high + 1):
+            expected = rf"deploy\.{key}: expected a whole number from {option.low} to {option.high}"
+            with pytest.raises(ConfigError, match=expected):
+                parse("staging", {**config, "deploy": {key: value}})
+            assert option.value(str(value)) is None
 
 
 def edit(config: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

@@ -14,7 +14,9 @@ What the VM must provide (cloud-init's part):
 - the program at DEPLOY_PROGRAM_PATH, mode 0755, owned by root;
 - STATE_DIR, owned by DEPLOY_USER, mode 0750;
 - `python3`, `logger` (util-linux), Docker engine and the compose plugin.
-Settings (SETTINGS) keep their defaults unless an sshd `SetEnv` for DEPLOY_USER changes them.
+The pipeline sends the lock wait, the health wait and the number of releases kept with every
+call (OPTIONS, whose bounds the config schema reads); the other settings (SETTINGS) keep their
+defaults unless an sshd `SetEnv` for DEPLOY_USER changes them.
 """
 
 from __future__ import annotations
@@ -82,10 +84,23 @@ EXIT = {e.name: e.code for e in EXIT_CODES}
 SETTINGS: dict[str, tuple[str, str]] = dict(_PROGRAM.SETTINGS)
 """Environment variable -> (default, meaning). Only sshd sets the program's environment."""
 
+LOCK_WAIT = _PROGRAM.LOCK_WAIT
+"""`--lock-wait <seconds>`: config `deploy.lockWaitSeconds`."""
+WAIT_TIMEOUT = _PROGRAM.WAIT_TIMEOUT
+"""`--wait-timeout <seconds>`: config `deploy.waitTimeoutSeconds`."""
+KEEP = _PROGRAM.KEEP
+"""`--keep <releases>`: config `deploy.keepReleases`."""
+OPTIONS = _PROGRAM.OPTIONS
+"""The settings a request carries, each an `Option` (`flag`, `default`, `low`, `high`, `unit`)."""
+PULL_TIMEOUT_SECONDS: int = _PROGRAM.PULL_TIMEOUT_DEFAULT
+"""What the program allows `docker compose pull` unless sshd's `SetEnv` says otherwise."""
+
 IMAGE_PATTERN: str = _PROGRAM.IMAGE_PATTERN
 """Image references the program accepts (POSIX ERE, also valid for bash `[[ =~ ]]`)."""
 REGISTRY_PATTERN: str = _PROGRAM.REGISTRY_PATTERN
 USERNAME_PATTERN: str = _PROGRAM.USERNAME_PATTERN
+NUMBER_PATTERN: str = _PROGRAM.NUMBER_PATTERN
+"""An option's value (POSIX ERE): decimal digits, no sign, no leading zero."""
 MAX_COMPOSE_BYTES: int = _PROGRAM.MAX_COMPOSE_BYTES
 MAX_IMAGE_LENGTH: int = _PROGRAM.MAX_IMAGE_LENGTH
 

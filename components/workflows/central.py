@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components import rules
-from components.environment import compose, names
+from components.environment import compose, deploy_program, names
 from components.settings import Deploy, Settings, SourceRepository
 from components.workflows import actions, deploy_step, emit, shell, trigger
 
@@ -84,7 +84,7 @@ SOURCE_DIR = "source"
 
 TIMEOUTS = {"resolve": 5, "build-test": 45, "security-scan": 20, "report": 5}
 """Minutes; the deploy step's comes from the deploy settings (`deploy_timeout`), its job's five more."""
-PULL_ALLOWANCE_SECONDS = 600
+PULL_ALLOWANCE_SECONDS = deploy_program.PULL_TIMEOUT_SECONDS
 """What the deploy program allows `docker compose pull`; part of the deploy job's time budget."""
 
 
@@ -689,6 +689,9 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         known_hosts_var="SSH_KNOWN_HOSTS",
         images_var="DEPLOY_IMAGES",
         compose_file=compose.path(environment),
+        lock_wait_seconds=args.deploy.lock_wait_seconds,
+        wait_timeout_seconds=args.deploy.wait_timeout_seconds,
+        keep_releases=args.deploy.keep_releases,
         env=env,
         login=login,
         # The secrets' names depend on the run's environment: bound above, not by name.

@@ -2,9 +2,10 @@
 
 The central pipeline's `deploy` job includes `deploy_step(...)`. The step writes the CI key
 and the pinned known-hosts line into a private temporary directory, checks the image list
-against the program's own patterns, sends the compose file (and, when configured, a registry
-token) on stdin in the program's frame format, maps the program's exit code to a message and
-appends the program's Markdown summary to the job summary.
+against the program's own patterns, runs `deploy --lock-wait <s> --wait-timeout <s> --keep <n>
+<component>=<image> ...` (the deploy settings travel with every call), sends the compose file
+(and, when configured, a registry token) on stdin in the program's frame format, maps the
+program's exit code to a message and appends the program's Markdown summary to the job summary.
 
 Every value reaches the script through `env:`; the script itself is the same for every
 environment except for the names of the variables it reads, which are checked identifiers.
@@ -24,6 +25,14 @@ from components.environment import deploy_program
 _ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 SSH_FAILED = 255
 """What ssh itself exits with when it cannot connect, verify the host key or authenticate."""
+
+
+OPTION_VARIABLES = (
+    (deploy_program.LOCK_WAIT, "DEPLOY_LOCK_WAIT_SECONDS"),
+    (deploy_program.WAIT_TIMEOUT, "DEPLOY_WAIT_TIMEOUT_SECONDS"),
+    (deploy_program.KEEP, "DEPLOY_KEEP_RELEASES"),
+)
+"""Each option of the program's `deploy` and the step variable that carries its value."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ def deploy_step(
     known_hosts_var: str,
     images_var: str,
     compose_file: str,
+    lock_wait_seconds: int,
+    wait_timeout_seconds: int,
+    keep_releases: int,
     env: Mapping[str, str] | None = None,
     login: RegistryLogin | None = None,
     secrets_as_env: bool = True,
@@ -72,6 +84,9 @@ def deploy_step(
       whitespace; it must be set in `env` or in the job's environment.
     - `compose_file`: path of the environment's compose file in the workspace (may hold
       `${{ }}` expressions: it goes through `env:`).
+    - `lock_wait_seconds`, `wait_timeout_seconds`, `keep_releases`: sent with the call as the
+      program's `--lock-wait`, `--wait-timeout` and `--keep` (config `deploy.*`), within the
+      program's own bounds.
     - `login`: a registry login passed to the VM on stdin for its pulls.
     - `port`: the VM's SSH port (tests use a local sshd on another port).
     """
@@ -84,11 +99,17 @@ def deploy_step(
         raise ValueError(f"not a user name: {user!r}")
     if not 0 < port < 65536:
         raise ValueError(f"not a TCP port: {port}")
+    values = {"lock_wait_seconds": lock_wait_seconds, "wait_timeout_seconds": wait_timeout_seconds}
+    values |= {"keep_releases": keep_releases}
+    for (option, _), (parameter, value) in zip(OPTION_VARIABLES, values.items(), strict=True):
+        if isinstance(value, bool) or not isinstance(value, int) or not option.low <= value <= option.high:
+            raise ValueError(f"{parameter}: expected {option.expected}, got {value!r}")
     step_env: dict[str, str] = {}
     if secrets_as_env:
         step_env |= secret_env(host_var, private_key_var, known_hosts_var)
     step_env |= dict(env or {})
     step_env |= {"DEPLOY_SSH_USER": user, "DEPLOY_SSH_PORT": str(port), "DEPLOY_COMPOSE_FILE": compose_file}
+    step_env |= {variable: str(value) for (_, variable), value in zip(OPTION_VARIABLES, values.values(), strict=True)}
     return {
         "name": name,
         "timeout-minutes": timeout_minutes,
@@ -130,6 +151,19 @@ def _script(names: dict[str, str], with_login: bool) -> str:
         f'if [ "$compose_bytes" -eq 0 ] || [ "$compose_bytes" -gt {deploy_program.MAX_COMPOSE_BYTES} ]; then',
         f'  fail "compose file is $compose_bytes bytes; 1 to {deploy_program.MAX_COMPOSE_BYTES} accepted" 2',
         "fi",
+        "",
+        "# The deploy settings, sent as the program's options; it checks the same bounds on its side.",
+        "# option FLAG VARIABLE LOW HIGH UNIT: pass $VARIABLE as FLAG when it is a number in LOW..HIGH.",
+        f"number_re={q(deploy_program.NUMBER_PATTERN)}",
+        "options=()",
+        "option() {",
+        '  local value="${!2:-}"',
+        '  if ! [[ "$value" =~ $number_re ]] || (( value < $3 || value > $4 )); then',
+        '    fail "$2 is not a whole number of $5 from $3 to $4" 2',
+        "  fi",
+        '  options+=("$1" "$value")',
+        "}",
+        *(f"option {o.flag} {v} {o.low} {o.high} {o.unit}" for o, v in OPTION_VARIABLES),
     ]
     lines += [
         "",
@@ -194,7 +228,7 @@ def _script(names: dict[str, str], with_login: bool) -> str:
         '  -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$work/known_hosts" \\',
         "  -o GlobalKnownHostsFile=/dev/null -o UpdateHostKeys=no -o CheckHostIP=no \\",
         "  -o ConnectTimeout=20 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \\",
-        '  -- "$host" deploy "${pairs[@]}" > "$work/summary.md"',
+        '  -- "$host" deploy "${options[@]}" "${pairs[@]}" > "$work/summary.md"',
         'status=("${PIPESTATUS[@]}")',
         "set -e",
         'rc="${status[1]}"',

@@ -14,8 +14,10 @@ authorized_keys line stays byte for byte what production renders, and nothing ou
 temporary directory changes except the throwaway user (removed on stop).
 
 sshd sets the program's settings through `SetEnv`, as an admin would on a VM: the state
-directory, a short lock wait and health timeout, the system log socket (a datagram socket the
-harness reads) and a PATH where the stand-in comes first.
+directory, the system log socket (a datagram socket the harness reads), a PATH where the
+stand-in comes first, and short fallbacks for the options a request leaves out (lock wait,
+health timeout, releases kept), each within the program's bounds. The pipeline's requests
+carry their own values, which win.
 
 Everything runs as root (sshd needs it); every wait is bounded.
 """
@@ -46,7 +48,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 CI_COMMENT = "dreamscape-ci"
 UNSHARE = ("unshare", "--mount", "--propagation", "private", "--")
 LOCK_WAIT = 2
-WAIT_TIMEOUT = 6
+WAIT_TIMEOUT = 10
+"""The shortest health wait the program accepts (`--wait-timeout`, `deploy.waitTimeoutSeconds`)."""
 KEEP = 3
 
 
@@ -356,8 +359,12 @@ class DeployServer:
         args = [*self.ssh_args(key), *options, "127.0.0.1", *command]
         return subprocess.run(args, input=stdin, capture_output=True, timeout=timeout, check=False)
 
-    def deploy(self, pairs: dict[str, str], compose: str, login=None, **kwargs) -> subprocess.CompletedProcess:
-        command = ["deploy", *(f"{c}={i}" for c, i in pairs.items())]
+    def deploy(
+        self, pairs: dict[str, str], compose: str, login=None, flags: tuple[str, ...] = (), **kwargs
+    ) -> subprocess.CompletedProcess:
+        """`deploy <flags> <component>=<image> ...`, the compose file (and a login) framed on stdin;
+        `flags` are the program's options, such as `("--keep", "2")`."""
+        command = ["deploy", *flags, *(f"{c}={i}" for c, i in pairs.items())]
         return self.ssh(*command, stdin=frames(compose.encode(), login), **kwargs)
 
     def start_deploy(self, pairs: dict[str, str], compose: str) -> subprocess.Popen:
