@@ -32,7 +32,8 @@ COMPONENT_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 
-_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+_SEGMENT = r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_-])?"
+"""A branch name segment. git refuses a name ending in a dot; the table refuses any segment that does."""
 MAX_REF_LENGTH = 200
 """Longest ref accepted, `refs/heads/` included."""
 

@@ -18,6 +18,8 @@ KNOWN = {"DREAMSCAPE-AI/dreamscape-services": ("auth-service", "user-service")}
         ("refs/heads/feature/login", "dev", False),
         ("refs/heads/feature/JIRA-12/new_login.v2", "dev", False),
         ("refs/heads/hotfix/cve-2026-1", "production", True),
+        ("refs/heads/hotfix/1.2.3", "production", True),
+        ("refs/heads/feature/x_", "dev", False),
     ],
 )
 def test_deploying_and_testing_branches(ref: str, environment: str, deploy: bool) -> None:
@@ -40,6 +42,9 @@ REFUSED = [
     "refs/heads/feature/.hidden",
     "refs/heads/feature/-rf",
     "refs/heads/feature/a..b",
+    "refs/heads/feature/trailing.",
+    "refs/heads/hotfix/x.",
+    "refs/heads/feature/a./b",
     "refs/heads/feature/../main",
     "refs/tags/v1.0.0",
     "refs/tags/main",
