@@ -279,30 +279,22 @@ def allowance_report(environments: Iterable[tuple[str, Sized]], allowance: Allow
     excesses: list[Excess] = []
     a1 = [r for r in rows if shape(r.shape).free_pool == "A1"]
     a1_family = FAMILIES["A1"]
-    a1_hours = sum(r.ocpu_hours for r in a1)
-    if a1_hours > allowance.a1_ocpu_hours:
-        excesses.append(
-            Excess(
-                "A1.Flex OCPU-hours",
-                a1_hours,
-                allowance.a1_ocpu_hours,
-                "a month",
-                (a1_hours - allowance.a1_ocpu_hours) * (a1_family.ocpu_hour_usd or 0.0),
-                _names(a1),
-            )
-        )
-    a1_gb_hours = sum(r.memory_gb_hours for r in a1)
-    if a1_gb_hours > allowance.a1_memory_gb_hours:
-        excesses.append(
-            Excess(
-                "A1.Flex GB-hours",
-                a1_gb_hours,
-                allowance.a1_memory_gb_hours,
-                "a month",
-                (a1_gb_hours - allowance.a1_memory_gb_hours) * (a1_family.memory_gb_hour_usd or 0.0),
-                _names(a1),
-            )
-        )
+    excesses += _over(
+        "A1.Flex OCPU-hours",
+        sum(r.ocpu_hours for r in a1),
+        allowance.a1_ocpu_hours,
+        "a month",
+        a1_family.ocpu_hour_usd or 0.0,
+        a1,
+    )
+    excesses += _over(
+        "A1.Flex GB-hours",
+        sum(r.memory_gb_hours for r in a1),
+        allowance.a1_memory_gb_hours,
+        "a month",
+        a1_family.memory_gb_hour_usd or 0.0,
+        a1,
+    )
     micro = [r for r in rows if shape(r.shape).free_pool == "E2.1.Micro"]
     if len(micro) > allowance.micro_instances:
         excesses.append(
@@ -318,19 +310,22 @@ def allowance_report(environments: Iterable[tuple[str, Sized]], allowance: Allow
             excesses.append(
                 Excess(f"{r.shape} ({r.environment})", r.ocpu_hours, 0, "OCPU-hours", price, (r.environment,))
             )
-    boot = sum(r.boot_volume_gbs for r in rows)
-    if boot > allowance.block_volume_gbs:
-        excesses.append(
-            Excess(
-                "Block volume GB",
-                boot,
-                allowance.block_volume_gbs,
-                "GB",
-                (boot - allowance.block_volume_gbs) * BLOCK_VOLUME_GB_MONTH_USD,
-                _names(rows),
-            )
-        )
+    excesses += _over(
+        "Block volume GB",
+        sum(r.boot_volume_gbs for r in rows),
+        allowance.block_volume_gbs,
+        "GB",
+        BLOCK_VOLUME_GB_MONTH_USD,
+        rows,
+    )
     return AllowanceReport(rows=rows, excesses=tuple(excesses), allowance=allowance)
+
+
+def _over(what: str, used: float, free: float, unit: str, unit_usd: float, rows: Sequence[Row]) -> list[Excess]:
+    """The excess of a metered item over its free amount, priced at `unit_usd` a unit; or none."""
+    if used <= free:
+        return []
+    return [Excess(what, used, free, unit, (used - free) * unit_usd, _names(rows))]
 
 
 def _names(rows: Sequence[Row]) -> tuple[str, ...]:
