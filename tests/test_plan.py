@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_project
 from tests.test_settings import BAD, edit, raw
 from tools import offline
 
@@ -72,14 +71,6 @@ def test_unknown_stack_exits_2() -> None:
     result = plan_cli("--stack", "qa")
     assert result.returncode == 2
     assert "no stack file Pulumi.qa.yaml" in result.stderr
-
-
-def copy_project(destination: Path) -> Path:
-    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, destination / name)
-    for folder in ("components", "tools"):
-        shutil.copytree(ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return destination
 
 
 def write_stack(project: Path, stack: str, config: dict[str, Any]) -> None:
