@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,7 @@ def test_firewall_saved_before_docker_arrives(stack, rendered) -> None:
     commands = yaml.safe_load(rendered[stack].read_text())["runcmd"]
     assert commands[0] == "set -eu"
     save = commands.index("netfilter-persistent save")
-    (install,) = [i for i, c in enumerate(commands) if "apt-get install" in c]
+    (install,) = [i for i, c in enumerate(commands) if "apt-get" in c and " install " in c]
     assert save < install
     assert all(package in commands[install].split() for package in cloudinit.DOCKER_PACKAGES)
     before_save = "\n".join(commands[:save])
@@ -189,6 +190,104 @@ def test_firewall_commands_add_each_rule_once_ahead_of_oracles_reject_and_save(t
         ]
         assert rules["DOCKER-USER"] == ["-d 169.254.169.254/32 -j DROP"]
         assert json.loads((tmp_path / "rules.json.saved").read_text()) == rules
+
+
+APT_LINE_PACKAGES = ("docker.io", "docker-compose-v2")
+
+
+def _rendered_apt_line(rendered) -> str:
+    commands = yaml.safe_load(rendered["production"].read_text())["runcmd"]
+    (line,) = [c for c in commands if "apt-get" in c and " install " in c]
+    return line
+
+
+def _run_apt_line_while_locked(line: str, tmp_path, hold_seconds: float) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the rendered apt-get line with the real apt-get while another process holds apt's lock.
+
+    apt reads its dpkg state (and the lock beside it) from a private folder, so nothing on this
+    machine is installed or locked; the packages are unknown to this Debian's lists, so apt ends
+    with "Unable to locate package" once, and only once, it holds the lock.
+    """
+    import fcntl
+    import shlex
+    import threading
+
+    require_tool("apt-get", "apt")
+    dpkg = tmp_path / "dpkg"
+    (dpkg / "updates").mkdir(parents=True)
+    (dpkg / "status").write_text("")
+    argv = shlex.split(line)
+    env = {**os.environ}
+    while "=" in argv[0]:  # leading VAR=value words
+        key, _, value = argv.pop(0).partition("=")
+        env[key] = value
+    assert argv[0] == "apt-get"
+    argv[1:1] = ["-o", f"Dir::State::status={dpkg / 'status'}"]
+    with open(dpkg / "lock-frontend", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        release = threading.Timer(hold_seconds, fcntl.lockf, (lock, fcntl.LOCK_UN))
+        release.start()
+        started = time.monotonic()
+        try:
+            result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        finally:
+            release.cancel()
+        return result, time.monotonic() - started
+
+
+def test_first_boot_install_waits_for_apts_lock(rendered, tmp_path) -> None:
+    """apt-daily or unattended-upgrades holding the lock at first boot delays the install, never fails it."""
+    line = _rendered_apt_line(rendered)
+    assert all(package in line.split() for package in APT_LINE_PACKAGES)
+    result, elapsed = _run_apt_line_while_locked(line, tmp_path, hold_seconds=2)
+    assert elapsed >= 2, result.stderr
+    assert "Could not get lock" in result.stdout + result.stderr  # it saw the lock, and waited
+    assert "Unable to locate package" in result.stderr  # then it went on to resolve the packages
+
+
+def test_a_plain_apt_get_fails_at_once_on_a_held_lock(tmp_path) -> None:
+    """What the lock wait guards against, shown with the same apt: without it, the install fails."""
+    plain = "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io"
+    result, _ = _run_apt_line_while_locked(plain, tmp_path, hold_seconds=2)
+    assert result.returncode != 0
+    assert "Unable to acquire the dpkg frontend lock" in result.stderr
+
+
+def _run_first_boot(tmp_path, failing: str | None) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """The rendered runcmd under sh, every system command a recorder; `failing` exits 100."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    recorder = f'#!/bin/sh\necho "$(basename "$0") $*" >> {log}\n'
+    for name in ("iptables", "netfilter-persistent", "apt-get", "usermod", "install", "systemctl", "docker", "tee"):
+        ending = "exec cat\n" if name == "tee" else "exit 100\n" if name == failing else "exit 0\n"
+        body = recorder + ending
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    (bin_dir / "logger").write_text(f'#!/bin/sh\necho "logger $*: $(cat)" >> {log}\n')
+    (bin_dir / "logger").chmod(0o755)
+    script = tmp_path / "runcmd.sh"
+    script.write_text("\n".join(cloudinit.runcmd()) + "\n")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    result = subprocess.run(
+        ["sh", str(script)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
+    return result, log.read_text().splitlines()
+
+
+def test_a_failed_first_boot_says_so_and_stops(tmp_path) -> None:
+    result, calls = _run_first_boot(tmp_path, failing="apt-get")
+    assert result.returncode == 100  # cloud-init sees the failure: `cloud-init status` says error
+    assert not any(c.startswith(("usermod", "systemctl")) for c in calls)  # nothing after the failure ran
+    assert calls[-1].startswith(f"logger -t {cloudinit.FIRST_BOOT_TAG}: {cloudinit.FIRST_BOOT_TAG}: FAILED (exit 100)")
+    assert any(c == "tee -a /dev/console" for c in calls)  # and on the console OCI's console history shows
+
+
+def test_a_completed_first_boot_says_so(tmp_path) -> None:
+    result, calls = _run_first_boot(tmp_path, failing=None)
+    assert result.returncode == 0, result.stderr
+    assert calls[-1] == f"logger -t {cloudinit.FIRST_BOOT_TAG} complete: "
+    assert not any("FAILED" in c for c in calls)
 
 
 def test_ci_key_comment_names_the_environment() -> None:

@@ -38,6 +38,13 @@ METADATA_SERVICE = "169.254.169.254/32"
 DOCKER_PACKAGES = ("docker.io", "docker-compose-v2")
 """Ubuntu's own builds of the engine and the compose plugin: security fixes arrive through
 the same unattended upgrades as the rest of the system, with no third-party apt key."""
+APT_LOCK_TIMEOUT_SECONDS = 900
+"""How long first-boot installs wait for apt's lock: apt-daily and unattended-upgrades take it
+at boot, and a plain `apt-get` fails at once while they hold it (cloud-init's own `packages`
+wait; `runcmd` lines do not)."""
+FIRST_BOOT_TAG = "dreamscape-first-boot"
+"""The syslog tag of the first boot's outcome; a failure also goes to the console, which OCI's
+console history shows."""
 MAX_USER_DATA_BYTES = 32_000
 """OCI's limit on an instance's metadata (user_data is stored base64-encoded)."""
 
@@ -97,13 +104,37 @@ def firewall_commands(rules: Sequence[IptablesRule] = FIREWALL) -> list[str]:
     return lines
 
 
+def first_boot_report() -> list[str]:
+    """An exit trap: the first boot's outcome in the system log and, on failure, on the console.
+
+    cloud-init also marks a failed `runcmd` (`cloud-init status --long` says `error`); this says
+    it where an operator without SSH looks first. runcmd runs under /bin/sh: no ERR trap.
+    """
+    failed = f"{FIRST_BOOT_TAG}: FAILED (exit $rc); see /var/log/cloud-init-output.log"
+    return [
+        'first_boot_done() { rc=$?; if [ "$rc" -eq 0 ]; then '
+        f"logger -t {FIRST_BOOT_TAG} complete; "
+        f'else echo "{failed}" | tee -a /dev/console | logger -t {FIRST_BOOT_TAG}; fi; }}',
+        "trap first_boot_done EXIT",
+    ]
+
+
+def apt_install(packages: Sequence[str]) -> str:
+    """An `apt-get install` that waits for apt's lock instead of failing while another apt holds it."""
+    return (
+        f"DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout={APT_LOCK_TIMEOUT_SECONDS} "
+        "install -y --no-install-recommends " + shlex.join(packages)
+    )
+
+
 def runcmd() -> list[str]:
-    """The first-boot commands, in order; `set -eu` stops at the first failure."""
+    """The first-boot commands, in order; `set -eu` stops at the first failure, which the trap reports."""
     deploy = deploy_program.DEPLOY_USER
     return [
         "set -eu",
+        *first_boot_report(),
         *firewall_commands(),
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends " + shlex.join(DOCKER_PACKAGES),
+        apt_install(DOCKER_PACKAGES),
         f"usermod -aG docker {shlex.quote(deploy)}",
         shlex.join(["install", "-d", "-o", deploy, "-g", deploy, "-m", "0750", deploy_program.STATE_DIR]),
         "systemctl enable --now docker",
