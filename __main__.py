@@ -3,11 +3,11 @@
 import pulumi
 import pulumi_github as github
 
+from components import preflight, wiring
 from components import settings as settings_module
-from components import wiring
 from components.environment import cloudinit, compose, shapes
 from components.environment.github_side import GithubSide, GithubSideArgs
-from components.environment.instance import Instance, InstanceArgs
+from components.environment.instance import Instance, InstanceArgs, availability_domain
 from components.environment.keys import Keys, KeysArgs
 from components.environment.network import Network, NetworkArgs
 from components.workflows import central
@@ -17,6 +17,12 @@ env = settings.environment
 oci_settings = settings.oci
 tags = {"project": "dreamscape", "environment": env, "managed-by": "pulumi"}
 github_provider = github.Provider("github", owner=settings.github_owner)
+
+# --- what must already exist, looked up before anything is registered ----------------------
+github_facts = preflight.look_up(settings, pulumi.InvokeOptions(provider=github_provider))
+domain = availability_domain(
+    oci_settings.compartment_id, oci_settings.shape, oci_settings.availability_domain, pulumi.InvokeOptions()
+)
 
 # --- this stack's environment: network, keys, VM (OCI knows nothing of GitHub) -------------
 keys = Keys(f"{env}-keys", KeysArgs(environment=env))
@@ -52,7 +58,8 @@ vm = Instance(
         user_data=user_data,
         image_id=oci_settings.image_id,
         ubuntu_version=oci_settings.ubuntu_version,
-        availability_domain=oci_settings.availability_domain,
+        availability_domain=domain,
+        availability_domain_pinned=oci_settings.availability_domain is not None,
         freeform_tags=tags,
     ),
 )
@@ -62,8 +69,8 @@ github_side = GithubSide(
     f"{env}-github",
     GithubSideArgs(
         environment=env,
-        owner=settings.github_owner,
         repository=settings.infra_repository,
+        deploy_branch=github_facts.infra.default_branch,
         layout=settings.deploy_secret_layout,
         host=vm.public_ip,
         ci_private_key_openssh=keys.ci_private_key_openssh,
@@ -89,6 +96,8 @@ if settings.owns_wiring and settings.dispatch_token is not None:
             dispatch_token=settings.dispatch_token,
             dispatch_token_scope=settings.dispatch_token_scope,
             commit=settings.commit,
+            github=github_facts,
+            create_missing_branches=settings.create_missing_branches,
             infra_files={central.PATH: central.render(central.CentralArgs.from_settings(settings))},
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
@@ -102,11 +111,11 @@ if compose.has_services(settings.source_repositories):
     compose_file = compose.ComposeFile(
         "compose",
         compose.ComposeFileArgs(
-            owner=settings.github_owner,
             infra_repository=settings.infra_repository,
             environment=settings.environment,
             source_repositories=settings.source_repositories,
             commit=settings.commit,
+            branch=github_facts.infra.default_branch,
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )
@@ -118,5 +127,7 @@ pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@
 pulumi.export("instanceId", vm.instance_id)
 pulumi.export("hostKeyFingerprint", keys.host_key_fingerprint)
 pulumi.export("workflowFiles", workflow_files)
+pulumi.export("branchesCreated", list(github_facts.branches_to_create))
+pulumi.export("availabilityDomain", vm.availability_domain)
 pulumi.export("githubTokenNeeds", token_needs)
 pulumi.export("composeFile", compose_file.location if compose_file else None)

@@ -74,11 +74,28 @@ class SourceRepository:
         return tuple(c.name for c in self.components)
 
 
+SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
+"""What GitHub reads in a pushed commit's message to start no workflow for that push."""
+
+
 @dataclass(frozen=True)
 class Commit:
     message: str
+    """Always carries a skip marker: the program's own commits start no pipeline."""
     author_name: str
     author_email: str
+
+    @classmethod
+    def with_skip_marker(cls, message: str, author_name: str, author_email: str) -> Commit:
+        """The configured message, with `[skip ci]` added when it names no skip marker.
+
+        The provider's token is not a workflow's GITHUB_TOKEN, so its pushes start workflows:
+        without a marker, writing a trigger to `main` would start a production deploy, and every
+        file written to the infra repository's default branch would start another apply.
+        """
+        if not any(marker in message for marker in SKIP_MARKERS):
+            message = f"{message.rstrip()} {SKIP_MARKERS[0]}"
+        return cls(message, author_name, author_email)
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,8 @@ class Settings:
     oci: OciSettings
     protection: Protection
     allow_paid_shapes: bool
+    create_missing_branches: bool = False
+    """Create a source repository's missing `main`/`develop` from its default branch (else refuse)."""
     dispatch_token: pulumi.Output[str] | None = field(default=None, compare=False)
     """Secret. Required on the stack that owns the wiring."""
 
@@ -214,6 +233,25 @@ def _cidr(value: Any, path: str) -> str:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError:
         raise _fail(path, "an IPv4 or IPv6 CIDR like 10.0.0.0/16 (host bits zero)", value) from None
+
+
+VCN_PREFIXES = (16, 30)
+"""The IPv4 prefix lengths OCI accepts for a VCN's and a subnet's CIDR block: /16 to /30."""
+
+
+def _oci_cidr(value: Any, path: str) -> str:
+    """A VCN or subnet CIDR block as OCI's API accepts it: IPv4, /16 to /30, host bits zero."""
+    low, high = VCN_PREFIXES
+    what = f"an IPv4 CIDR from /{low} to /{high} like 10.0.0.0/16 (host bits zero; OCI's limits)"
+    try:
+        if not isinstance(value, str) or "/" not in value:
+            raise ValueError
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise _fail(path, what, value) from None
+    if network.version != 4 or not low <= network.prefixlen <= high:
+        raise _fail(path, what, value)
+    return str(network)
 
 
 def _ssh_public_key(value: Any, path: str) -> str:
@@ -337,7 +375,7 @@ _COMMIT = _object(
         "authorName": _Field(_string(what="a name")),
         "authorEmail": _Field(_string(r"^[^@\s]+@[^@\s]+$", "an e-mail address")),
     },
-    Commit,
+    Commit.with_skip_marker,
 )
 
 
@@ -371,8 +409,8 @@ _OCI = _object(
             _string(r"^[0-9]{2}\.(04|10)$", "an Ubuntu release like 24.04"), required=False, default="24.04"
         ),
         "availabilityDomain": _Field(_string(what="an availability domain name"), required=False),
-        "vcnCidr": _Field(_cidr),
-        "subnetCidr": _Field(_cidr),
+        "vcnCidr": _Field(_oci_cidr),
+        "subnetCidr": _Field(_oci_cidr),
         "sshAllowedCidrs": _Field(_list(_cidr, min_items=1)),
         "adminSshKeys": _Field(_list(_ssh_public_key), required=False, default=()),
     },
@@ -410,6 +448,7 @@ _TOP: dict[str, _Field] = {
     "oci": _Field(_OCI),
     "protection": _Field(_PROTECTION, required=False),
     "allowPaidShapes": _Field(_boolean, required=False, default=False),
+    "createMissingBranches": _Field(_boolean, required=False, default=False),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
 
@@ -457,6 +496,7 @@ def parse(
         oci=values["oci"],
         protection=values["protection"] or Protection(),
         allow_paid_shapes=values["allow_paid_shapes"],
+        create_missing_branches=values["create_missing_branches"],
         dispatch_token=dispatch_token,
     )
     _check_components_unique(settings)

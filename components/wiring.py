@@ -10,6 +10,9 @@ with that repository's central repository, event type and components rendered in
 `repository` scope and two with `organization` scope: each is a write on the first `pulumi up`,
 and the provider spaces writes about a second apart. Files for the infra repository's default
 branch (the central pipeline) come in through `SharedWiringArgs.infra_files`.
+
+What GitHub must already hold (repositories, branches, the organization) is looked up before
+anything is registered (components/preflight.py); this component takes those facts as input.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_github as github
 
-from components.settings import PROJECT, Commit, ConfigError, SourceRepository
+from components.preflight import GithubFacts
+from components.settings import Commit, SourceRepository
 from components.workflows import trigger
 
 REPOSITORY_SCOPE = "repository"
@@ -40,6 +44,10 @@ class SharedWiringArgs:
     """`repository`: one secret per repository; `organization`: one organization secret."""
     commit: Commit
     """Message and author of the commits that write workflow files."""
+    github: GithubFacts
+    """The repositories as GitHub has them (components/preflight.py)."""
+    create_missing_branches: bool = False
+    """Trigger files create a missing branch from the repository's default branch."""
     infra_files: Mapping[str, str] = field(default_factory=dict)
     """Path -> content, written on the infra repository's default branch (the central pipeline)."""
 
@@ -52,6 +60,8 @@ class SourceRepositoryWiringArgs:
     commit: Commit
     dispatch_token: pulumi.Output[str] | None
     """Set with `repository` scope: the repository gets its own DISPATCH_TOKEN secret."""
+    create_branches_from: str | None = None
+    """A branch to create a missing trigger branch from (the default branch); None: they must exist."""
 
 
 def required_token_permissions(scope: str) -> tuple[str, ...]:
@@ -73,7 +83,16 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
         repo = args.repository.name
         content = trigger.render(args.central_repository, args.repository.event_type, args.repository.component_names)
         self.files = [
-            _managed_file(f"{name}-trigger-{branch}", repo, branch, trigger.PATH, content, args.commit, self)
+            _managed_file(
+                f"{name}-trigger-{branch}",
+                repo,
+                branch,
+                trigger.PATH,
+                content,
+                args.commit,
+                self,
+                create_branch_from=args.create_branches_from,
+            )
             for branch in trigger.BRANCHES
         ]
         self.secret: github.ActionsSecret | None = None
@@ -99,6 +118,9 @@ class SharedWiring(pulumi.ComponentResource):
                     central_repository=f"{args.owner}/{args.infra_repository}",
                     commit=args.commit,
                     dispatch_token=args.dispatch_token if per_repository else None,
+                    create_branches_from=(
+                        args.github.sources[repo.name].default_branch if args.create_missing_branches else None
+                    ),
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -123,16 +145,7 @@ class SharedWiring(pulumi.ComponentResource):
 
     def _organization_secret(self, name: str, args: SharedWiringArgs) -> github.ActionsOrganizationSecret:
         """One organization secret, visible to the source repositories and the infra repository only."""
-        organization = self._organization(args.owner)
-        names = [repo.name for repo in args.source_repositories] + [args.infra_repository]
-        found = [self._repository(args.owner, repo) for repo in names]
-        private = [r.name for r in found if r.visibility != "public"]
-        if (organization.plan or "").lower() == "free" and private:
-            raise ConfigError(
-                f"{PROJECT}:dispatchTokenScope: organization secrets are not available to private repositories "
-                f"on GitHub Free, and {args.owner} is on the free plan ({', '.join(private)} are not public); "
-                "use dispatchTokenScope: repository"
-            )
+        found = [args.github.sources[repo.name] for repo in args.source_repositories] + [args.github.infra]
         return github.ActionsOrganizationSecret(
             f"{name}-dispatch-token",
             secret_name=trigger.SECRET,
@@ -142,24 +155,9 @@ class SharedWiring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _organization(self, owner: str) -> github.AwaitableGetOrganizationResult:
-        """The owner as an organization; a user account has none, which is a configuration error."""
-        try:
-            return github.get_organization(name=owner, summary_only=True, opts=pulumi.InvokeOptions(parent=self))
-        except Exception as error:  # the provider reports GitHub's 404 as a failed invoke
-            raise ConfigError(
-                f"{PROJECT}:dispatchTokenScope: 'organization' needs githubOwner {owner!r} to be a GitHub "
-                "organization, and GitHub has none by that name (a user account has no organization "
-                "secrets; or the provider's token cannot see it). Use dispatchTokenScope: repository. "
-                f"GitHub said: {error}"
-            ) from None
-
-    def _repository(self, owner: str, repo: str) -> github.AwaitableGetRepositoryResult:
-        return github.get_repository(full_name=f"{owner}/{repo}", opts=pulumi.InvokeOptions(parent=self))
-
     def _write_infra_files(self, name: str, args: SharedWiringArgs) -> None:
         """Files on the infra repository's default branch: the place for the central pipeline."""
-        branch = self._repository(args.owner, args.infra_repository).default_branch
+        branch = args.github.infra.default_branch
         for path, content in args.infra_files.items():
             suffix = "".join(c if c.isalnum() else "-" for c in path.lower()).strip("-")
             self.infra_files.append(
@@ -169,9 +167,20 @@ class SharedWiring(pulumi.ComponentResource):
 
 
 def _managed_file(
-    name: str, repository: str, branch: str, path: str, content: str, commit: Commit, parent: pulumi.Resource
+    name: str,
+    repository: str,
+    branch: str,
+    path: str,
+    content: str,
+    commit: Commit,
+    parent: pulumi.Resource,
+    create_branch_from: str | None = None,
 ) -> github.RepositoryFile:
-    """A file committed on `branch` by `pulumi up`, with the configured message and author."""
+    """A file committed on `branch` by `pulumi up`, with the configured message and author.
+
+    The message carries a skip marker (settings.Commit), so the write starts no workflow.
+    With `create_branch_from`, a missing `branch` is created from that branch by the write.
+    """
     return github.RepositoryFile(
         name,
         repository=repository,
@@ -183,6 +192,8 @@ def _managed_file(
         commit_email=commit.author_email,
         # Adopt the copy the old hand setup left there instead of failing on it.
         overwrite_on_create=True,
+        autocreate_branch=True if create_branch_from else None,
+        autocreate_branch_source_branch=create_branch_from,
         opts=pulumi.ResourceOptions(parent=parent),
     )
 

@@ -66,7 +66,8 @@ def test_cis_items_legacy_metadata_off_and_boot_volume_encrypted_in_transit(stac
     vm = only(runs[stack][0], INSTANCE)
     assert vm.plain("instanceOptions") == {"areLegacyImdsEndpointsDisabled": True}
     assert vm.plain("isPvEncryptionInTransitEnabled") is True
-    assert vm.plain("launchOptions") == {"isPvEncryptionInTransitEnabled": True}
+    # Only the create-time flag: the provider documents launch_options' twin as update-only.
+    assert vm.plain("launchOptions") is None
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -109,9 +110,9 @@ def test_newest_image_skips_images_that_are_not_available() -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_a_looked_up_image_is_ignored_after_creation(stack, runs) -> None:
+def test_a_looked_up_image_and_domain_are_ignored_after_creation(stack, runs) -> None:
     vm = only(runs[stack][0], INSTANCE)
-    assert vm.options["ignoreChanges"] == ["sourceDetails.sourceId"]
+    assert vm.options["ignoreChanges"] == ["sourceDetails.sourceId", "availabilityDomain"]
     assert vm.options["deleteBeforeReplace"] is True
 
 
@@ -122,7 +123,7 @@ def test_a_pinned_image_is_used_without_lookup_and_changing_the_pin_replaces(run
     vm = only(plan, INSTANCE)
     assert vm.plain("sourceDetails")["sourceId"] == pinned
     assert calls(mocks, IMAGES) == []
-    assert vm.options["ignoreChanges"] == []
+    assert vm.options["ignoreChanges"] == ["availabilityDomain"]
 
 
 def test_ubuntu_release_comes_from_config(run_with, stack_config) -> None:
@@ -131,19 +132,61 @@ def test_ubuntu_release_comes_from_config(run_with, stack_config) -> None:
     assert [c["operatingSystemVersion"] for c in calls(mocks, IMAGES)] == ["22.04"]
 
 
-def test_availability_domain_defaults_to_the_first_and_can_be_pinned(runs, run_with, stack_config) -> None:
-    plan, mocks = runs["dev"]
-    (lookup,) = calls(mocks, DOMAINS)
-    assert lookup["compartmentId"] == stack_config("dev")["oci"]["compartmentId"]
-    first = mocks.oci.availability_domains(lookup)["availabilityDomains"][0]["name"]
-    assert only(plan, INSTANCE).plain("availabilityDomain") == first
+SHAPES = "oci:Core/getShapes:getShapes"
 
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_first_domain_that_offers_the_shape_is_chosen(stack, runs, stack_config) -> None:
+    plan, mocks = runs[stack]
+    oci = stack_config(stack)["oci"]
+    (lookup,) = calls(mocks, DOMAINS)
+    assert lookup["compartmentId"] == oci["compartmentId"]
+    domains = [d["name"] for d in mocks.oci.availability_domains(lookup)["availabilityDomains"]]
+    offering = [d for d in domains if mocks.oci.shapes({"availabilityDomain": d, "shape": oci["shape"]})["shapes"]]
+    chosen = only(plan, INSTANCE).plain("availabilityDomain")
+    assert chosen == offering[0]
+    asked = [(c["availabilityDomain"], c["shape"], c["compartmentId"]) for c in calls(mocks, SHAPES)]
+    assert asked == [(d, oci["shape"], oci["compartmentId"]) for d in domains[: domains.index(chosen) + 1]]
+    assert plan.outputs["availabilityDomain"] == chosen
+
+
+def test_the_micro_shape_lands_in_the_one_domain_that_has_it(runs) -> None:
+    """The offline region offers E2.1.Micro in its third domain only, as Always Free home regions do."""
+    plan, mocks = runs["dev"]
+    assert only(plan, INSTANCE).plain("availabilityDomain") == mocks.oci.domain_name(3)
+
+
+def test_no_domain_with_the_shape_is_refused_before_anything_is_registered(run_with) -> None:
     mocks = offline.OfflineMocks()
-    pinned = run_with(
-        "dev", mocks=mocks, oci={**stack_config("dev")["oci"], "availabilityDomain": "kIdk:EU-FRANKFURT-1-AD-3"}
-    )
-    assert only(pinned, INSTANCE).plain("availabilityDomain") == "kIdk:EU-FRANKFURT-1-AD-3"
-    assert calls(mocks, DOMAINS) == []
+    mocks.oci.shape_domains["VM.Standard.A1.Flex"] = ()
+    with pytest.raises(
+        ConfigError,
+        match=r"^dreamscape-infra:oci\.shape: no availability domain of this region "
+        r"offers VM\.Standard\.A1\.Flex to this compartment \(tried kIdk:EU-FRANKFURT-1-AD-1, ",
+    ):
+        run_with("production", mocks=mocks)
+    assert not [token for token, _ in mocks.calls if "getImages" in token]  # stopped before the VM's lookups
+    assert list(mocks.created) == ["github-id"]  # and before any resource but the provider, which writes nothing
+
+
+def test_a_pinned_domain_is_used_as_it_is_and_changing_the_pin_moves_the_vm(run_with, stack_config) -> None:
+    mocks = offline.OfflineMocks()
+    pinned_domain = mocks.oci.domain_name(2)
+    plan = run_with("staging", mocks=mocks, oci={**stack_config("staging")["oci"], "availabilityDomain": pinned_domain})
+    vm = only(plan, INSTANCE)
+    assert vm.plain("availabilityDomain") == pinned_domain
+    assert vm.options["ignoreChanges"] == ["sourceDetails.sourceId"]  # the domain is not ignored
+
+
+def test_a_pinned_domain_without_the_shape_is_refused_naming_those_that_have_it(run_with, stack_config) -> None:
+    mocks = offline.OfflineMocks()
+    oci = {**stack_config("dev")["oci"], "availabilityDomain": mocks.oci.domain_name(1)}
+    with pytest.raises(
+        ConfigError,
+        match=r"oci\.availabilityDomain: 'kIdk:EU-FRANKFURT-1-AD-1' does not offer VM\.Standard\.E2\.1\.Micro "
+        r"to this compartment; domains that do: kIdk:EU-FRANKFURT-1-AD-3$",
+    ):
+        run_with("dev", mocks=mocks, oci=oci)
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -66,7 +66,7 @@ def test_the_allowance_table_names_its_source_and_date() -> None:
     assert re.fullmatch(r"\d{4}-\d{2}", free.as_of)
     # Oracle's June 2026 figures: 1,500 OCPU-hours is 2 OCPUs over a month, 9,000 GB-hours 12 GB.
     assert free.a1_ocpu_hours / 750 == 2 and free.a1_memory_gb_hours / 750 == 12
-    assert (free.micro_instances, free.block_volume_gbs, free.min_boot_volume_gbs) == (2, 200, 47)
+    assert (free.micro_instances, free.block_volume_gbs, free.min_boot_volume_gbs) == (2, 200, 50)
 
 
 def test_a_third_a1_ocpu_is_refused_in_every_a1_stack_and_priced() -> None:
@@ -117,9 +117,12 @@ def test_block_volume_over_200_gb_is_refused() -> None:
         parse("dev", with_oci(stack_files(), "production", bootVolumeGbs=101))
 
 
-def test_boot_volume_under_oracles_minimum_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"oci\.bootVolumeGbs: expected a whole number from 47 to 32768, got 40"):
-        parse("dev", with_oci(stack_files(), "dev", bootVolumeGbs=40))
+@pytest.mark.parametrize("gbs", [40, 47, 49])
+def test_boot_volume_under_oracles_minimum_is_refused(gbs) -> None:
+    """LaunchInstance refuses a boot volume under 50 GB, the size of Canonical's images included."""
+    with pytest.raises(ConfigError, match=rf"oci\.bootVolumeGbs: expected a whole number from 50 to 32768, got {gbs}"):
+        parse("dev", with_oci(stack_files(), "dev", bootVolumeGbs=gbs))
+    parse("dev", with_oci(stack_files(), "dev", bootVolumeGbs=50))
 
 
 @pytest.mark.parametrize(

@@ -192,7 +192,35 @@ BAD = [
         ["203.0.113.7"],
         r"oci\.sshAllowedCidrs\[0\]: expected an IPv4 or IPv6 CIDR",
     ),
-    ("CIDR with host bits", "dev", "oci.vcnCidr", "10.10.0.1/16", r"oci\.vcnCidr: expected an IPv4 or IPv6 CIDR"),
+    (
+        "CIDR with host bits",
+        "dev",
+        "oci.vcnCidr",
+        "10.10.0.1/16",
+        r"oci\.vcnCidr: expected an IPv4 CIDR from /16 to /30",
+    ),
+    (
+        "VCN larger than OCI allows",
+        "dev",
+        "oci.vcnCidr",
+        "10.0.0.0/8",
+        r"oci\.vcnCidr: expected an IPv4 CIDR from /16 to /30",
+    ),
+    (
+        "VCN smaller than OCI allows",
+        "dev",
+        "oci.vcnCidr",
+        "10.10.0.0/31",
+        r"oci\.vcnCidr: expected an IPv4 CIDR from /16",
+    ),
+    ("IPv6 VCN", "dev", "oci.vcnCidr", "fd00:10::/48", r"oci\.vcnCidr: expected an IPv4 CIDR from /16 to /30"),
+    (
+        "subnet smaller than OCI allows",
+        "dev",
+        "oci.subnetCidr",
+        "10.10.1.0/31",
+        r"oci\.subnetCidr: expected an IPv4 CIDR",
+    ),
     (
         "admin key that is not a key",
         "dev",
@@ -265,9 +293,9 @@ def test_second_stack_claiming_the_wiring() -> None:
 
 
 def test_overlapping_networks_across_stacks() -> None:
-    staging = edit(raw("staging"), "oci.vcnCidr", "10.10.0.0/15")
-    staging = edit(staging, "oci.subnetCidr", "10.11.1.0/24")
-    with pytest.raises(ConfigError, match=r"oci\.vcnCidr: 10\.10\.0\.0/15 overlaps stack dev's 10\.10\.0\.0/16"):
+    staging = edit(raw("staging"), "oci.vcnCidr", "10.10.128.0/17")
+    staging = edit(staging, "oci.subnetCidr", "10.10.129.0/24")
+    with pytest.raises(ConfigError, match=r"oci\.vcnCidr: 10\.10\.128\.0/17 overlaps stack dev's 10\.10\.0\.0/16"):
         parse("staging", staging, {"dev": raw("dev"), "production": raw("production")})
 
 

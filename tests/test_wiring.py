@@ -10,6 +10,7 @@ import yaml
 
 from components import wiring
 from components.environment import compose
+from components.preflight import GithubFacts, Repository
 from components.settings import Commit, ConfigError, SourceRepository
 from components.settings import Component as RepoComponent
 from components.workflows import central, trigger
@@ -78,7 +79,8 @@ def _check_repository_wiring(plan: offline.Plan, config: dict, repo: dict) -> No
             wired["CENTRAL_REPOSITORY"], wired["EVENT_TYPE"], tuple(c["name"] for c in repo["components"])
         )
         assert yaml.safe_load(f.plain("content"))["jobs"]["dispatch"]["env"] == wired
-        assert f.plain("commitMessage") == commit["message"]
+        marked = commit["message"] if "[skip ci]" in commit["message"] else commit["message"] + " [skip ci]"
+        assert f.plain("commitMessage") == marked
         assert f.plain("commitAuthor") == commit["authorName"]
         assert f.plain("commitEmail") == commit["authorEmail"]
         assert f.plain("overwriteOnCreate") is True
@@ -340,6 +342,9 @@ def _args(**changes) -> wiring.SharedWiringArgs:
         "dispatch_token": pulumi.Output.secret("ghp_component"),
         "dispatch_token_scope": "repository",
         "commit": Commit("ci: wiring", "bot", "bot@example.com"),
+        "github": GithubFacts(
+            infra=Repository("infra", 1, "main", "private"), sources={"web": Repository("web", 2, "trunk", "private")}
+        ),
     }
     return wiring.SharedWiringArgs(**{**base, **changes})
 
@@ -354,7 +359,7 @@ def test_infra_files_go_to_the_infra_repository_default_branch():
     plan = offline.run_program(program)
     [infra_file] = [r for r in _wired(plan, FILE) if r.plain("repository") == "infra"]
     assert infra_file.plain("file") == central
-    assert infra_file.plain("branch") == "main"  # the default branch getRepository reports
+    assert infra_file.plain("branch") == "main"  # the infra repository's default branch
     assert infra_file.plain("content") == "name: central\n"
     assert infra_file.plain("overwriteOnCreate") is True
     assert infra_file.parent_name == "w"

@@ -205,6 +205,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
         }
         self.call_answers: dict[str, CallAnswer] = {
             "github:index/getRepository:getRepository": self._repository,
+            "github:index/getBranch:getBranch": self._branch,
             "github:index/getOrganization:getOrganization": self._organization,
         }
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -214,6 +215,10 @@ class OfflineMocks(pulumi.runtime.Mocks):
         """The plan `getOrganization` reports for every organization."""
         self.public_repositories: set[str] = set()
         """`OWNER/NAME`s that `getRepository` reports as public; every other one is private."""
+        self.missing_repositories: set[str] = set()
+        """`OWNER/NAME`s the token cannot see: `getRepository` answers empty, as the provider does on a 404."""
+        self.missing_branches: set[str] = set()
+        """`NAME@BRANCH`es that do not exist: `getBranch` answers with no sha, as the provider does on a 404."""
         self.created: dict[str, dict[str, Any]] = {}
         """Outputs of each resource by id, for answers that depend on other resources."""
         self.oci = OciAnswers(self)
@@ -251,6 +256,9 @@ class OfflineMocks(pulumi.runtime.Mocks):
 
     def _repository(self, args: dict[str, Any]) -> dict[str, Any]:
         full = args.get("fullName") or args.get("name")
+        if full in self.missing_repositories:
+            # The provider logs "Missing GitHub repository", clears the id and returns no error.
+            return {"fullName": full, "id": ""}
         name = full.split("/")[-1]
         number = int(hashlib.sha256(full.encode()).hexdigest()[:7], 16)
         return {
@@ -262,6 +270,22 @@ class OfflineMocks(pulumi.runtime.Mocks):
             "defaultBranch": "main",
             "visibility": "public" if full in self.public_repositories else "private",
             "archived": False,
+        }
+
+    def _branch(self, args: dict[str, Any]) -> dict[str, Any]:
+        """GET /repos/<owner>/<repo>/git/ref/heads/<branch>, as the provider's getBranch reads it."""
+        repository, branch = args["repository"], args["branch"]
+        if f"{repository}@{branch}" in self.missing_branches:
+            # The provider logs "Missing GitHub branch", clears the id and returns no error.
+            return {"repository": repository, "branch": branch, "id": ""}
+        sha = hashlib.sha1(f"{repository}@{branch}".encode(), usedforsecurity=False).hexdigest()
+        return {
+            "id": f"{repository}:{branch}",
+            "repository": repository,
+            "branch": branch,
+            "etag": f'W/"{sha[:32]}"',
+            "ref": f"refs/heads/{branch}",
+            "sha": sha,
         }
 
     def _organization(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -340,9 +364,14 @@ class OciAnswers:
 
     IMAGE_DATES = (("2026.04.29-0", "2026-04-30T10:12:44.123Z"), ("2026.05.28-0", "2026-05-29T09:01:02.456Z"))
     """Two image builds per shape, a month apart: the lookup must pick the later one."""
+    DOMAINS = (1, 2, 3)
+    """The region's availability domains, `<prefix>:<REGION>-AD-<n>`."""
 
     def __init__(self, mocks: OfflineMocks) -> None:
         self.mocks = mocks
+        self.shape_domains: dict[str, tuple[int, ...]] = {"VM.Standard.E2.1.Micro": (3,)}
+        """Domains that offer a shape, where not all do: the micro shape lives in one domain of the
+        home region, as in Oracle's Always Free terms. Tests change this to play other regions."""
 
     def resource_answers(self) -> dict[str, ResourceAnswer]:
         return {
@@ -356,6 +385,7 @@ class OciAnswers:
         return {
             "oci:Core/getImages:getImages": self.images,
             "oci:Identity/getAvailabilityDomains:getAvailabilityDomains": self.availability_domains,
+            "oci:Core/getShapes:getShapes": self.shapes,
             "oci:Core/getPrivateIps:getPrivateIps": self.private_ips,
         }
 
@@ -427,7 +457,6 @@ class OciAnswers:
         return {**{k: v for k, v in args.items() if v is not None}, "id": "images", "images": images}
 
     def availability_domains(self, args: dict[str, Any]) -> dict[str, Any]:
-        region = self.mocks.region.upper()
         return {
             "compartmentId": args.get("compartmentId"),
             "id": "availability-domains",
@@ -435,10 +464,29 @@ class OciAnswers:
                 {
                     "compartmentId": args.get("compartmentId"),
                     "id": self._ocid("ad", str(n)),
-                    "name": f"kIdk:{region}-AD-{n}",
+                    "name": self.domain_name(n),
                 }
-                for n in (1, 2, 3)
+                for n in self.DOMAINS
             ],
+        }
+
+    def domain_name(self, n: int) -> str:
+        return f"kIdk:{self.mocks.region.upper()}-AD-{n}"
+
+    def shapes(self, args: dict[str, Any]) -> dict[str, Any]:
+        """ListShapes in one availability domain, filtered by name: an empty list where it is not offered."""
+        wanted = args.get("shape")
+        domain = args.get("availabilityDomain")
+        names = [wanted] if wanted else ["VM.Standard.A1.Flex", "VM.Standard.E2.1.Micro"]
+        offered = [
+            name
+            for name in names
+            if domain is None or domain in {self.domain_name(n) for n in self.shape_domains.get(name, self.DOMAINS)}
+        ]
+        return {
+            **{k: v for k, v in args.items() if v is not None},
+            "id": "shapes",
+            "shapes": [{"name": name, "isFlexible": name.endswith(".Flex")} for name in offered],
         }
 
     def private_ips(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -90,12 +90,13 @@ def render(repositories: Iterable[SourceRepository]) -> str:
 
 @dataclass(frozen=True)
 class ComposeFileArgs:
-    owner: str
     infra_repository: str
     environment: str
     source_repositories: tuple[SourceRepository, ...]
     commit: Commit
     """Message and author of the commit that writes the file."""
+    branch: str
+    """The infra repository's default branch, where the central pipeline reads the file."""
 
 
 class ComposeFile(pulumi.ComponentResource):
@@ -104,13 +105,10 @@ class ComposeFile(pulumi.ComponentResource):
     def __init__(self, name: str, args: ComposeFileArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dreamscape:environment:ComposeFile", name, None, opts)
         self.path = path(args.environment)
-        infra = github.get_repository(
-            full_name=f"{args.owner}/{args.infra_repository}", opts=pulumi.InvokeOptions(parent=self)
-        )
         self.file = github.RepositoryFile(
             f"{name}-file",
             repository=args.infra_repository,
-            branch=infra.default_branch,
+            branch=args.branch,
             file=self.path,
             content=render(args.source_repositories),
             commit_message=args.commit.message,
@@ -120,5 +118,5 @@ class ComposeFile(pulumi.ComponentResource):
             overwrite_on_create=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.location = f"{args.infra_repository}@{infra.default_branch}:{self.path}"
+        self.location = f"{args.infra_repository}@{args.branch}:{self.path}"
         self.register_outputs({"location": self.location})

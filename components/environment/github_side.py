@@ -29,9 +29,10 @@ from components.environment import keys, names
 @dataclass(frozen=True)
 class GithubSideArgs:
     environment: str
-    owner: str
     repository: str
     """The infra repository's name (the provider's owner is the organization)."""
+    deploy_branch: str
+    """The infra repository's default branch: the only one whose runs may deploy."""
     layout: str
     host: pulumi.Input[str]
     ci_private_key_openssh: pulumi.Input[str]
@@ -86,8 +87,7 @@ class GithubSide(pulumi.ComponentResource):
             deployment_branch_policy={"protected_branches": False, "custom_branch_policies": True},
             opts=child,
         )
-        infra = github.get_repository_output(full_name=f"{args.owner}/{args.repository}", opts=invoke)
-        self.deploy_branch = infra.default_branch
+        self.deploy_branch = args.deploy_branch
         github.RepositoryEnvironmentDeploymentPolicy(
             f"{name}-branch-policy",
             repository=args.repository,

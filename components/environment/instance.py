@@ -3,6 +3,8 @@
 - Image: the newest Canonical Ubuntu image of the configured release for the shape, unless
   an image OCID is pinned. A looked-up image is ignored after creation: a newer one must not
   replace a running VM. Pinning `oci.imageId` is how an operator moves the VM to another image.
+- Availability domain: the configured one, or the first of the region that offers the shape,
+  chosen before anything is registered and then kept (a later lookup never moves the VM).
 - Primary VNIC without an ephemeral public IP (`assign_public_ip` is the string "false" in
   pulumi-oci): a private IP holds at most one public IP, and OCI refuses to assign the
   reserved one to a private IP that already has one.
@@ -23,10 +25,12 @@ import pulumi
 import pulumi_oci as oci
 
 from components.environment import cloudinit, shapes
+from components.settings import PROJECT, ConfigError
 
 UBUNTU = "Canonical Ubuntu"
 IMAGE_SOURCE_PATH = "sourceDetails.sourceId"
 """The engine's property path of the instance's image, as `ignore_changes` names it."""
+AVAILABILITY_DOMAIN_PATH = "availabilityDomain"
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,12 @@ class InstanceArgs:
     nsg_ids: Sequence[pulumi.Input[str]]
     user_data: pulumi.Input[str]
     """The cloud-init text (secret: it holds the host private key); encoded here."""
+    availability_domain: str
+    """From `availability_domain()`, looked up before anything is registered."""
+    availability_domain_pinned: bool = False
+    """True when `oci.availabilityDomain` names it: changing the pin then moves (replaces) the VM."""
     image_id: str | None = None
     ubuntu_version: str = "24.04"
-    availability_domain: str | None = None
     freeform_tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -62,18 +69,49 @@ def _get(item: Any, key: str) -> Any:
 
 
 AVAILABILITY_DOMAINS = "oci:Identity/getAvailabilityDomains:getAvailabilityDomains"
+SHAPES = "oci:Core/getShapes:getShapes"
 
 
-def first_availability_domain(compartment_id: str, opts: pulumi.InvokeOutputOptions) -> pulumi.Output[str]:
-    """The compartment's first availability domain, from the provider's `getAvailabilityDomains`.
+def availability_domain(compartment_id: str, shape: str, pinned: str | None, opts: pulumi.InvokeOptions) -> str:
+    """The availability domain the VM launches in: `pinned`, or the first one that offers `shape`.
 
-    Called by its token rather than through `oci.identity`: importing that package loads every
+    Shapes differ by domain (`VM.Standard.E2.1.Micro` exists only in some domains of the home
+    region), so each domain's shapes are listed (`getShapes`) and the first that offers the
+    shape wins; a pinned domain must offer it too. Looked up before anything is registered, so
+    no domain at all stops the run with the domains that were tried.
+
+    Called by token rather than through `oci.identity`: importing that package loads every
     identity-domains type in the SDK, over a second of each preview and plan for one function.
-    The provider version is the installed SDK's, as the generated function would pin it.
+    The provider version is the installed SDK's, as the generated functions pin it.
     """
-    pinned = pulumi.InvokeOutputOptions.merge(pulumi.InvokeOutputOptions(version=_OCI_VERSION), opts)
-    result = pulumi.runtime.invoke_output(AVAILABILITY_DOMAINS, {"compartmentId": compartment_id}, opts=pinned)
-    return result.apply(lambda r: r["availabilityDomains"][0]["name"])
+    pinned_opts = pulumi.InvokeOptions.merge(pulumi.InvokeOptions(version=_OCI_VERSION), opts)
+
+    def invoke(token: str, args: dict[str, str]) -> dict[str, Any]:
+        return pulumi.runtime.invoke(token, args, opts=pinned_opts).value or {}
+
+    listed = invoke(AVAILABILITY_DOMAINS, {"compartmentId": compartment_id}).get("availabilityDomains") or []
+    domains = [d["name"] for d in listed]
+
+    def offers(domain: str) -> bool:
+        found = invoke(SHAPES, {"compartmentId": compartment_id, "availabilityDomain": domain, "shape": shape})
+        return any(s.get("name") == shape for s in found.get("shapes") or [])
+
+    if pinned is not None:
+        if pinned not in domains or not offers(pinned):
+            offering = [d for d in domains if offers(d)]
+            raise ConfigError(
+                f"{PROJECT}:oci.availabilityDomain: {pinned!r} does not offer {shape} to this compartment; "
+                f"domains that do: {', '.join(offering) or 'none'}"
+            )
+        return pinned
+    for domain in domains:
+        if offers(domain):
+            return domain
+    raise ConfigError(
+        f"{PROJECT}:oci.shape: no availability domain of this region offers {shape} to this compartment "
+        f"(tried {', '.join(domains) or 'none: the region lists no domain'}); choose another shape, or "
+        "for VM.Standard.E2.1.Micro use the tenancy's home region"
+    )
 
 
 _OCI_VERSION = importlib.metadata.version("pulumi_oci")
@@ -108,15 +146,10 @@ class Instance(pulumi.ComponentResource):
             )
             image_id = found.images.apply(lambda images: newest_image(images, args.shape, args.ubuntu_version))
 
-        if args.availability_domain:
-            domain: pulumi.Output[str] = pulumi.Output.from_input(args.availability_domain)
-        else:
-            domain = first_availability_domain(args.compartment_id, invoke)
-
         vm = oci.core.Instance(
             f"{name}-instance",
             compartment_id=args.compartment_id,
-            availability_domain=domain,
+            availability_domain=args.availability_domain,
             display_name=f"dreamscape-{args.environment}",
             shape=args.shape,
             shape_config=({"ocpus": args.ocpus, "memory_in_gbs": args.memory_gbs} if shape.flexible else None),
@@ -134,19 +167,27 @@ class Instance(pulumi.ComponentResource):
             },
             metadata={"user_data": pulumi.Output.from_input(args.user_data).apply(cloudinit.encode)},
             instance_options={"are_legacy_imds_endpoints_disabled": True},
-            # The create-time field and its updatable twin under launch_options, which is
-            # also what CIS benchmark scanners read back from the instance.
+            # The create-time flag only: the provider documents its twin under launch_options
+            # as deprecated at create ("for update operation only").
             is_pv_encryption_in_transit_enabled=shape.pv_encryption_in_transit or None,
-            launch_options=({"is_pv_encryption_in_transit_enabled": True} if shape.pv_encryption_in_transit else None),
             freeform_tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # A newer image from the lookup must not replace a running VM: the engine
                 # keeps the image it was created with. A pinned oci.imageId is a deliberate
                 # choice, so changing the pin does replace the VM (the way to upgrade it).
-                ignore_changes=[] if args.image_id else [IMAGE_SOURCE_PATH],
-                # The Always Free allowance has no room for the old and the new VM at once,
-                # so a replacement deletes first. The reserved IP and host key carry over.
+                # Likewise a looked-up availability domain: the provider warns that the order
+                # of domains can change, and a new domain would replace the VM. A pinned
+                # oci.availabilityDomain is deliberate, so changing it moves the VM.
+                ignore_changes=[
+                    *([] if args.image_id else [IMAGE_SOURCE_PATH]),
+                    *([] if args.availability_domain_pinned else [AVAILABILITY_DOMAIN_PATH]),
+                ],
+                # The Always Free allowance has no room for the old and the new A1 VM at once
+                # (production and staging use all 2 OCPUs and 12 GB), so a replacement deletes
+                # first: minutes of downtime (a new boot, cloud-init, then a deploy), which a
+                # create-first replacement would trade for a launch refused or billed. The
+                # reserved IP and host key carry over. docs/environment.md says more.
                 delete_before_replace=True,
             ),
         )
@@ -166,7 +207,7 @@ class Instance(pulumi.ComponentResource):
         self.private_ip = vm.private_ip
         self.public_ip = reserved.ip_address
         self.image_id = image_id
-        self.availability_domain = domain
+        self.availability_domain = vm.availability_domain
         self.register_outputs(
             {
                 "instanceId": self.instance_id,

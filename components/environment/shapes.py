@@ -147,7 +147,7 @@ class Allowance:
     block_volume_gbs: float
     """Block volume storage free, boot volumes included."""
     min_boot_volume_gbs: float
-    """The smallest boot volume Oracle creates; each instance has one."""
+    """The smallest boot volume Oracle creates (LaunchInstance refuses less); each instance has one."""
 
 
 ALWAYS_FREE = Allowance(
@@ -157,7 +157,7 @@ ALWAYS_FREE = Allowance(
     a1_memory_gb_hours=9000,
     micro_instances=2,
     block_volume_gbs=200,
-    min_boot_volume_gbs=47,
+    min_boot_volume_gbs=50,
 )
 """The one table of Oracle's Always Free figures (halved in June 2026). Update it here."""
 

@@ -1,0 +1,110 @@
+"""What must hold on GitHub before the program registers anything, looked up first.
+
+The provider answers a repository or a branch it cannot find (missing, renamed, or outside
+the token's access) with an empty result, not an error, and a `RepositoryFile` on a missing
+branch fails only when `pulumi up` writes it, half-way through an update. So `__main__.py`
+calls `look_up` before any resource exists, and a problem stops the run (preview included)
+with one line naming what to check:
+- the infra repository, whose default branch receives the central pipeline and compose files,
+  and which holds the deploy secrets;
+- on the stack that owns the wiring: every source repository, and its `main` and `develop`
+  branches, where the trigger goes. A missing branch is refused, naming each one and how to
+  create it, unless `createMissingBranches` is set: then the trigger's own write creates it
+  from the repository's default branch, and the plan and the stack outputs list it;
+- with an organization-wide DISPATCH_TOKEN: that the owner is an organization whose plan
+  gives organization secrets to every repository involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_github as github
+
+from components.settings import PROJECT, ConfigError, Settings
+from components.workflows import trigger
+
+
+@dataclass(frozen=True)
+class Repository:
+    name: str
+    repo_id: int
+    default_branch: str
+    visibility: str
+    """`public`, `private` or `internal`."""
+
+
+@dataclass(frozen=True)
+class GithubFacts:
+    infra: Repository
+    sources: Mapping[str, Repository]
+    """By name; filled on the stack that owns the wiring only."""
+    branches_to_create: tuple[str, ...] = ()
+    """`REPO@BRANCH` of each trigger branch this run creates (with `createMissingBranches`)."""
+
+
+def look_up(settings: Settings, opts: pulumi.InvokeOptions) -> GithubFacts:
+    """Every GitHub fact the program's resources depend on, or a ConfigError naming what is wrong."""
+    owner = settings.github_owner
+    infra = repository(owner, settings.infra_repository, "infraRepository", opts)
+    if not settings.owns_wiring:
+        return GithubFacts(infra=infra, sources={})
+    sources = {
+        repo.name: repository(owner, repo.name, f"sourceRepositories[{i}].name", opts)
+        for i, repo in enumerate(settings.source_repositories)
+    }
+    missing = [
+        f"{name}@{branch}"
+        for name, found in sources.items()
+        for branch in trigger.BRANCHES
+        if not branch_exists(name, branch, opts)
+    ]
+    if missing and not settings.create_missing_branches:
+        raise ConfigError(
+            f"{PROJECT}:sourceRepositories: the trigger goes on {' and '.join(trigger.BRANCHES)} of every source "
+            f"repository, and {owner} has no {', '.join(missing)}; create each from the default branch "
+            "(git push origin HEAD:refs/heads/<branch>) or set createMissingBranches: true to have "
+            "`pulumi up` create them"
+        )
+    if settings.dispatch_token_scope == "organization":  # noqa: S105 - a scope, not a secret
+        _check_organization(owner, [*sources.values(), infra], opts)
+    return GithubFacts(infra=infra, sources=sources, branches_to_create=tuple(missing))
+
+
+def repository(owner: str, name: str, key: str, opts: pulumi.InvokeOptions) -> Repository:
+    """The repository as the provider's token sees it; an empty answer is a ConfigError on `key`."""
+    found = github.get_repository(full_name=f"{owner}/{name}", opts=opts)
+    if not found.repo_id or not found.default_branch:
+        raise ConfigError(
+            f"{PROJECT}:{key}: GitHub shows no repository {owner}/{name} to the provider's token; check "
+            "the name and githubOwner, that the repository exists, and that the token can read it "
+            "(a fine-grained token lists the repositories it may access)"
+        )
+    return Repository(name, int(found.repo_id), found.default_branch, found.visibility or "private")
+
+
+def branch_exists(repository_name: str, branch: str, opts: pulumi.InvokeOptions) -> bool:
+    """Whether the branch exists; the provider answers a missing one with an empty sha."""
+    return bool(github.get_branch(repository=repository_name, branch=branch, opts=opts).sha)
+
+
+def _check_organization(owner: str, repositories: list[Repository], opts: pulumi.InvokeOptions) -> None:
+    """An organization secret needs an organization, and GitHub Free gives them to public repositories only."""
+    try:
+        organization = github.get_organization(name=owner, summary_only=True, opts=opts)
+    except Exception as error:  # the provider reports GitHub's 404 as a failed invoke
+        raise ConfigError(
+            f"{PROJECT}:dispatchTokenScope: 'organization' needs githubOwner {owner!r} to be a GitHub "
+            "organization, and GitHub has none by that name (a user account has no organization "
+            "secrets; or the provider's token cannot see it). Use dispatchTokenScope: repository. "
+            f"GitHub said: {error}"
+        ) from None
+    private = [r.name for r in repositories if r.visibility != "public"]
+    if (organization.plan or "").lower() == "free" and private:
+        raise ConfigError(
+            f"{PROJECT}:dispatchTokenScope: organization secrets are not available to private repositories "
+            f"on GitHub Free, and {owner} is on the free plan ({', '.join(private)} are not public); "
+            "use dispatchTokenScope: repository"
+        )

@@ -1,0 +1,158 @@
+"""What GitHub must hold before `pulumi up` writes anything, and what the program's commits carry.
+
+The offline engine plays the provider's answers for what is missing: `getRepository` with an
+empty result, `getBranch` with no sha (both as the provider answers a 404), so these run the real
+program and see what a user with such repositories would see.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from components.settings import ConfigError
+from tools import offline
+
+FILE = "github:index/repositoryFile:RepositoryFile"
+PROVIDER = "github-id"
+
+
+def _owner(stack_config) -> str:
+    return stack_config("production")["githubOwner"]
+
+
+def _nothing_registered_but_the_provider(mocks: offline.OfflineMocks) -> None:
+    """A provider registration writes nothing to GitHub; every other resource would."""
+    assert list(mocks.created) == [PROVIDER]
+
+
+# --- the program's own commits start nothing -----------------------------------------------------
+
+
+def test_every_file_the_program_writes_carries_a_skip_marker(plan_of):
+    files = plan_of("production").of_type(FILE)
+    assert len(files) == 10  # 8 triggers, the central pipeline, the compose file
+    for f in files:
+        assert "[skip ci]" in f.plain("commitMessage"), f.name
+
+
+def test_a_configured_message_without_a_marker_gets_one(run_with, stack_config):
+    commit = {**stack_config("production")["commit"], "message": "chore: platform files"}
+    for f in run_with("production", commit=commit).of_type(FILE):
+        assert f.plain("commitMessage") == "chore: platform files [skip ci]"
+
+
+@pytest.mark.parametrize("marker", ["[ci skip]", "[no ci]", "[skip actions]", "[actions skip]"])
+def test_a_message_with_another_marker_is_left_as_it_is(run_with, stack_config, marker):
+    commit = {**stack_config("production")["commit"], "message": f"chore: platform files {marker}"}
+    compose_file = [f for f in run_with("staging", commit=commit).of_type(FILE)]
+    assert [f.plain("commitMessage") for f in compose_file] == [f"chore: platform files {marker}"]
+
+
+# --- repositories the token cannot see ---------------------------------------------------------------
+
+
+def test_a_missing_source_repository_is_refused_by_name_before_anything_is_written(run_with, stack_config):
+    mocks = offline.OfflineMocks()
+    owner = _owner(stack_config)
+    mocks.missing_repositories.add(f"{owner}/dreamscape-tests")
+    with pytest.raises(ConfigError) as error:
+        run_with("production", mocks=mocks)
+    message = str(error.value)
+    assert message.startswith(
+        f"dreamscape-infra:sourceRepositories[2].name: GitHub shows no repository {owner}/dreamscape-tests "
+        "to the provider's token; check the name and githubOwner"
+    )
+    assert "\n" not in message
+    _nothing_registered_but_the_provider(mocks)
+
+
+@pytest.mark.parametrize("stack", ["dev", "production"])
+def test_a_missing_infra_repository_is_refused_on_every_stack(run_with, stack_config, stack):
+    mocks = offline.OfflineMocks()
+    owner = _owner(stack_config)
+    mocks.missing_repositories.add(f"{owner}/{stack_config(stack)['infraRepository']}")
+    with pytest.raises(ConfigError, match=rf"^dreamscape-infra:infraRepository: GitHub shows no repository {owner}/"):
+        run_with(stack, mocks=mocks)
+    _nothing_registered_but_the_provider(mocks)
+
+
+def test_the_organization_secret_gets_ids_from_the_same_lookup(run_with, stack_config):
+    """No repository is looked up twice, and the secret names exactly the ids GitHub reported."""
+    mocks = offline.OfflineMocks()
+    plan = run_with("production", mocks=mocks, dispatchTokenScope="organization")
+    looked_up = [args["fullName"] for token, args in mocks.calls if token.endswith("getRepository")]
+    assert len(looked_up) == len(set(looked_up)) == 5
+    [secret] = plan.of_type("github:index/actionsOrganizationSecret:ActionsOrganizationSecret")
+    assert sorted(secret.plain("selectedRepositoryIds")) == sorted(
+        mocks._repository({"fullName": name})["repoId"] for name in looked_up
+    )
+
+
+def test_an_organization_problem_is_found_before_anything_is_written(run_with, stack_config):
+    mocks = offline.OfflineMocks()
+    mocks.organization_plan = "free"
+    with pytest.raises(ConfigError, match=r"not available to private repositories on GitHub Free"):
+        run_with("production", mocks=mocks, dispatchTokenScope="organization")
+    _nothing_registered_but_the_provider(mocks)
+
+
+# --- trigger branches that do not exist ----------------------------------------------------------------
+
+
+def test_a_repository_without_develop_is_refused_naming_every_missing_branch(run_with):
+    mocks = offline.OfflineMocks()
+    mocks.missing_branches |= {"dreamscape-docs@develop", "dreamscape-tests@develop", "dreamscape-tests@main"}
+    with pytest.raises(ConfigError) as error:
+        run_with("production", mocks=mocks)
+    message = str(error.value)
+    assert re.match(
+        r"dreamscape-infra:sourceRepositories: the trigger goes on main and develop of every source repository, "
+        r"and \S+ has no dreamscape-tests@main, dreamscape-tests@develop, dreamscape-docs@develop; create each "
+        r"from the default branch \(git push origin HEAD:refs/heads/<branch>\) or set createMissingBranches: true",
+        message,
+    ), message
+    _nothing_registered_but_the_provider(mocks)
+
+
+def test_every_trigger_branch_is_looked_up_in_every_source_repository(run_with, stack_config):
+    mocks = offline.OfflineMocks()
+    run_with("production", mocks=mocks)
+    asked = sorted((a["repository"], a["branch"]) for token, a in mocks.calls if token.endswith("getBranch"))
+    repos = [r["name"] for r in stack_config("production")["sourceRepositories"]]
+    assert asked == sorted((r, b) for r in repos for b in ("main", "develop"))
+
+
+def test_stacks_without_the_wiring_look_up_no_branch(run_with):
+    mocks = offline.OfflineMocks()
+    mocks.missing_branches.add("dreamscape-docs@develop")
+    plan = run_with("staging", mocks=mocks)  # the wiring is production's: staging writes no trigger
+    assert not [token for token, _ in mocks.calls if token.endswith("getBranch")]
+    assert plan.outputs["branchesCreated"] == []
+
+
+def test_create_missing_branches_creates_them_from_the_default_branch_and_says_so(run_with):
+    mocks = offline.OfflineMocks()
+    mocks.missing_branches.add("dreamscape-docs@develop")
+    answer = mocks.call_answers["github:index/getRepository:getRepository"]
+    mocks.call_answers["github:index/getRepository:getRepository"] = lambda a: {
+        **answer(a),
+        **({"defaultBranch": "master"} if a["fullName"].endswith("/dreamscape-docs") else {}),
+    }
+    plan = run_with("production", mocks=mocks, createMissingBranches=True)
+    assert plan.outputs["branchesCreated"] == ["dreamscape-docs@develop"]
+    triggers = [f for f in plan.of_type(FILE) if f.plain("file").endswith("trigger-central-cicd.yml")]
+    assert len(triggers) == 8
+    for f in triggers:
+        # Every trigger file may create its branch, so the inputs do not change once it exists.
+        source = "master" if f.plain("repository") == "dreamscape-docs" else "main"
+        assert (f.plain("autocreateBranch"), f.plain("autocreateBranchSourceBranch")) == (True, source), f.name
+    infra = [f for f in plan.of_type(FILE) if not f.plain("file").endswith("trigger-central-cicd.yml")]
+    assert all(f.plain("autocreateBranch") is None for f in infra)  # the infra default branch exists
+
+
+def test_without_create_missing_branches_no_file_may_create_a_branch(plan_of):
+    plan = plan_of("production")
+    assert all(f.plain("autocreateBranch") is None for f in plan.of_type(FILE))
+    assert plan.outputs["branchesCreated"] == []
