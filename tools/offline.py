@@ -16,6 +16,7 @@ import contextvars
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 import runpy
 import sys
@@ -73,6 +74,8 @@ class Plan:
     resources: list[Registered] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+    """What the program logged with `pulumi.log.warn` (a preview shows these as warnings)."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -617,6 +620,20 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+class _Warnings(logging.Handler):
+    """The engine's log of this run: warnings kept for the plan, nothing printed."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+        self.logger = logging.getLogger(f"dreamscape-offline-{id(self)}")
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def _serialize(state: dict[str, Any]):
     from pulumi.runtime.sync_await import _sync_await
 
@@ -720,7 +737,10 @@ def _run_with(
     from pulumi.runtime.stack import wait_for_rpcs
     from pulumi.runtime.sync_await import _sync_await
 
-    pulumi.runtime.set_mocks(mocks, project=settings_module.PROJECT, stack=stack, preview=False, monitor=monitor)
+    warnings = _Warnings()
+    pulumi.runtime.set_mocks(
+        mocks, project=settings_module.PROJECT, stack=stack, preview=False, monitor=monitor, logger=warnings.logger
+    )
     # The SDK's mock settings leave the set of pending outputs to a process-wide default:
     # give each run its own, or a run that failed hands its failed outputs to the next one.
     pulumi_settings.SETTINGS.outputs = set()
@@ -730,7 +750,7 @@ def _run_with(
     else:
         program()
     _sync_await(wait_for_rpcs())
-    plan = Plan(stack=stack, resources=monitor.registered)
+    plan = Plan(stack=stack, resources=monitor.registered, warnings=warnings.messages)
     root = pulumi.runtime.get_root_resource()
     for name, value in (root.outputs if root is not None else {}).items():
         output = pulumi.Output.from_input(value)

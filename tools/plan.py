@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out = sys.stdout
     print(f"Offline plan of stack {args.stack} (Pulumi mock engine: no CLI, no credentials, no network)\n", file=out)
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=out)
+    if plan.warnings:
+        print(file=out)
     print_tree(plan, out)
     custom = [r for r in plan.resources if r.custom]
     print(f"\n{len(custom)} resources in {len(plan.resources) - len(custom)} components\n", file=out)
