@@ -73,6 +73,21 @@ def look_up(settings: Settings, opts: pulumi.InvokeOptions) -> GithubFacts:
     return GithubFacts(infra=infra, sources=sources, branches_to_create=tuple(missing))
 
 
+def warnings(facts: GithubFacts) -> list[str]:
+    """What the user should know before applying, though nothing stops the run."""
+    if facts.infra.visibility != "public":
+        return []
+    private = [name for name, repo in facts.sources.items() if repo.visibility != "public"]
+    if not private:
+        return []
+    return [
+        f"the infra repository {facts.infra.name} is public and builds private repositories "
+        f"({', '.join(private)}): anyone can read its runs' logs and download their artifacts (test reports, "
+        "and for a day the source and image archives handed between jobs); make it private, or keep "
+        "sourceRepositories[].artifacts to reports that reveal nothing"
+    ]
+
+
 def repository(owner: str, name: str, key: str, opts: pulumi.InvokeOptions) -> Repository:
     """The repository as the provider's token sees it; an empty answer is a ConfigError on `key`."""
     found = github.get_repository(full_name=f"{owner}/{name}", opts=opts)

@@ -155,6 +155,8 @@ class Settings:
     oci: OciSettings
     protection: Protection
     allow_paid_shapes: bool
+    artifact_retention_days: int = 7
+    """Days GitHub keeps each run's test reports."""
     create_missing_branches: bool = False
     """Create a source repository's missing `main`/`develop` from its default branch (else refuse)."""
     dispatch_token: pulumi.Output[str] | None = field(default=None, compare=False)
@@ -324,8 +326,9 @@ def _snake(name: str) -> str:
 # --- the schema ----------------------------------------------------------------------------
 
 ARTIFACT_PATH_PATTERN = r"^[A-Za-z0-9_.*][A-Za-z0-9_.*/-]*$"
-DEFAULT_ARTIFACTS = ("dist", "build", "coverage", "reports", "test-results")
-"""Where npm builds and test runners usually write their outputs and reports."""
+DEFAULT_ARTIFACTS = ("reports", "test-results")
+"""Where test runners usually write their reports. Build outputs and coverage (which embeds the
+source) are left out by default: artifacts of a public infra repository are public."""
 
 _COMPONENT = _object(
     {
@@ -449,6 +452,7 @@ _TOP: dict[str, _Field] = {
     "protection": _Field(_PROTECTION, required=False),
     "allowPaidShapes": _Field(_boolean, required=False, default=False),
     "createMissingBranches": _Field(_boolean, required=False, default=False),
+    "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
 
@@ -497,6 +501,7 @@ def parse(
         protection=values["protection"] or Protection(),
         allow_paid_shapes=values["allow_paid_shapes"],
         create_missing_branches=values["create_missing_branches"],
+        artifact_retention_days=values["artifact_retention_days"],
         dispatch_token=dispatch_token,
     )
     _check_components_unique(settings)

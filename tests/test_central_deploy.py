@@ -21,6 +21,7 @@ from components.settings import SourceRepository
 from components.workflows import central
 from tests import conftest
 from tests.central_support import (
+    DISPATCH_TOKEN,
     central_document,
     central_text,
     dispatch_github,
@@ -111,10 +112,13 @@ def run_deploy(
         "ref": "refs/heads/main",
         "sha": sha,
     }
+    published = " ".join(f"{c}={image(c, sha)}" for c in components)
     with stand_in(SETTINGS) as api:
+        api.branch_heads[(outputs["source_repo"].lower(), "main")] = sha  # the newest commit of main
         context = Context(
             github=dispatch_github(SETTINGS, api, f"{repository.kind}-changed", {}),
             secrets={
+                central.TOKEN: DISPATCH_TOKEN,
                 "VM_HOST_PRODUCTION": "127.0.0.1",
                 "SSH_PRIVATE_KEY_PRODUCTION": server.ci_key.path.read_text(),
                 "SSH_KNOWN_HOSTS_PRODUCTION": server.known_hosts_line,
@@ -127,6 +131,7 @@ def run_deploy(
                 "resolve": {"result": "success", "outputs": outputs},
                 "build-test": {"result": "success", "outputs": {}},
                 "security-scan": {"result": "success", "outputs": {}},
+                "publish": {"result": "success", "outputs": {"images": published}},
             },
         )
         result = run_job(on_local_sshd(document, server), "deploy", context, uses={"actions/checkout": checkout})
@@ -174,7 +179,8 @@ def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, serve
     sha = sha_of("services release")
     result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha)
     assert result.status == "success", result.log
-    assert result.step("images").outputs["pairs"] == " ".join(f"{c}={image(c, sha)}" for c in names(SERVICES))
+    [ssh] = [s for s in result.steps if "DEPLOY_IMAGES" in s.env]
+    assert ssh.env["DEPLOY_IMAGES"] == " ".join(f"{c}={image(c, sha)}" for c in names(SERVICES))  # publish's
     assert server.running() == {c: (image(c, sha), "healthy") for c in names(SERVICES)} | frontend_running
     logins = [c for c in server.calls() if "login" in c["argv"]]
     assert len(logins) == 3 and {c["stdin"] for c in logins} == {JOB_TOKEN + "\n"}
@@ -254,4 +260,7 @@ def test_the_job_uses_the_deploy_secrets_of_its_own_environment_only(plan_of) ->
             f" || needs.resolve.outputs.environment == 'production' && secrets.{name}_PRODUCTION || '' }}}}"
         )
     assert ssh_step["env"]["DEPLOY_COMPOSE_FILE"] == "deploy/compose.${{ needs.resolve.outputs.environment }}.yml"
-    assert central.TOKEN not in json.dumps(deploy)
+    # DISPATCH_TOKEN reads the branch head only; the step that reaches the VM never holds it.
+    assert central.TOKEN not in json.dumps(ssh_step)
+    [newest] = [s for s in deploy["steps"] if s.get("id") == "newest"]
+    assert newest["env"][central.TOKEN] == f"${{{{ secrets.{central.TOKEN} }}}}"

@@ -50,8 +50,8 @@ def expected_state(results: dict[str, str], deploy: bool) -> str:
     if results["build-test"] != "success" or results["security-scan"] != "success":
         return "error"
     if deploy:
-        return "success" if results["deploy"] == "success" else "error"
-    return "success" if results["deploy"] == "skipped" else "error"
+        return "success" if results["publish"] == results["deploy"] == "success" else "error"
+    return "success" if results["publish"] == results["deploy"] == "skipped" else "error"
 
 
 def resolve_outputs(sha: str, deploy: bool) -> dict[str, str]:
@@ -65,8 +65,11 @@ def resolve_outputs(sha: str, deploy: bool) -> dict[str, str]:
     }
 
 
-def run_report(workflow, api: GitHubAPI, results: dict[str, str], outputs: dict[str, str]) -> JobResult:
+def run_report(
+    workflow, api: GitHubAPI, results: dict[str, str], outputs: dict[str, str], superseded: str = ""
+) -> JobResult:
     needs = {job: {"result": results[job], "outputs": outputs if job == "resolve" else {}} for job in JOBS}
+    needs["deploy"]["outputs"] = {"superseded": superseded} if results["deploy"] == "success" else {}
     github = dispatch_github(SETTINGS, api, "services-changed", {})
     context = Context(github=github, secrets={central.TOKEN: DISPATCH_TOKEN}, needs=needs)
     return run_job(workflow, "report", context, extra_env=RETRY_ENV)
@@ -126,13 +129,15 @@ def test_report_posts_the_right_state_for_every_combination_of_results(workflow)
 @pytest.mark.parametrize(
     ("results", "deploy", "state", "description"),
     [
-        (("success",) * 4, True, "success", "Built, tested, scanned and deployed to production"),
-        (("success", "success", "success", "skipped"), False, "success", "Built, tested and scanned; not deployed"),
-        (("success", "failure", "success", "skipped"), True, "failure", "Failed: build-test"),
-        (("success", "failure", "failure", "skipped"), True, "failure", "Failed: build-test, security-scan"),
-        (("success", "success", "success", "failure"), True, "failure", "Failed: deploy"),
-        (("success", "success", "cancelled", "skipped"), True, "error", "Cancelled before the end"),
-        (("cancelled", "skipped", "skipped", "skipped"), True, "error", "Refused or interrupted before the build"),
+        (("success",) * 5, True, "success", "Built, tested, scanned and deployed to production"),
+        (("success",) * 3 + ("skipped",) * 2, False, "success", "Built, tested and scanned; not deployed"),
+        (("success", "failure", "success", "skipped", "skipped"), True, "failure", "Failed: build-test"),
+        (("success", "failure", "failure") + ("skipped",) * 2, True, "failure", "Failed: build-test, security-scan"),
+        (("success",) * 3 + ("failure", "skipped"), True, "failure", "Failed: publish"),
+        (("success",) * 4 + ("failure",), True, "failure", "Failed: deploy"),
+        (("success", "success", "cancelled", "skipped", "skipped"), True, "error", "Cancelled before the end"),
+        (("success",) * 3 + ("skipped",) * 2, True, "error", "The publish or the deploy to production did not run"),
+        (("cancelled",) + ("skipped",) * 4, True, "error", "Refused or interrupted before the build"),
     ],
 )
 def test_report_descriptions(workflow, results, deploy, state, description) -> None:
@@ -144,6 +149,18 @@ def test_report_descriptions(workflow, results, deploy, state, description) -> N
     assert (status["state"], status["description"][: len(description)]) == (state, description)
     assert status["context"] == central.STATUS_CONTEXT
     assert status["target_url"] == "https://github.com/DREAMSCAPE-AI/dreamscape-infra/actions/runs/1000001"
+
+
+def test_a_superseded_run_succeeds_and_says_which_commit_superseded_it(workflow) -> None:
+    newer = sha_of("newer commit")
+    with stand_in(SETTINGS) as api:
+        sha = sha_of("superseded")
+        results = dict.fromkeys(JOBS, "success")
+        result = run_report(workflow, api, results, resolve_outputs(sha, True), superseded=newer)
+        [status] = api.statuses[(SOURCE.lower(), sha)]
+    assert result.status == "success", result.log
+    assert status["state"] == "success"
+    assert status["description"] == f"Built, tested and scanned; not deployed: superseded by {newer[:12]}"
 
 
 def test_the_summary_table_shows_the_run(workflow) -> None:
@@ -161,7 +178,7 @@ def test_the_summary_table_shows_the_run(workflow) -> None:
 
 def test_a_refused_request_gets_a_summary_but_no_status(workflow) -> None:
     with stand_in(SETTINGS) as api:
-        results = {"resolve": "failure", "build-test": "skipped", "security-scan": "skipped", "deploy": "skipped"}
+        results = {"resolve": "failure", **dict.fromkeys(JOBS[1:], "skipped")}
         result = run_report(workflow, api, results, {})
         assert api.requests == []
     assert result.status == "success"
@@ -185,7 +202,13 @@ DOCS_EXAMPLE_SHA = "5d1c0e7a9b3f42c8e6a1d0f9b7c4e2a8f3b6d9c1"
 
 DOCS_EXAMPLES = {
     "deployed": dict.fromkeys(JOBS, "success"),
-    "failed": {"resolve": "success", "build-test": "failure", "security-scan": "success", "deploy": "skipped"},
+    "failed": {
+        "resolve": "success",
+        "build-test": "failure",
+        "security-scan": "skipped",
+        "publish": "skipped",
+        "deploy": "skipped",
+    },
 }
 """The job results of each example in docs/central.md (a production run from main)."""
 

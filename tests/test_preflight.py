@@ -156,3 +156,27 @@ def test_without_create_missing_branches_no_file_may_create_a_branch(plan_of):
     plan = plan_of("production")
     assert all(f.plain("autocreateBranch") is None for f in plan.of_type(FILE))
     assert plan.outputs["branchesCreated"] == []
+
+
+# --- what the plan warns about ---------------------------------------------------------------------------------
+
+
+def test_a_public_infra_repository_building_a_private_one_is_warned_about(run_with, stack_config, tmp_path):
+    owner = _owner(stack_config)
+    mocks = offline.OfflineMocks()
+    mocks.public_repositories |= {f"{owner}/dreamscape-infra", f"{owner}/dreamscape-docs"}
+    plan = run_with("production", mocks=mocks)
+    [warning] = plan.warnings
+    assert warning.startswith(
+        "the infra repository dreamscape-infra is public and builds private repositories "
+        "(dreamscape-services, dreamscape-frontend, dreamscape-tests): anyone can read"
+    )
+
+
+def test_no_warning_when_the_infra_repository_is_private_or_everything_is_public(run_with, stack_config):
+    owner = _owner(stack_config)
+    assert run_with("production").warnings == []  # every repository private
+    mocks = offline.OfflineMocks()
+    mocks.public_repositories |= {f"{owner}/{r['name']}" for r in stack_config("production")["sourceRepositories"]}
+    mocks.public_repositories.add(f"{owner}/dreamscape-infra")
+    assert run_with("production", mocks=mocks).warnings == []

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from components import settings
 from components.settings import ConfigError
 from tests.test_settings import edit, parse, raw
 
 
-def test_artifacts_default_to_the_usual_output_folders() -> None:
+def test_artifacts_default_to_test_reports_only() -> None:
+    """Build outputs and coverage carry the source: an artifact of a public infra repository is public."""
     repositories = parse("dev", raw("dev")).source_repositories
-    assert all(r.artifacts == settings.DEFAULT_ARTIFACTS for r in repositories)
-    assert settings.DEFAULT_ARTIFACTS == ("dist", "build", "coverage", "reports", "test-results")
+    assert all(r.artifacts == ("reports", "test-results") for r in repositories)
+
+
+def test_artifact_retention_defaults_to_a_week_and_is_bounded() -> None:
+    assert parse("dev", raw("dev")).artifact_retention_days == 7
+    assert parse("dev", edit(raw("dev"), "artifactRetentionDays", 30)).artifact_retention_days == 30
+    for bad in (0, 91, "7", True):
+        with pytest.raises(ConfigError, match=r"artifactRetentionDays: expected a whole number from 1 to 90"):
+            parse("dev", edit(raw("dev"), "artifactRetentionDays", bad))
 
 
 def test_artifacts_from_config() -> None:

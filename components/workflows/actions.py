@@ -1,6 +1,7 @@
 """The one table of third-party actions, each pinned to the commit its release tag points to.
 
-Source: shared/pinned-actions.md (read from each action's own repository). A workflow names
+Source: shared/pinned-actions.md (read from each action's own repository), and the same
+reading for the one action that list lacks (download-artifact). A workflow names
 an action through `uses()`, never by hand, so a bump is one line here and a golden diff.
 """
 
@@ -22,6 +23,8 @@ PINNED: dict[str, PinnedAction] = {
         PinnedAction("actions/checkout", "v7.0.1", "3d3c42e5aac5ba805825da76410c181273ba90b1"),
         PinnedAction("actions/setup-python", "v7.0.0", "5fda3b95a4ea91299a34e894583c3862153e4b97"),
         PinnedAction("actions/upload-artifact", "v7.0.0", "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f"),
+        # Read from actions/download-artifact: the commit tag v8.0.1 points to.
+        PinnedAction("actions/download-artifact", "v8.0.1", "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c"),
         PinnedAction("actions/create-github-app-token", "v3.1.1", "1b10c78c7865c340bc4f6099eb2f838309f1e8c3"),
         PinnedAction("pulumi/actions", "v7.0.0", "8e5e406f4007fca908480587cb9893c07090f58d"),
         PinnedAction("aquasecurity/trivy-action", "v0.36.0", "ed142fd0673e97e23eac54620cfb913e5ce36c25"),

@@ -3,21 +3,31 @@
     .github/workflows/central-dispatch.yml   on the infra repository's default branch
 
 Started by a source repository's trigger (`repository_dispatch`, one event type per kind) or by
-hand (`workflow_dispatch`, the only way to deploy dev). Five jobs:
+hand (`workflow_dispatch`, the only way to deploy dev). Six jobs, each in one trust tier
+(DESIGN.md, "Trust tiers"; `TIERS`): a source repository's code runs only in `build-test`,
+which holds no secret, no write scope and no token that reaches anything (`permissions: {}`),
+and which no later job trusts but through the artifacts it leaves, checked on the way:
 
 - `resolve` checks the payload against the contract in `rules.py` and the allowlist of
   repositories and components from the stack config, recomputes environment and deploy from
   the ref (a mismatch is refused), checks with the compare API that the commit is on the named
   branch of the source repository, and posts `pending` on that commit with a link to the run.
   A payload it refuses gets an `error` status on the source commit when repository and sha are
-  valid. Its outputs (`OUTPUTS`) are what every later job reads.
-- `build-test` (one job per component) checks the source out at the sha, runs the repository's
-  configured build and test commands, uploads test reports and build outputs, builds the
-  component's image, and pushes `<registry>/<component>:<sha>` for the target environment's
-  platform only when the run deploys.
-- `security-scan` scans the source tree (vulnerabilities, secrets, misconfigurations) with trivy.
-- `deploy` runs in GitHub environment `<env>`, one at a time per environment, and hands the
-  environment's compose file and the new images to the deploy program over SSH.
+  valid. Its outputs (`OUTPUTS`) are what every later job reads. It then checks the source out
+  at the sha (with DISPATCH_TOKEN, not kept) and hands it on as an archive (artifact `source`).
+- `build-test` (one job per component, untrusted) unpacks that archive, runs the repository's
+  configured build and test commands, uploads test reports, and builds the component's image
+  for the target environment's platform without pushing it: the image leaves as an archive.
+- `security-scan` scans the source tree (vulnerabilities, secrets, misconfigurations) and each
+  image archive (vulnerabilities, secrets) with trivy, whose binary and database come fresh
+  from upstream on every run (no Actions cache, which the untrusted job could write), and
+  outputs the sha256 of each archive it passed.
+- `publish` (only when the run deploys) runs no source code: it pushes each scanned archive,
+  checked against those sha256 sums, under `<registry>/<component>:<sha>-<os>-<arch>-<run>`
+  (never over an existing tag) and outputs `<component>=<registry>/<component>@sha256:...`.
+- `deploy` runs in GitHub environment `<env>`, one at a time per environment: an automatic run
+  whose commit is no longer its branch's head deploys nothing ("superseded"); otherwise it hands
+  the environment's compose file and the images, by digest, to the deploy program over SSH.
 - `report` always runs: the final commit status and a summary table.
 
 Every shell body is rendered here from data (`rules.py`, the settings) and reads event data
@@ -52,14 +62,15 @@ MAX_DESCRIPTION = 139
 OUTPUTS = ("environment", "deploy", "components", "source_repo", "ref", "sha")
 """`resolve`'s job outputs: the contract every later job reads."""
 
-JOBS = ("resolve", "build-test", "security-scan", "deploy", "report")
+JOBS = ("resolve", "build-test", "security-scan", "publish", "deploy", "report")
 REPORTED_JOBS = JOBS[:-1]
 """The jobs whose results the report lists and judges."""
 
 PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "resolve": {},
-    "build-test": {"packages": ("write", "push <registry>/<component>:<sha> with this job's own token")},
+    "build-test": {},
     "security-scan": {"contents": ("read", "the trivy action fetches trivy with this job's token")},
+    "publish": {"packages": ("write", "push the scanned images; this job runs no source code")},
     "deploy": {
         "contents": ("read", "check out this repository's compose files"),
         "packages": ("read", "the VM pulls this run's images with this job's token"),
@@ -68,8 +79,19 @@ PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
 }
 """Each job's token permissions with the reason, written beside each line of the rendered file.
 
-An empty set: the job calls the API on source repositories with DISPATCH_TOKEN only.
+An empty set: the job calls the API on source repositories with DISPATCH_TOKEN only, or (build-test)
+holds nothing at all.
 """
+
+TIERS = {
+    "resolve": "gate",
+    "build-test": "untrusted",
+    "security-scan": "gate",
+    "publish": "gate",
+    "deploy": "deploy",
+    "report": "gate",
+}
+"""Each job's trust tier (DESIGN.md): only `untrusted` runs a source repository's code."""
 
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 """Trivy's severities, lowest first; the scan fails on the configured one and every one above."""
@@ -80,9 +102,21 @@ PLATFORM_ARCHITECTURES = {"linux/amd64": "X64", "linux/arm64": "ARM64"}
 GITHUB_REGISTRY = "ghcr.io"
 
 SOURCE_DIR = "source"
-"""Where build-test and security-scan check the source repository out."""
+"""Where resolve checks the source repository out, and where later jobs unpack it."""
+SOURCE_ARTIFACT = "source"
+"""The source tree at the sha, as resolve packed it (tar keeps modes and symlinks)."""
+SOURCE_ARCHIVE = "source.tar.gz"
+IMAGE_ARTIFACT = "image-"
+"""`image-<component>`: the image build-test built, a `docker save` archive named IMAGE_ARCHIVE."""
+IMAGE_ARCHIVE = "image.tar"
+IMAGES_DIR = "images"
+"""Where security-scan and publish download the image artifacts (one folder per artifact)."""
+TRANSFER_RETENTION_DAYS = 1
+"""The source and image archives only travel between this run's jobs."""
+TRIVY_CACHE = "${{ github.workspace }}/.cache/trivy"
+"""trivy's database, as the trivy action downloads it for this job (its default cache-dir)."""
 
-TIMEOUTS = {"resolve": 5, "build-test": 45, "security-scan": 20, "report": 5}
+TIMEOUTS = {"resolve": 10, "build-test": 45, "security-scan": 20, "publish": 15, "report": 5}
 """Minutes; the deploy step's comes from the deploy settings (`deploy_timeout`), its job's five more."""
 PULL_ALLOWANCE_SECONDS = deploy_program.PULL_TIMEOUT_SECONDS
 """What the deploy program allows `docker compose pull`; part of the deploy job's time budget."""
@@ -99,6 +133,7 @@ class CentralArgs:
     """A native arm64 runner for images of arm64 environments; None: QEMU on an x86 runner."""
     deploy_secret_layout: str
     deploy: Deploy
+    artifact_retention_days: int = 7
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CentralArgs:
@@ -110,6 +145,7 @@ class CentralArgs:
             arm_runner_label=settings.arm_runner_label,
             deploy_secret_layout=settings.deploy_secret_layout,
             deploy=settings.deploy,
+            artifact_retention_days=settings.artifact_retention_days,
         )
 
     def full_name(self, repo: SourceRepository) -> str:
@@ -395,14 +431,46 @@ def _deployable_case(args: CentralArgs, variable: str) -> list[str]:
     return lines
 
 
+def _platform_lines() -> list[str]:
+    """Sets `platform` to the environment's DEPLOY_PLATFORM_<ENV> variable, or fails naming it."""
+    lines = ['case "$ENVIRONMENT" in']
+    for env in rules.ENVIRONMENTS:
+        lines.append(
+            f'  {env}) variable={names.platform_variable(env)} platform="${{{names.platform_variable(env)}}}" ;;'
+        )
+    platforms = " or ".join(PLATFORM_ARCHITECTURES)
+    lines += [
+        '  *) fail "unknown environment" ;;',
+        "esac",
+        'case "$platform" in',
+        f"  {' | '.join(PLATFORM_ARCHITECTURES)}) ;;",
+        f'  *) fail "the infra repository variable ${{variable}} is missing or not {platforms}:'
+        ' pulumi up on the ${ENVIRONMENT} stack sets it" ;;',
+        "esac",
+    ]
+    return lines
+
+
+def _platform_env() -> dict[str, str]:
+    return {
+        "ENVIRONMENT": _expr(_resolved("environment")),
+        **{names.platform_variable(env): _expr(f"vars.{names.platform_variable(env)}") for env in rules.ENVIRONMENTS},
+    }
+
+
+_FAIL = """\
+fail() {
+  echo "::error title=$FAIL_TITLE::$1"
+  exit 1
+}"""
+
+
 def _plan_body(args: CentralArgs) -> str:
     """Whether this component gets an image, and for which platform; fails on a missing variable."""
     lines = [
         shell.STRICT,
-        "fail() {",
-        '  echo "::error title=Build plan::$1"',
-        "  exit 1",
-        "}",
+        "FAIL_TITLE='Build plan'",
+        _FAIL,
         f"component_pattern={shell.quote(rules.COMPONENT_PATTERN)}",
         'if [[ ! "$COMPONENT" =~ $component_pattern ]]; then',
         '  fail "not a component name"',
@@ -415,36 +483,23 @@ def _plan_body(args: CentralArgs) -> str:
         f'if [[ "$image" == true && ! -f "{SOURCE_DIR}/${{COMPONENT}}/Dockerfile" ]]; then',
         '  fail "${COMPONENT}/Dockerfile is missing: each component of a deployable repository builds an image"',
         "fi",
-        "push=false platform='' qemu=false",
+        "# A run that deploys builds for the environment's platform; any other, natively.",
+        "platform='' qemu=false",
         'if [[ "$image" == true && "$DEPLOY" == true ]]; then',
-        "  push=true",
-        '  case "$ENVIRONMENT" in',
-    ]
-    for env in rules.ENVIRONMENTS:
-        lines.append(
-            f'    {env}) variable={names.platform_variable(env)} platform="${{{names.platform_variable(env)}}}" ;;'
-        )
-    lines += [
-        '    *) fail "unknown environment" ;;',
-        "  esac",
+        *(f"  {line}" for line in _platform_lines()),
         '  case "$platform" in',
     ]
     for platform, arch in PLATFORM_ARCHITECTURES.items():
         lines.append(f'    {platform}) [[ "$RUNNER_ARCH" == {arch} ]] || qemu=true ;;')
-    platforms = " or ".join(PLATFORM_ARCHITECTURES)
     lines += [
-        f'    *) fail "the infra repository variable ${{variable}} is missing or not {platforms}:'
-        ' pulumi up on the ${ENVIRONMENT} stack sets it" ;;',
         "  esac",
         "fi",
         "{",
         '  echo "image=${image}"',
-        '  echo "push=${push}"',
         '  echo "platform=${platform}"',
         '  echo "qemu=${qemu}"',
-        '  echo "tag=${REGISTRY}/${COMPONENT}:${SHA}"',
         '} >> "$GITHUB_OUTPUT"',
-        'echo "image: ${image}, push: ${push}, platform: ${platform:-native}, QEMU: ${qemu}"',
+        'echo "image: ${image}, platform: ${platform:-native}, QEMU: ${qemu}"',
     ]
     return "\n".join(lines)
 
@@ -470,20 +525,68 @@ def _command_body(args: CentralArgs, which: str) -> str:
     return "\n".join(lines)
 
 
-def _checkout_source() -> dict[str, Any]:
-    return {
-        "name": "Check out the source repository at the commit",
-        "uses": actions.uses("actions/checkout"),
-        "with": {
-            "repository": _expr(_resolved("source_repo")),
-            "ref": _expr(_resolved("sha")),
-            "path": SOURCE_DIR,
-            # A private source repository is readable with DISPATCH_TOKEN only; it is not kept
-            # in .git/config, so the commands that follow cannot reach it.
-            "token": _expr(f"secrets.{TOKEN}"),
-            "persist-credentials": False,
+def _hand_on_source() -> list[dict[str, Any]]:
+    """resolve's last steps: the source at the sha, packed for the jobs that build and scan it."""
+    return [
+        {
+            "name": "Check out the source repository at the commit",
+            "uses": actions.uses("actions/checkout"),
+            "with": {
+                "repository": _expr("steps.resolve.outputs.source_repo"),
+                "ref": _expr("steps.resolve.outputs.sha"),
+                "path": SOURCE_DIR,
+                # A private source repository is readable with DISPATCH_TOKEN only; it is not
+                # kept in .git/config, and nothing of the source runs in this job.
+                "token": _expr(f"secrets.{TOKEN}"),
+                "persist-credentials": False,
+            },
         },
-    }
+        {
+            "name": "Pack the source",
+            "shell": "bash",
+            "run": "\n".join(
+                [
+                    "set -euo pipefail",
+                    "# tar keeps file modes and symlinks, which an artifact's zip would lose; no .git.",
+                    f'tar --create --gzip --file "$RUNNER_TEMP/{SOURCE_ARCHIVE}" --exclude=./.git'
+                    f" --directory {SOURCE_DIR} .",
+                ]
+            ),
+        },
+        {
+            "name": "Hand the source on",
+            "uses": actions.uses("actions/upload-artifact"),
+            "with": {
+                "name": SOURCE_ARTIFACT,
+                "path": f"${{{{ runner.temp }}}}/{SOURCE_ARCHIVE}",
+                "retention-days": TRANSFER_RETENTION_DAYS,
+                "if-no-files-found": "error",
+            },
+        },
+    ]
+
+
+def _unpack_source() -> list[dict[str, Any]]:
+    """The source tree resolve packed, at SOURCE_DIR (no token: the artifact belongs to this run)."""
+    return [
+        {
+            "name": "Fetch the source",
+            "uses": actions.uses("actions/download-artifact"),
+            "with": {"name": SOURCE_ARTIFACT, "path": "${{ runner.temp }}/source-archive"},
+        },
+        {
+            "name": "Unpack the source",
+            "shell": "bash",
+            "run": "\n".join(
+                [
+                    "set -euo pipefail",
+                    f"mkdir -p {SOURCE_DIR}",
+                    f'tar --extract --gzip --file "$RUNNER_TEMP/source-archive/{SOURCE_ARCHIVE}"'
+                    f" --directory {SOURCE_DIR}",
+                ]
+            ),
+        },
+    ]
 
 
 def _resolve_job(args: CentralArgs) -> dict[str, Any]:
@@ -506,7 +609,8 @@ def _resolve_job(args: CentralArgs) -> dict[str, Any]:
                     TOKEN: _expr(f"secrets.{TOKEN}"),
                 },
                 "run": _resolve_body(args),
-            }
+            },
+            *_hand_on_source(),
         ],
     }
 
@@ -518,6 +622,22 @@ def _runs_on_for_images(args: CentralArgs) -> str:
     platform = platform.removesuffix(" }}")
     return _expr(
         f"{_resolved('deploy')} == 'true' && ({platform}) == 'linux/arm64' && '{args.arm_runner_label}' || '{RUNNER}'"
+    )
+
+
+def _build_image_body() -> str:
+    """Build into the runner's engine, then save the image as an archive: nothing is pushed from here."""
+    return "\n".join(
+        [
+            "set -euo pipefail",
+            'tag="dreamscape-build/${COMPONENT}:${SHA}"',
+            'args=(--provenance=false --sbom=false --load --tag "$tag")',
+            'if [[ -n "$PLATFORM" ]]; then',
+            '  args+=(--platform "$PLATFORM")',
+            "fi",
+            f'docker buildx build "${{args[@]}}" "{SOURCE_DIR}/${{COMPONENT}}"',
+            f'docker save --output "${{RUNNER_TEMP}}/{IMAGE_ARCHIVE}" "$tag"',
+        ]
     )
 
 
@@ -533,28 +653,23 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
         "needs": "resolve",
         "runs-on": _runs_on_for_images(args),
         "timeout-minutes": TIMEOUTS["build-test"],
-        # No DISPATCH_TOKEN and no deploy secret reaches the steps that run the source's commands.
+        # Untrusted: the source's commands, its dependencies' install scripts and its Dockerfile
+        # run here. No secret, no write scope, no registry login; the job's token has no scope.
         "permissions": _permissions("build-test"),
         "strategy": {
             "fail-fast": False,
             "matrix": {"component": _expr(f"fromJSON({_resolved('components')})")},
         },
         "steps": [
-            _checkout_source(),
+            *_unpack_source(),
             {
                 "name": "Plan the image",
                 "id": "plan",
                 "shell": "bash",
                 "env": {
                     **resolved_env,
-                    "SHA": _expr(_resolved("sha")),
-                    "ENVIRONMENT": _expr(_resolved("environment")),
                     "DEPLOY": _expr(_resolved("deploy")),
-                    "REGISTRY": args.registry,
-                    **{
-                        names.platform_variable(env): _expr(f"vars.{names.platform_variable(env)}")
-                        for env in rules.ENVIRONMENTS
-                    },
+                    **_platform_env(),
                 },
                 "run": _plan_body(args),
             },
@@ -571,13 +686,14 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
                 "run": _command_body(args, "test"),
             },
             {
-                "name": "Upload test reports and build outputs",
+                "name": "Upload test reports",
                 "if": "always() && steps.plan.outcome == 'success'",
                 "uses": actions.uses("actions/upload-artifact"),
                 "with": {
-                    "name": f"build-test-{component}",
+                    "name": f"test-reports-{component}",
                     "path": "\n".join(f"{SOURCE_DIR}/{component}/{path}" for path in artifact_paths),
                     "if-no-files-found": "warn",
+                    "retention-days": args.artifact_retention_days,
                 },
             },
             {
@@ -587,13 +703,166 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
                 "with": {"platforms": _expr("steps.plan.outputs.platform")},
             },
             {
-                "name": "Set up Docker Buildx",
+                "name": "Build the image (never pushed from here)",
                 "if": "steps.plan.outputs.image == 'true'",
-                "uses": actions.uses("docker/setup-buildx-action"),
+                "shell": "bash",
+                "env": {
+                    "COMPONENT": component,
+                    "SHA": _expr(_resolved("sha")),
+                    "PLATFORM": _expr("steps.plan.outputs.platform"),
+                },
+                "run": _build_image_body(),
             },
             {
+                "name": "Hand the image on to the scan",
+                "if": "steps.plan.outputs.image == 'true'",
+                "uses": actions.uses("actions/upload-artifact"),
+                "with": {
+                    "name": f"{IMAGE_ARTIFACT}{component}",
+                    "path": f"${{{{ runner.temp }}}}/{IMAGE_ARCHIVE}",
+                    "retention-days": TRANSFER_RETENTION_DAYS,
+                    "if-no-files-found": "error",
+                },
+            },
+        ],
+    }
+
+
+def _download_images() -> dict[str, Any]:
+    return {
+        "name": "Fetch the image archives",
+        "uses": actions.uses("actions/download-artifact"),
+        "with": {"pattern": f"{IMAGE_ARTIFACT}*", "path": IMAGES_DIR},
+    }
+
+
+def _scan_images_body() -> str:
+    """Each image archive through trivy (the binary the action installed); their sha256 as an output."""
+    return "\n".join(
+        [
+            "set -euo pipefail",
+            "scanned=()",
+            "shopt -s nullglob",
+            f"for archive in {IMAGES_DIR}/{IMAGE_ARTIFACT}*/{IMAGE_ARCHIVE}; do",
+            '  folder="${archive%/*}"',
+            f'  component="${{folder#{IMAGES_DIR}/{IMAGE_ARTIFACT}}}"',
+            '  echo "Scanning the image of ${component}"',
+            '  trivy image --input "$archive" --scanners vuln,secret --severity "$SEVERITY" --exit-code 1 \\',
+            "    --no-progress --format table",
+            '  digest="$(sha256sum "$archive")"',
+            '  scanned+=("${component}=sha256:${digest%% *}")',
+            "done",
+            'echo "scanned=${scanned[*]}" >> "$GITHUB_OUTPUT"',
+            'echo "Passed: ${scanned[*]:-no image in this run}"',
+        ]
+    )
+
+
+def _security_scan_job(args: CentralArgs) -> dict[str, Any]:
+    severity = severities_from(args.scan_severity)
+    return {
+        "name": "Security scan",
+        "needs": ["resolve", "build-test"],
+        "runs-on": RUNNER,
+        "timeout-minutes": TIMEOUTS["security-scan"],
+        "permissions": _permissions("security-scan"),
+        "outputs": {"scanned": _expr("steps.images.outputs.scanned")},
+        "steps": [
+            *_unpack_source(),
+            {
+                "name": f"Scan the source tree (fails at {args.scan_severity} and above)",
+                "uses": actions.uses("aquasecurity/trivy-action"),
+                "with": {
+                    "scan-type": "fs",
+                    "scan-ref": SOURCE_DIR,
+                    "scanners": "vuln,secret,misconfig",
+                    "severity": severity,
+                    "exit-code": "1",
+                    "format": "table",
+                    "hide-progress": "true",
+                    # No Actions cache: a job running source code can write this run's cache
+                    # entries, so trivy and its database come fresh from upstream every time.
+                    "cache": "false",
+                },
+            },
+            _download_images(),
+            {
+                "name": f"Scan each image (fails at {args.scan_severity} and above)",
+                "id": "images",
+                "shell": "bash",
+                "env": {"SEVERITY": severity, "TRIVY_CACHE_DIR": TRIVY_CACHE},
+                "run": _scan_images_body(),
+            },
+        ],
+    }
+
+
+def _publish_body() -> str:
+    """Push each scanned archive under a new tag naming its platform; output the digests."""
+    lines = [
+        shell.STRICT,
+        "FAIL_TITLE=Publish",
+        _FAIL,
+        *_platform_lines(),
+        'platform_tag="${platform//\\//-}"',
+        "# security-scan's output: `<component>=sha256:<sum>` of each archive the scan passed.",
+        "declare -A passed=()",
+        'read -r -a scanned <<< "$SCANNED_ARCHIVES"',
+        'for pair in "${scanned[@]}"; do',
+        '  passed["${pair%%=*}"]="${pair#*=}"',
+        "done",
+        "# resolve's components output is a JSON array of checked names.",
+        'names="$(jq -r \'.[]\' <<< "$COMPONENTS_JSON")"',
+        'mapfile -t components <<< "$names"',
+        "pairs=()",
+        'for name in "${components[@]}"; do',
+        f'  archive="{IMAGES_DIR}/{IMAGE_ARTIFACT}${{name}}/{IMAGE_ARCHIVE}"',
+        '  [[ -f "$archive" ]] || fail "no image archive for ${name}"',
+        '  digest="$(sha256sum "$archive")"',
+        '  if [[ "sha256:${digest%% *}" != "${passed[$name]:-none}" ]]; then',
+        '    fail "the archive of ${name} is not the one the scan passed"',
+        "  fi",
+        '  loaded="$(docker load --quiet --input "$archive" | sed -n \'s/^Loaded image: //p\' | tail -n 1)"',
+        '  [[ -n "$loaded" ]] || fail "the archive of ${name} holds no tagged image"',
+        '  built="$(docker image inspect --format \'{{.Os}}/{{.Architecture}}\' "$loaded")"',
+        '  if [[ "$built" != "$platform" ]]; then',
+        '    fail "the image of ${name} is built for ${built}, the ${ENVIRONMENT} environment runs ${platform}"',
+        "  fi",
+        '  tag="${REGISTRY}/${name}:${SHA}-${platform_tag}-${GITHUB_RUN_ID}.${GITHUB_RUN_ATTEMPT}"',
+        "  # A tag is never moved to another image: this run's tags are new, or the run stops. The",
+        '  # engine asks the registry (TLS as configured); any answer but "unknown" stops the run.',
+        '  if docker pull --quiet "$tag" > "$RUNNER_TEMP/pull.log" 2>&1; then',
+        '    fail "${tag} already exists; it is never replaced"',
+        "  fi",
+        "  if ! grep -qiE 'manifest unknown|not found' \"$RUNNER_TEMP/pull.log\"; then",
+        '    fail "could not tell whether ${tag} exists: $(tail -n 1 "$RUNNER_TEMP/pull.log")"',
+        "  fi",
+        '  docker tag "$loaded" "$tag"',
+        '  docker push --quiet "$tag" > /dev/null',
+        '  reference="$(docker image inspect --format \'{{join .RepoDigests "\\n"}}\' "$tag" |',
+        '    grep -F -m 1 "${REGISTRY}/${name}@sha256:")" || fail "no digest for ${tag} after the push"',
+        '  pairs+=("${name}=${reference}")',
+        '  echo "Pushed ${tag} as ${reference}"',
+        "done",
+        'echo "images=${pairs[*]}" >> "$GITHUB_OUTPUT"',
+    ]
+    return "\n".join(lines)
+
+
+def _publish_job(args: CentralArgs) -> dict[str, Any]:
+    return {
+        "name": "Publish the scanned images",
+        "needs": ["resolve", "build-test", "security-scan"],
+        "if": f"{_resolved('deploy')} == 'true'",
+        "runs-on": RUNNER,
+        "timeout-minutes": TIMEOUTS["publish"],
+        # The only job with a write scope; it runs nothing of the source, only docker on archives.
+        "permissions": _permissions("publish"),
+        "outputs": {"images": _expr("steps.push.outputs.images")},
+        "steps": [
+            _download_images(),
+            {
                 "name": "Log in to the registry",
-                "if": "steps.plan.outputs.push == 'true'",
                 "uses": actions.uses("docker/login-action"),
                 "with": {
                     "registry": _registry_host(args),
@@ -602,60 +871,46 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
                 },
             },
             {
-                "name": "Build the image (and push it when the run deploys)",
-                "if": "steps.plan.outputs.image == 'true'",
-                "uses": actions.uses("docker/build-push-action"),
-                "with": {
-                    "context": f"{SOURCE_DIR}/{component}",
-                    "platforms": _expr("steps.plan.outputs.platform"),
-                    "push": _expr("steps.plan.outputs.push == 'true'"),
-                    "tags": _expr("steps.plan.outputs.tag"),
+                "name": "Push the scanned images",
+                "id": "push",
+                "shell": "bash",
+                "env": {
+                    **_platform_env(),
+                    "COMPONENTS_JSON": _expr(_resolved("components")),
+                    "SCANNED_ARCHIVES": _expr("needs.security-scan.outputs.scanned"),
+                    "REGISTRY": args.registry,
+                    "SHA": _expr(_resolved("sha")),
                 },
+                "run": _publish_body(),
             },
         ],
     }
 
 
-def _security_scan_job(args: CentralArgs) -> dict[str, Any]:
-    return {
-        "name": "Security scan",
-        "needs": "resolve",
-        "runs-on": RUNNER,
-        "timeout-minutes": TIMEOUTS["security-scan"],
-        "permissions": _permissions("security-scan"),
-        "steps": [
-            _checkout_source(),
-            {
-                "name": f"Scan the source tree (fails at {args.scan_severity} and above)",
-                "uses": actions.uses("aquasecurity/trivy-action"),
-                "with": {
-                    "scan-type": "fs",
-                    "scan-ref": SOURCE_DIR,
-                    "scanners": "vuln,secret,misconfig",
-                    "severity": severities_from(args.scan_severity),
-                    "exit-code": "1",
-                    "format": "table",
-                    "hide-progress": "true",
-                },
-            },
-        ],
-    }
-
-
-def _images_body() -> str:
-    """`<component>=<registry>/<component>:<sha>` for each component of the run, for the deploy."""
+def _newest_body() -> str:
+    """Newest wins: an automatic run deploys only while its commit is still its branch's head."""
     return "\n".join(
         [
-            "set -euo pipefail",
-            "# resolve's components output is a JSON array of checked names.",
-            'names="$(jq -r \'.[]\' <<< "$COMPONENTS_JSON")"',
-            'mapfile -t components <<< "$names"',
-            "pairs=()",
-            'for name in "${components[@]}"; do',
-            '  pairs+=("${name}=${REGISTRY}/${name}:${SHA}")',
-            "done",
-            'echo "pairs=${pairs[*]}" >> "$GITHUB_OUTPUT"',
-            "printf '%s\\n' \"${pairs[@]}\"",
+            shell.STRICT,
+            shell.api_function(),
+            'branch="${REF#refs/heads/}"',
+            f'if ! github_api GET "/repos/${{SOURCE_REPO}}/git/ref/heads/${{branch}}" "${TOKEN}"; then',
+            f'  echo "::error title=Branch head::HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
+            ' may read ${SOURCE_REPO}"',
+            "  exit 1",
+            "fi",
+            'head="$(jq -r \'.object.sha // ""\' "$api_body")"',
+            "superseded=''",
+            'if [[ "$head" == "$SHA" ]]; then',
+            '  echo "${SHA} is the head of ${branch}: deploying it."',
+            'elif [[ "$EVENT_NAME" == workflow_dispatch ]]; then',
+            '  echo "::notice title=Older commit::${branch} is at ${head}; this manual run deploys ${SHA} on purpose."',
+            "else",
+            '  superseded="$head"',
+            '  echo "::notice title=Superseded::${branch} is at ${head} now, which its own run deploys;'
+            ' ${SHA} is not deployed."',
+            "fi",
+            'echo "superseded=${superseded}" >> "$GITHUB_OUTPUT"',
         ]
     )
 
@@ -670,7 +925,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
     environment = _expr(_resolved("environment"))
     env = {
         **{base: secret(base) for base in names.SECRETS},
-        "DEPLOY_IMAGES": _expr("steps.images.outputs.pairs"),
+        "DEPLOY_IMAGES": _expr("needs.publish.outputs.images"),
     }
     login = None
     if _pulls_with_job_token(args):
@@ -699,9 +954,11 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         name=f"Deploy to {environment} over SSH",
         timeout_minutes=step_minutes,
     )
+    # A superseded run deploys nothing: the newer commit's own run deploys it.
+    ssh_step = {"name": ssh_step["name"], "if": "steps.newest.outputs.superseded == ''", **ssh_step}
     return {
         "name": f"Deploy to {environment}",
-        "needs": ["resolve", "build-test", "security-scan"],
+        "needs": ["resolve", "publish"],
         "if": f"{_resolved('deploy')} == 'true'",
         "runs-on": RUNNER,
         "timeout-minutes": step_minutes + 5,
@@ -712,6 +969,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         },
         # One deploy at a time per environment; a newer run waits its turn instead of
         # cancelling a pending one, whose commit would never get a final status.
+        "outputs": {"superseded": _expr("steps.newest.outputs.superseded")},
         "concurrency": {
             "group": f"central-deploy-{environment}",
             "cancel-in-progress": False,
@@ -727,15 +985,17 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
                 },
             },
             {
-                "name": "List the images to deploy",
-                "id": "images",
+                "name": "Check that the commit is still the newest of its branch",
+                "id": "newest",
                 "shell": "bash",
                 "env": {
-                    "COMPONENTS_JSON": _expr(_resolved("components")),
-                    "REGISTRY": args.registry,
+                    "SOURCE_REPO": _expr(_resolved("source_repo")),
+                    "REF": _expr(_resolved("ref")),
                     "SHA": _expr(_resolved("sha")),
+                    "EVENT_NAME": _expr("github.event_name"),
+                    TOKEN: _expr(f"secrets.{TOKEN}"),
                 },
-                "run": _images_body(),
+                "run": _newest_body(),
             },
             ssh_step,
         ],
@@ -773,12 +1033,14 @@ def _report_body() -> str:
             'elif [[ "$BUILD_TEST_RESULT" != success || "$SECURITY_SCAN_RESULT" != success ]]; then',
             "  state=error",
             '  description="Build, test or scan did not run: see the run"',
-            'elif [[ "$DEPLOY" == true && "$DEPLOY_RESULT" != success ]]; then',
+            'elif [[ "$DEPLOY" == true && ( "$PUBLISH_RESULT" != success || "$DEPLOY_RESULT" != success ) ]]; then',
             "  state=error",
-            '  description="The deploy to ${ENVIRONMENT} did not run: see the run"',
-            'elif [[ "$DEPLOY" != true && "$DEPLOY_RESULT" != skipped ]]; then',
+            '  description="The publish or the deploy to ${ENVIRONMENT} did not run: see the run"',
+            'elif [[ "$DEPLOY" != true && ( "$PUBLISH_RESULT" != skipped || "$DEPLOY_RESULT" != skipped ) ]]; then',
             "  state=error",
-            '  description="A deploy ran that was not planned: see the run"',
+            '  description="A publish or a deploy ran that was not planned: see the run"',
+            'elif [[ "$DEPLOY" == true && -n "$SUPERSEDED" ]]; then',
+            '  description="Built, tested and scanned; not deployed: superseded by ${SUPERSEDED:0:12}"',
             'elif [[ "$DEPLOY" == true ]]; then',
             '  description="Built, tested, scanned and deployed to ${ENVIRONMENT}"',
             "else",
@@ -854,6 +1116,7 @@ def _report_job() -> dict[str, Any]:
                     "ENVIRONMENT": _expr(_resolved("environment")),
                     "DEPLOY": _expr(_resolved("deploy")),
                     "COMPONENTS_JSON": _expr(_resolved("components")),
+                    "SUPERSEDED": _expr("needs.deploy.outputs.superseded"),
                     TOKEN: _expr(f"secrets.{TOKEN}"),
                 },
                 "run": _report_body(),
@@ -904,6 +1167,7 @@ def document(args: CentralArgs) -> dict[str, Any]:
             "resolve": _resolve_job(args),
             "build-test": _build_test_job(args),
             "security-scan": _security_scan_job(args),
+            "publish": _publish_job(args),
             "deploy": _deploy_job(args),
             "report": _report_job(),
         },

@@ -185,6 +185,8 @@ class GitHubAPI:
         """(`owner/name`, body) of each accepted repository_dispatch."""
         self.statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}
         """(`owner/name`, sha) -> the statuses created, newest last."""
+        self.branch_heads: dict[tuple[str, str], str] = {}
+        """(`owner/name`, branch) -> the commit the branch points to; any other branch is a 404."""
         self._scripts: dict[str, deque[Reply]] = {}
         self._lock = threading.Lock()
         self._startup_timeout = startup_timeout
@@ -419,6 +421,23 @@ class GitHubAPI:
         with self._lock:
             self.statuses.setdefault((call.repo.lower(), sha), []).append(status)
         return Reply(201, _validated(models.Status, status))
+
+    @route("git-ref", "GET", rf"{_REPO}/git/ref/heads/(?P<branch>.+)")
+    def _git_ref(self, call: Call) -> Reply:
+        """GET /repos/{repo}/git/ref/heads/{branch}: the branch and the commit it points to."""
+        branch = call.params["branch"]
+        with self._lock:
+            sha = self.branch_heads.get((call.repo.lower(), branch))
+        if sha is None:
+            return Reply.not_found()
+        url = f"https://api.github.com/repos/{call.repo}"
+        ref = {
+            "ref": f"refs/heads/{branch}",
+            "node_id": f"REF_offline_{sha[:12]}",
+            "url": f"{url}/git/refs/heads/{branch}",
+            "object": {"type": "commit", "sha": sha, "url": f"{url}/git/commits/{sha}"},
+        }
+        return Reply(200, _validated(models.GitRef, ref))
 
     @route("list-statuses", "GET", rf"{_REPO}/commits/(?P<ref>[^/]+)/statuses")
     def _list_statuses(self, call: Call) -> Reply:
