@@ -199,7 +199,7 @@ def test_apply_goes_dev_staging_production_one_at_a_time():
     assert "needs" not in jobs["up-dev"]
     assert jobs["up-staging"]["needs"] == ["up-dev"]
     assert jobs["up-production"]["needs"] == ["up-staging"]
-    assert jobs["up-production"]["environment"] == "production"
+    assert {job["environment"] for job in jobs.values()} == {"pulumi"}
     for stack in ("dev", "staging", "production"):
         step = step_named("apply.yml", f"up-{stack}", "pulumi up")
         assert step["env"]["STACK"] == stack
@@ -211,6 +211,61 @@ def test_drift_runs_nightly_and_by_hand():
     assert drift["on"] == {"schedule": [{"cron": project.DRIFT_CRON}], "workflow_dispatch": {}}
     assert drift["jobs"]["drift"]["strategy"]["matrix"]["stack"] == ["dev", "staging", "production"]
     assert drift["jobs"]["report"]["needs"] == ["drift"]
+
+
+def test_infra_secrets_reach_only_jobs_in_the_guarded_environments():
+    """`pulumi` admits the default branch alone; `pulumi-preview` waits for a reviewer's approval.
+
+    Repository secrets would reach a workflow edited on any branch: every job that names a
+    secret runs in one of these two environments, and no other job names one.
+    """
+    environments = {}
+    for name, document in documents().items():
+        for job_id, job in document["jobs"].items():
+            names_secret = "secrets." in json.dumps(job)
+            assert names_secret == ("environment" in job), f"{name} {job_id}"
+            if names_secret:
+                environments[(name, job_id)] = job["environment"]
+    assert environments == {
+        ("apply.yml", "up-dev"): "pulumi",
+        ("apply.yml", "up-staging"): "pulumi",
+        ("apply.yml", "up-production"): "pulumi",
+        ("drift.yml", "drift"): "pulumi",
+        ("preview.yml", "preview"): "pulumi-preview",
+    }
+
+
+def test_drift_started_on_another_branch_checks_out_the_default_branch():
+    """workflow_dispatch runs on any branch; the drift job's checkout, as rendered, still takes main."""
+    from tests.harness.workflow import Context, github_context, run_job
+
+    drift = documents()["drift.yml"]
+    job = drift["jobs"]["drift"]
+    [checkout] = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+    only_checkout = {**drift, "jobs": {"drift": {**job, "steps": [checkout]}}}
+    event = {"repository": {"full_name": REPO, "default_branch": "main"}}
+    github = github_context(REPO, "workflow_dispatch", "refs/heads/attacker-branch", "a" * 40, event)
+    seen = []
+    run_job(
+        only_checkout,
+        "drift",
+        Context(github=github, matrix={"stack": "dev"}),
+        uses={"actions/checkout": lambda step, with_, env: seen.append(with_) or {}},
+    )
+    assert seen == [{"ref": "main", "persist-credentials": False}]
+
+
+def test_a_preview_without_credentials_says_the_offline_plan_is_the_preview(runner):
+    step = step_named("preview.yml", "preview", "pulumi preview")
+    empty = {c.env: "" for c in project.CREDENTIALS}
+    result = runner.run(step, stack="dev", **empty)
+    assert result.returncode == 0, result.stderr
+    assert "::notice title=No preview::pulumi-preview holds no credentials" in result.stdout
+    assert (runner.runner_temp / "preview" / "exit-code").read_text() == "offline\n"
+    runner.artifact("preview-dev", {"exit-code": "offline\n"})
+    comment = runner.run(comment_step())
+    assert comment.returncode == 0, comment.stderr
+    assert "| dev | offline plan only (no credentials for previews) | |" in runner.state["comments"][0]["body"]
 
 
 def test_pulumi_cli_matches_the_sdk_pin():

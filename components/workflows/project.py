@@ -14,7 +14,11 @@ committed here, under `.github/workflows/`. `make golden` writes them from this 
 - `drift.yml` (nightly, or by hand): `pulumi preview --refresh --expect-no-changes` of each
   stack; on drift the run fails and one issue names the stacks and resources.
 
-Secrets reach only the steps that run Pulumi, through `env:`.
+Secrets reach only the steps that run Pulumi, through `env:`, and only as secrets of a GitHub
+environment: `pulumi` (apply and drift) admits the default branch alone, so a workflow edited on
+another branch cannot read them; `pulumi-preview` (pull requests) requires a reviewer's
+approval before a pull request's code runs with them. Repository secrets would reach a
+workflow on any branch.
 """
 
 from __future__ import annotations
@@ -37,8 +41,13 @@ PYTHON_VERSION = "3.11"
 STACKS = rules.ENVIRONMENTS
 """Stack names; also the order `apply.yml` goes through them."""
 MATRIX_STACK = "${{ matrix.stack }}"
-PROTECTED_STACK_ENVIRONMENT = {"production": "production"}
-"""Stacks whose apply job runs in a GitHub environment (reviewers, branch policy)."""
+INFRA_ENVIRONMENT = "pulumi"
+"""The GitHub environment holding the infra credentials for apply and drift: its deployment
+branch policy admits the default branch only (docs/operations.md says how to create it)."""
+PREVIEW_ENVIRONMENT = "pulumi-preview"
+"""The environment of secret-bearing pull request previews: required reviewers approve each
+run before it starts; without reviewers it must hold no secret (previews are then offline)."""
+DEFAULT_BRANCH = "${{ github.event.repository.default_branch }}"
 
 PREVIEW_MARKER = "<!-- dreamscape-infra:pulumi-preview -->"
 """First line of the pull request comment; how the comment job finds it again."""
@@ -182,12 +191,19 @@ def _upload(name: str, path: str) -> dict[str, Any]:
     }
 
 
-def _program_steps() -> list[dict[str, Any]]:
-    return [_checkout(), _setup_python(), _program_venv(), _pulumi_cli()]
+def _program_steps(**checkout: Any) -> list[dict[str, Any]]:
+    return [_checkout(**checkout), _setup_python(), _program_venv(), _pulumi_cli()]
 
 
 def _stack_matrix_job(
-    title: str, command: str, script: str, artifact: str, path: str, condition: str | None = None
+    title: str,
+    command: str,
+    script: str,
+    artifact: str,
+    path: str,
+    environment: str,
+    condition: str | None = None,
+    checkout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One job per stack running `command`; the step's output is kept as `<artifact>-<stack>`."""
     job: dict[str, Any] = {"name": f"{title} ({MATRIX_STACK})"}
@@ -198,9 +214,10 @@ def _stack_matrix_job(
             "runs-on": RUNNER,
             "timeout-minutes": 30,
             "permissions": {"contents": "read"},
+            "environment": environment,
             "strategy": {"fail-fast": False, "matrix": {"stack": list(STACKS)}},
             "steps": [
-                *_program_steps(),
+                *_program_steps(**(checkout or {})),
                 _pulumi(command, MATRIX_STACK, script),
                 _upload(f"{artifact}-{MATRIX_STACK}", path),
             ],
@@ -338,9 +355,15 @@ def _offline_plan_job() -> dict[str, Any]:
 
 
 def _preview_job() -> dict[str, Any]:
-    preview = """
+    preview = f"""
         out="$RUNNER_TEMP/preview"
         mkdir -p "$out"
+        if [ -z "${{PULUMI_CONFIG_PASSPHRASE:-}}" ]; then
+          # The environment holds no credentials (no reviewers to approve a run): offline plan only.
+          echo "::notice title=No preview::{PREVIEW_ENVIRONMENT} holds no credentials; the offline plan is the preview"
+          echo offline >"$out/exit-code"
+          exit 0
+        fi
         status=0
         pulumi preview --stack "$STACK" --diff --non-interactive --suppress-outputs --color never \\
           >"$out/preview.txt" 2>&1 || status=$?
@@ -348,13 +371,15 @@ def _preview_job() -> dict[str, Any]:
         echo "$status" >"$out/exit-code"
         exit "$status"
         """
-    # A pull request from a fork gets no secrets: the offline plan covers it.
+    # A pull request from a fork gets no secrets: the offline plan covers it. From this
+    # repository, the run waits for a reviewer of the environment before the code runs.
     return _stack_matrix_job(
         "pulumi preview",
         "pulumi preview",
         preview,
         "preview",
         "${{ runner.temp }}/preview/",
+        environment=PREVIEW_ENVIRONMENT,
         condition=_SAME_REPOSITORY,
     )
 
@@ -377,6 +402,10 @@ def _comment_job() -> dict[str, Any]:
             return
           fi
           code="$(cat "$dir/exit-code")"
+          if [ "$code" = offline ]; then
+            echo "| $stack | offline plan only (no credentials for previews) | |"
+            return
+          fi
           changes="$(awk '/^Resources:/ {{ p = 1; next }} p && NF == 0 {{ exit }} p {{ $1 = $1; print }}' \\
             "$dir/preview.txt" | paste -sd ',' - | sed 's/,/, /g')"
           if [ "$code" = 0 ]; then
@@ -472,9 +501,15 @@ def _apply_job(stack: str, previous: str | None) -> dict[str, Any]:
     job: dict[str, Any] = {"name": f"pulumi up ({stack})"}
     if previous:
         job["needs"] = [f"up-{previous}"]
-    job.update({"runs-on": RUNNER, "timeout-minutes": 60, "permissions": {"contents": "read"}})
-    if stack in PROTECTED_STACK_ENVIRONMENT:
-        job["environment"] = PROTECTED_STACK_ENVIRONMENT[stack]
+    job.update(
+        {
+            "runs-on": RUNNER,
+            "timeout-minutes": 60,
+            "permissions": {"contents": "read"},
+            # Its branch policy admits the default branch alone; reviewers there gate every apply.
+            "environment": INFRA_ENVIRONMENT,
+        }
+    )
     job["steps"] = [*_program_steps(), _pulumi("pulumi up", stack, up)]
     return job
 
@@ -536,6 +571,10 @@ def _drift_job() -> dict[str, Any]:
         detect,
         "drift",
         "${{ runner.temp }}/drift/result.json",
+        environment=INFRA_ENVIRONMENT,
+        # Started by hand on another branch, it still checks the default branch's program
+        # (and the environment refuses that run its credentials anyway).
+        checkout={"name": "Check out the default branch", "ref": DEFAULT_BRANCH},
     )
 
 
