@@ -88,7 +88,7 @@ github_side = GithubSide(
 # --- the shared wiring, on the one stack that owns it ----------------------------------------
 workflow_files: list[str] = []
 token_needs = list(github_side.required_token_permissions)
-if settings.owns_wiring and settings.dispatch_token is not None:
+if settings.owns_wiring and settings.dispatch_token is not None and settings.pipeline_token is not None:
     shared_wiring = wiring.SharedWiring(
         "wiring",
         wiring.SharedWiringArgs(
@@ -96,10 +96,12 @@ if settings.owns_wiring and settings.dispatch_token is not None:
             infra_repository=settings.infra_repository,
             source_repositories=settings.source_repositories,
             dispatch_token=settings.dispatch_token,
+            pipeline_token=settings.pipeline_token,
             dispatch_token_scope=settings.dispatch_token_scope,
             commit=settings.commit,
             github=github_facts,
             create_missing_branches=settings.create_missing_branches,
+            infra_ruleset=settings.infra_ruleset,
             infra_files={central.PATH: central.render(central.CentralArgs.from_settings(settings))},
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),

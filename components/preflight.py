@@ -69,7 +69,7 @@ def look_up(settings: Settings, opts: pulumi.InvokeOptions) -> GithubFacts:
             "`pulumi up` create them"
         )
     if settings.dispatch_token_scope == "organization":  # noqa: S105 - a scope, not a secret
-        _check_organization(owner, [*sources.values(), infra], opts)
+        _check_organization(owner, list(sources.values()), opts)
     return GithubFacts(infra=infra, sources=sources, branches_to_create=tuple(missing))
 
 
@@ -106,7 +106,11 @@ def branch_exists(repository_name: str, branch: str, opts: pulumi.InvokeOptions)
 
 
 def _check_organization(owner: str, repositories: list[Repository], opts: pulumi.InvokeOptions) -> None:
-    """An organization secret needs an organization, and GitHub Free gives them to public repositories only."""
+    """An organization secret needs an organization, and GitHub Free gives them to public repositories only.
+
+    The organization secret is DISPATCH_TOKEN, for the source repositories; the infra repository
+    holds PIPELINE_TOKEN as a repository secret whatever the scope.
+    """
     try:
         organization = github.get_organization(name=owner, summary_only=True, opts=opts)
     except Exception as error:  # the provider reports GitHub's 404 as a failed invoke

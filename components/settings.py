@@ -155,12 +155,18 @@ class Settings:
     oci: OciSettings
     protection: Protection
     allow_paid_shapes: bool
+    infra_ruleset: bool = True
+    """Rulesets that keep every identity but admins and maintainers from writing the infra repository's refs."""
     artifact_retention_days: int = 7
     """Days GitHub keeps each run's test reports."""
     create_missing_branches: bool = False
     """Create a source repository's missing `main`/`develop` from its default branch (else refuse)."""
     dispatch_token: pulumi.Output[str] | None = field(default=None, compare=False)
-    """Secret. Required on the stack that owns the wiring."""
+    """Secret, held by every source repository: may only create dispatch events on the infra
+    repository. Required on the stack that owns the wiring."""
+    pipeline_token: pulumi.Output[str] | None = field(default=None, compare=False)
+    """Secret, held by the infra repository only: reads the source repositories and posts their
+    commit statuses. Required on the stack that owns the wiring."""
 
     @property
     def owns_wiring(self) -> bool:
@@ -438,6 +444,7 @@ _TOP: dict[str, _Field] = {
     "infraRepository": _Field(_string(rules.REPOSITORY_PATTERN, "a GitHub repository name")),
     "wiringStack": _Field(_string(choices=rules.ENVIRONMENTS), required=False, default="production"),
     "dispatchToken": _Field(_string(what="a token"), required=False),
+    "pipelineToken": _Field(_string(what="a token"), required=False),
     "dispatchTokenScope": _Field(_string(choices=("repository", "organization")), required=False, default="repository"),
     "deploySecretLayout": _Field(_string(choices=("repository", "environment")), required=False, default="repository"),
     "commit": _Field(_COMMIT),
@@ -452,11 +459,17 @@ _TOP: dict[str, _Field] = {
     "protection": _Field(_PROTECTION, required=False),
     "allowPaidShapes": _Field(_boolean, required=False, default=False),
     "createMissingBranches": _Field(_boolean, required=False, default=False),
+    "infraRuleset": _Field(_boolean, required=False, default=True),
     "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
 
-SECRET_KEYS = ("dispatchToken",)
+SECRET_KEYS = ("dispatchToken", "pipelineToken")
+WIRING_SECRETS = {
+    "dispatchToken": "creates dispatch events on the infra repository, and nothing else",
+    "pipelineToken": "reads the source repositories and posts their commit statuses",
+}
+"""The secrets the stack that owns the wiring needs, and what each one may do."""
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -467,6 +480,7 @@ def parse(
     stack: str,
     dispatch_token: pulumi.Output[str] | None = None,
     sibling_stacks: Mapping[str, Mapping[str, Any]] | None = None,
+    pipeline_token: pulumi.Output[str] | None = None,
 ) -> Settings:
     """Validate a stack's merged config (keys without namespace, values decoded).
 
@@ -502,17 +516,21 @@ def parse(
         allow_paid_shapes=values["allow_paid_shapes"],
         create_missing_branches=values["create_missing_branches"],
         artifact_retention_days=values["artifact_retention_days"],
+        infra_ruleset=values["infra_ruleset"],
         dispatch_token=dispatch_token,
+        pipeline_token=pipeline_token,
     )
     _check_components_unique(settings)
     _check_network(settings.oci)
     _check_shape(settings.oci)
     _check_protection(settings)
-    if settings.owns_wiring and "dispatchToken" not in raw:
-        raise ConfigError(
-            f"{PROJECT}:dispatchToken: required on the stack that owns the shared wiring "
-            f"({settings.wiring_stack}); set it with `pulumi config set --secret dispatchToken`"
-        )
+    for key, purpose in WIRING_SECRETS.items():
+        if settings.owns_wiring and key not in raw:
+            raise ConfigError(
+                f"{PROJECT}:{key}: required on the stack that owns the shared wiring "
+                f"({settings.wiring_stack}): a token that {purpose}; set it with "
+                f"`pulumi config set --secret {key}`"
+            )
     if sibling_stacks:
         _check_across_stacks(settings, sibling_stacks)
     _check_allowance(settings, allowance_report(environment, settings.oci, sibling_stacks or {}))
@@ -716,9 +734,9 @@ def load() -> Settings:
             continue
         text = config.get(key)
         raw[key] = text if key in _STRING_KEYS else _decode(text)
-    token = config.get_secret("dispatchToken") if "dispatchToken" in raw else None
+    secrets = {key: config.get_secret(key) if key in raw else None for key in SECRET_KEYS}
     stack = pulumi.get_stack()
-    return parse(raw, stack, token, sibling_stacks(stack))
+    return parse(raw, stack, secrets["dispatchToken"], sibling_stacks(stack), pipeline_token=secrets["pipelineToken"])
 
 
 _STRING_KEYS = frozenset(

@@ -4,12 +4,14 @@ Registered by exactly one stack (`wiringStack`). For each source repository, a c
 component named after it (so its URNs do not move when the list is reordered) writes the
 trigger workflow on every long-lived branch (a push runs the workflow file from its own tree),
 with that repository's central repository, event type and components rendered into it.
-`DISPATCH_TOKEN` goes either into each source repository and the infra repository
-(`repository` scope) or into one organization secret limited to those repositories
-(`organization` scope). So each added source repository costs three GitHub resources with
-`repository` scope and two with `organization` scope: each is a write on the first `pulumi up`,
-and the provider spaces writes about a second apart. Files for the infra repository's default
-branch (the central pipeline) come in through `SharedWiringArgs.infra_files`.
+`DISPATCH_TOKEN`, which may only start the pipeline, goes either into each source repository
+(`repository` scope) or into one organization secret limited to them (`organization` scope);
+`PIPELINE_TOKEN`, which reads the sources and posts their statuses, goes into the infra
+repository alone (components/workflows/credentials.py). So each added source repository costs
+three GitHub resources with `repository` scope and two with `organization` scope: each is a
+write on the first `pulumi up`, and the provider spaces writes about a second apart. Files for
+the infra repository's default branch (the central pipeline) come in through
+`SharedWiringArgs.infra_files`.
 
 What GitHub must already hold (repositories, branches, the organization) is looked up before
 anything is registered (components/preflight.py); this component takes those facts as input.
@@ -25,7 +27,10 @@ import pulumi_github as github
 
 from components.preflight import GithubFacts
 from components.settings import Commit, SourceRepository
-from components.workflows import trigger
+from components.workflows import credentials, trigger
+
+RULESET_BYPASS_ROLES = {"admin": 5, "maintain": 2}
+"""Repository roles that may write refs of the infra repository (GitHub's ids; write is 4)."""
 
 REPOSITORY_SCOPE = "repository"
 ORGANIZATION_SCOPE = "organization"
@@ -39,7 +44,9 @@ class SharedWiringArgs:
     """Where the central pipeline runs; the trigger sends its dispatch events there."""
     source_repositories: tuple[SourceRepository, ...]
     dispatch_token: pulumi.Output[str]
-    """Secret: may create dispatch events on the infra repository and read the source ones."""
+    """Secret, for the source repositories: may create dispatch events on the infra repository."""
+    pipeline_token: pulumi.Output[str]
+    """Secret, for the infra repository: reads the source repositories, posts their statuses."""
     dispatch_token_scope: str
     """`repository`: one secret per repository; `organization`: one organization secret."""
     commit: Commit
@@ -48,6 +55,8 @@ class SharedWiringArgs:
     """The repositories as GitHub has them (components/preflight.py)."""
     create_missing_branches: bool = False
     """Trigger files create a missing branch from the repository's default branch."""
+    infra_ruleset: bool = True
+    """Rulesets on the infra repository that keep DISPATCH_TOKEN's identity from writing any ref."""
     infra_files: Mapping[str, str] = field(default_factory=dict)
     """Path -> content, written on the infra repository's default branch (the central pipeline)."""
 
@@ -72,6 +81,11 @@ def required_token_permissions(scope: str) -> tuple[str, ...]:
     ]
     if scope == ORGANIZATION_SCOPE:
         needs.append("admin:org (classic) / organization Secrets: read and write (fine-grained): the DISPATCH_TOKEN")
+    needs.append("repo (classic) / Administration: read and write (fine-grained): the infra repository's rulesets")
+    needs += [
+        f"{c.secret} ({c.config_key}), for {c.lives_in}: {c.permissions}; if stolen: {c.if_stolen}"
+        for c in credentials.ALL
+    ]
     return tuple(needs)
 
 
@@ -127,15 +141,18 @@ class SharedWiring(pulumi.ComponentResource):
             for repo in args.source_repositories
         ]
 
-        self.infra_secret: github.ActionsSecret | None = None
         self.organization_secret: github.ActionsOrganizationSecret | None = None
-        if per_repository:
-            self.infra_secret = _repository_secret(
-                f"{name}-infra-dispatch-token", args.infra_repository, args.dispatch_token, self
-            )
-        else:
+        if not per_repository:
             self.organization_secret = self._organization_secret(name, args)
+        self.infra_secret = _repository_secret(
+            f"{name}-infra-pipeline-token",
+            args.infra_repository,
+            args.pipeline_token,
+            self,
+            secret_name=credentials.PIPELINE.secret,
+        )
 
+        self.infra_rulesets = self._infra_rulesets(name, args) if args.infra_ruleset else []
         self.infra_files: list[github.RepositoryFile] = []
         self.workflow_files: list[str] = [path for repo in self.repositories for path in repo.workflow_files]
         if args.infra_files:
@@ -144,8 +161,8 @@ class SharedWiring(pulumi.ComponentResource):
         self.register_outputs({"workflowFiles": self.workflow_files})
 
     def _organization_secret(self, name: str, args: SharedWiringArgs) -> github.ActionsOrganizationSecret:
-        """One organization secret, visible to the source repositories and the infra repository only."""
-        found = [args.github.sources[repo.name] for repo in args.source_repositories] + [args.github.infra]
+        """One organization secret, visible to the source repositories only (the infra repository needs none)."""
+        found = [args.github.sources[repo.name] for repo in args.source_repositories]
         return github.ActionsOrganizationSecret(
             f"{name}-dispatch-token",
             secret_name=trigger.SECRET,
@@ -154,6 +171,33 @@ class SharedWiring(pulumi.ComponentResource):
             value=args.dispatch_token,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _infra_rulesets(self, name: str, args: SharedWiringArgs) -> list[github.RepositoryRuleset]:
+        """No branch or tag of the infra repository is created, moved or deleted but by its admins
+        and maintainers (RepositoryRole ids 5 and 2 in GitHub's API).
+
+        DISPATCH_TOKEN needs Contents: write on the infra repository to dispatch, which would also
+        let it push a branch there and run that branch's workflows: its identity must hold the
+        Write role (id 4) only, which these rulesets do not exempt. The identity `pulumi up` runs
+        with writes the pipeline's files, so it must be an admin or maintainer.
+        """
+        return [
+            github.RepositoryRuleset(
+                f"{name}-infra-{target}-writes",
+                repository=args.infra_repository,
+                name=f"dreamscape-{target}-writes",
+                target=target,
+                enforcement="active",
+                conditions={"ref_name": {"includes": ["~ALL"], "excludes": []}},
+                rules={"creation": True, "update": True, "deletion": True},
+                bypass_actors=[
+                    {"actor_id": role, "actor_type": "RepositoryRole", "bypass_mode": "always"}
+                    for role in RULESET_BYPASS_ROLES.values()
+                ],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for target in ("branch", "tag")
+        ]
 
     def _write_infra_files(self, name: str, args: SharedWiringArgs) -> None:
         """Files on the infra repository's default branch: the place for the central pipeline."""
@@ -199,12 +243,16 @@ def _managed_file(
 
 
 def _repository_secret(
-    name: str, repository: str, token: pulumi.Output[str], parent: pulumi.Resource
+    name: str,
+    repository: str,
+    token: pulumi.Output[str],
+    parent: pulumi.Resource,
+    secret_name: str = trigger.SECRET,
 ) -> github.ActionsSecret:
     return github.ActionsSecret(
         name,
         repository=repository,
-        secret_name=trigger.SECRET,
+        secret_name=secret_name,
         value=token,
         opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -30,6 +30,7 @@ def settings_of(stack: str, **changes: Any) -> settings_module.Settings:
     raw = settings_module.merged_plain_config(stack)
     raw.update(changes)
     raw.setdefault("dispatchToken", "[secret]")
+    raw.setdefault("pipelineToken", "[secret]")
     return settings_module.parse(raw, stack)
 
 

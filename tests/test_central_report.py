@@ -193,7 +193,7 @@ def test_report_fails_when_the_final_status_cannot_be_posted(workflow) -> None:
         result = run_report(workflow, api, dict.fromkeys(JOBS, "success"), resolve_outputs(sha, True))
     assert result.status == "failure"
     assert "::error title=No final status::HTTP 403" in result.log
-    assert "check that DISPATCH_TOKEN may write commit statuses" in result.log
+    assert "check that PIPELINE_TOKEN may write commit statuses" in result.log
 
 
 DOCS_EXAMPLE_SHA = "5d1c0e7a9b3f42c8e6a1d0f9b7c4e2a8f3b6d9c1"

@@ -274,7 +274,7 @@ def test_a_token_that_cannot_write_statuses_fails_resolve_and_says_which(workflo
         result = run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _valid(sha)))
     reason = refused(result)
     assert "could not post the pending status (HTTP 403" in reason
-    assert "check that DISPATCH_TOKEN may write commit statuses" in reason
+    assert "check that PIPELINE_TOKEN may write commit statuses" in reason
 
 
 def test_the_compare_call_is_retried_on_server_errors(workflow, api: GitHubAPI) -> None:

@@ -104,7 +104,7 @@ def test_every_bad_config_case_exits_2_with_its_message(tmp_path: Path) -> None:
 def test_second_stack_file_claiming_the_wiring_exits_2(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     dev = edit(raw("dev"), "wiringStack", "dev")
-    dev["dispatchToken"] = {"secure": "v1:abc"}
+    dev["dispatchToken"] = dev["pipelineToken"] = {"secure": "v1:abc"}
     write_stack(project, "dev", dev)
     for stack in ("dev", "production"):
         result = plan_cli("--stack", stack, cwd=project)

@@ -258,6 +258,14 @@ BAD = [
         ...,
         r"dispatchToken: required on the stack that owns the shared wiring",
     ),
+    (
+        "wiring owner without the pipeline token",
+        "production",
+        "pipelineToken",
+        ...,
+        r"pipelineToken: required on the stack that owns the shared wiring \(production\): a token that reads "
+        r"the source repositories and posts their commit statuses",
+    ),
 ]
 
 
@@ -282,7 +290,7 @@ def test_stack_name_can_map_to_an_environment() -> None:
 
 def test_second_stack_claiming_the_wiring() -> None:
     dev = edit(raw("dev"), "wiringStack", "dev")
-    dev["dispatchToken"] = "[secret]"
+    dev["dispatchToken"] = dev["pipelineToken"] = "[secret]"
     siblings = {"staging": raw("staging"), "production": raw("production")}
     with pytest.raises(
         ConfigError,

@@ -110,16 +110,21 @@ def test_the_wiring_goes_through_a_provider_for_the_configured_owner(plan_of, st
     assert provider.plain("owner") == stack_config("production")["githubOwner"]
 
 
-def test_dispatch_token_stays_secret_in_every_repository(plan_of):
+def test_each_repository_gets_only_its_own_credential_and_it_stays_secret(plan_of):
+    """Source repositories hold what can only start the pipeline; the infra repository holds the rest."""
     plan = plan_of("production")
     secrets = _wired(plan, SECRET)
-    assert len(secrets) == 5
+    assert {r.plain("repository"): (r.plain("secretName"), r.plain("value")) for r in secrets} == {
+        "dreamscape-services": ("DISPATCH_TOKEN", offline.PLACEHOLDER_PREFIX + "dispatchToken"),
+        "dreamscape-frontend": ("DISPATCH_TOKEN", offline.PLACEHOLDER_PREFIX + "dispatchToken"),
+        "dreamscape-tests": ("DISPATCH_TOKEN", offline.PLACEHOLDER_PREFIX + "dispatchToken"),
+        "dreamscape-docs": ("DISPATCH_TOKEN", offline.PLACEHOLDER_PREFIX + "dispatchToken"),
+        "dreamscape-infra": ("PIPELINE_TOKEN", offline.PLACEHOLDER_PREFIX + "pipelineToken"),
+    }
     for r in secrets:
-        assert r.plain("secretName") == "DISPATCH_TOKEN"
         assert offline.is_secret(r.inputs["value"]), r.name
         assert offline.is_secret(r.outputs["value"]), r.name
         assert "value" in r.options["additionalSecretOutputs"]
-        assert r.plain("value") == offline.PLACEHOLDER_PREFIX + "dispatchToken"
 
 
 def test_workflow_files_output_lists_every_trigger_file(plan_of, stack_config):
@@ -192,8 +197,8 @@ def test_github_resources_per_source_repository_stay_within_budget(run_with, sco
     """Each GitHub resource is a write on the first `pulumi up`, about a second apart.
 
     With `repository` scope a source repository costs its two trigger files and its secret; with
-    `organization` scope its two trigger files. The infra repository's secret, or the one
-    organization secret, is there once however many repositories there are.
+    `organization` scope its two trigger files. The infra repository's PIPELINE_TOKEN, and the
+    one organization secret, are there once however many repositories there are.
     """
     totals = {}
     for count in (1, 4, 30):
@@ -205,7 +210,7 @@ def test_github_resources_per_source_repository_stay_within_budget(run_with, sco
             assert all(r.type.startswith("github:") for r in children), group.name
             assert len(children) == per_repository, (group.name, [r.type for r in children])
         wiring_secrets = [r.type for r in plan.children_of(plan.named("wiring")) if r.type in (SECRET, ORG_SECRET)]
-        assert wiring_secrets == [SECRET if scope == "repository" else ORG_SECRET]
+        assert wiring_secrets == ([SECRET] if scope == "repository" else [ORG_SECRET, SECRET])
         totals[count] = len(_github_resources(plan))
     assert totals[4] - totals[1] == 3 * per_repository, totals
     assert totals[30] - totals[4] == 26 * per_repository, totals
@@ -253,7 +258,11 @@ def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_wit
     mocks = offline.OfflineMocks()
     plan = run_with("production", mocks=mocks, dispatchTokenScope="organization")
     config = stack_config("production")
-    assert _wired(plan, SECRET) == []
+    [infra_secret] = _wired(plan, SECRET)
+    assert (infra_secret.plain("repository"), infra_secret.plain("secretName")) == (
+        "dreamscape-infra",
+        "PIPELINE_TOKEN",
+    )
     [secret] = _wired(plan, ORG_SECRET)
     assert secret.parent_name == "wiring"
     assert secret.plain("secretName") == "DISPATCH_TOKEN"
@@ -261,9 +270,9 @@ def test_organization_scope_gives_one_secret_limited_to_the_repositories(run_wit
     assert offline.is_secret(secret.inputs["value"])
     looked_up = [args["fullName"] for token, args in mocks.calls if token.endswith("getRepository")]
     owner = config["githubOwner"]
-    wanted = [f"{owner}/{r['name']}" for r in config["sourceRepositories"]] + [f"{owner}/{config['infraRepository']}"]
-    assert sorted(set(looked_up)) == sorted(wanted)
-    answered = [mocks._repository({"fullName": name})["repoId"] for name in wanted]
+    sources = [f"{owner}/{r['name']}" for r in config["sourceRepositories"]]
+    assert sorted(set(looked_up)) == sorted([*sources, f"{owner}/{config['infraRepository']}"])
+    answered = [mocks._repository({"fullName": name})["repoId"] for name in sources]  # not the infra repository
     assert sorted(int(i) for i in secret.plain("selectedRepositoryIds")) == sorted(answered)
     [(_, org_args)] = [c for c in mocks.calls if c[0].endswith("getOrganization")]
     assert org_args["name"] == owner and org_args["summaryOnly"] is True
@@ -289,7 +298,7 @@ def test_organization_scope_on_the_free_plan_refuses_private_repositories(run_wi
     config = stack_config("production")
     owner = config["githubOwner"]
     mocks.public_repositories |= {f"{owner}/{r['name']}" for r in config["sourceRepositories"]}
-    mocks.public_repositories.add(f"{owner}/{config['infraRepository']}")
+    # The infra repository may stay private: it holds PIPELINE_TOKEN, not the organization secret.
     assert len(run_with("production", mocks=mocks, dispatchTokenScope="organization").of_type(ORG_SECRET)) == 1
 
 
@@ -298,18 +307,23 @@ def test_organization_scope_on_the_free_plan_refuses_private_repositories(run_wi
 
 def test_the_token_is_never_in_the_plan_output_or_its_json(tmp_path, capsys, run_with):
     sentinel = "ghp_" + "S3cr3tT0k3nThatMustNeverPrint" * 2
-    plan = run_with("production", secret={"dispatchToken": sentinel})
-    assert {r.plain("value") for r in _wired(plan, SECRET)} == {sentinel}
+    pipeline = "github_pat_" + "An0th3rS3cr3tThatMustNeverPrint" * 2
+    plan = run_with("production", secret={"dispatchToken": sentinel, "pipelineToken": pipeline})
+    assert {r.plain("value") for r in _wired(plan, SECRET)} == {sentinel, pipeline}
     plan_tool.print_tree(plan, __import__("sys").stdout)
     text = json.dumps(plan_tool.as_json(plan))
-    assert sentinel not in capsys.readouterr().out
-    assert sentinel not in text
+    printed = capsys.readouterr().out
+    for value in (sentinel, pipeline):
+        assert value not in printed
+        assert value not in text
     assert "[secret]" in text
 
     assert plan_tool.main(["--stack", "production", "--json", str(tmp_path / "plan.json")]) == 0
-    placeholder = offline.PLACEHOLDER_PREFIX + "dispatchToken"
-    assert placeholder not in capsys.readouterr().out
-    assert placeholder not in (tmp_path / "plan.json").read_text()
+    printed = capsys.readouterr().out
+    for key in ("dispatchToken", "pipelineToken"):
+        placeholder = offline.PLACEHOLDER_PREFIX + key
+        assert placeholder not in printed
+        assert placeholder not in (tmp_path / "plan.json").read_text()
 
 
 def test_plan_renders_eight_trigger_files(tmp_path, capsys):
@@ -340,6 +354,7 @@ def _args(**changes) -> wiring.SharedWiringArgs:
             SourceRepository("web", "frontend", True, "true", "true", (RepoComponent("site", 80, "/"),)),
         ),
         "dispatch_token": pulumi.Output.secret("ghp_component"),
+        "pipeline_token": pulumi.Output.secret("github_pat_component"),
         "dispatch_token_scope": "repository",
         "commit": Commit("ci: wiring", "bot", "bot@example.com"),
         "github": GithubFacts(

@@ -45,15 +45,16 @@ from typing import Any
 from components import rules
 from components.environment import compose, deploy_program, names
 from components.settings import Deploy, Settings, SourceRepository
-from components.workflows import actions, deploy_step, emit, shell, trigger
+from components.workflows import actions, credentials, deploy_step, emit, shell
 
 PATH = ".github/workflows/central-dispatch.yml"
 NAME = "Central CI/CD"
 SOURCE = "components/workflows/central.py"
 
 RUNNER = "ubuntu-24.04"
-TOKEN = trigger.SECRET
-"""DISPATCH_TOKEN: may read the source repositories and post statuses on their commits."""
+TOKEN = credentials.PIPELINE.secret
+"""PIPELINE_TOKEN, held by the infra repository alone: reads the source repositories and posts
+statuses on their commits. The source repositories' DISPATCH_TOKEN can do neither."""
 STATUS_CONTEXT = "central-cicd"
 """The context of every commit status this pipeline posts (one line in the source commit's checks)."""
 MAX_DESCRIPTION = 139

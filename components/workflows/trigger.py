@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from components import rules
-from components.workflows import emit, shell
+from components.workflows import credentials, emit, shell
 
 PATH = ".github/workflows/trigger-central-cicd.yml"
 NAME = "Trigger central CI/CD"
@@ -34,8 +34,8 @@ SOURCE = "components/workflows/trigger.py"
 BRANCHES = tuple(rule.branch for rule in rules.BRANCH_RULES if "*" not in rule.branch)
 """The long-lived branches: each needs its own copy, since a push runs the file from its own tree."""
 
-SECRET = "DISPATCH_TOKEN"  # noqa: S105 - the secret's name, not its value
-"""The token that may create dispatch events on the central repository."""
+SECRET = credentials.DISPATCH.secret
+"""The token that may create dispatch events on the central repository, and nothing else."""
 
 MAX_COMPARE_FILES = 300
 """GitHub lists at most this many files in a comparison; a list this long may be cut short."""

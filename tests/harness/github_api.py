@@ -3,6 +3,7 @@
     with GitHubAPI(repositories=["o/src", "o/infra"]) as api:
         api.add_token("ghp_dispatch", write=True)          # may use every repository
         api.add_token("ghs_job", repositories=["o/src"])   # read-only, one repository
+        api.add_token("github_pat_x", repositories=["o/infra"], permissions={"contents": "write"}, actor="bot")
         api.add_comparison("o/src", base, head, files=["auth-service/a.ts"])
         api.script("dispatches", Reply.server_error(), Reply.rate_limited(retry_after=1))
         ... run something with GITHUB_API_URL=api.url ...
@@ -11,8 +12,11 @@
 It listens on 127.0.0.1 (a free port) in a background thread and is strict the way GitHub
 is: a request needs a User-Agent, `Authorization: Bearer <token>` (or `token <token>`) with a
 known token, a supported `X-GitHub-Api-Version` when one is sent, and access to the
-repository (a token that cannot see a repository gets 404, a read-only one gets 403 on a
-write). Request bodies are validated against githubkit's models of GitHub's OpenAPI
+repository (a token that cannot see a repository gets 404). Each route names the
+fine-grained permission GitHub documents for its endpoint; a token without it gets 403
+("Resource not accessible by personal access token"), a classic read-only one 403 on a
+write. Repository rulesets (`add_ruleset`) refuse ref creations and updates with 422 to any
+actor outside their bypass list. Request bodies are validated against githubkit's models of GitHub's OpenAPI
 description (422 with GitHub's error body when invalid), and answers carry GitHub's status
 codes and headers; the JSON answers are themselves validated against the response models.
 
@@ -20,7 +24,7 @@ Every request is recorded (`requests`): method, path, query, headers, raw and pa
 the route it matched, the token it carried and the status it got.
 
 Adding a route: decorate a method taking (`Call`) and returning a `Reply` with
-`@route(name, method, path_pattern)`; named groups of the pattern become `call.params`, a
+`@route(name, method, path_pattern, (permission, level))`; named groups of the pattern become `call.params`, a
 group named `repo` is checked for access. `script(name, *replies)` queues answers a route
 gives before its handler runs again: scripted failures (502, 429 with Retry-After, 401, ...).
 """
@@ -33,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -98,6 +102,29 @@ class Token:
     repositories: frozenset[str] | None
     """Lowercase `owner/name`s it can see; None: every repository the stand-in knows."""
     write: bool
+    permissions: Mapping[str, str] | None = None
+    """A fine-grained token's repository permissions (`contents: write`, `statuses: read`...);
+    None: a classic token, every permission (write only when `write`)."""
+    actor: str | None = None
+    """The login the token acts as (what rulesets compare with their bypass list)."""
+
+    def allows(self, permission: str, level: str) -> bool:
+        if self.permissions is None:
+            return self.write or level == "read"
+        granted = self.permissions.get(permission)
+        return granted == "write" or (granted == "read" and level == "read")
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """A repository ruleset as the stand-in enforces it on ref writes."""
+
+    target: str
+    """`branch` or `tag`."""
+    rules: frozenset[str]
+    """Of `creation`, `update`, `deletion`."""
+    bypass: frozenset[str]
+    """Logins that may bypass it (the stand-in's view of roles, teams and apps)."""
 
 
 @dataclass(frozen=True)
@@ -154,16 +181,21 @@ class _Route:
     pattern: re.Pattern[str]
     handler: Callable[[GitHubAPI, Call], Reply]
     write: bool
+    permission: tuple[str, str]
 
 
 _ROUTES: list[_Route] = []
 
 
-def route(name: str, method: str, pattern: str, write: bool = False):
-    """Register a handler for `method` on paths matching `pattern` (named groups become params)."""
+def route(name: str, method: str, pattern: str, permission: tuple[str, str]):
+    """Register a handler for `method` on paths matching `pattern` (named groups become params).
+
+    `permission` is what GitHub documents for the endpoint: the fine-grained repository
+    permission and the level (`read` or `write`) a token needs.
+    """
 
     def register(handler: Callable[[GitHubAPI, Call], Reply]):
-        _ROUTES.append(_Route(name, method, re.compile(f"^{pattern}$"), handler, write))
+        _ROUTES.append(_Route(name, method, re.compile(f"^{pattern}$"), handler, permission[1] == "write", permission))
         return handler
 
     return register
@@ -185,6 +217,8 @@ class GitHubAPI:
         """(`owner/name`, body) of each accepted repository_dispatch."""
         self.statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}
         """(`owner/name`, sha) -> the statuses created, newest last."""
+        self.rulesets: dict[str, list[Ruleset]] = {}
+        """Lowercase `owner/name` -> its rulesets, enforced on ref creation, update and deletion."""
         self.branch_heads: dict[tuple[str, str], str] = {}
         """(`owner/name`, branch) -> the commit the branch points to; any other branch is a 404."""
         self._scripts: dict[str, deque[Reply]] = {}
@@ -199,9 +233,19 @@ class GitHubAPI:
     def add_repository(self, full_name: str) -> None:
         self.repositories.add(full_name.lower())
 
-    def add_token(self, value: str, repositories: Iterable[str] | None = None, write: bool = True) -> None:
+    def add_token(
+        self,
+        value: str,
+        repositories: Iterable[str] | None = None,
+        write: bool = True,
+        permissions: Mapping[str, str] | None = None,
+        actor: str | None = None,
+    ) -> None:
         scope = frozenset(r.lower() for r in repositories) if repositories is not None else None
-        self.tokens[value] = Token(value, scope, write)
+        self.tokens[value] = Token(value, scope, write, dict(permissions) if permissions is not None else None, actor)
+
+    def add_ruleset(self, repo: str, ruleset: Ruleset) -> None:
+        self.rulesets.setdefault(repo.lower(), []).append(ruleset)
 
     def add_comparison(
         self,
@@ -343,8 +387,13 @@ class GitHubAPI:
             scripted = queue.popleft() if queue else None
         if scripted is not None:
             return scripted, token_value
-        if spec.write and not token.write:
-            return Reply.forbidden("Resource not accessible by integration"), token_value
+        if not token.allows(*spec.permission):
+            message = (
+                "Resource not accessible by personal access token"
+                if token.permissions is not None
+                else "Resource not accessible by integration"
+            )
+            return Reply.forbidden(message), token_value
         parsed = None
         if method in ("POST", "PATCH", "PUT"):
             try:
@@ -361,7 +410,7 @@ class GitHubAPI:
 
     # --- routes ---------------------------------------------------------------------------
 
-    @route("compare", "GET", rf"{_REPO}/compare/(?P<basehead>[^/]+)")
+    @route("compare", "GET", rf"{_REPO}/compare/(?P<basehead>[^/]+)", ("contents", "read"))
     def _compare(self, call: Call) -> Reply:
         base, sep, head = call.params["basehead"].partition("...")
         if not sep or not base or not head:
@@ -371,7 +420,7 @@ class GitHubAPI:
             return Reply.error(404, f"No common ancestor between {base} and {head}.")
         return Reply(200, _validated(models.CommitComparison, _comparison(call.repo, base, head, found)))
 
-    @route("dispatches", "POST", rf"{_REPO}/dispatches", write=True)
+    @route("dispatches", "POST", rf"{_REPO}/dispatches", ("contents", "write"))
     def _dispatch(self, call: Call) -> Reply:
         invalid = _invalid(models.ReposOwnerRepoDispatchesPostBody, call.json)
         if invalid:
@@ -389,7 +438,7 @@ class GitHubAPI:
             self.dispatches.append((call.repo, call.json))
         return Reply(204)
 
-    @route("statuses", "POST", rf"{_REPO}/statuses/(?P<sha>[^/]+)", write=True)
+    @route("statuses", "POST", rf"{_REPO}/statuses/(?P<sha>[^/]+)", ("statuses", "write"))
     def _create_status(self, call: Call) -> Reply:
         sha = call.params["sha"]
         invalid = _invalid(models.ReposOwnerRepoStatusesShaPostBody, call.json)
@@ -422,7 +471,7 @@ class GitHubAPI:
             self.statuses.setdefault((call.repo.lower(), sha), []).append(status)
         return Reply(201, _validated(models.Status, status))
 
-    @route("git-ref", "GET", rf"{_REPO}/git/ref/heads/(?P<branch>.+)")
+    @route("git-ref", "GET", rf"{_REPO}/git/ref/heads/(?P<branch>.+)", ("contents", "read"))
     def _git_ref(self, call: Call) -> Reply:
         """GET /repos/{repo}/git/ref/heads/{branch}: the branch and the commit it points to."""
         branch = call.params["branch"]
@@ -439,7 +488,46 @@ class GitHubAPI:
         }
         return Reply(200, _validated(models.GitRef, ref))
 
-    @route("list-statuses", "GET", rf"{_REPO}/commits/(?P<ref>[^/]+)/statuses")
+    @route("create-ref", "POST", rf"{_REPO}/git/refs", ("contents", "write"))
+    def _create_ref(self, call: Call) -> Reply:
+        """POST /repos/{repo}/git/refs: a new branch or tag, unless a ruleset restricts creations."""
+        invalid = _invalid(models.ReposOwnerRepoGitRefsPostBody, call.json)
+        if invalid:
+            return _unprocessable(invalid, "git/refs#create-a-reference")
+        return self._ref_write(call, call.json["ref"], "creation", call.json["sha"])
+
+    @route("update-ref", "PATCH", rf"{_REPO}/git/refs/(?P<ref>(heads|tags)/.+)", ("contents", "write"))
+    def _update_ref(self, call: Call) -> Reply:
+        """PATCH /repos/{repo}/git/refs/{ref}: moves a branch or tag, unless a ruleset restricts updates."""
+        invalid = _invalid(models.ReposOwnerRepoGitRefsRefPatchBody, call.json)
+        if invalid:
+            return _unprocessable(invalid, "git/refs#update-a-reference")
+        return self._ref_write(call, "refs/" + call.params["ref"], "update", call.json["sha"])
+
+    def _ref_write(self, call: Call, ref: str, rule: str, sha: str) -> Reply:
+        target = "tag" if ref.startswith("refs/tags/") else "branch"
+        with self._lock:
+            rulesets = list(self.rulesets.get(call.repo.lower(), []))
+        for ruleset in rulesets:
+            if ruleset.target == target and rule in ruleset.rules and call.token.actor not in ruleset.bypass:
+                return _unprocessable(
+                    f"Repository rule violations found\n\nCannot {'create' if rule == 'creation' else 'update'} "
+                    f"ref due to {rule}s being restricted.\n",
+                    "repos/rules#about-rulesets",
+                )
+        if target == "branch":
+            with self._lock:
+                self.branch_heads[(call.repo.lower(), ref.removeprefix("refs/heads/"))] = sha
+        url = f"https://api.github.com/repos/{call.repo}"
+        answer = {
+            "ref": ref,
+            "node_id": f"REF_offline_{sha[:12]}",
+            "url": f"{url}/git/{ref}",
+            "object": {"type": "commit", "sha": sha, "url": f"{url}/git/commits/{sha}"},
+        }
+        return Reply(201 if rule == "creation" else 200, _validated(models.GitRef, answer))
+
+    @route("list-statuses", "GET", rf"{_REPO}/commits/(?P<ref>[^/]+)/statuses", ("statuses", "read"))
     def _list_statuses(self, call: Call) -> Reply:
         with self._lock:
             found = list(reversed(self.statuses.get((call.repo.lower(), call.params["ref"]), [])))
