@@ -21,7 +21,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -636,34 +635,22 @@ def test_bad_settings_in_the_request_are_refused_and_change_nothing(server: Depl
 # --- the registry token -------------------------------------------------------------------------
 
 
-class ArgvWatcher:
+class ArgvWatcher(engine.Every):
     """Every command line of the deploy user's processes while a deploy runs (`ps` shows them
-    to every user of the VM), sampled from /proc every few milliseconds."""
+    to every user of the VM), sampled from /proc every 5 ms."""
 
     def __init__(self, uid: int) -> None:
+        super().__init__(0.005, self._sample)
         self.uid = uid
         self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    with contextlib.suppress(OSError):
-                        if entry.stat().st_uid == self.uid:
-                            self.seen.add(
-                                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-                            )
-            time.sleep(0.005)
-
-    def __enter__(self) -> ArgvWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+    def _sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == self.uid:
+                        argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                        self.seen.add(argv.decode("utf-8", "replace"))
 
 
 def test_the_registry_token_travels_on_stdin_and_is_not_kept(server: DeployServer) -> None:

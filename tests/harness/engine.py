@@ -31,6 +31,7 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -106,6 +107,32 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class Every:
+    """Calls `action` every `interval` seconds in a background thread while the `with` block
+    runs (a sampler, a prober); bounded: the thread is joined on exit."""
+
+    def __init__(self, interval: float, action) -> None:
+        self.interval = interval
+        self.action = action
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self.action()
+            next_at += self.interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def terminate(process: subprocess.Popen | None, timeout: float = 10) -> None:
