@@ -42,7 +42,7 @@ state-backend: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) tools/bench.py
 
-## bench-deploy: the deploy's own overhead over a local sshd, median of 20 runs (root)
+## bench-deploy: the deploy on the real Docker engine: deploy and rollback times, failed requests (root)
 .PHONY: bench-deploy
 bench-deploy: $(VENV)/.installed
 	$(PY) tools/bench_deploy.py

@@ -94,3 +94,25 @@ def copy_project(destination: Path) -> Path:
     for folder in ("components", "tools"):
         shutil.copytree(ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return destination
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The real Docker engine's test registries and images (tests/harness/engine.py), for the
+    deploy tests over sshd. Skips saying why when this machine lacks them; fails under CI=true."""
+    from tests.harness import engine, sshd
+
+    require_tool("sshd", "openssh-server")
+    problems = sshd.missing_prerequisites()
+    if problems:
+        message = "; ".join(problems)
+        if IN_CI:
+            pytest.fail(message + " - CI=true requires it")
+        pytest.skip(message)
+    started = engine.Engine().start()
+    try:
+        for variant in engine.VARIANTS:
+            started.build(variant)
+        yield started
+    finally:
+        started.stop()

@@ -1,14 +1,18 @@
-"""The central pipeline's `deploy` job end to end: the rendered job, a real sshd, the real deploy program.
+"""The central pipeline's `deploy` job end to end: the rendered job, a real sshd, the real deploy
+program, a real Docker Engine.
 
 The job is the one the production stack writes; the compose file is the one it writes for
-production. What differs on a test machine is only where the VM is: the SSH user and port
-of the local sshd (tests/harness/sshd.py) replace `deploy` and 22 in the step's `env:`.
+production. What differs on a test machine is only where the VM and the registry are: the
+SSH user and port of the local sshd (tests/harness/sshd.py) replace `deploy` and 22 in the
+step's `env:`, the registry on 127.0.0.1 that wants a login (tests/harness/engine.py)
+replaces ghcr.io, and the gateway publishes on 127.0.0.1 instead of the VM's port 80.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,6 @@ import yaml
 from components.environment import compose
 from components.settings import SourceRepository
 from components.workflows import central
-from tests import conftest
 from tests.central_support import (
     DISPATCH_TOKEN,
     central_document,
@@ -31,6 +34,7 @@ from tests.central_support import (
     stand_in,
 )
 from tests.harness import sshd
+from tests.harness.engine import Engine
 from tests.harness.sshd import DeployServer
 from tests.harness.workflow import Context, JobResult, run_job
 
@@ -38,27 +42,12 @@ pytestmark = pytest.mark.e2e
 
 STACK = "production"
 SETTINGS = settings_of(STACK)
-JOB_TOKEN = "ghs_job_token"
-"""The job's own GITHUB_TOKEN in the harness's github context; the VM pulls with it."""
-
-
-class _PipelineDeployServer(DeployServer):
-    """The deploy tests' server under its own throwaway user, so both can run in one session."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.user = self.user.replace("dsdeploy", "dscentral")
 
 
 @pytest.fixture(scope="module")
-def vm() -> Iterator[DeployServer]:
-    conftest.require_tool("sshd", "openssh-server")
-    problems = sshd.missing_prerequisites()
-    if problems:
-        if conftest.IN_CI:
-            pytest.fail("; ".join(problems) + " - CI=true requires it")
-        pytest.skip("; ".join(problems))
-    server = _PipelineDeployServer().start()
+def vm(docker_engine: Engine) -> Iterator[DeployServer]:
+    # Its own throwaway user and compose project, so it can share the session with the deploy tests.
+    server = DeployServer(docker_engine, user="dscentral").start()
     yield server
     server.stop()
 
@@ -66,13 +55,17 @@ def vm() -> Iterator[DeployServer]:
 @pytest.fixture
 def server(vm: DeployServer) -> DeployServer:
     vm.reset()
-    vm.control(registry_tokens={"ghcr.io": JOB_TOKEN})
     return vm
 
 
 @pytest.fixture(scope="module")
-def compose_text(plan_of) -> str:
-    return rendered_file(plan_of(STACK), compose.path(STACK))[1]
+def compose_text(plan_of, vm: DeployServer) -> str:
+    return vm.local(rendered_file(plan_of(STACK), compose.path(STACK))[1])
+
+
+def registry_path(server: DeployServer) -> str:
+    """Where the run's images are: the test registry that wants a login, under the owner's name."""
+    return f"{server.engine.auth_registry.host}/{SETTINGS.github_owner.lower()}"
 
 
 def ssh_step_of(document: dict[str, Any]) -> dict[str, Any]:
@@ -80,9 +73,15 @@ def ssh_step_of(document: dict[str, Any]) -> dict[str, Any]:
     return step
 
 
-def on_local_sshd(document: dict[str, Any], server: DeployServer) -> dict[str, Any]:
+def on_local_vm(document: dict[str, Any], server: DeployServer) -> dict[str, Any]:
     local = copy.deepcopy(document)
-    ssh_step_of(local)["env"] |= {"DEPLOY_SSH_USER": server.user, "DEPLOY_SSH_PORT": str(server.port)}
+    registry = server.engine.auth_registry
+    ssh_step_of(local)["env"] |= {
+        "DEPLOY_SSH_USER": server.user,
+        "DEPLOY_SSH_PORT": str(server.port),
+        "DEPLOY_REGISTRY": registry.host,
+        "DEPLOY_REGISTRY_USER": registry.user,
+    }
     return local
 
 
@@ -112,11 +111,13 @@ def run_deploy(
         "ref": "refs/heads/main",
         "sha": sha,
     }
-    published = " ".join(f"{c}={image(c, sha)}" for c in components)
+    published = " ".join(f"{c}={image(server, c, sha)}" for c in components)
     with stand_in(SETTINGS) as api:
         api.branch_heads[(outputs["source_repo"].lower(), "main")] = sha  # the newest commit of main
+        github = dispatch_github(SETTINGS, api, f"{repository.kind}-changed", {})
+        github["token"] = server.engine.auth_registry.password  # the job's own token pulls the images
         context = Context(
-            github=dispatch_github(SETTINGS, api, f"{repository.kind}-changed", {}),
+            github=github,
             secrets={
                 central.TOKEN: DISPATCH_TOKEN,
                 "VM_HOST_PRODUCTION": "127.0.0.1",
@@ -134,13 +135,20 @@ def run_deploy(
                 "publish": {"result": "success", "outputs": {"images": published}},
             },
         )
-        result = run_job(on_local_sshd(document, server), "deploy", context, uses={"actions/checkout": checkout})
+        result = run_job(on_local_vm(document, server), "deploy", context, uses={"actions/checkout": checkout})
     assert checkouts == [{"sparse-checkout": compose.DIRECTORY, "persist-credentials": False}]
     return result
 
 
-def image(component: str, sha: str) -> str:
-    return f"{SETTINGS.registry}/{component}:{sha}"
+def image(server: DeployServer, component: str, sha: str) -> str:
+    return f"{registry_path(server)}/{component}:{sha}"
+
+
+def built(server: DeployServer, components: list[str], sha: str, variant: str = "healthy") -> str:
+    """The run's images, pushed to the test registry as its build job would; returns the sha."""
+    for component in components:
+        server.engine.publish(image(server, component, sha), variant)
+    return sha
 
 
 def repository(name: str) -> SourceRepository:
@@ -157,43 +165,51 @@ def names(repository: SourceRepository) -> list[str]:
     return [c.name for c in repository.components]
 
 
+def running_images(server: DeployServer, components: list[str], sha: str) -> dict[str, tuple[str, str]]:
+    return {c: (image(server, c, sha), "healthy") for c in components}
+
+
+def wait_timeouts(result: JobResult) -> list[str]:
+    """The `--wait-timeout` of each `docker compose up` the VM ran, from its progress in the job log."""
+    return re.findall(r"^\$ docker compose .* up --detach --wait --wait-timeout (\d+) ", result.log, re.M)
+
+
+def logged_in_only_on_stdin(server: DeployServer, result: JobResult) -> bool:
+    """The VM logged in to the registry with the job's token, which the job never showed."""
+    token = server.engine.auth_registry.password
+    return "login --username dreamscape-ci --password-stdin" in result.log and token not in result.log + result.summary
+
+
 def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, server, compose_text) -> None:
     """Each run deploys one repository; what was never deployed is left out until its first run."""
     document = central_document(plan_of(STACK))
     assert sorted(names(SERVICES) + names(FRONTEND)) == sorted(DEPLOYABLE)
 
-    services_sha = sha_of("first services release")
+    services_sha = built(server, names(SERVICES), sha_of("first services release"))
     result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), services_sha)
     assert result.status == "success", result.log
-    assert server.running() == {c: (image(c, services_sha), "healthy") for c in names(SERVICES)}
+    assert server.running() == running_images(server, names(SERVICES), services_sha)
     waiting = ", ".join(f"`{c}`" for c in sorted(names(FRONTEND)))
     assert f"Not deployed yet (no image here so far, so not part of this release): {waiting}." in result.summary
+    assert logged_in_only_on_stdin(server, result)
 
-    frontend_sha = sha_of("first frontend release")
+    frontend_sha = built(server, names(FRONTEND), sha_of("first frontend release"))
     result = run_deploy(document, server, compose_text, FRONTEND, names(FRONTEND), frontend_sha)
     assert result.status == "success", result.log
-    frontend_running = {c: (image(c, frontend_sha), "healthy") for c in names(FRONTEND)}
-    assert server.running() == {c: (image(c, services_sha), "healthy") for c in names(SERVICES)} | frontend_running
+    frontend_running = running_images(server, names(FRONTEND), frontend_sha)
+    assert server.running() == running_images(server, names(SERVICES), services_sha) | frontend_running
     assert "Not deployed yet" not in result.summary
 
-    sha = sha_of("services release")
+    sha = built(server, names(SERVICES), sha_of("services release"))
     result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha)
     assert result.status == "success", result.log
     [ssh] = [s for s in result.steps if "DEPLOY_IMAGES" in s.env]
-    assert ssh.env["DEPLOY_IMAGES"] == " ".join(f"{c}={image(c, sha)}" for c in names(SERVICES))  # publish's
-    assert server.running() == {c: (image(c, sha), "healthy") for c in names(SERVICES)} | frontend_running
-    logins = [c for c in server.calls() if "login" in c["argv"]]
-    assert len(logins) == 3 and {c["stdin"] for c in logins} == {JOB_TOKEN + "\n"}
+    assert ssh.env["DEPLOY_IMAGES"] == " ".join(f"{c}={image(server, c, sha)}" for c in names(SERVICES))  # publish's
+    assert server.running() == running_images(server, names(SERVICES), sha) | frontend_running
+    assert logged_in_only_on_stdin(server, result)
     assert SETTINGS.deploy.wait_timeout_seconds != sshd.WAIT_TIMEOUT
-    assert set(wait_timeouts(server)) == {str(SETTINGS.deploy.wait_timeout_seconds)}, "config, not sshd's fallback"
+    assert wait_timeouts(result) == [str(SETTINGS.deploy.wait_timeout_seconds)], "config, not sshd's fallback"
     assert "### dreamscape-deploy on " in result.summary
-    assert JOB_TOKEN not in result.log + result.summary
-
-
-def wait_timeouts(server: DeployServer) -> list[str]:
-    """The `--wait-timeout` of each `docker compose up` the VM ran."""
-    ups = [c["argv"] for c in server.calls() if c["argv"][0] == "compose" and "up" in c["argv"]]
-    return [argv[argv.index("--wait-timeout") + 1] for argv in ups]
 
 
 SETTING_VARIABLES = ("DEPLOY_LOCK_WAIT_SECONDS", "DEPLOY_WAIT_TIMEOUT_SECONDS", "DEPLOY_KEEP_RELEASES")
@@ -223,31 +239,27 @@ def test_the_deploy_settings_of_the_config_travel_with_every_deploy(run_with, pl
     assert job["timeout-minutes"] < shipped_job["timeout-minutes"], "the job's limit follows the configured waits"
 
     for n in range(3):
-        sha = sha_of("keep two", n)
+        sha = built(server, names(SERVICES), sha_of("keep two", n))
         result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha)
         assert result.status == "success", result.log
+        assert wait_timeouts(result) == ["42"]
     releases = sorted(p.name for p in (server.state_dir / "releases").iterdir())
     assert releases == sorted([server.state()["previous"], server.state()["current"]])
-    assert set(wait_timeouts(server)) == {"42"}
     logged = server.syslog()
     assert len(logged) == 3 and all("command='deploy --lock-wait 7 --wait-timeout 42 --keep 2 " in m for m in logged)
 
 
 def test_a_deploy_that_rolls_back_fails_the_job(plan_of, server, compose_text) -> None:
     document = central_document(plan_of(STACK))
-    before = sha_of("bootstrap")
-    assert (
-        server.deploy(
-            {c: image(c, before) for c in DEPLOYABLE}, compose_text, login=("ghcr.io", "DREAMSCAPE-AI", JOB_TOKEN)
-        ).returncode
-        == 0
-    )
-    sha = sha_of("broken release")
-    server.control(registry_tokens={"ghcr.io": JOB_TOKEN}, unhealthy=[image("auth-service", sha)])
+    registry = server.engine.auth_registry
+    before = built(server, DEPLOYABLE, sha_of("bootstrap"))
+    pairs = {c: image(server, c, before) for c in DEPLOYABLE}
+    assert server.deploy(pairs, compose_text, login=(registry.host, registry.user, registry.password)).returncode == 0
+    sha = built(server, ["auth-service"], sha_of("broken release"), "crash")
     result = run_deploy(document, server, compose_text, SERVICES, ["auth-service"], sha)
     assert result.status == "failure"
     assert "::error title=Deploy::rolled back" in result.log
-    assert server.running()["auth-service"] == (image("auth-service", before), "healthy")
+    assert server.running()["auth-service"] == (image(server, "auth-service", before), "healthy")
 
 
 def test_the_job_uses_the_deploy_secrets_of_its_own_environment_only(plan_of) -> None:
@@ -260,7 +272,7 @@ def test_the_job_uses_the_deploy_secrets_of_its_own_environment_only(plan_of) ->
             f" || needs.resolve.outputs.environment == 'production' && secrets.{name}_PRODUCTION || '' }}}}"
         )
     assert ssh_step["env"]["DEPLOY_COMPOSE_FILE"] == "deploy/compose.${{ needs.resolve.outputs.environment }}.yml"
-    # DISPATCH_TOKEN reads the branch head only; the step that reaches the VM never holds it.
+    # PIPELINE_TOKEN reads the branch head only; the step that reaches the VM never holds it.
     assert central.TOKEN not in json.dumps(ssh_step)
     [newest] = [s for s in deploy["steps"] if s.get("id") == "newest"]
     assert newest["env"][central.TOKEN] == f"${{{{ secrets.{central.TOKEN} }}}}"

@@ -134,3 +134,24 @@ def test_the_health_command_fails_when_nothing_listens(health_server: int) -> No
     require_tool("curl", "curl")
     command = compose.health_command(1, "/health")
     assert subprocess.run(["sh", "-c", command], capture_output=True, timeout=30).returncode != 0
+
+
+def seconds(duration: str) -> float:
+    value = re.fullmatch(r"(\d+)(ms|s)", duration)
+    assert value, duration
+    return int(value.group(1)) / (1000 if value.group(2) == "ms" else 1)
+
+
+def test_health_is_probed_every_second_while_a_service_starts(plan_of) -> None:
+    """Docker's first probe comes one `start_interval` after start (only while `start_period`
+    runs), else one `interval`: production must be seen healthy well within the shortest
+    health wait the program accepts, or that wait fails every healthy release."""
+    _, content = rendered_file(plan_of("production"), compose.path("production"))
+    for name, service in yaml.safe_load(content)["services"].items():
+        health = service["healthcheck"]
+        assert (health["start_interval"], health["start_period"]) == ("1s", "30s"), name
+        assert (health["interval"], health["timeout"], health["retries"]) == ("10s", "5s", 3), name
+        first_probe = seconds(health["start_interval"])
+        assert seconds(health["start_period"]) > first_probe
+        # Even a first probe that runs to its timeout ends inside the shortest wait.
+        assert first_probe + seconds(health["timeout"]) < deploy_program.WAIT_TIMEOUT.low

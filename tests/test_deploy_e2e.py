@@ -1,66 +1,83 @@
 """The deploy end to end: a real sshd on 127.0.0.1, the CI key's authorized_keys line exactly as
-cloud-init renders it, the real program, and a strict docker stand-in (tests/harness/).
+cloud-init renders it, the real program, and a real Docker Engine with Compose v2, pulling
+busybox images from registries on 127.0.0.1 (tests/harness/).
 
-Locally these skip with the reason when sshd or another prerequisite is missing; under
-CI=true they fail instead.
+Every scenario the engine can play runs on it: releases that are healthy, unhealthy, crash
+looping, slow to answer or missing from the registry, a registry that wants a login, a stack
+stopped or broken by hand. What the program ran is read from its own progress on stderr
+(`$ docker compose ... pull`, `... up`), what runs from `docker compose ps`.
+
+Locally these skip with the reason when sshd, the engine or another prerequisite is
+missing; under CI=true they fail instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
 import json
 import os
 import re
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from components.environment import deploy_program
+from components.environment import compose, deploy_program
 from components.workflows import deploy_step, emit
-from tests import conftest
-from tests.harness import sshd
+from tests.central_support import rendered_file
+from tests.harness import engine, sshd
+from tests.harness.engine import Engine
 from tests.harness.sshd import DeployServer
 
 pytestmark = pytest.mark.e2e
 
 SHA1, SHA2, SHA3 = ("1" * 40, "2" * 40, "3" * 40)
+PORTS = {"auth-service": 3001, "gateway": 8080}
+FAST_HEALTH = {"interval": "1s", "timeout": "2s", "retries": 1, "start_period": "2s", "start_interval": "200ms"}
+"""Short health timings, so an unhealthy release is seen within seconds (production's are in
+components/environment/compose.py; the golden file's own test below runs those)."""
 
 
-def image(component: str, tag: str) -> str:
-    return f"ghcr.io/dreamscape/{component}:{tag}"
-
-
-V1 = {"auth-service": image("auth-service", SHA1), "gateway": image("gateway", SHA1)}
-
-COMPOSE = yaml.safe_dump(
-    {
-        "services": {
-            name: {
-                "image": f"${{{deploy_program.image_variable(name)}:?{name} has no image yet}}",
-                "restart": "unless-stopped",
-                "healthcheck": {"test": ["CMD", "true"], "interval": "5s"},
-            }
-            for name in ("auth-service", "gateway")
+def compose_file(server: DeployServer, **health: str) -> str:
+    """The tests' environment: two services as production renders them (image variable, restart
+    policy, health check with the production command), auth-service published on 127.0.0.1."""
+    services = {}
+    for name, port in PORTS.items():
+        check = ["CMD-SHELL", compose.health_command(port, "/health")]
+        services[name] = {
+            "image": f"${{{deploy_program.image_variable(name)}:?{name} has no image yet}}",
+            "restart": "unless-stopped",
+            "environment": {"PORT": str(port)},
+            "healthcheck": {"test": check, **FAST_HEALTH, **health},
         }
-    },
-    sort_keys=False,
-)
+    services["auth-service"]["ports"] = [f"127.0.0.1:{server.http_port}:{PORTS['auth-service']}"]
+    return yaml.safe_dump({"services": services}, sort_keys=False)
+
+
+def image(server: DeployServer, component: str, tag: str) -> str:
+    return server.engine.registry.image(f"dreamscape/{component}", tag)
+
+
+def v1(server: DeployServer) -> dict[str, str]:
+    return {name: image(server, name, SHA1) for name in PORTS}
+
+
+def publish(server: DeployServer, pairs: dict[str, str], variant: str = "healthy") -> dict[str, str]:
+    for reference in pairs.values():
+        server.engine.publish(reference, variant)
+    return pairs
 
 
 @pytest.fixture(scope="session")
-def deploy_server() -> Iterator[DeployServer]:
-    conftest.require_tool("sshd", "openssh-server")
-    problems = sshd.missing_prerequisites()
-    if problems:
-        message = "; ".join(problems)
-        if conftest.IN_CI:
-            pytest.fail(message + " - CI=true requires it")
-        pytest.skip(message)
-    server = DeployServer().start()
+def deploy_server(docker_engine: Engine) -> Iterator[DeployServer]:
+    server = DeployServer(docker_engine).start()
     try:
         yield server
     finally:
@@ -69,7 +86,9 @@ def deploy_server() -> Iterator[DeployServer]:
 
 @pytest.fixture
 def server(deploy_server: DeployServer) -> DeployServer:
+    """A fresh VM and engine for each test, with the first release's images in the registry."""
     deploy_server.reset()
+    publish(deploy_server, v1(deploy_server))
     return deploy_server
 
 
@@ -77,80 +96,77 @@ def text(result: subprocess.CompletedProcess) -> tuple[str, str]:
     return result.stdout.decode(), result.stderr.decode()
 
 
-CHECKS = ["compose config", "compose config"]
-"""A deploy's checks: the file's services without interpolation, then the interpolated model."""
-DEPLOY_CALLS = [*CHECKS, "compose pull", "compose up"]
+def ran(result: subprocess.CompletedProcess) -> list[list[str]]:
+    """The docker commands the program ran and printed (`$ docker ...`): login, pull, up."""
+    return [line[2:].split(" ") for line in text(result)[1].splitlines() if line.startswith("$ docker ")]
 
 
-def subcommands(calls: list[dict]) -> list[str]:
-    """`compose config`, `compose pull`, `login`... for each recorded docker call."""
-    names = []
-    for call in calls:
-        argv = call["argv"]
-        if argv[0] == "compose":
-            names.append("compose " + next(a for a in argv if a in ("config", "pull", "up", "ps")))
-        else:
-            names.append(argv[2] if argv[0] == "--config" else argv[0])
-    return names
+def steps(result: subprocess.CompletedProcess) -> list[str]:
+    """`login`, `pull`, `up` for each docker command the program printed."""
+    return [next(w for w in argv if w in ("login", "pull", "up")) for argv in ran(result)]
 
 
-def release_of(call: dict) -> str:
-    return Path(call["argv"][call["argv"].index("--project-directory") + 1]).name
+def pulled(result: subprocess.CompletedProcess) -> list[list[str]]:
+    """The services each `compose pull` named."""
+    return [argv[argv.index("pull") + 1 :] for argv in ran(result) if "pull" in argv]
 
 
-def deployed(server: DeployServer, pairs=V1) -> str:
-    result = server.deploy(pairs, COMPOSE)
+def release_of(argv: list[str]) -> str:
+    return Path(argv[argv.index("--project-directory") + 1]).name
+
+
+def healthy(pairs: dict[str, str]) -> dict[str, tuple[str, str]]:
+    return {name: (ref, "healthy") for name, ref in pairs.items()}
+
+
+def container_ids(server: DeployServer) -> dict[str, str]:
+    return {c["Service"]: c["ID"] for c in server.containers()}
+
+
+def deployed(server: DeployServer, pairs: dict[str, str] | None = None, compose: str | None = None, **kwargs) -> str:
+    result = server.deploy(pairs or v1(server), compose or compose_file(server), **kwargs)
     assert result.returncode == 0, text(result)
     return server.state()["current"]
+
+
+def answer(server: DeployServer) -> str:
+    """What the published port answers (the image variant's name on `/`)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/", timeout=5) as response:
+        return response.read().decode().strip()
 
 
 # --- deploys ------------------------------------------------------------------------------------
 
 
 def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeployServer) -> None:
-    result = server.deploy(V1, COMPOSE)
+    compose_text = compose_file(server)
+    result = server.deploy(v1(server), compose_text)
     stdout, stderr = text(result)
     assert result.returncode == 0, (stdout, stderr)
 
     release = server.state()["current"]
     assert re.fullmatch(r"000001-[0-9a-f]{12}", release)
     directory = server.state_dir / "releases" / release
-    assert (directory / "compose.received.yaml").read_text() == COMPOSE
+    assert (directory / "compose.received.yaml").read_text() == compose_text
     assert (directory / ".env").read_text() == (
-        f"AUTH_SERVICE_IMAGE={V1['auth-service']}\nGATEWAY_IMAGE={V1['gateway']}\n"
+        f"AUTH_SERVICE_IMAGE={v1(server)['auth-service']}\nGATEWAY_IMAGE={v1(server)['gateway']}\n"
     )
     model = json.loads((directory / "compose.yaml").read_text())
-    assert {name: service["image"] for name, service in model["services"].items()} == V1
-    assert model["services"]["gateway"]["healthcheck"] == {"test": ["CMD", "true"], "interval": "5s"}
+    assert {name: service["image"] for name, service in model["services"].items()} == v1(server)
 
-    calls = server.calls()
-    assert subcommands(calls) == DEPLOY_CALLS
-
-    def base(file: str) -> list[str]:
-        return [
-            "compose", "--project-name", "dreamscape", "--project-directory", str(directory),
-            "--file", str(directory / file), "--env-file", str(directory / ".env"),
-        ]  # fmt: skip
-
-    assert calls[0]["argv"] == [*base("compose.received.yaml"), "config", "--format", "json", "--no-interpolate"]
-    assert calls[1]["argv"] == [*base("compose.received.yaml"), "config", "--format", "json"]
-    assert calls[2]["argv"] == [*base("compose.yaml"), "pull"]
-    assert calls[3]["argv"] == [
-        *base("compose.yaml"),
-        "up",
-        "--detach",
-        "--wait",
-        "--wait-timeout",
-        str(sshd.WAIT_TIMEOUT),
-        "--remove-orphans",
+    base = [
+        "docker", "compose", "--project-name", server.project, "--project-directory", str(directory),
+        "--file", str(directory / "compose.yaml"), "--env-file", str(directory / ".env"),
+    ]  # fmt: skip
+    assert ran(result) == [
+        [*base, "pull", "auth-service", "gateway"],
+        [*base, "up", "--detach", "--wait", "--wait-timeout", str(sshd.WAIT_TIMEOUT), "--remove-orphans"],
     ]
-    assert {c["uid"] for c in calls} == {server.uid}, "docker runs as the deploy user"
-    assert all(c["stdin"] is None for c in calls)
-
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert server.running() == healthy(v1(server))
+    assert answer(server) == "healthy", "the published port reaches the release"
     assert stdout.startswith("### dreamscape-deploy on ")
     assert ": deployed\n" in stdout
-    assert f"| `auth-service` | `{V1['auth-service']}` |" in stdout
+    assert f"| `auth-service` | `{v1(server)['auth-service']}` |" in stdout
     assert f"Release `{release}` runs and is healthy." in stdout
     assert "Not deployed yet" not in stdout
 
@@ -161,33 +177,79 @@ def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeploySe
 
 def test_deploying_the_running_release_again_changes_nothing(server: DeployServer) -> None:
     release = deployed(server)
-    calls = len(server.calls())
+    before = container_ids(server)
     server.syslog()
 
-    again = server.deploy(V1, COMPOSE)
+    again = server.deploy(v1(server), compose_file(server))
     assert again.returncode == deploy_program.EXIT["NO_CHANGE"], text(again)
-    assert len(server.calls()) == calls, "no docker call for a release that already runs"
+    assert ran(again) == [], "nothing pulled or started for a release docker shows running and healthy"
+    assert container_ids(server) == before
     assert f"Release `{release}` is already running and healthy." in text(again)[0]
     assert "result=no-change" in server.syslog()[0]
 
-    changed = server.deploy(V1, COMPOSE.replace("5s", "6s"))
+    changed = server.deploy(v1(server), compose_file(server, interval="2s"))
     assert changed.returncode == 0, "a new compose file is a new release, even with the same images"
+    assert pulled(changed) == [], "the images did not change: nothing is pulled"
 
 
-def test_a_partial_deploy_keeps_the_other_components_images(server: DeployServer) -> None:
+@pytest.mark.parametrize("by_hand", ["stop", "down"])
+def test_a_stack_stopped_by_hand_is_started_again_by_the_same_deploy(server: DeployServer, by_hand: str) -> None:
+    release = deployed(server)
+    engine.docker("compose", "--project-name", server.project, by_hand)
+    assert all(state != "healthy" for _, state in server.running().values())
+
+    status = text(server.ssh("status"))[0]
+    assert "- healthy: no (auth-service " in status, status
+
+    again = server.deploy(v1(server), compose_file(server))
+    stdout, stderr = text(again)
+    assert again.returncode == deploy_program.EXIT["DEPLOYED"], (stdout, stderr)
+    assert ": started again" in stdout
+    assert f"Release `{release}` was not running as deployed (docker showed: auth-service " in stdout
+    assert server.running() == healthy(v1(server))
+    assert server.state()["current"] == release and server.state()["healthy"] is True
+    assert answer(server) == "healthy"
+    assert "- healthy: yes" in text(server.ssh("status"))[0]
+    assert "result=started-again release=" + release in server.syslog()[-1]
+
+
+def test_a_container_gone_unhealthy_is_recreated_by_the_same_deploy(server: DeployServer) -> None:
+    release = deployed(server)
+    before = container_ids(server)
+    engine.docker("exec", before["gateway"], "rm", "/www/health")
+    deadline = time.monotonic() + 20
+    while server.running()["gateway"][1] != "unhealthy":
+        assert time.monotonic() < deadline, "docker never saw the gateway unhealthy"
+        time.sleep(0.2)
+
+    again = server.deploy(v1(server), compose_file(server))
+    stdout, stderr = text(again)
+    assert again.returncode == deploy_program.EXIT["DEPLOYED"], (stdout, stderr)
+    assert "(docker showed: gateway unhealthy)" in stdout
+    assert ran(again)[-1][-4:] == ["--remove-orphans", "--force-recreate", "--no-deps", "gateway"]
+    after = container_ids(server)
+    assert after["gateway"] != before["gateway"] and after["auth-service"] == before["auth-service"]
+    assert server.running() == healthy(v1(server))
+    assert server.state()["current"] == release
+
+
+def test_a_partial_deploy_pulls_only_what_changes_and_keeps_the_other_images(server: DeployServer) -> None:
     first = deployed(server)
-    second = deployed(server, {"auth-service": image("auth-service", SHA2)})
+    new = publish(server, {"auth-service": image(server, "auth-service", SHA2)})
+    # The registry's retention clean-up removed the gateway image that still runs.
+    server.engine.delete(v1(server)["gateway"])
 
+    result = server.deploy(new, compose_file(server))
+    assert result.returncode == 0, text(result)
+    assert pulled(result) == [["auth-service"]]
+    second = server.state()["current"]
     assert server.state() | {"updated": None} == {
         "current": second,
         "previous": first,
         "healthy": True,
         "updated": None,
     }
-    assert server.running() == {
-        "auth-service": (image("auth-service", SHA2), "healthy"),
-        "gateway": (V1["gateway"], "healthy"),
-    }
+    assert server.running() == healthy({**v1(server), **new})
 
 
 def release_files(server: DeployServer) -> tuple[dict, dict]:
@@ -199,12 +261,18 @@ def release_files(server: DeployServer) -> tuple[dict, dict]:
     )
 
 
+def local_images(server: DeployServer) -> list[str]:
+    listed = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    return sorted(name for name in listed if name.startswith(server.engine.registry.host + "/"))
+
+
 def test_a_fresh_environment_starts_with_the_components_it_is_given(server: DeployServer) -> None:
-    first = server.deploy({"auth-service": V1["auth-service"]}, COMPOSE)
+    auth = {"auth-service": v1(server)["auth-service"]}
+    first = server.deploy(auth, compose_file(server))
     stdout, stderr = text(first)
     assert first.returncode == 0, (stdout, stderr)
-    assert server.running() == {"auth-service": (V1["auth-service"], "healthy")}
-    assert server.world()["images"] == [V1["auth-service"]], "nothing else pulled, no placeholder either"
+    assert server.running() == healthy(auth)
+    assert local_images(server) == [auth["auth-service"]], "nothing else pulled, no placeholder either"
     record, model = release_files(server)
     assert record["not_deployed"] == ["gateway"]
     assert list(model["services"]) == ["auth-service"]
@@ -212,45 +280,46 @@ def test_a_fresh_environment_starts_with_the_components_it_is_given(server: Depl
     assert "left out, never deployed here: gateway" in stderr
     assert "- not deployed yet: `gateway`" in text(server.ssh("status"))[0]
 
-    second = server.deploy({"gateway": V1["gateway"]}, COMPOSE)
+    second = server.deploy({"gateway": v1(server)["gateway"]}, compose_file(server))
     assert second.returncode == 0, text(second)
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert pulled(second) == [["gateway"]]
+    assert server.running() == healthy(v1(server))
     record, model = release_files(server)
     assert record["not_deployed"] == [] and list(model["services"]) == ["auth-service", "gateway"]
     assert "Not deployed yet" not in text(second)[0]
     assert "- not deployed yet: none" in text(server.ssh("status"))[0]
 
-    third = server.deploy({"auth-service": image("auth-service", SHA2)}, COMPOSE)
+    new = publish(server, {"auth-service": image(server, "auth-service", SHA2)})
+    third = server.deploy(new, compose_file(server))
     assert third.returncode == 0, text(third)
-    assert server.running() == {
-        "auth-service": (image("auth-service", SHA2), "healthy"),
-        "gateway": (V1["gateway"], "healthy"),
-    }
+    assert server.running() == healthy({**v1(server), **new})
 
 
 def test_rolling_back_a_first_deploy_of_a_component_removes_it(server: DeployServer) -> None:
-    first = deployed(server, {"auth-service": V1["auth-service"]})
-    deployed(server, {"gateway": V1["gateway"]})
+    auth = {"auth-service": v1(server)["auth-service"]}
+    first = deployed(server, auth)
+    deployed(server, {"gateway": v1(server)["gateway"]})
     result = server.ssh("rollback")
     assert result.returncode == 0, text(result)
     assert server.state()["current"] == first
-    assert server.running() == {"auth-service": (V1["auth-service"], "healthy")}, "exactly the previous release"
+    assert server.running() == healthy(auth), "exactly the previous release"
     assert "Not deployed yet (no image here so far, so not part of this release): `gateway`." in text(result)[0]
     assert "- not deployed yet: `gateway`" in text(server.ssh("status"))[0]
 
 
 def test_a_failed_first_deploy_of_a_component_restores_the_release_without_it(server: DeployServer) -> None:
-    first = deployed(server, {"auth-service": V1["auth-service"]})
-    server.control(unhealthy=[V1["gateway"]])
-    result = server.deploy({"gateway": V1["gateway"]}, COMPOSE)
+    auth = {"auth-service": v1(server)["auth-service"]}
+    first = deployed(server, auth)
+    bad = publish(server, {"gateway": image(server, "gateway", SHA2)}, "unhealthy")
+    result = server.deploy(bad, compose_file(server))
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
     assert server.state()["current"] == first
-    assert server.running() == {"auth-service": (V1["auth-service"], "healthy")}
+    assert server.running() == healthy(auth)
 
 
-def depending(gateway_extra: str) -> str:
-    """COMPOSE, with something added to the gateway service."""
-    return COMPOSE.replace("gateway:\n", "gateway:\n" + gateway_extra, 1)
+def depending(server: DeployServer, gateway_extra: str) -> str:
+    """The tests' compose file, with something added to the gateway service."""
+    return compose_file(server).replace("  gateway:\n", "  gateway:\n" + gateway_extra, 1)
 
 
 @pytest.mark.parametrize(
@@ -264,8 +333,8 @@ def depending(gateway_extra: str) -> str:
     ids=["depends-on", "healthy", "links", "network-mode"],
 )
 def test_a_service_that_needs_a_component_never_deployed_is_refused(server: DeployServer, extra: str) -> None:
-    compose = depending(extra)
-    result = server.deploy({"gateway": V1["gateway"]}, compose)
+    compose_text = depending(server, extra)
+    result = server.deploy({"gateway": v1(server)["gateway"]}, compose_text)
     stdout, stderr = text(result)
     assert result.returncode == deploy_program.EXIT["BAD_INPUT"], (stdout, stderr)
     message = (
@@ -273,22 +342,24 @@ def test_a_service_that_needs_a_component_never_deployed_is_refused(server: Depl
         "deploy auth-service first, or in the same deploy as gateway"
     )
     assert message in stderr and message in stdout
-    assert subcommands(server.calls()) == CHECKS, "nothing pulled, nothing started"
+    assert ran(result) == [], "nothing pulled, nothing started"
     assert list((server.state_dir / "releases").iterdir()) == [], "a refused release is not kept"
 
-    together = server.deploy(V1, compose)
+    together = server.deploy(v1(server), compose_text)
     assert together.returncode == 0, text(together)
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert server.running() == healthy(v1(server))
 
 
 def test_an_optional_dependency_on_a_component_never_deployed_is_dropped(server: DeployServer) -> None:
-    compose = depending("    depends_on:\n      auth-service: {condition: service_started, required: false}\n")
-    result = server.deploy({"gateway": V1["gateway"]}, compose)
+    compose_text = depending(
+        server, "    depends_on:\n      auth-service: {condition: service_started, required: false}\n"
+    )
+    result = server.deploy({"gateway": v1(server)["gateway"]}, compose_text)
     assert result.returncode == 0, text(result)
-    assert server.running() == {"gateway": (V1["gateway"], "healthy")}
+    assert server.running() == healthy({"gateway": v1(server)["gateway"]})
     assert "depends_on" not in release_files(server)[1]["services"]["gateway"]
 
-    deployed_too = server.deploy({"auth-service": V1["auth-service"]}, compose)
+    deployed_too = server.deploy({"auth-service": v1(server)["auth-service"]}, compose_text)
     assert deployed_too.returncode == 0, text(deployed_too)
     assert release_files(server)[1]["services"]["gateway"]["depends_on"] == {
         "auth-service": {"condition": "service_started", "required": False}
@@ -296,11 +367,11 @@ def test_an_optional_dependency_on_a_component_never_deployed_is_dropped(server:
 
 
 def test_what_only_a_left_out_component_uses_is_left_out_with_it(server: DeployServer) -> None:
-    compose = yaml.safe_load(COMPOSE)
-    compose["services"]["auth-service"] |= {"volumes": ["auth-data:/data"], "networks": ["back", "shared"]}
-    compose["services"]["gateway"] |= {"volumes": ["cache:/cache"], "networks": ["shared"]}
-    compose |= {"volumes": {"auth-data": {}, "cache": {}}, "networks": {"back": {}, "shared": {}}}
-    result = server.deploy({"gateway": V1["gateway"]}, yaml.safe_dump(compose))
+    document = yaml.safe_load(compose_file(server))
+    document["services"]["auth-service"] |= {"volumes": ["auth-data:/data"], "networks": ["back", "shared"]}
+    document["services"]["gateway"] |= {"volumes": ["cache:/cache"], "networks": ["shared"]}
+    document |= {"volumes": {"auth-data": {}, "cache": {}}, "networks": {"back": {}, "shared": {}}}
+    result = server.deploy({"gateway": v1(server)["gateway"]}, yaml.safe_dump(document))
     assert result.returncode == 0, text(result)
     model = release_files(server)[1]
     assert (list(model["services"]), list(model["volumes"]), list(model["networks"])) == (
@@ -308,87 +379,109 @@ def test_what_only_a_left_out_component_uses_is_left_out_with_it(server: DeployS
         ["cache"],
         ["shared"],
     )
+    volumes = engine.docker("volume", "ls", "--format", "{{.Name}}").split()
+    assert f"{server.project}_cache" in volumes and f"{server.project}_auth-data" not in volumes
 
 
-def test_an_unhealthy_release_rolls_back_to_the_one_before(server: DeployServer) -> None:
+# --- failures and rollback ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["unhealthy", "crash"], ids=["unhealthy", "crash-loop"])
+def test_a_failing_release_rolls_back_to_the_one_before(server: DeployServer, variant: str) -> None:
     first = deployed(server)
-    before = len(server.calls())
     server.syslog()
-    bad = image("auth-service", SHA2)
-    server.control(unhealthy=[bad])
+    bad = publish(server, {"auth-service": image(server, "auth-service", SHA2)}, variant)
 
-    result = server.deploy({"auth-service": bad}, COMPOSE)
+    result = server.deploy(bad, compose_file(server))
     stdout, stderr = text(result)
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], (stdout, stderr)
-
-    calls = server.calls()[before:]
-    assert subcommands(calls) == [*DEPLOY_CALLS, "compose up"]
-    failed = release_of(calls[3])
-    assert calls[3]["rc"] != 0 and release_of(calls[4]) == first and calls[4]["rc"] == 0
-    assert "--wait" in calls[4]["argv"], "the restored release is waited for too"
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert steps(result) == ["pull", "up", "up"]
+    failed = release_of(ran(result)[1])
+    assert release_of(ran(result)[2]) == first and "--wait" in ran(result)[2], "the restored release is waited for"
+    assert server.running() == healthy(v1(server))
     assert server.state()["current"] == first and server.state()["healthy"] is True
+    assert answer(server) == "healthy"
     assert ": failed, rolled back" in stdout
     assert f"release `{failed}` failed at `docker compose up`; release `{first}` runs again" in stdout
-    assert "container dreamscape-auth-service-1 is unhealthy" in stdout
+    assert f"container {server.project}-auth-service-1 is unhealthy" in stdout
     assert re.search(rf"result=rolled-back release={failed} step=compose-up restore={first}", server.syslog()[0])
 
 
-def test_a_failed_pull_rolls_back_without_starting_the_new_release(server: DeployServer) -> None:
+def test_an_image_missing_from_the_registry_rolls_back_without_starting_the_new_release(
+    server: DeployServer,
+) -> None:
     first = deployed(server)
-    before = len(server.calls())
-    missing = image("gateway", SHA2)
-    server.control(pull_fail=[missing])
+    before = container_ids(server)
+    missing = image(server, "gateway", "never-pushed")
 
-    result = server.deploy({"gateway": missing}, COMPOSE)
-    assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
-    calls = server.calls()[before:]
-    assert subcommands(calls) == DEPLOY_CALLS
-    assert calls[2]["rc"] != 0 and release_of(calls[3]) == first
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
-    assert "failed at `docker compose pull`" in text(result)[0]
-    assert f"manifest for {missing} not found" in text(result)[0]
+    result = server.deploy({"gateway": missing}, compose_file(server))
+    stdout, stderr = text(result)
+    assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], (stdout, stderr)
+    assert steps(result) == ["pull", "up"]
+    assert release_of(ran(result)[1]) == first
+    assert container_ids(server) == before, "the running release was never stopped"
+    assert "failed at `docker compose pull`" in stdout
+    assert "manifest unknown" in stdout
 
 
 def test_a_release_that_stays_starting_past_the_wait_timeout_rolls_back(server: DeployServer) -> None:
-    first = deployed(server)
-    slow = image("auth-service", SHA2)
-    server.control(slow={slow: sshd.WAIT_TIMEOUT * 3})
+    slow_health = {"start_period": "60s"}  # still "starting" when the wait ends, not yet unhealthy
+    result = server.deploy(v1(server), compose_file(server, **slow_health))
+    assert result.returncode == 0, text(result)
+    first = server.state()["current"]
+    slow = publish(server, {"auth-service": image(server, "auth-service", SHA2)}, "slow-60")
     began = time.monotonic()
-    result = server.deploy({"auth-service": slow}, COMPOSE)
+    result = server.deploy(slow, compose_file(server, **slow_health))
+    waited = time.monotonic() - began
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
-    assert time.monotonic() - began < sshd.WAIT_TIMEOUT + 5
-    assert "context deadline exceeded" in text(result)[0]
+    assert sshd.WAIT_TIMEOUT <= waited < sshd.WAIT_TIMEOUT + 20
+    assert f"application not healthy after {sshd.WAIT_TIMEOUT}s" in text(result)[0]
     assert server.state()["current"] == first
+    assert server.running() == healthy(v1(server))
 
 
 def test_when_the_old_release_fails_too_the_deploy_says_the_environment_is_down(server: DeployServer) -> None:
     deployed(server)
-    new = image("auth-service", SHA2)
-    server.control(unhealthy=[new, V1["auth-service"]])
+    # The running image is gone from the registry and from the engine's store (a clean-up on
+    # both sides): restoring the release before needs it again, and cannot get it.
+    old = v1(server)["auth-service"]
+    server.engine.delete(old)
+    engine.docker("rmi", "--force", old)
+    new = publish(server, {"auth-service": image(server, "auth-service", SHA2)}, "unhealthy")
 
-    result = server.deploy({"auth-service": new}, COMPOSE)
+    result = server.deploy(new, compose_file(server))
     assert result.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], text(result)
     assert "failed too: the environment is down" in text(result)[0]
     assert server.state()["healthy"] is False
+    assert "- healthy: no (auth-service " in text(server.ssh("status"))[0]
 
-    server.control()
-    retry = server.deploy(V1, COMPOSE)
-    assert retry.returncode == 0, "an unhealthy current release is deployed again, not skipped as running"
+    publish(server, {"auth-service": old})
+    retry = server.deploy(v1(server), compose_file(server))
+    assert retry.returncode == 0, "a release docker does not show healthy is started again, not skipped as running"
+    assert server.running() == healthy(v1(server))
+
+
+def wait_for_lock_holder(server: DeployServer) -> str:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        lock = server.state_dir / "lock"
+        if lock.exists() and lock.read_text():
+            return lock.read_text()
+        time.sleep(0.02)
+    raise AssertionError("the first deploy never took the lock")
 
 
 def test_a_deploy_whose_client_goes_away_still_finishes_its_rollback(server: DeployServer) -> None:
     first = deployed(server)
     server.syslog()
-    bad = image("auth-service", SHA2)
-    server.control(unhealthy=[bad], slow={bad: 2})
-    client = server.start_deploy({"auth-service": bad}, COMPOSE)
+    bad = publish(server, {"auth-service": image(server, "auth-service", SHA2)}, "unhealthy")
+    client = server.start_deploy(bad, compose_file(server, start_period="3s"))
     wait_for_lock_holder(server)
-    time.sleep(1)  # into `docker compose up`, which takes 2 s
+    time.sleep(1.5)  # into `docker compose up`, which sees it unhealthy after about 4 s
     client.kill()  # a cancelled pipeline job: the connection drops mid-deploy
     client.communicate(timeout=10)
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     logged: list[str] = []
     while not logged:  # the log line is the program's last act
         assert time.monotonic() < deadline, "the deploy never finished"
@@ -396,15 +489,16 @@ def test_a_deploy_whose_client_goes_away_still_finishes_its_rollback(server: Dep
         logged = server.syslog()
     assert "result=rolled-back" in logged[0]
     assert server.state()["current"] == first and server.state()["healthy"] is True
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert server.running() == healthy(v1(server))
 
 
-def test_a_failing_first_deploy_has_nothing_to_restore(server: DeployServer) -> None:
-    server.control(unhealthy=[V1["gateway"]])
-    result = server.deploy(V1, COMPOSE)
+def test_a_fresh_environment_whose_first_release_is_unhealthy_has_nothing_to_restore(server: DeployServer) -> None:
+    publish(server, v1(server), "unhealthy")
+    result = server.deploy(v1(server), compose_file(server))
     assert result.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], text(result)
     assert "no earlier release exists to restore" in text(result)[0]
-    assert subcommands(server.calls()) == DEPLOY_CALLS
+    assert steps(result) == ["pull", "up"]
+    assert server.state()["healthy"] is False and server.state()["current"] is None
 
 
 def test_rollback_brings_back_the_previous_release(server: DeployServer) -> None:
@@ -413,7 +507,7 @@ def test_rollback_brings_back_the_previous_release(server: DeployServer) -> None
     assert "no previous release to roll back to" in text(refused)[1]
 
     first = deployed(server)
-    second = deployed(server, {"gateway": image("gateway", SHA2)})
+    second = deployed(server, publish(server, {"gateway": image(server, "gateway", SHA2)}))
     result = server.ssh("rollback")
     assert result.returncode == 0, text(result)
     assert server.state() | {"updated": None} == {
@@ -422,19 +516,21 @@ def test_rollback_brings_back_the_previous_release(server: DeployServer) -> None
         "healthy": True,
         "updated": None,
     }
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert server.running() == healthy(v1(server))
     assert ": rolled back" in text(result)[0]
 
     status = server.ssh("status")
     assert status.returncode == 0
     assert f"- current: `{first}`" in text(status)[0]
-    assert f"dreamscape-gateway-1\t{V1['gateway']}\tgateway\tUp (healthy)" in text(status)[0]
+    assert "- healthy: yes" in text(status)[0]
+    [row] = [line for line in text(status)[0].splitlines() if line.startswith(f"{server.project}-gateway-1 ")]
+    assert v1(server)["gateway"] in row and "(healthy)" in row
 
 
 def test_old_releases_are_pruned_to_the_configured_number(server: DeployServer) -> None:
     deployed(server)
     for n in range(sshd.KEEP + 1):
-        deployed(server, {"gateway": image("gateway", f"v{n}")})
+        deployed(server, publish(server, {"gateway": image(server, "gateway", f"v{n}")}))
     kept = sorted(p.name for p in (server.state_dir / "releases").iterdir())
     assert len(kept) == sshd.KEEP
     assert kept[-1] == server.state()["current"] and kept[-2] == server.state()["previous"]
@@ -444,19 +540,16 @@ def test_old_releases_are_pruned_to_the_configured_number(server: DeployServer) 
 # --- settings carried by the request ------------------------------------------------------------
 
 
-def up_calls(server: DeployServer) -> list[list[str]]:
-    return [c["argv"] for c in server.calls() if c["argv"][0] == "compose" and "up" in c["argv"]]
-
-
-def wait_timeout_of(argv: list[str]) -> str:
-    return argv[argv.index("--wait-timeout") + 1]
+def wait_timeouts(result: subprocess.CompletedProcess) -> list[str]:
+    return [argv[argv.index("--wait-timeout") + 1] for argv in ran(result) if "up" in argv]
 
 
 def test_a_deploy_with_keep_2_leaves_exactly_2_releases(server: DeployServer) -> None:
     assert sshd.KEEP > 2, "sshd's fallback must keep more, or this proves nothing"
     deployed(server)
     for n in range(3):
-        result = server.deploy({"gateway": image("gateway", f"k{n}")}, COMPOSE, flags=("--keep", "2"))
+        pairs = publish(server, {"gateway": image(server, "gateway", f"k{n}")})
+        result = server.deploy(pairs, compose_file(server), flags=("--keep", "2"))
         assert result.returncode == 0, text(result)
     kept = sorted(p.name for p in (server.state_dir / "releases").iterdir())
     assert kept == sorted([server.state()["previous"], server.state()["current"]])
@@ -466,22 +559,40 @@ def test_a_deploy_with_keep_2_leaves_exactly_2_releases(server: DeployServer) ->
 
 def test_the_wait_timeout_in_the_request_reaches_compose_up(server: DeployServer) -> None:
     assert sshd.WAIT_TIMEOUT not in (11, 12, 13), "sshd's fallback must differ from the values sent"
-    first = server.deploy(V1, COMPOSE, flags=("--wait-timeout", "11"))
+    first = server.deploy(v1(server), compose_file(server), flags=("--wait-timeout", "11"))
     assert first.returncode == 0, text(first)
-    assert [wait_timeout_of(argv) for argv in up_calls(server)] == ["11"]
+    assert wait_timeouts(first) == ["11"]
 
-    bad = image("gateway", SHA2)
-    server.control(unhealthy=[bad])
-    failed = server.deploy({"gateway": bad}, COMPOSE, flags=("--wait-timeout", "12", "--lock-wait", "0"))
+    bad = publish(server, {"gateway": image(server, "gateway", SHA2)}, "crash")
+    failed = server.deploy(bad, compose_file(server), flags=("--wait-timeout", "12", "--lock-wait", "0"))
     assert failed.returncode == deploy_program.EXIT["ROLLED_BACK"], text(failed)
-    assert [wait_timeout_of(argv) for argv in up_calls(server)] == ["11", "12", "12"], "the restore waits as long"
+    assert wait_timeouts(failed) == ["12", "12"], "the restore waits as long"
 
-    server.control()
-    deployed(server, {"gateway": image("gateway", SHA3)})
+    deployed(server, publish(server, {"gateway": image(server, "gateway", SHA3)}))
     rollback = server.ssh("rollback", "--wait-timeout", "13")
     assert rollback.returncode == 0, text(rollback)
-    assert [wait_timeout_of(argv) for argv in up_calls(server)][-2:] == [str(sshd.WAIT_TIMEOUT), "13"]
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert wait_timeouts(rollback) == ["13"]
+    assert server.running() == healthy(v1(server))
+
+
+def test_the_shortest_health_wait_is_enough_for_the_production_compose_file(server: DeployServer, plan_of) -> None:
+    """The golden production file (four services, production's health timings): a healthy
+    release and the restore of one both pass with `--wait-timeout 10`, the lowest accepted."""
+    shortest = str(deploy_program.WAIT_TIMEOUT.low)
+    production = server.local(rendered_file(plan_of("production"), compose.path("production"))[1])
+    services = list(yaml.safe_load(production)["services"])
+    pairs = publish(server, {name: image(server, name, SHA1) for name in services})
+
+    result = server.deploy(pairs, production, flags=("--wait-timeout", shortest))
+    assert result.returncode == 0, text(result)
+    assert server.running() == healthy(pairs)
+    assert answer(server) == "healthy", "the gateway's published port answers"
+
+    bad = publish(server, {"gateway": image(server, "gateway", SHA2)}, "crash")
+    failed = server.deploy(bad, production, flags=("--wait-timeout", shortest))
+    assert failed.returncode == deploy_program.EXIT["ROLLED_BACK"], text(failed)
+    assert wait_timeouts(failed) == [shortest, shortest]
+    assert server.running() == healthy(pairs)
 
 
 def state_files(server: DeployServer) -> dict[str, bytes]:
@@ -490,10 +601,10 @@ def state_files(server: DeployServer) -> dict[str, bytes]:
 
 def test_bad_settings_in_the_request_are_refused_and_change_nothing(server: DeployServer) -> None:
     deployed(server)
-    deployed(server, {"gateway": image("gateway", SHA2)})
-    before, calls, running = state_files(server), len(server.calls()), server.running()
+    deployed(server, publish(server, {"gateway": image(server, "gateway", SHA2)}))
+    before, containers = state_files(server), container_ids(server)
     server.syslog()
-    pairs = [f"{c}={i}" for c, i in {"gateway": image("gateway", SHA3)}.items()]
+    pairs = [f"{c}={i}" for c, i in {"gateway": image(server, "gateway", SHA3)}.items()]
     refused = {
         ("deploy", "--keep", "1", *pairs): "--keep '1': expected a whole number of releases from 2 to 50",
         ("deploy", "--keep", "51", *pairs): "--keep '51': expected a whole number of releases from 2 to 50",
@@ -510,50 +621,78 @@ def test_bad_settings_in_the_request_are_refused_and_change_nothing(server: Depl
         ("status", "--lock-wait", "1"): "status takes no arguments",
     }
     for command, message in refused.items():
-        result = server.ssh(*command, stdin=sshd.frames(COMPOSE.encode()))
+        result = server.ssh(*command, stdin=sshd.frames(compose_file(server).encode()))
         stdout, stderr = text(result)
         assert result.returncode == deploy_program.EXIT["BAD_INPUT"], (command, stdout, stderr)
         assert f"dreamscape-deploy: refused: {message}" in stderr, (command, stderr)
         assert ": refused\n" in stdout
+        assert ran(result) == []
         assert "result=refused" in server.syslog()[0]
-    assert len(server.calls()) == calls, "no docker call"
     assert state_files(server) == before, "no file in the state directory changed"
-    assert server.running() == running
+    assert container_ids(server) == containers
 
 
 # --- the registry token -------------------------------------------------------------------------
 
 
+class ArgvWatcher(engine.Every):
+    """Every command line of the deploy user's processes while a deploy runs (`ps` shows them
+    to every user of the VM), sampled from /proc every 5 ms."""
+
+    def __init__(self, uid: int) -> None:
+        super().__init__(0.005, self._sample)
+        self.uid = uid
+        self.seen: set[str] = set()
+
+    def _sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == self.uid:
+                        argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                        self.seen.add(argv.decode("utf-8", "replace"))
+
+
 def test_the_registry_token_travels_on_stdin_and_is_not_kept(server: DeployServer) -> None:
-    token = "ghs_" + "T0k3n" * 8
-    server.control(registry_tokens={"ghcr.io": token})
+    registry = server.engine.auth_registry
+    token = registry.password
+    pairs = {name: registry.image(f"dreamscape/{name}", SHA1) for name in PORTS}
+    publish(server, pairs)
 
-    without = server.deploy(V1, COMPOSE)
-    assert without.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], "the stand-in registry wants the token"
-    assert "unauthorized" in text(without)[0]
+    without = server.deploy(pairs, compose_file(server))
+    assert without.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], "the registry wants the token"
+    assert "no basic auth credentials" in text(without)[0]
 
-    result = server.deploy(V1, COMPOSE, login=("ghcr.io", "dreamscape-ci", token))
+    with ArgvWatcher(server.uid) as watcher:
+        result = server.deploy(pairs, compose_file(server), login=(registry.host, registry.user, token))
     assert result.returncode == 0, text(result)
-    (login,) = [c for c in server.calls() if "login" in c["argv"]]
-    assert login["argv"][0] == "--config"
-    assert login["argv"][2:] == ["login", "--username", "dreamscape-ci", "--password-stdin", "ghcr.io"]
-    assert login["stdin"] == token + "\n"
-    auth_dir = login["argv"][1]
-    assert Path(auth_dir).parent == server.state_dir
-    later = server.calls()[server.calls().index(login) + 1 :]
-    assert subcommands(later) == ["compose pull", "compose up"]
-    assert all(c["env"].get("DOCKER_CONFIG") == auth_dir for c in later)
+    assert server.running() == healthy(pairs)
+    (login,) = [argv for argv in ran(result) if "login" in argv]
+    assert login[1] == "--config" and Path(login[2]).parent == server.state_dir
+    assert login[3:] == ["login", "--username", registry.user, "--password-stdin", registry.host]
+    assert steps(result) == ["login", "pull", "up"]
+    assert any("--password-stdin" in argv for argv in watcher.seen), "the watcher saw docker login run"
+    assert not [argv for argv in watcher.seen if token in argv], "the token is on no command line"
 
-    assert not Path(auth_dir).exists(), "the throwaway docker config is removed"
-    assert not (server.home / ".docker").exists()
+    assert not Path(login[2]).exists(), "the throwaway docker config is removed"
+    assert not (server.home / ".docker" / "config.json").exists()
     everywhere = [
-        *(" ".join(c["argv"]) for c in server.calls()),
         *text(result),
         *server.syslog(),
         server.log_path.read_text(),
-        *(p.read_text() for p in server.state_dir.rglob("*") if p.is_file()),
+        *(p.read_bytes().decode("utf-8", "replace") for p in server.state_dir.rglob("*") if p.is_file()),
+        *(p.read_bytes().decode("utf-8", "replace") for p in server.home.rglob("*") if p.is_file()),
     ]
     assert not [t for t in everywhere if token in t], "the token appears nowhere but on docker login's stdin"
+
+    wrong = server.deploy(
+        {"gateway": publish(server, {"gateway": registry.image("dreamscape/gateway", SHA2)})["gateway"]},
+        compose_file(server),
+        login=(registry.host, registry.user, "ghs_" + "0" * 40),
+    )
+    assert wrong.returncode == deploy_program.EXIT["ROLLED_BACK"], text(wrong)
+    assert "failed at `docker login`" in text(wrong)[0]
+    assert server.running() == healthy(pairs)
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -562,46 +701,44 @@ def test_the_registry_token_travels_on_stdin_and_is_not_kept(server: DeployServe
 @pytest.mark.parametrize(
     "command",
     [
-        f"deploy Auth-Service={V1['auth-service']}",
-        f"deploy auth-service={V1['auth-service']};id",
+        "deploy Auth-Service=ghcr.io/dreamscape/auth-service:1",
+        "deploy auth-service=ghcr.io/dreamscape/auth-service:1;id",
         "deploy auth-service=$(id)",
         "deploy auth-service=`id`",
-        f"deploy auth-service={V1['auth-service']} auth-service={V1['auth-service']}",
+        "deploy auth-service=ghcr.io/d/a:1 auth-service=ghcr.io/d/a:1",
         "deploy auth-service=auth-service:latest",
-        f"deploy auth-service={V1['auth-service']} gateway",
+        "deploy auth-service=ghcr.io/dreamscape/auth-service:1 gateway",
         "deploy",
         "status --verbose",
     ],
 )
 def test_a_malformed_command_is_refused_before_any_docker_call(server: DeployServer, command: str) -> None:
-    result = server.ssh(command, stdin=sshd.frames(COMPOSE.encode()))
+    result = server.ssh(command, stdin=sshd.frames(compose_file(server).encode()))
     stdout, stderr = text(result)
     assert result.returncode == deploy_program.EXIT["BAD_INPUT"], (stdout, stderr)
     assert "dreamscape-deploy: refused: " in stderr
     assert ": refused\n" in stdout
-    assert server.calls() == []
+    assert ran(result) == [] and server.containers() == []
     assert "uid=" not in stdout + stderr
     assert "result=refused" in server.syslog()[0]
 
 
-@pytest.mark.parametrize(
-    ("stdin", "message"),
-    [
+def bad_compose_inputs() -> list:
+    good = yaml.safe_dump({"services": {"auth-service": {"image": "${AUTH_SERVICE_IMAGE:?none}"}}})
+    return [
         pytest.param(b"", "deploy needs the compose file on stdin", id="no-frame"),
-        pytest.param(COMPOSE.encode(), "unexpected stdin frame 'services:'", id="unframed"),
+        pytest.param(good.encode(), "unexpected stdin frame 'services:'", id="unframed"),
         pytest.param(sshd.frames(b"x" * (deploy_program.MAX_COMPOSE_BYTES + 1)), "at most 262144", id="too-big"),
-        pytest.param(sshd.frames(COMPOSE.encode())[:-3], "stdin ended inside the compose frame", id="cut-short"),
+        pytest.param(sshd.frames(good.encode())[:-3], "stdin ended inside the compose frame", id="cut-short"),
         pytest.param(
-            sshd.frames(COMPOSE.replace("restart: unless-stopped", "restart: unless-stopped\n    ports: yes").encode()),
-            "'ports' were unexpected",
+            sshd.frames(good.replace("services:", "services:\n  gateway:\n    ports: yes\n").encode()),
+            "services.gateway.ports must be a list",
             id="schema",
         ),
         pytest.param(sshd.frames(b"services: [\n"), "yaml:", id="not-yaml"),
         pytest.param(
-            sshd.frames(
-                COMPOSE.replace("${AUTH_SERVICE_IMAGE:?auth-service has no image yet}", "ghcr.io/o/x:1").encode()
-            ),
-            "service auth-service runs image 'ghcr.io/o/x:1', not ghcr.io/dreamscape/auth-service:1111",
+            sshd.frames(good.replace("${AUTH_SERVICE_IMAGE:?none}", "ghcr.io/o/x:1").encode()),
+            "service auth-service runs image 'ghcr.io/o/x:1', not ",
             id="image-not-from-variable",
         ),
         pytest.param(
@@ -609,58 +746,76 @@ def test_a_malformed_command_is_refused_before_any_docker_call(server: DeploySer
             "component auth-service is not a service of the compose file",
             id="not-a-service",
         ),
-    ],
-)
+    ]
+
+
+@pytest.mark.parametrize(("stdin", "message"), bad_compose_inputs())
 def test_bad_compose_input_is_refused(server: DeployServer, stdin: bytes, message: str) -> None:
-    result = server.ssh("deploy", *(f"{c}={i}" for c, i in V1.items()), stdin=stdin)
+    result = server.ssh("deploy", f"auth-service={v1(server)['auth-service']}", stdin=stdin)
     assert result.returncode == deploy_program.EXIT["BAD_INPUT"], text(result)
     assert message in text(result)[1]
-    assert set(subcommands(server.calls())) <= {"compose config"}, "nothing pulled, nothing started"
-    assert server.running() == {}
+    assert ran(result) == [], "nothing pulled, nothing started"
+    assert server.containers() == []
     assert not (server.state_dir / "releases").exists() or not list((server.state_dir / "releases").iterdir())
 
 
 # --- the lock ---------------------------------------------------------------------------------------
 
 
-def wait_for_lock_holder(server: DeployServer) -> str:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        lock = server.state_dir / "lock"
-        if lock.exists() and lock.read_text():
-            return lock.read_text()
-        time.sleep(0.02)
-    raise AssertionError("the first deploy never took the lock")
+SLOW_START = {"start_period": "30s"}
+"""Health timings under which a `slow-<s>` release stays "starting" until it answers."""
 
 
 def test_a_second_deploy_waits_for_the_first_then_proceeds(server: DeployServer) -> None:
-    server.control(slow={V1["auth-service"]: sshd.LOCK_WAIT / 2})
-    first = server.start_deploy(V1, COMPOSE)
+    slow = publish(server, v1(server), "slow-2")
+    gateway = publish(server, {"gateway": image(server, "gateway", SHA2)})
+    first = server.start_deploy(slow, compose_file(server, **SLOW_START))
     try:
         wait_for_lock_holder(server)
-        second = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE)
+        second = server.deploy(gateway, compose_file(server, **SLOW_START), flags=("--lock-wait", "60"))
     finally:
         first_out, first_err = first.communicate(timeout=60)
     assert first.returncode == 0, (first_out, first_err)
     assert second.returncode == 0, text(second)
     assert re.search(r"waiting up to \d+ s for the lock held by pid \d+ \(deploy auth-service=", text(second)[1])
+    first_release, second_release = sorted(p.name for p in (server.state_dir / "releases").iterdir())
+    assert server.state()["previous"] == first_release and server.state()["current"] == second_release
+    assert server.running() == healthy({**v1(server), **gateway})
 
-    calls = server.calls()
-    first_calls = [c for c in calls if release_of(c) == release_of(calls[0])]
-    second_calls = [c for c in calls if release_of(c) != release_of(calls[0])]
-    assert subcommands(first_calls) == subcommands(second_calls) == DEPLOY_CALLS
-    assert min(c["start"] for c in second_calls) >= max(c["end"] for c in first_calls), "the deploys never overlap"
-    assert server.running()["gateway"] == (image("gateway", SHA2), "healthy")
+
+def test_three_deploys_at_once_run_one_after_the_other(server: DeployServer) -> None:
+    deployed(server, compose=compose_file(server, **SLOW_START))
+    changes = [
+        publish(server, {"auth-service": image(server, "auth-service", SHA2)}, "slow-1"),
+        publish(server, {"gateway": image(server, "gateway", SHA2)}, "slow-1"),
+        publish(server, {"auth-service": image(server, "auth-service", SHA3)}, "slow-1"),
+    ]
+    flags = ("--lock-wait", "60", "--keep", "5")
+    clients = [server.start_deploy(pairs, compose_file(server, **SLOW_START), flags=flags) for pairs in changes]
+    results = [client.communicate(timeout=120) for client in clients]
+    assert [client.returncode for client in clients] == [0, 0, 0], results
+    releases = [json.loads((p / "release.json").read_text()) for p in sorted((server.state_dir / "releases").iterdir())]
+    assert len(releases) == 4
+    deployed_order = [release["deployed"] for release in releases[1:]]
+    assert sorted(deployed_order, key=str) == sorted(changes, key=str), "each deploy made one release"
+    # Each release carries over what the one before it deployed: no deploy saw a stale state.
+    for before, after in itertools.pairwise(releases):
+        expected = before["images"] | {deploy_program.image_variable(c): i for c, i in after["deployed"].items()}
+        assert after["images"] == expected
+    final = releases[-1]["images"]
+    assert server.running() == healthy({name: final[deploy_program.image_variable(name)] for name in PORTS})
+    waited = [err.decode() for _, err in results if b"waiting up to 60 s for the lock held by pid" in err]
+    assert len(waited) >= 2, "at least two of them waited for another"
 
 
 def test_a_deploy_that_waits_too_long_names_the_lock_holder(server: DeployServer) -> None:
-    server.control(slow={V1["auth-service"]: sshd.LOCK_WAIT + 3})
-    first = server.start_deploy(V1, COMPOSE)
+    slow = publish(server, v1(server), f"slow-{sshd.LOCK_WAIT + 3}")
+    first = server.start_deploy(slow, compose_file(server, **SLOW_START))
     try:
         holder = wait_for_lock_holder(server)
         status = server.ssh("status")
         began = time.monotonic()
-        second = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE)
+        second = server.deploy(publish(server, {"gateway": image(server, "gateway", SHA2)}), compose_file(server))
         waited = time.monotonic() - began
     finally:
         first_out, first_err = first.communicate(timeout=60)
@@ -669,24 +824,24 @@ def test_a_deploy_that_waits_too_long_names_the_lock_holder(server: DeployServer
     assert sshd.LOCK_WAIT <= waited < sshd.LOCK_WAIT + 3
     stderr = text(second)[1]
     pid = re.search(r'"pid": (\d+)', holder).group(1)
-    assert f"another deploy holds the lock: pid {pid} (deploy auth-service={V1['auth-service']}" in stderr
+    assert f"another deploy holds the lock: pid {pid} (deploy auth-service={v1(server)['auth-service']}" in stderr
     assert re.search(r"from 127\.0\.0\.1 since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stderr), stderr
-    deploys = [c for c in server.calls() if c["argv"][-2:] != ["ps", "--all"]]
-    assert all(release_of(c) == release_of(deploys[0]) for c in deploys), "the second deploy ran no docker"
+    assert ran(second) == [], "the second deploy ran no docker"
     assert f"- deploy in progress: pid {pid} (deploy auth-service=" in text(status)[0], "status does not wait"
 
 
 def test_a_lock_wait_given_in_the_request_bounds_the_wait(server: DeployServer) -> None:
     longer = sshd.LOCK_WAIT + 2
-    server.control(slow={V1["auth-service"]: longer + 4})
-    first = server.start_deploy(V1, COMPOSE)
+    slow = publish(server, v1(server), f"slow-{longer + 4}")
+    gateway = publish(server, {"gateway": image(server, "gateway", SHA2)})
+    first = server.start_deploy(slow, compose_file(server, **SLOW_START))
     try:
         holder = wait_for_lock_holder(server)
         began = time.monotonic()
-        at_once = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE, flags=("--lock-wait", "0"))
+        at_once = server.deploy(gateway, compose_file(server), flags=("--lock-wait", "0"))
         waited_at_once = time.monotonic() - began
         began = time.monotonic()
-        second = server.deploy({"gateway": image("gateway", SHA2)}, COMPOSE, flags=("--lock-wait", str(longer)))
+        second = server.deploy(gateway, compose_file(server), flags=("--lock-wait", str(longer)))
         waited = time.monotonic() - began
     finally:
         first_out, first_err = first.communicate(timeout=60)
@@ -696,10 +851,76 @@ def test_a_lock_wait_given_in_the_request_bounds_the_wait(server: DeployServer) 
         assert result.returncode == deploy_program.EXIT["LOCK_TIMEOUT"], text(result)
         stderr = text(result)[1]
         assert f"gave up after {seconds} s: another deploy holds the lock: pid {pid} (deploy auth-service=" in stderr
+        assert ran(result) == [], "neither waiting deploy ran docker"
     assert waited_at_once < sshd.LOCK_WAIT, "lock wait 0 does not wait for sshd's fallback"
     assert longer <= waited < longer + 3, "the request's lock wait, not sshd's fallback"
-    deploys = [c for c in server.calls() if c["argv"][-2:] != ["ps", "--all"]]
-    assert all(release_of(c) == release_of(deploys[0]) for c in deploys), "neither waiting deploy ran docker"
+
+
+@contextlib.contextmanager
+def lock_held(server: DeployServer) -> Iterator[None]:
+    """The deploy lock held by an operator (`flock` on the same file), so a request waits."""
+    path = server.state_dir / "lock"
+    with open(path, "a+") as handle:
+        os.chown(path, server.uid, server.gid)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def programs(server: DeployServer) -> dict[int, Path]:
+    """The deploy program's processes (pid -> /proc entry)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == server.uid and b"dreamscape-deploy" in (entry / "cmdline").read_bytes():
+                    found[int(entry.name)] = entry
+    return found
+
+
+def program_environment(server: DeployServer, command: str, deadline: float = 10) -> tuple[int, dict[str, str]]:
+    """The pid and environment of the deploy program running `command`, from /proc."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        for pid, entry in programs(server).items():
+            with contextlib.suppress(OSError):
+                pairs = (entry / "environ").read_bytes().split(b"\0")
+                environment = dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+                if environment.get("SSH_ORIGINAL_COMMAND") == command:
+                    return pid, environment
+        time.sleep(0.02)
+    raise AssertionError("the deploy program never showed up waiting for the lock")
+
+
+WAITING = "rollback --lock-wait 20"
+"""What the requests whose environment is read ask: it waits for the lock the test holds."""
+
+
+def environment_of_a_waiting_deploy(
+    server: DeployServer, key: sshd.Key, options: tuple[str, ...], env: dict | None = None
+) -> dict[str, str]:
+    deadline = time.monotonic() + 10
+    while programs(server):  # an earlier request may still be finishing
+        assert time.monotonic() < deadline, "an earlier deploy program never ended"
+        time.sleep(0.02)
+    with lock_held(server):
+        client = subprocess.Popen(
+            [*server.ssh_args(key), *options, "127.0.0.1", *WAITING.split(" ")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            pid, environment = program_environment(server, WAITING)
+        finally:
+            client.kill()
+            client.communicate(timeout=10)
+    # Once the lock is free the program takes it and ends (there is no release to roll back to).
+    deadline = time.monotonic() + 10
+    while pid in programs(server):
+        assert time.monotonic() < deadline, "the deploy program did not end once the lock was free"
+        time.sleep(0.02)
+    return environment
 
 
 # --- what the CI key cannot do ----------------------------------------------------------------------
@@ -717,7 +938,7 @@ def test_the_ci_key_runs_the_deploy_program_whatever_command_is_asked(server: De
     assert "uid=" not in stdout + stderr
     assert "dreamscape-deploy: refused: " in stderr
     assert server.log_path.read_text().count(FORCED) == forced_before + 1
-    assert server.calls() == []
+    assert ran(result) == []
 
 
 def test_no_command_and_no_shell(server: DeployServer) -> None:
@@ -745,7 +966,6 @@ def test_scp_is_refused(server: DeployServer, tmp_path: Path, protocol: tuple[st
     )
     assert result.returncode != 0
     assert not (server.home / "copied").exists()
-    assert server.calls() == []
     assert server.log_path.read_text().count(FORCED) == forced_before + 1
     (line,) = server.syslog()
     assert "result=refused reason=unknown command" in line and f"command={forced!r}" in line, line
@@ -823,20 +1043,13 @@ def test_agent_forwarding_is_refused(server: DeployServer, tmp_path: Path) -> No
             assert time.monotonic() < deadline, "ssh-agent did not start"
             time.sleep(0.02)
         env = {**os.environ, "SSH_AUTH_SOCK": str(agent_socket)}
-        for key in (server.ci_key, server.control_key):
-            subprocess.run(
-                [*server.ssh_args(key), "-A", "127.0.0.1", "status"],
-                env=env,
-                capture_output=True,
-                timeout=30,
-                check=True,
-            )
+        ci = environment_of_a_waiting_deploy(server, server.ci_key, ("-A",), env)
+        control = environment_of_a_waiting_deploy(server, server.control_key, ("-A",), env)
     finally:
         agent.terminate()
         agent.wait(timeout=10)
-    ci_status, control_status = server.calls()
-    assert "SSH_AUTH_SOCK" not in ci_status["env"]
-    assert "SSH_AUTH_SOCK" in control_status["env"], "without `restrict` the agent reaches the program's children"
+    assert "SSH_AUTH_SOCK" not in ci and "SSH_CLIENT" in ci
+    assert "SSH_AUTH_SOCK" in control, "without `restrict` the agent reaches the program and its children"
 
 
 def test_a_terminal_is_refused(server: DeployServer) -> None:
@@ -844,11 +1057,9 @@ def test_a_terminal_is_refused(server: DeployServer) -> None:
     ci = server.ssh("status", options=("-tt",))
     assert ci.returncode == 255
     assert "PTY allocation request failed" in text(ci)[1]
-    assert not [c for c in server.calls() if "SSH_TTY" in c["env"]]
 
-    control = server.ssh("status", key=server.control_key, options=("-tt",))
-    assert control.returncode == 0, text(control)
-    assert [c for c in server.calls() if "SSH_TTY" in c["env"]], "without `restrict` the session gets a terminal"
+    control = environment_of_a_waiting_deploy(server, server.control_key, ("-tt",))
+    assert "SSH_TTY" in control, "without `restrict` the session gets a terminal"
 
 
 # --- the pipeline's deploy step -------------------------------------------------------------------
@@ -857,6 +1068,7 @@ def test_a_terminal_is_refused(server: DeployServer) -> None:
 SECRETS = ("VM_HOST_E2E", "SSH_PRIVATE_KEY_E2E", "SSH_KNOWN_HOSTS_E2E")
 
 
+STEP_SETTINGS = {"lock_wait_seconds": 1, "wait_timeout_seconds": 12, "keep_releases": 2}
 STEP_SETTINGS = {"lock_wait_seconds": 1, "wait_timeout_seconds": 12, "keep_releases": 2}
 """The step's deploy settings: none equal to sshd's fallbacks, so the ones used show which won."""
 
@@ -923,51 +1135,53 @@ def pairs_text(pairs: dict[str, str]) -> str:
 
 
 def test_the_deploy_step_deploys_end_to_end(server: DeployServer, tmp_path: Path) -> None:
-    compose_file = tmp_path / "compose.yaml"
-    compose_file.write_text(COMPOSE)
-    step = rendered_step(server, compose_file)
-    result, summary = run_step(step, step_values(server, pairs_text(V1)), tmp_path)
+    compose_path = tmp_path / "compose.yaml"
+    compose_path.write_text(compose_file(server))
+    step = rendered_step(server, compose_path)
+    result, summary = run_step(step, step_values(server, pairs_text(v1(server))), tmp_path)
     stdout, stderr = text(result)
     assert result.returncode == 0, (stdout, stderr)
     assert "deployed: the new release runs and is healthy" in stdout
     assert summary.startswith("### dreamscape-deploy on ") and ": deployed" in summary
-    assert subcommands(server.calls()) == DEPLOY_CALLS
-    assert [wait_timeout_of(argv) for argv in up_calls(server)] == [str(STEP_SETTINGS["wait_timeout_seconds"])]
+    assert steps(result) == ["pull", "up"]
+    assert wait_timeouts(result) == [str(STEP_SETTINGS["wait_timeout_seconds"])]
     assert "command='deploy --lock-wait 1 --wait-timeout 12 --keep 2 auth-service=" in server.syslog()[0]
-    assert server.running() == {name: (ref, "healthy") for name, ref in V1.items()}
+    assert server.running() == healthy(v1(server))
     assert not list((tmp_path / "runner-temp").iterdir()), "the key's directory is gone"
 
-    again, _ = run_step(step, step_values(server, pairs_text(V1)), tmp_path)
+    again, _ = run_step(step, step_values(server, pairs_text(v1(server))), tmp_path)
     assert again.returncode == 0
     assert "no change: that exact release is already running" in text(again)[0]
 
 
 def test_the_deploy_step_reports_a_rollback_as_a_failure(server: DeployServer, tmp_path: Path) -> None:
-    compose_file = tmp_path / "compose.yaml"
-    compose_file.write_text(COMPOSE)
-    step = rendered_step(server, compose_file)
-    assert run_step(step, step_values(server, pairs_text(V1)), tmp_path)[0].returncode == 0
-    bad = image("gateway", SHA3)
-    server.control(unhealthy=[bad])
-    result, summary = run_step(step, step_values(server, f"gateway={bad}"), tmp_path)
+    compose_path = tmp_path / "compose.yaml"
+    compose_path.write_text(compose_file(server))
+    step = rendered_step(server, compose_path)
+    assert run_step(step, step_values(server, pairs_text(v1(server))), tmp_path)[0].returncode == 0
+    bad = publish(server, {"gateway": image(server, "gateway", SHA3)}, "crash")
+    result, summary = run_step(step, step_values(server, pairs_text(bad)), tmp_path)
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"]
     assert "::error title=Deploy::rolled back: the new release failed" in text(result)[0]
     assert ": failed, rolled back" in summary
+    assert server.running() == healthy(v1(server))
 
 
 def test_the_deploy_step_logs_in_with_a_token_on_stdin(server: DeployServer, tmp_path: Path) -> None:
-    token = "ghs_" + "s3cr3t" * 6
-    server.control(registry_tokens={"ghcr.io": token})
-    compose_file = tmp_path / "compose.yaml"
-    compose_file.write_text(COMPOSE)
+    registry = server.engine.auth_registry
+    pairs = publish(server, {name: registry.image(f"dreamscape/{name}", SHA2) for name in PORTS})
+    compose_path = tmp_path / "compose.yaml"
+    compose_path.write_text(compose_file(server))
     login = deploy_step.RegistryLogin("REGISTRY", "REGISTRY_USER", "REGISTRY_TOKEN")
-    step = rendered_step(server, compose_file, login)
-    step["env"] |= {"REGISTRY": "ghcr.io", "REGISTRY_USER": "dreamscape-ci", "REGISTRY_TOKEN": "${{ github.token }}"}
-    result, summary = run_step(step, step_values(server, pairs_text(V1)) | {"github.token": token}, tmp_path)
+    step = rendered_step(server, compose_path, login)
+    step["env"] |= {"REGISTRY": registry.host, "REGISTRY_USER": registry.user, "REGISTRY_TOKEN": "${{ github.token }}"}
+    values = step_values(server, pairs_text(pairs)) | {"github.token": registry.password}
+    with ArgvWatcher(server.uid) as watcher:
+        result, summary = run_step(step, values, tmp_path)
     assert result.returncode == 0, text(result)
-    (login_call,) = [c for c in server.calls() if "login" in c["argv"]]
-    assert login_call["stdin"] == token + "\n"
-    assert token not in "".join(text(result)) + summary
+    assert steps(result) == ["login", "pull", "up"]
+    assert server.running() == healthy(pairs)
+    assert registry.password not in "".join(text(result)) + summary + "".join(watcher.seen)
 
 
 def test_a_wrong_known_hosts_line_fails_before_anything_is_sent(server: DeployServer, tmp_path: Path) -> None:
@@ -975,28 +1189,28 @@ def test_a_wrong_known_hosts_line_fails_before_anything_is_sent(server: DeploySe
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
     algorithm, key = other.with_suffix(".pub").read_text().split()[:2]
     wrong = f"[127.0.0.1]:{server.port} {algorithm} {key}"
-    compose_file = tmp_path / "compose.yaml"
-    compose_file.write_text(COMPOSE)
+    compose_path = tmp_path / "compose.yaml"
+    compose_path.write_text(compose_file(server))
     accepted_before = server.log_path.read_text().count("Accepted publickey")
 
     result, summary = run_step(
-        rendered_step(server, compose_file), step_values(server, pairs_text(V1), wrong), tmp_path
+        rendered_step(server, compose_path), step_values(server, pairs_text(v1(server)), wrong), tmp_path
     )
     stdout, stderr = text(result)
     assert result.returncode == 255, (stdout, stderr)
     assert "Host key verification failed" in stderr
     assert "::error title=Deploy::ssh failed before the deploy program answered" in stdout
     assert "### Deploy: no answer from the VM (exit 255)" in summary
-    assert server.calls() == []
+    assert server.containers() == []
     assert server.log_path.read_text().count("Accepted publickey") == accepted_before, "the key was never offered"
 
 
 def test_the_deploy_step_refuses_a_bad_image_list_without_connecting(server: DeployServer, tmp_path: Path) -> None:
-    compose_file = tmp_path / "compose.yaml"
-    compose_file.write_text(COMPOSE)
+    compose_path = tmp_path / "compose.yaml"
+    compose_path.write_text(compose_file(server))
     connections = server.log_path.read_text().count("Connection from")
     result, _ = run_step(
-        rendered_step(server, compose_file), step_values(server, "auth-service=ghcr.io/o/a:1;id"), tmp_path
+        rendered_step(server, compose_path), step_values(server, "auth-service=ghcr.io/o/a:1;id"), tmp_path
     )
     assert result.returncode == 2
     assert "::error title=Deploy::not an image reference: ghcr.io/o/a:1;id" in text(result)[0]

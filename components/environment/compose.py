@@ -32,7 +32,23 @@ DIRECTORY = "deploy"
 RESTART = "unless-stopped"
 """Restarted after a crash and after a reboot of the VM, unless someone stopped it on purpose."""
 
-HEALTH = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "30s"}
+HEALTH = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "30s", "start_interval": "1s"}
+"""Each service's health check, which `docker compose up --wait` waits for.
+
+- `start_interval: 1s`: while a container starts, Docker probes it every second, so a release
+  is seen healthy about a second after it answers. Without it the first probe comes one
+  `interval` after start, and the shortest health wait the program accepts (10 s,
+  `deploy.waitTimeoutSeconds`) failed every healthy release. It needs Docker Engine 25 (API
+  1.44); Compose refuses it on an older engine rather than ignoring it (docker/compose#11360).
+  The VMs run Ubuntu 24.04's `docker.io` from noble-updates (cloud-init updates the package
+  lists first): 26.1 and later since 2024, 29.1 with `docker-compose-v2` 2.40 in 2026.
+- `start_period: 30s`: how long a service may take to start: probes run every
+  `start_interval` and failures do not count. It also bounds how long a release that never
+  answers stays "starting": after it, `retries` failures `interval` apart make it unhealthy
+  (about 60 s), unless the deploy's health wait runs out first.
+- `interval: 10s`, `timeout: 5s`, `retries: 3`: once healthy, a probe every 10 s; three
+  failures in a row (30 s) mark the container unhealthy.
+"""
 LOGS = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
 """At most 30 MB of logs per service, so a chatty service cannot fill the boot volume."""
 

@@ -832,7 +832,7 @@ def _publish_body() -> str:
         '  tag="${REGISTRY}/${name}:${SHA}-${platform_tag}-${GITHUB_RUN_ID}.${GITHUB_RUN_ATTEMPT}"',
         "  # A tag is never moved to another image: this run's tags are new, or the run stops. The",
         '  # engine asks the registry (TLS as configured); any answer but "unknown" stops the run.',
-        "  # GitHub's registry answers \"denied\" for a package that does not exist yet (a first push),",
+        '  # GitHub\'s registry answers "denied" for a package that does not exist yet (a first push),',
         "  # as for credentials it refuses, whose push then fails the same way.",
         '  if docker pull --quiet "$tag" > "$RUNNER_TEMP/pull.log" 2>&1; then',
         '    fail "${tag} already exists; it is never replaced"',

@@ -1,23 +1,26 @@
-"""A real OpenSSH server on 127.0.0.1 with the deploy program behind the CI key, for the e2e
-tests and the deploy benchmark.
+"""A real OpenSSH server on 127.0.0.1 with the deploy program behind the CI key, on a real
+Docker Engine, for the e2e tests and the deploy benchmark.
 
 What is real: `sshd` (Debian's openssh-server) with its own per-run host key, a throwaway
-system user, the deploy user's `authorized_keys` holding `authorized_keys_line(...)` exactly as
-cloud-init writes it, the program text as cloud-init installs it, `flock`, `logger`. What is
-not: `docker`, played by tests/harness/docker_standin.py.
+system user in group `docker` (as cloud-init makes the deploy user), its `authorized_keys`
+holding `authorized_keys_line(...)` exactly as cloud-init writes it, the program text as
+cloud-init installs it, `flock`, `logger`, and the Docker engine with the Compose v2 plugin,
+with images from local registries (tests/harness/engine.py).
 
 The CI key's line forces `/usr/local/sbin/dreamscape-deploy` (DEPLOY_PROGRAM_PATH). Rather
 than install into the host's /usr/local/sbin, sshd runs in a private mount namespace
 (`unshare --mount`) where a temporary directory holding the program is bind-mounted over
 /usr/local/sbin: the program sits at its production path for sshd and its children only, the
 authorized_keys line stays byte for byte what production renders, and nothing outside the
-temporary directory changes except the throwaway user (removed on stop).
+temporary directory changes except the throwaway user (removed on stop) and the engine's
+containers and images of this server's compose project (removed on reset and stop).
 
 sshd sets the program's settings through `SetEnv`, as an admin would on a VM: the state
-directory, the system log socket (a datagram socket the harness reads), a PATH where the
-stand-in comes first, and short fallbacks for the options a request leaves out (lock wait,
-health timeout, releases kept), each within the program's bounds. The pipeline's requests
-carry their own values, which win.
+directory, a compose project of its own (so two servers share the engine), the system log
+socket (a datagram socket the harness reads), a PATH where the packaged docker client comes
+first, and short fallbacks for the options a request leaves out (lock wait, health timeout,
+releases kept), each within the program's bounds. The pipeline's requests carry their own
+values, which win.
 
 Everything runs as root (sshd needs it); every wait is bounded.
 """
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import importlib.resources
 import json
 import os
 import pwd
@@ -40,11 +42,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.environment import deploy_program
+import yaml
 
-HARNESS = Path(__file__).resolve().parent
+from components.environment import deploy_program
+from tests.harness import engine
+from tests.harness.engine import Engine, free_port
+
 SSHD = "/usr/sbin/sshd"
-SYSTEM_PYTHON = "/usr/bin/python3"
 CI_COMMENT = "dreamscape-ci"
 UNSHARE = ("unshare", "--mount", "--propagation", "private", "--")
 LOCK_WAIT = 2
@@ -71,26 +75,13 @@ def missing_prerequisites() -> list[str]:
     ):
         if shutil.which(tool) is None:
             problems.append(f"{tool} not installed (Debian package {package})")
-    probe = (
-        subprocess.run(
-            [SYSTEM_PYTHON, "-I", "-c", "import yaml, jsonschema"], capture_output=True, check=False, timeout=30
-        )
-        if Path(SYSTEM_PYTHON).exists()
-        else None
-    )
-    if probe is None or probe.returncode != 0:
-        problems.append("the docker stand-in needs /usr/bin/python3 with python3-yaml and python3-jsonschema")
+    if os.geteuid() == 0:
+        problems += engine.missing_prerequisites()
     if not problems:
         unshare = subprocess.run([*UNSHARE, "true"], capture_output=True, check=False, timeout=30)
         if unshare.returncode != 0:
             problems.append("no private mount namespace here (unshare --mount needs CAP_SYS_ADMIN)")
     return problems
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def frames(compose: bytes | None, login: tuple[str, str, str] | None = None) -> bytes:
@@ -112,14 +103,18 @@ class Key:
 
 
 class DeployServer:
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine, user: str = "dsdeploy") -> None:
+        self.engine = engine
         self.base = Path(tempfile.mkdtemp(prefix="dreamscape-deploy-e2e-"))
         self.base.chmod(0o755)
-        self.user = f"dsdeploy{os.getpid()}"[:32]
+        self.user = f"{user}{os.getpid()}"[:32]
+        self.project = self.user
+        """The compose project every release of this server runs under."""
         self.port = free_port()
+        self.http_port = free_port()
+        """Where the tests' compose files publish the gateway, on 127.0.0.1."""
         self.home = self.base / "home"
         self.state_dir = self.base / "state"
-        self.standin = self.base / "docker-standin"
         self.log_path = self.base / "sshd.log"
         self.syslog_path = self.base / "log" / "syslog.sock"
         self.known_hosts = self.base / "client" / "known_hosts"
@@ -147,7 +142,7 @@ class DeployServer:
     def _create_user(self) -> None:
         self._run(
             "useradd", "--system", "--user-group", "--no-create-home",
-            "--home-dir", str(self.home), "--shell", "/bin/bash", self.user,
+            "--home-dir", str(self.home), "--shell", "/bin/bash", "--groups", "docker", self.user,
         )  # fmt: skip
         self._user_created = True
         entry = pwd.getpwnam(self.user)
@@ -195,15 +190,6 @@ class DeployServer:
         program.write_text(deploy_program.program_text())
         program.chmod(0o755)
 
-        # The docker stand-in, first on the deploy user's PATH, and its world.
-        bin_dir = self.base / "bin"
-        bin_dir.mkdir(mode=0o755)
-        shutil.copyfile(HARNESS / "docker_standin.py", bin_dir / "docker")
-        (bin_dir / "docker").chmod(0o755)
-        self._owned(self.standin, 0o755)
-        schema = importlib.resources.files("check_jsonschema") / "builtin_schemas/vendor/compose-spec.json"
-        (self.standin / "compose-spec.json").write_text(schema.read_text())
-
         self._owned(self.state_dir, 0o750)
 
         log_dir = self.base / "log"
@@ -214,10 +200,11 @@ class DeployServer:
         # Read as a syslog daemon would: a datagram queue holds few messages, then `logger` blocks.
         threading.Thread(target=self._read_syslog, args=(self._syslog,), daemon=True).start()
 
-        path = f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        # /usr/bin before /usr/local/bin: a static docker client there would shadow the packaged one.
         setenv = {
-            "PATH": path,
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin",
             "DREAMSCAPE_DEPLOY_STATE_DIR": str(self.state_dir),
+            "DREAMSCAPE_DEPLOY_PROJECT": self.project,
             "DREAMSCAPE_DEPLOY_LOCK_WAIT": str(LOCK_WAIT),
             "DREAMSCAPE_DEPLOY_WAIT_TIMEOUT": str(WAIT_TIMEOUT),
             "DREAMSCAPE_DEPLOY_KEEP": str(KEEP),
@@ -268,13 +255,9 @@ class DeployServer:
         raise RuntimeError(f"sshd did not answer on port {self.port} within 15 s:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        engine.terminate(self.process, timeout=5)
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            self.clear_engine()
         if self._user_created:
             self._kill_user_processes()
             subprocess.run(["userdel", self.user], capture_output=True, check=False, timeout=60)
@@ -298,30 +281,51 @@ class DeployServer:
     # --- per test ------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """A VM that never saw a deploy and an engine with nothing on it."""
+        """A VM that never saw a deploy and an engine with nothing of this server's on it."""
         shutil.rmtree(self.state_dir)
         self._owned(self.state_dir, 0o750)
-        for name in ("calls.jsonl", "world.json", "world.lock", "control.json"):
-            (self.standin / name).unlink(missing_ok=True)
+        self.clear_engine()
         self.syslog()
 
-    def control(self, **settings) -> None:
-        (self.standin / "control.json").write_text(json.dumps(settings))
+    def clear_engine(self) -> None:
+        """Remove the project's containers and network, and every image pulled from the test registries."""
+        project = ("compose", "--project-name", self.project)
+        engine.docker(*project, "down", "--volumes", "--remove-orphans", "--timeout", "2")
+        registries = (self.engine.registry.host + "/", self.engine.auth_registry.host + "/")
+        listed = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+        pulled = [name for name in listed if name.startswith(registries)]
+        if pulled:
+            engine.docker("rmi", "--force", *pulled)
 
-    def calls(self) -> list[dict]:
-        path = self.standin / "calls.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
+    def local(self, compose_text: str) -> str:
+        """A compose file as this server runs it: its one published port bound to 127.0.0.1
+        at this server's `http_port` (production publishes on the VM's public address)."""
+        document = yaml.safe_load(compose_text)
+        published = [s for s in document["services"].values() if s.get("ports")]
+        if len(published) > 1:
+            raise ValueError("the tests' servers publish one port")
+        for service in published:
+            (port,) = service["ports"]
+            service["ports"] = [f"127.0.0.1:{self.http_port}:{str(port).rsplit(':', 1)[1]}"]
+        return yaml.safe_dump(document, sort_keys=False)
 
-    def world(self) -> dict:
-        path = self.standin / "world.json"
-        return json.loads(path.read_text()) if path.exists() else {"images": [], "projects": {}}
+    def containers(self) -> list[dict]:
+        """The project's containers as `docker compose ps --all --format json` shows them."""
+        output = engine.docker("compose", "--project-name", self.project, "ps", "--all", "--format", "json")
+        output = output.strip()
+        if output.startswith("["):
+            return json.loads(output)
+        return [json.loads(line) for line in output.splitlines() if line.strip()]
 
-    def running(self, project: str = "dreamscape") -> dict[str, tuple[str, str]]:
-        """service -> (image, health) of the stand-in engine's containers."""
-        services = self.world()["projects"].get(project, {})
-        return {name: (info["image"], info["health"]) for name, info in services.items()}
+    def running(self) -> dict[str, tuple[str, str]]:
+        """service -> (image, health) of the project's containers; health is the container's
+        state when it is not running or has no health check."""
+        found: dict[str, tuple[str, str]] = {}
+        for container in self.containers():
+            running = container["State"] == "running"
+            health = container["Health"] if running and container["Health"] else container["State"]
+            found[container["Service"]] = (container["Image"], health)
+        return found
 
     def state(self) -> dict:
         path = self.state_dir / "state.json"
@@ -367,9 +371,9 @@ class DeployServer:
         command = ["deploy", *flags, *(f"{c}={i}" for c, i in pairs.items())]
         return self.ssh(*command, stdin=frames(compose.encode(), login), **kwargs)
 
-    def start_deploy(self, pairs: dict[str, str], compose: str) -> subprocess.Popen:
+    def start_deploy(self, pairs: dict[str, str], compose: str, flags: tuple[str, ...] = ()) -> subprocess.Popen:
         """A deploy running in the background (for the lock tests)."""
-        command = ["deploy", *(f"{c}={i}" for c, i in pairs.items())]
+        command = ["deploy", *flags, *(f"{c}={i}" for c, i in pairs.items())]
         with tempfile.TemporaryFile() as stdin:
             stdin.write(frames(compose.encode()))
             stdin.seek(0)
