@@ -116,8 +116,18 @@ def tools(tmp_path) -> Path:
 class Run:
     """One pipeline run, job after job, sharing its artifacts and its `needs`."""
 
-    def __init__(self, workflow, registry: engine.Registry, tools: Path, tree: dict[str, str], event: str = "push"):
+    def __init__(
+        self,
+        workflow,
+        registry: engine.Registry,
+        tools: Path,
+        tree: dict[str, str],
+        event: str = "push",
+        branch: str = "main",
+        environment: str = "production",
+    ):
         self.workflow = workflow
+        self.branch, self.environment = branch, environment
         self.settings = settings_of(STACK, sourceRepositories=REPOSITORIES, registry=f"{registry.host}/dreamscape")
         self.tools = tools
         self.artifacts = Artifacts(tree)
@@ -125,7 +135,7 @@ class Run:
         self.event = event
         self.needs: dict[str, Any] = {}
         self.api = stand_in(self.settings)
-        self.api.branch_heads[(SOURCE.lower(), "main")] = self.sha
+        self.api.branch_heads[(SOURCE.lower(), branch)] = self.sha
 
     def __enter__(self) -> Run:
         self.api.__enter__()
@@ -136,19 +146,24 @@ class Run:
 
     def github(self) -> dict[str, Any]:
         if self.event == "manual":
-            inputs = {"source_repo": SOURCE, "ref": "refs/heads/main", "sha": self.sha, "component": COMPONENT}
-            return manual_github(self.settings, self.api, {**inputs, "environment": "production"})
+            inputs = {
+                "source_repo": SOURCE,
+                "ref": f"refs/heads/{self.branch}",
+                "sha": self.sha,
+                "component": COMPONENT,
+            }
+            return manual_github(self.settings, self.api, {**inputs, "environment": self.environment})
         payload = {
             "source_repo": SOURCE,
-            "ref": "refs/heads/main",
+            "ref": f"refs/heads/{self.branch}",
             "sha": self.sha,
             "component": COMPONENT,
-            "environment": "production",
+            "environment": self.environment,
         }
         return dispatch_github(self.settings, self.api, "services-changed", payload)
 
     def resolve(self) -> JobResult:
-        self.api.add_comparison(SOURCE, self.sha, "main", status="identical")
+        self.api.add_comparison(SOURCE, self.sha, self.branch, status="identical")
         result = run_resolve(self.workflow, self.github(), artifacts=self.artifacts)
         self.needs["resolve"] = {"result": result.status, "outputs": result.outputs}
         return result
@@ -229,6 +244,20 @@ def test_a_deploying_run_publishes_exactly_the_scanned_archive_and_deploys_it_by
     assert pushed["config"]["digest"].split(":")[1] in config
     assert "sha256:" + __import__("hashlib").sha256(archive).hexdigest() == scanned.split("=")[1]
     assert build.outputs == {}
+
+
+def test_a_feature_branch_run_publishes_nothing_and_deploys_nothing(workflow, registry, tools) -> None:
+    """What production pulls can only change through a deploying run's publish job."""
+    before = tags(registry, f"dreamscape/{COMPONENT}")
+    with Run(workflow, registry, tools, tree(), branch="feature/x", environment="dev") as run:
+        build, scan = run.through_scan()
+        assert scan.status == "success", scan.log
+        assert run.needs["resolve"]["outputs"]["deploy"] == "false"
+        publish = run.job("publish")
+        deploy = run.job("deploy")
+    assert (publish.status, deploy.status) == ("skipped", "skipped")
+    assert tags(registry, f"dreamscape/{COMPONENT}") == before
+    assert build.status == "success"
 
 
 def test_a_fake_docker_on_the_build_path_gets_no_token(workflow, registry, tools, tmp_path) -> None:
