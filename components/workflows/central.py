@@ -26,8 +26,9 @@ and which no later job trusts but through the artifacts it leaves, checked on th
   checked against those sha256 sums, under `<registry>/<component>:<sha>-<os>-<arch>-<run>`
   (never over an existing tag) and outputs `<component>=<registry>/<component>@sha256:...`.
 - `deploy` runs in GitHub environment `<env>`, one at a time per environment: an automatic run
-  whose commit is no longer its branch's head deploys nothing ("superseded"); otherwise it hands
-  the environment's compose file and the images, by digest, to the deploy program over SSH.
+  whose commit is no longer its branch's head deploys nothing ("superseded", `ci/deploy_gate.py`);
+  otherwise it hands the environment's compose file and the images, by digest, to the deploy
+  program over SSH.
 - `report` always runs: the final commit status and a summary table (`ci/report.py`).
 
 A job that runs one of the pipeline's Python modules (`ci/`) first checks this repository out at
@@ -77,7 +78,7 @@ PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "security-scan": {"contents": ("read", "the trivy action fetches trivy with this job's token")},
     "publish": {"packages": ("write", "push the scanned images; this job runs no source code")},
     "deploy": {
-        "contents": ("read", "check out this repository's compose files"),
+        "contents": ("read", "check out this repository's compose files and the pipeline's code"),
         "packages": ("read", "the VM pulls this run's images with this job's token"),
     },
     "report": {"contents": ("read", "check out the pipeline's code (ci/) of this repository")},
@@ -595,7 +596,7 @@ def _unpack_source() -> list[dict[str, Any]]:
 
 
 def _check_out_pipeline(*extra: str) -> dict[str, Any]:
-    """This repository at the run's own commit, only PIPELINE_CODE (and `extra`): the code the next steps run.
+    """This repository at the run's own commit, only PIPELINE_CODE and `extra` (folders end in `/`).
 
     A repository_dispatch run's commit is the head of the infra repository's default branch,
     the same commit this workflow file was read from.
@@ -916,34 +917,6 @@ def _publish_job(args: CentralArgs) -> dict[str, Any]:
     }
 
 
-def _newest_body() -> str:
-    """Newest wins: an automatic run deploys only while its commit is still its branch's head."""
-    return "\n".join(
-        [
-            shell.STRICT,
-            shell.api_function(),
-            'branch="${REF#refs/heads/}"',
-            f'if ! github_api GET "/repos/${{SOURCE_REPO}}/git/ref/heads/${{branch}}" "${TOKEN}"; then',
-            f'  echo "::error title=Branch head::HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
-            ' may read ${SOURCE_REPO}"',
-            "  exit 1",
-            "fi",
-            'head="$(jq -r \'.object.sha // ""\' "$api_body")"',
-            "superseded=''",
-            'if [[ "$head" == "$SHA" ]]; then',
-            '  echo "${SHA} is the head of ${branch}: deploying it."',
-            'elif [[ "$EVENT_NAME" == workflow_dispatch ]]; then',
-            '  echo "::notice title=Older commit::${branch} is at ${head}; this manual run deploys ${SHA} on purpose."',
-            "else",
-            '  superseded="$head"',
-            '  echo "::notice title=Superseded::${branch} is at ${head} now, which its own run deploys;'
-            ' ${SHA} is not deployed."',
-            "fi",
-            'echo "superseded=${superseded}" >> "$GITHUB_OUTPUT"',
-        ]
-    )
-
-
 def _deploy_job(args: CentralArgs) -> dict[str, Any]:
     def secret(base: str) -> str:
         per_env = {env: names.secret_names(env, args.deploy_secret_layout)[base] for env in rules.ENVIRONMENTS}
@@ -1005,14 +978,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
             "queue": "max",
         },
         "steps": [
-            {
-                "name": "Check out the compose files",
-                "uses": actions.uses("actions/checkout"),
-                "with": {
-                    "sparse-checkout": compose.DIRECTORY,
-                    "persist-credentials": False,
-                },
-            },
+            _check_out_pipeline(f"{compose.DIRECTORY}/"),
             {
                 "name": "Check that the commit is still the newest of its branch",
                 "id": "newest",
@@ -1022,9 +988,9 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
                     "REF": _expr(_resolved("ref")),
                     "SHA": _expr(_resolved("sha")),
                     "EVENT_NAME": _expr("github.event_name"),
-                    TOKEN: _expr(f"secrets.{TOKEN}"),
+                    ci.github.TOKEN_VARIABLE: _expr(f"secrets.{TOKEN}"),
                 },
-                "run": _newest_body(),
+                "run": _python("deploy_gate"),
             },
             ssh_step,
         ],
