@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
 
 
 def set_outputs(values: Mapping[str, str], env: Mapping[str, str] | None = None) -> None:
-    """Append `name=value` lines to $GITHUB_OUTPUT (a multi-line value gets a random delimiter)."""
+    """Append `name=value` lines to $GITHUB_OUTPUT; a value with a line break is refused, not written.
+
+    Every output of the pipeline is one line; a line break would let a value set other outputs.
+    """
     env = os.environ if env is None else env
-    lines = []
     for name, value in values.items():
-        if "\n" in value:
-            delimiter = f"ghadelimiter_{uuid.uuid4()}"
-            lines += [f"{name}<<{delimiter}", value, delimiter]
-        else:
-            lines.append(f"{name}={value}")
+        if "\n" in name + value or "\r" in name + value or "=" in name:
+            raise ValueError(f"output {name!r}: names and values are single lines, names without '='")
     with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as output:
-        output.write("".join(f"{line}\n" for line in lines))
+        output.write("".join(f"{name}={value}\n" for name, value in values.items()))
 
 
 def add_summary(markdown: str, env: Mapping[str, str] | None = None) -> None:

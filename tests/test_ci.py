@@ -169,3 +169,14 @@ def test_the_shell_helper_and_the_client_share_one_policy() -> None:
     )
     assert "--max-time 30 " in shell.api_function()
     assert "X-GitHub-Api-Version: 2026-03-10" in shell.api_function()
+
+
+def test_outputs_are_single_lines_and_a_line_break_is_refused(tmp_path: Path) -> None:
+    from ci import runner
+
+    env = {"GITHUB_OUTPUT": str(tmp_path / "output")}
+    runner.set_outputs({"superseded": "", "images": "a=b c=d"}, env)
+    for bad in ({"superseded": "x\nimages=evil"}, {"a=b": "c"}, {"x": "y\r"}):
+        with pytest.raises(ValueError, match="single lines"):
+            runner.set_outputs(bad, env)
+    assert (tmp_path / "output").read_text() == "superseded=\nimages=a=b c=d\n"
