@@ -12,6 +12,7 @@ import yaml
 
 from components import settings as settings_module
 from components.workflows import central
+from tests.conftest import ROOT
 from tests.harness.github_api import GitHubAPI
 from tests.harness.workflow import Context, JobResult, github_context, run_job
 from tools import offline
@@ -93,18 +94,24 @@ class Artifacts:
     `actions/upload-artifact` copies what its `path` lines name (globs relative to the workspace,
     or absolute) under the artifact's name; `actions/download-artifact` copies an artifact (by
     `name`) or every artifact matching `pattern` (each in a folder of its name) to `path`, as the
-    real actions do. `actions/checkout` writes `tree`. Every other action is recorded only.
+    real actions do. `actions/checkout` of another repository (`repository:`) writes `tree`;
+    of the infra repository itself, it writes what its `sparse-checkout` patterns name out of
+    this repository's own files (the pipeline's code, ci/ and components/rules.py) and `infra`
+    (the files `pulumi up` writes there), and refuses any other ref than the run's own commit.
+    Every other action is recorded only.
     """
 
-    def __init__(self, tree: dict[str, str] | None = None) -> None:
+    def __init__(self, tree: dict[str, str] | None = None, infra: dict[str, str] | None = None) -> None:
         self.tree = tree or {}
+        self.infra = infra or {}
         self.store: dict[str, dict[str, bytes]] = {}
         self.calls: list[tuple[str, dict[str, Any], dict[str, str]]] = []
 
     def checkout(self, step, with_, env) -> dict[str, str]:
         self.calls.append(("actions/checkout", dict(with_), dict(env)))
         root = Path(env["GITHUB_WORKSPACE"]) / with_.get("path", ".")
-        for name, content in self.tree.items():
+        files = self.tree if "repository" in with_ else infra_checkout(with_, env, self.infra)
+        for name, content in files.items():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_text(content)
         return {}
@@ -161,6 +168,45 @@ class Artifacts:
 
     def called(self, name: str) -> list[dict[str, Any]]:
         return [with_ for action, with_, _ in self.calls if action == name]
+
+
+def infra_checkout(with_: dict[str, Any], env: dict[str, str], generated: dict[str, str]) -> dict[str, str]:
+    """The files a sparse checkout of the infra repository at the run's commit writes.
+
+    The repository holds this repository's files and the `generated` ones. Non-cone patterns
+    (`/ci/`, `/components/rules.py`) name a folder (trailing `/`) or a file from the root; in
+    cone mode each line is a folder. A pattern that names nothing fails, as a missing file
+    would fail the step that needs it.
+    """
+    if with_.get("ref") != env["GITHUB_SHA"]:
+        raise AssertionError(f"the infra repository is checked out at {with_.get('ref')!r}, not the run's commit")
+    if with_.get("persist-credentials") is not False:
+        raise AssertionError("checkout without persist-credentials: false")
+    patterns = [line for line in str(with_.get("sparse-checkout", "")).split("\n") if line]
+    if not patterns:
+        raise AssertionError("a full checkout of the infra repository: list what the job needs")
+    cone = with_.get("sparse-checkout-cone-mode", True) not in (False, "false")
+    written: dict[str, str] = {}
+    for pattern in patterns:
+        if cone:
+            folder, file = pattern.strip("/") + "/", None
+        elif not pattern.startswith("/"):
+            raise AssertionError(f"{pattern!r} is not anchored at the root: it matches at any depth")
+        elif pattern.endswith("/"):
+            folder, file = pattern[1:], None
+        else:
+            folder, file = None, pattern[1:]
+        found = {name: text for name, text in generated.items() if name == file or (folder and name.startswith(folder))}
+        if file is not None and (ROOT / file).is_file():
+            found[file] = (ROOT / file).read_text()
+        elif folder is not None and (ROOT / folder).is_dir():
+            for path in sorted((ROOT / folder).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    found[path.relative_to(ROOT).as_posix()] = path.read_text()
+        if not found:
+            raise AssertionError(f"sparse-checkout {pattern!r} names nothing in the infra repository")
+        written |= found
+    return written
 
 
 def payload(

@@ -91,7 +91,7 @@ def copy_project(destination: Path) -> Path:
     """A copy of the program and its stack files, for tests that edit a stack file."""
     for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py"):
         shutil.copy(ROOT / name, destination / name)
-    for folder in ("components", "tools"):
+    for folder in ("ci", "components", "tools"):
         shutil.copytree(ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return destination
 

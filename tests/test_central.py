@@ -194,7 +194,13 @@ def test_the_deploy_job_runs_in_its_environment_one_at_a_time(document, text) ->
     seconds = settings.deploy.lock_wait_seconds + 2 * settings.deploy.wait_timeout_seconds
     assert deploy["timeout-minutes"] * 60 > seconds + central.PULL_ALLOWANCE_SECONDS
     checkout = deploy["steps"][0]
-    assert checkout["with"] == {"sparse-checkout": compose.DIRECTORY, "persist-credentials": False}
+    assert checkout["with"] == {
+        "ref": "${{ github.sha }}",
+        "persist-credentials": False,
+        "sparse-checkout": "/ci/\n/components/__init__.py\n/components/rules.py\n/deploy/",
+        "sparse-checkout-cone-mode": False,
+    }
+    assert compose.path("production").startswith("deploy/")
     assert "packages: write # push the scanned images; this job runs no source code" in text
 
 

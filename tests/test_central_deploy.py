@@ -14,17 +14,19 @@ import copy
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ci import deploy_gate
 from components.environment import compose
 from components.settings import SourceRepository
 from components.workflows import central
 from tests.central_support import (
     DISPATCH_TOKEN,
+    RETRY_ENV,
+    Artifacts,
     central_document,
     central_text,
     dispatch_github,
@@ -94,15 +96,7 @@ def run_deploy(
     sha: str,
 ) -> JobResult:
     """The deploy job of a run for `repository`'s `components` at `sha`, resolved for production."""
-    checkouts = []
-
-    def checkout(step, with_, env) -> dict[str, str]:
-        checkouts.append(with_)
-        target = Path(env["GITHUB_WORKSPACE"]) / compose.path(STACK)
-        target.parent.mkdir(parents=True)
-        target.write_text(compose_text)
-        return {}
-
+    artifacts = Artifacts(infra={compose.path(STACK): compose_text})
     outputs = {
         "environment": STACK,
         "deploy": "true",
@@ -135,8 +129,9 @@ def run_deploy(
                 "publish": {"result": "success", "outputs": {"images": published}},
             },
         )
-        result = run_job(on_local_vm(document, server), "deploy", context, uses={"actions/checkout": checkout})
-    assert checkouts == [{"sparse-checkout": compose.DIRECTORY, "persist-credentials": False}]
+        result = run_job(on_local_vm(document, server), "deploy", context, extra_env=RETRY_ENV, uses=artifacts.table())
+    [checkout] = artifacts.called("actions/checkout")
+    assert checkout["sparse-checkout"].split("\n")[-1] == f"/{compose.DIRECTORY}/"
     return result
 
 
@@ -276,3 +271,51 @@ def test_the_job_uses_the_deploy_secrets_of_its_own_environment_only(plan_of) ->
     assert central.TOKEN not in json.dumps(ssh_step)
     [newest] = [s for s in deploy["steps"] if s.get("id") == "newest"]
     assert newest["env"][central.TOKEN] == f"${{{{ secrets.{central.TOKEN} }}}}"
+
+
+# --- newest wins: ci/deploy_gate.py, through the rendered job (no VM reached) and on its own ---------
+
+
+def run_gate(document: dict[str, Any], head: str | None, sha: str) -> JobResult:
+    """The deploy job of an automatic run at `sha` while the branch head is `head` (None: no such branch)."""
+    source = f"{SETTINGS.github_owner}/{SERVICES.name}"
+    outputs = {"environment": STACK, "deploy": "true", "components": '["auth-service"]', "source_repo": source}
+    outputs |= {"ref": "refs/heads/main", "sha": sha}
+    with stand_in(SETTINGS) as api:
+        if head is not None:
+            api.branch_heads[(source.lower(), "main")] = head
+        context = Context(
+            github=dispatch_github(SETTINGS, api, "services-changed", {}),
+            secrets={central.TOKEN: DISPATCH_TOKEN},
+            needs={"resolve": {"result": "success", "outputs": outputs}, "publish": {"result": "success"}},
+        )
+        artifacts = Artifacts(infra={compose.path(STACK): "services: {}\n"})
+        return run_job(document, "deploy", context, extra_env=RETRY_ENV, uses=artifacts.table())
+
+
+def test_a_superseded_run_reaches_no_vm_and_names_the_newer_commit(plan_of) -> None:
+    document = central_document(plan_of(STACK))
+    sha, newer = sha_of("older commit"), sha_of("newer commit")
+    result = run_gate(document, newer, sha)
+    assert result.status == "success", result.log
+    assert result.outputs["superseded"] == newer
+    [ssh] = [s for s in result.steps if s.name.startswith("Deploy to")]
+    assert not ssh.ran
+    assert f"::notice title=Superseded::main is at {newer} now, which its own run deploys" in result.log
+
+
+def test_the_branch_head_unreadable_fails_the_job_before_any_deploy(plan_of) -> None:
+    result = run_gate(central_document(plan_of(STACK)), None, sha_of("no branch"))
+    assert result.status == "failure"
+    assert "::error title=Branch head::HTTP 404 (Not Found): check that PIPELINE_TOKEN may read" in result.log
+    assert [s.name for s in result.steps if s.ran][-1] == "Check that the commit is still the newest of its branch"
+
+
+def test_the_gate_deploys_the_head_or_a_manual_choice_and_nothing_else() -> None:
+    sha, head = "1" * 40, "2" * 40
+    assert deploy_gate.decide(sha, sha, "main", manual=False).superseded == ""
+    manual = deploy_gate.decide(sha, head, "develop", manual=True)
+    assert (manual.superseded, manual.notice) == ("", "Older commit")
+    assert manual.message == f"develop is at {head}; this manual run deploys {sha} on purpose."
+    automatic = deploy_gate.decide(sha, head, "main", manual=False)
+    assert (automatic.superseded, automatic.notice) == (head, "Superseded")

@@ -1,7 +1,8 @@
 """The central pipeline's `report` job: the final commit status for every combination of job results.
 
-Run with real bash against the GitHub API stand-in, with the `needs` context GitHub would give
-it. The expected state is the rule written out below, independently of the workflow's shell.
+The rendered job runs (its checkout of the pipeline's code, then `python3 -m ci.report`) against
+the GitHub API stand-in, with the `needs` context GitHub would give it; `ci.report`'s decision is
+also called directly. The expected state is the rule written out below, independently of both.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from ci import report
 from components.workflows import central
 from tests.central_support import (
     DISPATCH_TOKEN,
     RETRY_ENV,
+    Artifacts,
     central_document,
     dispatch_github,
     in_parallel,
@@ -72,7 +75,7 @@ def run_report(
     needs["deploy"]["outputs"] = {"superseded": superseded} if results["deploy"] == "success" else {}
     github = dispatch_github(SETTINGS, api, "services-changed", {})
     context = Context(github=github, secrets={central.TOKEN: DISPATCH_TOKEN}, needs=needs)
-    return run_job(workflow, "report", context, extra_env=RETRY_ENV)
+    return run_job(workflow, "report", context, extra_env=RETRY_ENV, uses=Artifacts().table())
 
 
 def combinations() -> list[tuple[dict[str, str], bool, bool]]:
@@ -124,6 +127,54 @@ def test_report_posts_the_right_state_for_every_combination_of_results(workflow)
                 wrong.append((results, "summary title", result.summary))
         assert wrong == []
         assert {r.token for r in api.requests} == {DISPATCH_TOKEN}
+
+
+def test_the_decision_alone_gives_the_right_state_for_every_combination_of_results() -> None:
+    """`ci.report.verdict` without a runner: the same rule, and a description GitHub accepts."""
+    wrong = []
+    for results, deploy, _ in combinations():
+        run = report.Run(results=results, environment="production", deploy=deploy, superseded="")
+        state, description = report.verdict(run)
+        if state != expected_state(results, deploy) or not 0 < len(description) <= 140:
+            wrong.append((results, deploy, state, description))
+    assert wrong == []
+
+
+def test_a_failure_names_every_failed_job_in_order() -> None:
+    results = {"resolve": "success", "build-test": "failure", "security-scan": "success"}
+    results |= {"publish": "failure", "deploy": "skipped"}
+    assert report.verdict(report.Run(results=results, deploy=True)) == ("failure", "Failed: build-test, publish")
+
+
+def test_resolve_outputs_that_are_not_a_json_list_show_no_components() -> None:
+    env = {report.result_variable(job): "success" for job in JOBS} | {"COMPONENTS_JSON": "not json"}
+    assert report.Run.from_env(env).components == ()
+    env["COMPONENTS_JSON"] = '["auth-service","user-service"]'
+    assert report.Run.from_env(env).components == ("auth-service", "user-service")
+    assert report.result_variable("security-scan") == "SECURITY_SCAN_RESULT"
+
+
+def test_the_job_checks_out_only_the_pipeline_code_at_the_run_commit(workflow) -> None:
+    # A private infra repository is readable by the job's own token only with this scope.
+    assert workflow["jobs"]["report"]["permissions"] == {"contents": "read"}
+    with stand_in(SETTINGS) as api:
+        artifacts = Artifacts()
+        results = dict.fromkeys(JOBS, "success")
+        needs = {job: {"result": results[job], "outputs": {}} for job in JOBS}
+        needs["resolve"]["outputs"] = resolve_outputs(sha_of("checkout"), True)
+        context = Context(github=dispatch_github(SETTINGS, api, "services-changed", {}), needs=needs)
+        context.secrets = {central.TOKEN: DISPATCH_TOKEN}
+        result = run_job(workflow, "report", context, extra_env=RETRY_ENV, uses=artifacts.table())
+    assert result.status == "success", result.log
+    [checkout] = artifacts.called("actions/checkout")
+    assert checkout == {
+        "ref": "f" * 40,  # github.sha: the infra repository's commit this run was started at
+        "persist-credentials": False,
+        "sparse-checkout": "/ci/\n/components/__init__.py\n/components/rules.py",
+        "sparse-checkout-cone-mode": False,
+    }
+    [step] = [s for s in result.steps if s.uses is None]
+    assert step.env["PATH"].split(":")[0].endswith("runner-bin"), "the runner's python3, not a virtualenv's"
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from components.environment import compose
 from components.workflows import central
 from tests import conftest
 from tests.central_support import (
@@ -130,7 +131,8 @@ class Run:
         self.branch, self.environment = branch, environment
         self.settings = settings_of(STACK, sourceRepositories=REPOSITORIES, registry=f"{registry.host}/dreamscape")
         self.tools = tools
-        self.artifacts = Artifacts(tree)
+        # The infra repository's generated compose file, for the deploy job's checkout.
+        self.artifacts = Artifacts(tree, infra={compose.path(environment): "services: {}\n"})
         self.sha = sha_of("tiers", sorted(tree), os.urandom(8).hex())
         self.event = event
         self.needs: dict[str, Any] = {}
@@ -425,7 +427,7 @@ def test_each_job_holds_only_what_its_tier_allows(plan_of) -> None:
         "security-scan": {"contents": "read"},
         "publish": {"packages": "write"},
         "deploy": {"contents": "read", "packages": "read"},
-        "report": {},
+        "report": {"contents": "read"},  # the checkout of ci/ from the infra repository
     }
     assert _secrets_named(jobs["build-test"]) == set()
     assert "github.token" not in json.dumps(jobs["build-test"])

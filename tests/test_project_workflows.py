@@ -601,7 +601,7 @@ def test_drift_with_no_results_fails_without_an_issue(runner):
 def _tree(destination: Path) -> Path:
     """A copy of this repository's program, as a checkout would have it, sharing .venv."""
     destination.mkdir()
-    for item in ("__main__.py", "Pulumi.yaml", "requirements.txt", "components", "tools"):
+    for item in ("__main__.py", "Pulumi.yaml", "requirements.txt", "ci", "components", "tools"):
         source = ROOT / item
         if source.is_dir():
             shutil.copytree(source, destination / item, ignore=shutil.ignore_patterns("__pycache__"))

@@ -26,12 +26,15 @@ and which no later job trusts but through the artifacts it leaves, checked on th
   checked against those sha256 sums, under `<registry>/<component>:<sha>-<os>-<arch>-<run>`
   (never over an existing tag) and outputs `<component>=<registry>/<component>@sha256:...`.
 - `deploy` runs in GitHub environment `<env>`, one at a time per environment: an automatic run
-  whose commit is no longer its branch's head deploys nothing ("superseded"); otherwise it hands
-  the environment's compose file and the images, by digest, to the deploy program over SSH.
-- `report` always runs: the final commit status and a summary table.
+  whose commit is no longer its branch's head deploys nothing ("superseded", `ci/deploy_gate.py`);
+  otherwise it hands the environment's compose file and the images, by digest, to the deploy
+  program over SSH.
+- `report` always runs: the final commit status and a summary table (`ci/report.py`).
 
-Every shell body is rendered here from data (`rules.py`, the settings) and reads event data
-only through `env:`; `DISPATCH_TOKEN` reaches only the steps that call the GitHub API on a
+A job that runs one of the pipeline's Python modules (`ci/`) first checks this repository out at
+the run's own commit, only the code it runs (`PIPELINE_CODE`), then runs `python3 -m ci.<module>`.
+Every other shell body is rendered here from data (`rules.py`, the settings). Steps read event
+data only through `env:`; `DISPATCH_TOKEN` reaches only the steps that call the GitHub API on a
 source repository or check one out, never a step that runs the source repository's commands.
 """
 
@@ -42,6 +45,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import ci.github
+import ci.report
 from components import rules
 from components.environment import compose, deploy_program, names
 from components.settings import Deploy, Settings, SourceRepository
@@ -55,17 +60,18 @@ RUNNER = "ubuntu-24.04"
 TOKEN = credentials.PIPELINE.secret
 """PIPELINE_TOKEN, held by the infra repository alone: reads the source repositories and posts
 statuses on their commits. The source repositories' DISPATCH_TOKEN can do neither."""
-STATUS_CONTEXT = "central-cicd"
-"""The context of every commit status this pipeline posts (one line in the source commit's checks)."""
-MAX_DESCRIPTION = 139
-"""GitHub refuses a status description over 140 characters."""
+STATUS_CONTEXT = ci.github.STATUS_CONTEXT
+MAX_DESCRIPTION = ci.github.MAX_DESCRIPTION
 
 OUTPUTS = ("environment", "deploy", "components", "source_repo", "ref", "sha")
 """`resolve`'s job outputs: the contract every later job reads."""
 
-JOBS = ("resolve", "build-test", "security-scan", "publish", "deploy", "report")
-REPORTED_JOBS = JOBS[:-1]
+REPORTED_JOBS = ci.report.JOBS
 """The jobs whose results the report lists and judges."""
+JOBS = (*REPORTED_JOBS, "report")
+
+PIPELINE_CODE = ("ci/", "components/__init__.py", "components/rules.py")
+"""What a job that runs `python3 -m ci.<module>` checks out of the infra repository (ci/ imports rules.py)."""
 
 PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "resolve": {},
@@ -73,15 +79,15 @@ PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "security-scan": {"contents": ("read", "the trivy action fetches trivy with this job's token")},
     "publish": {"packages": ("write", "push the scanned images; this job runs no source code")},
     "deploy": {
-        "contents": ("read", "check out this repository's compose files"),
+        "contents": ("read", "check out this repository's compose files and the pipeline's code"),
         "packages": ("read", "the VM pulls this run's images with this job's token"),
     },
-    "report": {},
+    "report": {"contents": ("read", "check out the pipeline's code (ci/) of this repository")},
 }
 """Each job's token permissions with the reason, written beside each line of the rendered file.
 
 An empty set: the job calls the API on source repositories with DISPATCH_TOKEN only, or (build-test)
-holds nothing at all.
+holds nothing at all. A job that checks this repository out needs `contents: read` when it is private.
 """
 
 TIERS = {
@@ -590,6 +596,30 @@ def _unpack_source() -> list[dict[str, Any]]:
     ]
 
 
+def _check_out_pipeline(*extra: str) -> dict[str, Any]:
+    """This repository at the run's own commit, only PIPELINE_CODE and `extra` (folders end in `/`).
+
+    A repository_dispatch run's commit is the head of the infra repository's default branch,
+    the same commit this workflow file was read from.
+    """
+    return {
+        "name": "Check out the pipeline's code at this run's commit",
+        "uses": actions.uses("actions/checkout"),
+        "with": {
+            "ref": _expr("github.sha"),
+            "persist-credentials": False,
+            "sparse-checkout": "\n".join(f"/{path}" for path in (*PIPELINE_CODE, *extra)),
+            # Single files are listed, which cone mode (folders only) cannot express.
+            "sparse-checkout-cone-mode": False,
+        },
+    }
+
+
+def _python(module: str) -> str:
+    """The `run:` of a step that runs one module of ci/ (its inputs come through `env:` only)."""
+    return f"python3 -m ci.{module}"
+
+
 def _resolve_job(args: CentralArgs) -> dict[str, Any]:
     return {
         "name": "Validate the request",
@@ -890,34 +920,6 @@ def _publish_job(args: CentralArgs) -> dict[str, Any]:
     }
 
 
-def _newest_body() -> str:
-    """Newest wins: an automatic run deploys only while its commit is still its branch's head."""
-    return "\n".join(
-        [
-            shell.STRICT,
-            shell.api_function(),
-            'branch="${REF#refs/heads/}"',
-            f'if ! github_api GET "/repos/${{SOURCE_REPO}}/git/ref/heads/${{branch}}" "${TOKEN}"; then',
-            f'  echo "::error title=Branch head::HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
-            ' may read ${SOURCE_REPO}"',
-            "  exit 1",
-            "fi",
-            'head="$(jq -r \'.object.sha // ""\' "$api_body")"',
-            "superseded=''",
-            'if [[ "$head" == "$SHA" ]]; then',
-            '  echo "${SHA} is the head of ${branch}: deploying it."',
-            'elif [[ "$EVENT_NAME" == workflow_dispatch ]]; then',
-            '  echo "::notice title=Older commit::${branch} is at ${head}; this manual run deploys ${SHA} on purpose."',
-            "else",
-            '  superseded="$head"',
-            '  echo "::notice title=Superseded::${branch} is at ${head} now, which its own run deploys;'
-            ' ${SHA} is not deployed."',
-            "fi",
-            'echo "superseded=${superseded}" >> "$GITHUB_OUTPUT"',
-        ]
-    )
-
-
 def _deploy_job(args: CentralArgs) -> dict[str, Any]:
     def secret(base: str) -> str:
         per_env = {env: names.secret_names(env, args.deploy_secret_layout)[base] for env in rules.ENVIRONMENTS}
@@ -979,14 +981,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
             "queue": "max",
         },
         "steps": [
-            {
-                "name": "Check out the compose files",
-                "uses": actions.uses("actions/checkout"),
-                "with": {
-                    "sparse-checkout": compose.DIRECTORY,
-                    "persist-credentials": False,
-                },
-            },
+            _check_out_pipeline(f"{compose.DIRECTORY}/"),
             {
                 "name": "Check that the commit is still the newest of its branch",
                 "id": "newest",
@@ -996,107 +991,13 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
                     "REF": _expr(_resolved("ref")),
                     "SHA": _expr(_resolved("sha")),
                     "EVENT_NAME": _expr("github.event_name"),
-                    TOKEN: _expr(f"secrets.{TOKEN}"),
+                    ci.github.TOKEN_VARIABLE: _expr(f"secrets.{TOKEN}"),
                 },
-                "run": _newest_body(),
+                "run": _python("deploy_gate"),
             },
             ssh_step,
         ],
     }
-
-
-def _report_body() -> str:
-    results = " ".join(f'"${_result_variable(job)}"' for job in REPORTED_JOBS)
-    return "\n".join(
-        [
-            shell.STRICT,
-            shell.api_function(),
-            'status_repo="$SOURCE_REPO" status_sha="$SHA" report_failed=false',
-            _POST_STATUS,
-            "",
-            "# The final state, from each job's result.",
-            f"results=({results})",
-            "state=success",
-            'if [[ "$RESOLVE_RESULT" != success ]]; then',
-            "  state=error",
-            '  description="Refused or interrupted before the build: see the run"',
-            'elif [[ " ${results[*]} " == *" failure "* ]]; then',
-            "  state=failure",
-            "  failed=()",
-            *[
-                f'  [[ "${_result_variable(job)}" != failure ]] || failed+=({job})'
-                for job in REPORTED_JOBS
-                if job != "resolve"
-            ],
-            '  list="${failed[*]}"',
-            '  description="Failed: ${list// /, }"',
-            'elif [[ " ${results[*]} " == *" cancelled "* ]]; then',
-            "  state=error",
-            '  description="Cancelled before the end: see the run"',
-            'elif [[ "$BUILD_TEST_RESULT" != success || "$SECURITY_SCAN_RESULT" != success ]]; then',
-            "  state=error",
-            '  description="Build, test or scan did not run: see the run"',
-            'elif [[ "$DEPLOY" == true && ( "$PUBLISH_RESULT" != success || "$DEPLOY_RESULT" != success ) ]]; then',
-            "  state=error",
-            '  description="The publish or the deploy to ${ENVIRONMENT} did not run: see the run"',
-            'elif [[ "$DEPLOY" != true && ( "$PUBLISH_RESULT" != skipped || "$DEPLOY_RESULT" != skipped ) ]]; then',
-            "  state=error",
-            '  description="A publish or a deploy ran that was not planned: see the run"',
-            'elif [[ "$DEPLOY" == true && -n "$SUPERSEDED" ]]; then',
-            '  description="Built, tested and scanned; not deployed: superseded by ${SUPERSEDED:0:12}"',
-            'elif [[ "$DEPLOY" == true ]]; then',
-            '  description="Built, tested, scanned and deployed to ${ENVIRONMENT}"',
-            "else",
-            '  description="Built, tested and scanned; not deployed (${ENVIRONMENT})"',
-            "fi",
-            "",
-            'if [[ -z "$SOURCE_REPO" || -z "$SHA" ]]; then',
-            "  posted='none: the request was refused before a commit was known (see the resolve job)'",
-            'elif post_status "$state" "$description"; then',
-            '  posted="${state} on ${SOURCE_REPO} ${SHA}"',
-            "else",
-            "  report_failed=true",
-            '  posted="failed: HTTP ${api_status} from the statuses API"',
-            f'  echo "::error title=No final status::HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
-            ' may write commit statuses on ${SOURCE_REPO}"',
-            "fi",
-            'echo "Final state: ${state} (${description}); status posted: ${posted}"',
-            "",
-            '# resolve\'s components output is a JSON array of checked names: ["a","b"] -> a, b',
-            'components="${COMPONENTS_JSON//[\\[\\]\\"]/}"',
-            'components="${components//,/, }"',
-            "shown() {",
-            "  if [[ -n \"$1\" ]]; then printf '\\x60%s\\x60' \"$1\"; else printf '%s' '(not resolved)'; fi",
-            "}",
-            "{",
-            '  echo "### Central CI/CD: ${state}"',
-            "  echo",
-            '  echo "${description}"',
-            "  echo",
-            "  echo '| | |'",
-            "  echo '| --- | --- |'",
-            '  echo "| source | $(shown "$SOURCE_REPO") |"',
-            '  echo "| ref | $(shown "$REF") |"',
-            '  echo "| sha | $(shown "$SHA") |"',
-            '  echo "| environment | $(shown "$ENVIRONMENT") (deploy: ${DEPLOY:-false}) |"',
-            '  echo "| components | $(shown "$components") |"',
-            "  echo",
-            "  echo '| job | result |'",
-            "  echo '| --- | --- |'",
-            *[f'  echo "| {job} | ${_result_variable(job)} |"' for job in REPORTED_JOBS],
-            "  echo",
-            '  echo "Commit status: ${posted}."',
-            '} >> "$GITHUB_STEP_SUMMARY"',
-            "# This job fails only when the source commit did not get its final status.",
-            'if [[ "$report_failed" == true ]]; then',
-            "  exit 1",
-            "fi",
-        ]
-    )
-
-
-def _result_variable(job: str) -> str:
-    return job.upper().replace("-", "_") + "_RESULT"
 
 
 def _report_job() -> dict[str, Any]:
@@ -1108,11 +1009,12 @@ def _report_job() -> dict[str, Any]:
         "timeout-minutes": TIMEOUTS["report"],
         "permissions": _permissions("report"),
         "steps": [
+            _check_out_pipeline(),
             {
                 "name": "Post the final status and the summary",
                 "shell": "bash",
                 "env": {
-                    **{_result_variable(job): _expr(f"needs.{job}.result") for job in REPORTED_JOBS},
+                    **{ci.report.result_variable(job): _expr(f"needs.{job}.result") for job in REPORTED_JOBS},
                     "SOURCE_REPO": _expr(_resolved("source_repo")),
                     "REF": _expr(_resolved("ref")),
                     "SHA": _expr(_resolved("sha")),
@@ -1120,10 +1022,10 @@ def _report_job() -> dict[str, Any]:
                     "DEPLOY": _expr(_resolved("deploy")),
                     "COMPONENTS_JSON": _expr(_resolved("components")),
                     "SUPERSEDED": _expr("needs.deploy.outputs.superseded"),
-                    TOKEN: _expr(f"secrets.{TOKEN}"),
+                    ci.github.TOKEN_VARIABLE: _expr(f"secrets.{TOKEN}"),
                 },
-                "run": _report_body(),
-            }
+                "run": _python("report"),
+            },
         ],
     }
 

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import shlex
 
+import ci.github
 from components import rules
 
-API_VERSION = "2026-03-10"
-"""`X-GitHub-Api-Version` of every call; the test stand-in validates bodies against this version's models."""
-
-USER_AGENT = "dreamscape-infra-workflow"
-
-MAX_ATTEMPTS = 5
-MAX_TOTAL_WAIT_SECONDS = 120
-"""A call gives up rather than wait longer than this in all (it leaves room in the job's timeout)."""
-
-BASE_DELAY_SECONDS = 2
-BASE_DELAY_ENV = "DREAMSCAPE_RETRY_BASE_SECONDS"
-"""Overrides the backoff's base delay. Only tests set it (to 0), so they do not sleep for real."""
+# The API's version, the retry policy and its test override: one set for the bash helper here
+# and the Python client the central pipeline's jobs use.
+API_VERSION = ci.github.API_VERSION
+USER_AGENT = ci.github.USER_AGENT
+MAX_ATTEMPTS = ci.github.MAX_ATTEMPTS
+MAX_TOTAL_WAIT_SECONDS = ci.github.MAX_TOTAL_WAIT_SECONDS
+BASE_DELAY_SECONDS = ci.github.BASE_DELAY_SECONDS
+BASE_DELAY_ENV = ci.github.BASE_DELAY_ENV
 
 STRICT = "set -euo pipefail\nexport LC_ALL=C"
 """First lines of every body: fail on errors and unset names; byte semantics for patterns."""
@@ -111,7 +108,7 @@ github_api() {{
   local base="${{{BASE_DELAY_ENV}:-{BASE_DELAY_SECONDS}}}" attempt=1 waited=0 pause retry_after remaining reset
   [[ "$base" =~ ^[0-9]+$ ]] || base={BASE_DELAY_SECONDS}
   local -a args=(
-    --silent --show-error --max-time 30 --request "$method"
+    --silent --show-error --max-time {ci.github.TIMEOUT_SECONDS} --request "$method"
     --header @-
     --header 'Accept: application/vnd.github+json'
     --header 'X-GitHub-Api-Version: {API_VERSION}'

@@ -12,6 +12,8 @@ For each step, in order:
   context (`github` with `event`, `secrets`, `vars`, `inputs`, `needs`, `matrix`, `strategy`,
   `steps.<id>.outputs/outcome/conclusion`, `env`, `job.status`, `runner`), then what earlier
   steps wrote to `GITHUB_ENV` and `GITHUB_PATH`;
+- `python3` is the machine's system Python (RUNNER_PYTHON), found on PATH before the
+  inherited PATH (which may lead to a virtualenv) and after what steps added to GITHUB_PATH;
 - a `run:` body is written to a file and run with the step's shell, as GitHub does
   (`shell: bash` is `bash --noprofile --norc -eo pipefail {0}`; no shell is `bash -e {0}`),
   in a fresh process with only that environment, under a time limit;
@@ -46,6 +48,8 @@ from tests.harness.expressions import Evaluator, ExpressionError, to_string
 
 DEFAULT_STEP_TIMEOUT = 60.0
 ZERO_SHA = "0" * 40
+RUNNER_PYTHON = "/usr/bin/python3"
+"""The runner image's own `python3` (not a virtualenv's): steps find it on PATH, as on GitHub."""
 
 UsesStandIn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, str]], Mapping[str, str]]
 
@@ -289,8 +293,9 @@ def run_job(
 
     workdir = Path(tempfile.mkdtemp(prefix="workflow-harness-"))
     try:
-        for sub in ("home", "workspace", "temp", "toolcache"):
+        for sub in ("home", "workspace", "temp", "toolcache", "runner-bin"):
             (workdir / sub).mkdir()
+        (workdir / "runner-bin" / "python3").symlink_to(RUNNER_PYTHON)
         files = {"event": workdir / "event.json"}
         files["event"].write_text(json.dumps(context.github.get("event") or {}))
         runner_env = _runner_env(context, job_id, workdir, files, to_string(document.get("name") or "workflow"))
@@ -448,7 +453,7 @@ class _Job:
         subdir = step.get("working-directory", defaults.get("working-directory"))
         if subdir:
             workdir = workdir / to_string(evaluator.template(subdir))
-        path = ":".join([*reversed(self.added_path), self.runner_env["PATH"]])
+        path = ":".join([*reversed(self.added_path), str(self.workdir / "runner-bin"), self.runner_env["PATH"]])
         process_env = {**self.runner_env, **env, **{k: str(v) for k, v in files.items()}, "PATH": path}
         timeout = self.step_timeout
         if "timeout-minutes" in step:
