@@ -14,7 +14,7 @@ and which no later job trusts but through the artifacts it leaves, checked on th
   branch of the source repository, and posts `pending` on that commit with a link to the run.
   A payload it refuses gets an `error` status on the source commit when repository and sha are
   valid. Its outputs (`OUTPUTS`) are what every later job reads. It then checks the source out
-  at the sha (with DISPATCH_TOKEN, not kept) and hands it on as an archive (artifact `source`).
+  at the sha (with PIPELINE_TOKEN, not kept) and hands it on as an archive (artifact `source`).
 - `build-test` (one job per component, untrusted) unpacks that archive, runs the repository's
   configured build and test commands, uploads test reports, and builds the component's image
   for the target environment's platform without pushing it: the image leaves as an archive.
@@ -34,7 +34,7 @@ and which no later job trusts but through the artifacts it leaves, checked on th
 A job that runs one of the pipeline's Python modules (`ci/`) first checks this repository out at
 the run's own commit, only the code it runs (`PIPELINE_CODE`), then runs `python3 -m ci.<module>`.
 Every other shell body is rendered here from data (`rules.py`, the settings). Steps read event
-data only through `env:`; `DISPATCH_TOKEN` reaches only the steps that call the GitHub API on a
+data only through `env:`; `PIPELINE_TOKEN` reaches only the steps that call the GitHub API on a
 source repository or check one out, never a step that runs the source repository's commands.
 """
 
@@ -86,7 +86,7 @@ PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
 }
 """Each job's token permissions with the reason, written beside each line of the rendered file.
 
-An empty set: the job calls the API on source repositories with DISPATCH_TOKEN only, or (build-test)
+An empty set: the job calls the API on source repositories with PIPELINE_TOKEN only, or (build-test)
 holds nothing at all. A job that checks this repository out needs `contents: read` when it is private.
 """
 
@@ -542,7 +542,7 @@ def _hand_on_source() -> list[dict[str, Any]]:
                 "repository": _expr("steps.resolve.outputs.source_repo"),
                 "ref": _expr("steps.resolve.outputs.sha"),
                 "path": SOURCE_DIR,
-                # A private source repository is readable with DISPATCH_TOKEN only; it is not
+                # A private source repository is readable with PIPELINE_TOKEN only; it is not
                 # kept in .git/config, and nothing of the source runs in this job.
                 "token": _expr(f"secrets.{TOKEN}"),
                 "persist-credentials": False,
