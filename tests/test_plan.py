@@ -120,3 +120,15 @@ def test_overlapping_stack_networks_exit_2(tmp_path: Path) -> None:
     result = plan_cli("--stack", "dev", cwd=project)
     assert result.returncode == 2
     assert "oci.vcnCidr: 10.10.0.0/16 overlaps stack staging's 10.10.0.0/16" in result.stderr
+
+
+def test_the_programs_warnings_open_the_plan(tmp_path: Path) -> None:
+    """A warning the program logs (here: SSH open to the internet) is the plan's first news."""
+    project = copy_project(tmp_path)
+    write_stack(project, "dev", edit(raw("dev"), "oci.sshAllowedCidrs", ["0.0.0.0/0"]))
+    result = plan_cli("--stack", "dev", cwd=project)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Offline plan of stack dev")
+    assert lines[2].startswith("warning: dev: SSH is open to 0.0.0.0/0 (oci.sshAllowedCidrs)")
+    assert "warning:" not in plan_cli("--stack", "dev").stdout  # the shipped dev stack warns of nothing
