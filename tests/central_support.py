@@ -143,6 +143,10 @@ class Artifacts:
         else:
             prefix = str(with_["pattern"]).removesuffix("*")
             chosen = {name: files for name, files in self.store.items() if name.startswith(prefix)}
+            # As v8.0.1 does: one artifact matched, or merge-multiple, unpacks straight into
+            # `path`; several go into a folder each.
+            if len(chosen) == 1 or str(with_.get("merge-multiple", "false")).lower() == "true":
+                chosen = {"": {n: d for files in chosen.values() for n, d in files.items()}}
         for folder, files in chosen.items():
             for name, data in files.items():
                 path = target / folder / name

@@ -424,9 +424,9 @@ def test_build_test_builds_for_the_target_platform_and_hands_the_image_on(build_
     tag = f"dreamscape-build/auth-service:{sha}"
     assert docker == [
         f"buildx build --provenance=false --sbom=false --load --tag {tag} --platform linux/arm64 source/auth-service",
-        f"save --output {temp}/image.tar {tag}",
+        f"save --output {temp}/images/auth-service.tar {tag}",
     ]
-    assert artifacts.store["image-auth-service"] == {"image.tar": b"image archive\n"}
+    assert artifacts.store["image-auth-service"] == {"auth-service.tar": b"image archive\n"}
     [reports, image] = artifacts.called("actions/upload-artifact")
     assert reports["name"] == "test-reports-auth-service"
     assert reports["retention-days"] == 7

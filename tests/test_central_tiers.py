@@ -226,7 +226,7 @@ def test_a_deploying_run_publishes_exactly_the_scanned_archive_and_deploys_it_by
     with Run(workflow, registry, tools, tree()) as run:
         build, scan = run.through_scan()
         assert scan.status == "success", scan.log
-        archive = run.artifacts.store[f"image-{COMPONENT}"]["image.tar"]
+        archive = run.artifacts.store[f"image-{COMPONENT}"][f"{COMPONENT}.tar"]
         scanned = scan.outputs["scanned"]
         assert re.fullmatch(rf"{COMPONENT}=sha256:[0-9a-f]{{64}}", scanned)
         publish = run.job("publish")
@@ -306,10 +306,30 @@ def test_an_archive_changed_after_the_scan_is_never_pushed(workflow, registry, t
         _, scan = run.through_scan()
         assert scan.status == "success", scan.log
         archive = run.artifacts.store[f"image-{COMPONENT}"]
-        archive["image.tar"] = archive["image.tar"] + b"\0" * 1024  # what a lower tier could upload again
+        archive[f"{COMPONENT}.tar"] += b"\0" * 1024  # what a lower tier could upload again
         publish = run.job("publish")
     assert publish.status == "failure"
     assert f"the archive of {COMPONENT} is not the one the scan passed" in publish.log
+    assert not any(t.startswith(run.sha) for t in tags(registry, f"dreamscape/{COMPONENT}"))
+
+
+def test_an_archive_holding_more_than_one_image_is_never_pushed(workflow, registry, tools, tmp_path) -> None:
+    """The scan reads one image of an archive; publish pushes only an archive that holds exactly one."""
+    with Run(workflow, registry, tools, tree()) as run:
+        _, scan = run.through_scan()
+        assert scan.status == "success", scan.log
+        other = f"dreamscape-test/another:{run.sha[:12]}"
+        engine.docker("import", str(_another_image(registry)), other)
+        archive = tmp_path / "two.tar"
+        engine.docker("save", "--output", str(archive), f"dreamscape-build/{COMPONENT}:{run.sha}", other)
+        data = archive.read_bytes()
+        run.artifacts.store[f"image-{COMPONENT}"] = {f"{COMPONENT}.tar": data}
+        digest = __import__("hashlib").sha256(data).hexdigest()
+        run.needs["security-scan"]["outputs"] = {"scanned": f"{COMPONENT}=sha256:{digest}"}  # as if it passed
+        publish = run.job("publish")
+        engine.docker("rmi", other)
+    assert publish.status == "failure"
+    assert f"the archive of {COMPONENT} must hold exactly one tagged image" in publish.log
     assert not any(t.startswith(run.sha) for t in tags(registry, f"dreamscape/{COMPONENT}"))
 
 

@@ -114,9 +114,11 @@ SOURCE_ARTIFACT = "source"
 """The source tree at the sha, as resolve packed it (tar keeps modes and symlinks)."""
 SOURCE_ARCHIVE = "source.tar.gz"
 IMAGE_ARTIFACT = "image-"
-"""`image-<component>`: the image build-test built, a `docker save` archive named IMAGE_ARCHIVE."""
-IMAGE_ARCHIVE = "image.tar"
+"""`image-<component>`: the image build-test built, one `docker save` archive `<component>.tar`."""
 IMAGES_DIR = "images"
+"""Where build-test saves its archive, and where security-scan and publish download them all,
+merged: `images/<component>.tar` however many match (download-artifact unpacks a single match
+straight into its path, several into a folder each, unless told to merge)."""
 """Where security-scan and publish download the image artifacts (one folder per artifact)."""
 TRANSFER_RETENTION_DAYS = 1
 """The source and image archives only travel between this run's jobs."""
@@ -667,7 +669,8 @@ def _build_image_body() -> str:
             '  args+=(--platform "$PLATFORM")',
             "fi",
             f'docker buildx build "${{args[@]}}" "{SOURCE_DIR}/${{COMPONENT}}"',
-            f'docker save --output "${{RUNNER_TEMP}}/{IMAGE_ARCHIVE}" "$tag"',
+            f'mkdir -p "${{RUNNER_TEMP}}/{IMAGES_DIR}"',
+            f'docker save --output "${{RUNNER_TEMP}}/{IMAGES_DIR}/${{COMPONENT}}.tar" "$tag"',
         ]
     )
 
@@ -750,7 +753,7 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
                 "uses": actions.uses("actions/upload-artifact"),
                 "with": {
                     "name": f"{IMAGE_ARTIFACT}{component}",
-                    "path": f"${{{{ runner.temp }}}}/{IMAGE_ARCHIVE}",
+                    "path": f"${{{{ runner.temp }}}}/{IMAGES_DIR}/{component}.tar",
                     "retention-days": TRANSFER_RETENTION_DAYS,
                     "if-no-files-found": "error",
                 },
@@ -763,7 +766,7 @@ def _download_images() -> dict[str, Any]:
     return {
         "name": "Fetch the image archives",
         "uses": actions.uses("actions/download-artifact"),
-        "with": {"pattern": f"{IMAGE_ARTIFACT}*", "path": IMAGES_DIR},
+        "with": {"pattern": f"{IMAGE_ARTIFACT}*", "path": IMAGES_DIR, "merge-multiple": True},
     }
 
 
@@ -774,9 +777,9 @@ def _scan_images_body() -> str:
             "set -euo pipefail",
             "scanned=()",
             "shopt -s nullglob",
-            f"for archive in {IMAGES_DIR}/{IMAGE_ARTIFACT}*/{IMAGE_ARCHIVE}; do",
-            '  folder="${archive%/*}"',
-            f'  component="${{folder#{IMAGES_DIR}/{IMAGE_ARTIFACT}}}"',
+            f"for archive in {IMAGES_DIR}/*.tar; do",
+            '  component="${archive##*/}"',
+            '  component="${component%.tar}"',
             '  echo "Scanning the image of ${component}"',
             '  trivy image --input "$archive" --scanners vuln,secret --severity "$SEVERITY" --exit-code 1 \\',
             "    --no-progress --format table",
@@ -847,14 +850,17 @@ def _publish_body() -> str:
         'mapfile -t components <<< "$names"',
         "pairs=()",
         'for name in "${components[@]}"; do',
-        f'  archive="{IMAGES_DIR}/{IMAGE_ARTIFACT}${{name}}/{IMAGE_ARCHIVE}"',
+        f'  archive="{IMAGES_DIR}/${{name}}.tar"',
         '  [[ -f "$archive" ]] || fail "no image archive for ${name}"',
         '  digest="$(sha256sum "$archive")"',
         '  if [[ "sha256:${digest%% *}" != "${passed[$name]:-none}" ]]; then',
         '    fail "the archive of ${name} is not the one the scan passed"',
         "  fi",
-        '  loaded="$(docker load --quiet --input "$archive" | sed -n \'s/^Loaded image: //p\' | tail -n 1)"',
-        '  [[ -n "$loaded" ]] || fail "the archive of ${name} holds no tagged image"',
+        '  loaded="$(docker load --quiet --input "$archive" | sed -n \'s/^Loaded image: //p\')"',
+        "  # Exactly one image: the scan read one, and the one pushed must be that one.",
+        '  if [[ -z "$loaded" || "$loaded" == *$\'\\n\'* ]]; then',
+        '    fail "the archive of ${name} must hold exactly one tagged image"',
+        "  fi",
         '  built="$(docker image inspect --format \'{{.Os}}/{{.Architecture}}\' "$loaded")"',
         '  if [[ "$built" != "$platform" ]]; then',
         '    fail "the image of ${name} is built for ${built}, the ${ENVIRONMENT} environment runs ${platform}"',
