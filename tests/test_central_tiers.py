@@ -11,6 +11,8 @@ image with a finding at the configured severity.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -241,10 +243,10 @@ def test_a_deploying_run_publishes_exactly_the_scanned_archive_and_deploys_it_by
     digest, pushed = manifest(registry, f"dreamscape/{COMPONENT}", tag)
     assert reference.endswith("@" + digest)
     # The manifest's layers are the scanned archive's layers: the VM runs what was scanned.
-    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as saved:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as saved:
         config = json.loads(saved.extractfile("manifest.json").read())[0]["Config"]
     assert pushed["config"]["digest"].split(":")[1] in config
-    assert "sha256:" + __import__("hashlib").sha256(archive).hexdigest() == scanned.split("=")[1]
+    assert "sha256:" + hashlib.sha256(archive).hexdigest() == scanned.split("=")[1]
     assert build.outputs == {}
 
 
@@ -324,7 +326,7 @@ def test_an_archive_holding_more_than_one_image_is_never_pushed(workflow, regist
         engine.docker("save", "--output", str(archive), f"dreamscape-build/{COMPONENT}:{run.sha}", other)
         data = archive.read_bytes()
         run.artifacts.store[f"image-{COMPONENT}"] = {f"{COMPONENT}.tar": data}
-        digest = __import__("hashlib").sha256(data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
         run.needs["security-scan"]["outputs"] = {"scanned": f"{COMPONENT}=sha256:{digest}"}  # as if it passed
         publish = run.job("publish")
         engine.docker("rmi", other)

@@ -180,7 +180,6 @@ class _Route:
     method: str
     pattern: re.Pattern[str]
     handler: Callable[[GitHubAPI, Call], Reply]
-    write: bool
     permission: tuple[str, str]
 
 
@@ -195,7 +194,7 @@ def route(name: str, method: str, pattern: str, permission: tuple[str, str]):
     """
 
     def register(handler: Callable[[GitHubAPI, Call], Reply]):
-        _ROUTES.append(_Route(name, method, re.compile(f"^{pattern}$"), handler, permission[1] == "write", permission))
+        _ROUTES.append(_Route(name, method, re.compile(f"^{pattern}$"), handler, permission))
         return handler
 
     return register
