@@ -89,6 +89,7 @@ github_side = GithubSide(
 workflow_files: list[str] = []
 token_needs = list(github_side.required_token_permissions)
 if settings.owns_wiring and settings.dispatch_token is not None and settings.pipeline_token is not None:
+    central_args = central.CentralArgs.from_settings(settings)
     shared_wiring = wiring.SharedWiring(
         "wiring",
         wiring.SharedWiringArgs(
@@ -102,7 +103,10 @@ if settings.owns_wiring and settings.dispatch_token is not None and settings.pip
             github=github_facts,
             create_missing_branches=settings.create_missing_branches,
             infra_ruleset=settings.infra_ruleset,
-            infra_files={central.PATH: central.render(central.CentralArgs.from_settings(settings))},
+            infra_files={
+                central.PATH: central.render(central_args),
+                central.DATA_PATH: central.data_file(central_args),
+            },
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )

@@ -134,7 +134,8 @@ def test_workflow_files_output_lists_every_trigger_file(plan_of, stack_config):
         for repo in stack_config("production")["sourceRepositories"]
         for branch in ("main", "develop")
     ]
-    assert plan.outputs["workflowFiles"] == [*expected, f"dreamscape-infra@main:{central.PATH}"]
+    infra = [f"dreamscape-infra@main:{path}" for path in (central.PATH, central.DATA_PATH)]
+    assert plan.outputs["workflowFiles"] == [*expected, *infra]
     assert "workflowFiles" not in plan.secret_outputs
 
 
@@ -330,7 +331,7 @@ def test_plan_renders_eight_trigger_files(tmp_path, capsys):
     assert plan_tool.main(["--stack", "production", "--render-dir", str(tmp_path)]) == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     repos = ("dreamscape-docs", "dreamscape-frontend", "dreamscape-services", "dreamscape-tests")
-    infra = [f"dreamscape-infra@main/{central.PATH}", f"dreamscape-infra@main/{compose.path('production')}"]
+    infra = [f"dreamscape-infra@main/{path}" for path in (central.PATH, central.DATA_PATH, compose.path("production"))]
     assert written == sorted(
         [
             f"{repo}@{branch}/.github/workflows/trigger-central-cicd.yml"
@@ -340,7 +341,7 @@ def test_plan_renders_eight_trigger_files(tmp_path, capsys):
         + infra
         + ["oci/production-vm-instance/user-data.yaml"]
     )
-    assert "Wrote 11 generated files" in capsys.readouterr().out
+    assert "Wrote 12 generated files" in capsys.readouterr().out
 
 
 # --- the component on its own -----------------------------------------------------------------------

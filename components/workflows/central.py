@@ -45,6 +45,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import ci.config
 import ci.github
 import ci.report
 from components import rules
@@ -53,6 +54,8 @@ from components.settings import Deploy, Settings, SourceRepository
 from components.workflows import actions, credentials, deploy_step, emit, shell
 
 PATH = ".github/workflows/central-dispatch.yml"
+DATA_PATH = ci.config.PATH
+"""The stack's choices the pipeline's modules read (`data_file`), written beside the workflow."""
 NAME = "Central CI/CD"
 SOURCE = "components/workflows/central.py"
 
@@ -1083,6 +1086,32 @@ def document(args: CentralArgs) -> dict[str, Any]:
             "report": _report_job(),
         },
     }
+
+
+def data_file(args: CentralArgs) -> str:
+    """The JSON the pipeline's modules load (ci/config.py): the same settings the workflow is rendered from."""
+    config = ci.config.Config(
+        repositories=tuple(
+            ci.config.Repository(
+                name=args.full_name(repo),
+                event_type=repo.event_type,
+                deployable=repo.deployable,
+                components=repo.component_names,
+                build=repo.build_command,
+                test=repo.test_command,
+            )
+            for repo in args.repositories
+        ),
+        registry=args.registry,
+        scan_severity=args.scan_severity,
+        arm_runner_label=args.arm_runner_label,
+        deploy=ci.config.Deploy(
+            lock_wait_seconds=args.deploy.lock_wait_seconds,
+            wait_timeout_seconds=args.deploy.wait_timeout_seconds,
+            keep_releases=args.deploy.keep_releases,
+        ),
+    )
+    return ci.config.dumps(config)
 
 
 def render(args: CentralArgs) -> str:
