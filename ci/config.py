@@ -49,6 +49,8 @@ class Config:
     repositories: tuple[Repository, ...]
     registry: str
     """`<host>/<namespace>`: images are pushed as `<registry>/<component>:<tag>`."""
+    runner: str
+    """The runner label of every job (`runs-on`) but an arm64 build's."""
     scan_severity: str
     arm_runner_label: str | None
     """The runner that builds arm64 images natively; None: QEMU on the default runner."""
@@ -110,6 +112,7 @@ def loads(text: str) -> Config:
     return Config(
         repositories=tuple(repositories),
         registry=_field(data, "registry", str, ""),
+        runner=_field(data, "runner", str, ""),
         scan_severity=_field(data, "scan_severity", str, ""),
         arm_runner_label=label,
         deploy=Deploy(

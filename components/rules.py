@@ -32,6 +32,10 @@ COMPONENT_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 
+_COMPONENT = COMPONENT_PATTERN.removeprefix("^").removesuffix("$")
+COMPONENT_LIST_PATTERN = f"^{_COMPONENT}(,{_COMPONENT})*$"
+"""Comma-separated component names, no spaces: the payload's `component`."""
+
 _SEGMENT = r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_-])?"
 """A branch name segment. git refuses a name ending in a dot; the table refuses any segment that does."""
 MAX_REF_LENGTH = 200
@@ -56,6 +60,10 @@ def is_component(value: str) -> bool:
 
 def is_sha(value: str) -> bool:
     return _matches(SHA_PATTERN, value)
+
+
+def is_component_list(value: str) -> bool:
+    return _matches(COMPONENT_LIST_PATTERN, value)
 
 
 # --- branches ----------------------------------------------------------------------------

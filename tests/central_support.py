@@ -20,6 +20,12 @@ from tools import offline
 REPOSITORY_FILE = "github:index/repositoryFile:RepositoryFile"
 DISPATCH_TOKEN = "ghp_dispatch_token_for_tests"
 RETRY_ENV = {"DREAMSCAPE_RETRY_BASE_SECONDS": "0"}
+PLATFORMS = {
+    "DEPLOY_PLATFORM_DEV": "linux/amd64",
+    "DEPLOY_PLATFORM_STAGING": "linux/arm64",
+    "DEPLOY_PLATFORM_PRODUCTION": "linux/arm64",
+}
+"""The repository variables each environment stack sets (its VM's platform), as resolve reads them."""
 """The API helper's backoff base, zero so scripted failures do not sleep."""
 
 T = TypeVar("T")
@@ -77,14 +83,24 @@ def manual_github(settings: settings_module.Settings, api: GitHubAPI, inputs: di
     return github_context(infra(settings), "workflow_dispatch", "refs/heads/main", "f" * 40, event, api_url=api.url)
 
 
+def data_files(settings: settings_module.Settings) -> dict[str, str]:
+    """The pipeline's data file as `pulumi up` writes it for `settings`, by its path in the infra repository."""
+    return {central.DATA_PATH: central.data_file(central.CentralArgs.from_settings(settings))}
+
+
 def run_resolve(
     document: dict[str, Any],
     github: dict[str, Any],
     extra_env: dict[str, str] | None = None,
     artifacts: Artifacts | None = None,
+    settings: settings_module.Settings | None = None,
+    variables: dict[str, str] | None = None,
 ) -> JobResult:
-    artifacts = artifacts or Artifacts({"README.md": "source\n"})
-    context = Context(github=github, secrets={central.TOKEN: DISPATCH_TOKEN})
+    """The resolve job; its checkout of the infra repository holds the data file of `settings`
+    (default: the production stack's), unless `artifacts` brings its own."""
+    infra = data_files(settings or settings_of("production"))
+    artifacts = artifacts or Artifacts({"README.md": "source\n"}, infra=infra)
+    context = Context(github=github, secrets={central.TOKEN: DISPATCH_TOKEN}, vars=PLATFORMS | (variables or {}))
     return run_job(document, "resolve", context, extra_env={**RETRY_ENV, **(extra_env or {})}, uses=artifacts.table())
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ci import config, plan
 from components import rules
 from components.environment import compose
 from components.workflows import actions, central
@@ -101,11 +102,13 @@ def test_the_file_follows_the_config(run_with) -> None:
     )
     document = central_document(plan)
     build = document["jobs"]["build-test"]
-    assert build["runs-on"] == (
-        "${{ needs.resolve.outputs.deploy == 'true' && (needs.resolve.outputs.environment == 'dev'"
-        " && vars.DEPLOY_PLATFORM_DEV || needs.resolve.outputs.environment == 'staging'"
-        " && vars.DEPLOY_PLATFORM_STAGING || needs.resolve.outputs.environment == 'production'"
-        " && vars.DEPLOY_PLATFORM_PRODUCTION || '') == 'linux/arm64' && 'ubuntu-24.04-arm' || 'ubuntu-24.04' }}"
+    # The build plan picks each build's runner (ci/plan.py) from the data file written beside the workflow.
+    assert build["runs-on"] == "${{ matrix.runs-on }}"
+    data = config.loads(rendered_file(plan, central.DATA_PATH)[1])
+    assert (data.arm_runner_label, data.registry, data.scan_severity) == (
+        "ubuntu-24.04-arm",
+        "registry.example.com/dreamscape",
+        "MEDIUM",
     )
     publish = document["jobs"]["publish"]
     push = next(s for s in publish["steps"] if s.get("id") == "push")
@@ -158,11 +161,12 @@ def test_the_job_contract(document) -> None:
     jobs = document["jobs"]
     assert tuple(jobs) == central.JOBS
     assert document["permissions"] == {}
-    assert tuple(jobs["resolve"]["outputs"]) == ("environment", "deploy", "components", "source_repo", "ref", "sha")
+    assert tuple(jobs["resolve"]["outputs"]) == (
+        *("environment", "deploy", "components", "source_repo", "ref", "sha"),
+        *("platform", "builds"),
+    )
     assert jobs["build-test"]["needs"] == "resolve"
-    assert jobs["build-test"]["strategy"]["matrix"] == {
-        "component": "${{ fromJSON(needs.resolve.outputs.components) }}"
-    }
+    assert jobs["build-test"]["strategy"]["matrix"] == "${{ fromJSON(needs.resolve.outputs.builds) }}"
     assert jobs["build-test"]["strategy"]["fail-fast"] is False
     # Scan, then publish, then deploy: nothing is pushed before the scan passed.
     assert jobs["security-scan"]["needs"] == ["resolve", "build-test"]
@@ -197,7 +201,7 @@ def test_the_deploy_job_runs_in_its_environment_one_at_a_time(document, text) ->
     assert checkout["with"] == {
         "ref": "${{ github.sha }}",
         "persist-credentials": False,
-        "sparse-checkout": "/ci/\n/components/__init__.py\n/components/rules.py\n/deploy/",
+        "sparse-checkout": "\n".join(f"/{path}" for path in (*central.PIPELINE_CODE, "deploy/")),
         "sparse-checkout-cone-mode": False,
     }
     assert compose.path("production").startswith("deploy/")
@@ -237,7 +241,7 @@ def test_event_data_reaches_steps_only_through_env(document) -> None:
         for expression in re.findall(r"\$\{\{(.*?)\}\}", value):
             if EVENT_DATA.search(expression):
                 assert path[-2] == "env" and "steps" in path, f"event data outside env: at {path}: {value}"
-    resolve_env = document["jobs"]["resolve"]["steps"][0]["env"]
+    resolve_env = next(s for s in document["jobs"]["resolve"]["steps"] if s.get("id") == "resolve")["env"]
     assert resolve_env["CLIENT_PAYLOAD"] == "${{ toJSON(github.event.client_payload) }}"
     assert resolve_env["INPUTS"] == "${{ toJSON(github.event.inputs) }}"
 
@@ -362,24 +366,37 @@ def packed_source(tree: dict[str, str], tmp: Path) -> dict[str, bytes]:
     return {central.SOURCE_ARCHIVE: archive.read_bytes()}
 
 
+def plan_entry(repository: str, component: str, platform: str, tree: dict[str, str], tmp: Path) -> dict[str, str]:
+    """The build plan's matrix entry for one component (ci/plan.py on the data file and the source tree)."""
+    settings = settings_of(STACK, sourceRepositories=BUILD_REPOSITORIES)
+    data = config.loads(central.data_file(central.CentralArgs.from_settings(settings)))
+    repo = data.repository(f"DREAMSCAPE-AI/{repository}")
+    assert repo is not None
+    source = tmp / "planned"
+    for name, content in tree.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(content)
+    [entry] = plan.entries(repo, (component,), source, platform, data)
+    return entry
+
+
 def run_build(
     workflow: dict[str, Any],
     repository: str,
     component: str,
-    outputs: dict[str, str],
-    variables: dict[str, str],
+    platform: str,
     tree: dict[str, str],
     tmp_path: Path,
 ) -> tuple[JobResult, Artifacts, list[str]]:
     settings = settings_of(STACK, sourceRepositories=BUILD_REPOSITORIES)
     resolved = {
         "environment": "production",
-        "deploy": "true",
+        "deploy": "true" if platform else "false",
         "components": json.dumps([component]),
         "source_repo": f"DREAMSCAPE-AI/{repository}",
         "ref": "refs/heads/main",
         "sha": sha_of("build", repository, component),
-        **outputs,
+        "platform": platform,
     }
     artifacts = Artifacts()
     artifacts.store[central.SOURCE_ARTIFACT] = packed_source(tree, tmp_path)
@@ -393,9 +410,8 @@ def run_build(
         context = Context(
             github=dispatch_github(settings, api, "services-changed", {}),
             secrets={central.TOKEN: DISPATCH_TOKEN},
-            vars=variables,
             needs={"resolve": {"result": "success", "outputs": resolved}},
-            matrix={"component": component},
+            matrix=plan_entry(repository, component, platform, tree, tmp_path),
         )
         extra = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "DOCKER_CALLS": str(calls)}
         result = run_job(workflow, "build-test", context, uses=artifacts.table(), extra_env=extra)
@@ -407,19 +423,13 @@ SERVICE_TREE = {"auth-service/Dockerfile": "FROM scratch\n", "auth-service/index
 
 def test_build_test_builds_for_the_target_platform_and_hands_the_image_on(build_workflow, tmp_path) -> None:
     result, artifacts, docker = run_build(
-        build_workflow,
-        "dreamscape-services",
-        "auth-service",
-        {},
-        {"DEPLOY_PLATFORM_PRODUCTION": "linux/arm64", "DEPLOY_PLATFORM_STAGING": "linux/amd64"},
-        SERVICE_TREE,
-        tmp_path,
+        build_workflow, "dreamscape-services", "auth-service", "linux/arm64", SERVICE_TREE, tmp_path
     )
     assert result.status == "success", result.log
     sha = sha_of("build", "dreamscape-services", "auth-service")
-    assert result.step("plan").outputs == {"image": "true", "platform": "linux/arm64", "qemu": "true"}
-    temp = result.step("plan").env["RUNNER_TEMP"]
+    temp = next(s for s in result.steps if s.name == "Build").env["RUNNER_TEMP"]
     assert artifacts.called("actions/download-artifact") == [{"name": "source", "path": f"{temp}/source-archive"}]
+    # An arm64 image on the harness's x86 runner: QEMU first.
     assert artifacts.called("docker/setup-qemu-action") == [{"platforms": "linux/arm64"}]
     tag = f"dreamscape-build/auth-service:{sha}"
     assert docker == [
@@ -435,14 +445,8 @@ def test_build_test_builds_for_the_target_platform_and_hands_the_image_on(build_
 
 
 def test_build_and_test_commands_run_in_the_component_folder_without_any_token(build_workflow, tmp_path) -> None:
-    result, _, _ = run_build(
-        build_workflow,
-        "dreamscape-services",
-        "auth-service",
-        {"deploy": "false", "environment": "dev"},
-        {},
-        SERVICE_TREE,
-        tmp_path,
+    result, artifacts, docker = run_build(
+        build_workflow, "dreamscape-services", "auth-service", "", SERVICE_TREE, tmp_path
     )
     assert result.status == "success", result.log
     commands = [s for s in result.steps if s.name in ("Build", "Test")]
@@ -450,59 +454,38 @@ def test_build_and_test_commands_run_in_the_component_folder_without_any_token(b
     assert commands[0].stdout.endswith("/source/auth-service\n")
     for step in result.steps:
         assert not [k for k, v in step.env.items() if DISPATCH_TOKEN in v or "ghs_job_token" in v], step.name
-    plan = result.step("plan").outputs
-    assert (plan["platform"], plan["qemu"]) == ("", "false")
+    # A run that does not deploy builds its image natively: no QEMU, no --platform.
+    assert artifacts.called("docker/setup-qemu-action") == []
+    assert "--platform" not in docker[0]
 
 
 def test_a_failing_test_command_fails_the_job_and_still_uploads_reports(build_workflow, tmp_path) -> None:
     result, artifacts, docker = run_build(
-        build_workflow, "dreamscape-tests", "e2e", {"deploy": "false"}, {}, {"e2e/spec.js": "\n"}, tmp_path
+        build_workflow, "dreamscape-tests", "e2e", "", {"e2e/spec.js": "\n"}, tmp_path
     )
     assert result.status == "failure"
     [test] = [s for s in result.steps if s.name == "Test"]
     assert test.exit_code == 3
     assert len(artifacts.called("actions/upload-artifact")) == 1
-    assert result.step("plan").outputs["image"] == "false"
-    assert docker == []
+    assert docker == []  # not a deployable repository: no image
 
 
-@pytest.mark.parametrize(
-    ("variables", "message"),
-    [
-        ({}, "DEPLOY_PLATFORM_PRODUCTION is missing or not linux/amd64 or linux/arm64"),
-        ({"DEPLOY_PLATFORM_PRODUCTION": "linux/riscv64"}, "DEPLOY_PLATFORM_PRODUCTION is missing"),
-    ],
-)
-def test_a_deploying_build_needs_the_platform_variable(build_workflow, variables, message, tmp_path) -> None:
-    result, _, docker = run_build(
-        build_workflow, "dreamscape-services", "auth-service", {}, variables, SERVICE_TREE, tmp_path
-    )
-    assert result.status == "failure"
-    assert message in result.step("plan").stdout
-    assert docker == []
-
-
-def test_a_deployable_component_needs_a_dockerfile(build_workflow, tmp_path) -> None:
+def test_what_the_plan_found_fails_the_component_before_anything_runs(build_workflow, tmp_path) -> None:
     tree = {"auth-service/index.js": "\n"}
-    result, _, _ = run_build(build_workflow, "dreamscape-services", "auth-service", {}, {}, tree, tmp_path)
+    result, artifacts, docker = run_build(build_workflow, "dreamscape-services", "auth-service", "", tree, tmp_path)
     assert result.status == "failure"
-    assert "auth-service/Dockerfile is missing" in result.step("plan").stdout
+    assert "::error title=Build plan::auth-service/Dockerfile is missing" in result.steps[0].stdout
+    assert [s.ran for s in result.steps[1:]] == [False] * (len(result.steps) - 1)
+    assert (artifacts.calls, docker) == ([], [])
 
 
 def test_amd64_on_an_x86_runner_needs_no_qemu(build_workflow, tmp_path) -> None:
-    variables = {"DEPLOY_PLATFORM_STAGING": "linux/amd64"}
-    result, artifacts, _ = run_build(
-        build_workflow,
-        "dreamscape-services",
-        "auth-service",
-        {"environment": "staging"},
-        variables,
-        SERVICE_TREE,
-        tmp_path,
+    result, artifacts, docker = run_build(
+        build_workflow, "dreamscape-services", "auth-service", "linux/amd64", SERVICE_TREE, tmp_path
     )
     assert result.status == "success", result.log
-    assert result.step("plan").outputs["qemu"] == "false"
     assert artifacts.called("docker/setup-qemu-action") == []
+    assert "--platform linux/amd64" in docker[0]
 
 
 def test_other_configurations_pass_the_same_static_checks(tmp_path: Path) -> None:

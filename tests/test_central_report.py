@@ -179,7 +179,7 @@ def test_the_job_checks_out_only_the_pipeline_code_at_the_run_commit(workflow) -
     assert checkout == {
         "ref": "f" * 40,  # github.sha: the infra repository's commit this run was started at
         "persist-credentials": False,
-        "sparse-checkout": "/ci/\n/components/__init__.py\n/components/rules.py",
+        "sparse-checkout": "\n".join(f"/{path}" for path in central.PIPELINE_CODE),
         "sparse-checkout-cone-mode": False,
     }
     [step] = [s for s in result.steps if s.uses is None]

@@ -19,6 +19,7 @@ from components import rules
 from components.workflows import central
 from tests.central_support import (
     DISPATCH_TOKEN,
+    PLATFORMS,
     central_document,
     dispatch_github,
     in_parallel,
@@ -103,6 +104,12 @@ def test_each_kind_and_branch_is_accepted(workflow, api: GitHubAPI) -> None:
     for repo, ref, sha, decision, result in in_parallel(run, CASES):
         full = f"{SETTINGS.github_owner}/{repo.name}"
         assert result.status == "success", result.log
+        deploy = decision.deploy and repo.deployable
+        plan = json.loads(result.outputs.pop("builds"))["include"]
+        assert [entry["component"] for entry in plan] == list(repo.component_names)
+        platform = PLATFORMS[f"DEPLOY_PLATFORM_{decision.environment.upper()}"] if deploy else ""
+        assert result.outputs.pop("platform") == platform
+        assert {entry["platform"] for entry in plan} == {platform}
         assert result.outputs == {
             "environment": decision.environment,
             "deploy": "true" if decision.deploy and repo.deployable else "false",

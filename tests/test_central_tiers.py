@@ -34,6 +34,7 @@ from tests.central_support import (
     RETRY_ENV,
     Artifacts,
     central_document,
+    data_files,
     dispatch_github,
     manual_github,
     run_resolve,
@@ -128,13 +129,16 @@ class Run:
         event: str = "push",
         branch: str = "main",
         environment: str = "production",
+        repositories: list[dict[str, Any]] = REPOSITORIES,
     ):
         self.workflow = workflow
         self.branch, self.environment = branch, environment
-        self.settings = settings_of(STACK, sourceRepositories=REPOSITORIES, registry=f"{registry.host}/dreamscape")
+        self.settings = settings_of(STACK, sourceRepositories=repositories, registry=f"{registry.host}/dreamscape")
         self.tools = tools
         # The infra repository's generated compose file, for the deploy job's checkout.
-        self.artifacts = Artifacts(tree, infra={compose.path(environment): "services: {}\n"})
+        self.artifacts = Artifacts(
+            tree, infra={compose.path(environment): "services: {}\n", **data_files(self.settings)}
+        )
         self.sha = sha_of("tiers", sorted(tree), os.urandom(8).hex())
         self.event = event
         self.needs: dict[str, Any] = {}
@@ -168,7 +172,7 @@ class Run:
 
     def resolve(self) -> JobResult:
         self.api.add_comparison(SOURCE, self.sha, self.branch, status="identical")
-        result = run_resolve(self.workflow, self.github(), artifacts=self.artifacts)
+        result = run_resolve(self.workflow, self.github(), artifacts=self.artifacts, variables=PLATFORM)
         self.needs["resolve"] = {"result": result.status, "outputs": result.outputs}
         return result
 
@@ -185,9 +189,15 @@ class Run:
         self.needs[job_id] = {"result": result.status, "outputs": result.outputs}
         return result
 
+    def build(self) -> JobResult:
+        """The build-test job of the one component, with the matrix entry resolve planned for it."""
+        [entry] = json.loads(self.needs["resolve"]["outputs"]["builds"])["include"]
+        assert entry["component"] == COMPONENT
+        return self.job("build-test", matrix=entry)
+
     def through_scan(self) -> tuple[JobResult, JobResult]:
         assert self.resolve().status == "success"
-        build = self.job("build-test", matrix={"component": COMPONENT})
+        build = self.build()
         assert build.status == "success", build.log
         return build, self.job("security-scan")
 
@@ -276,9 +286,9 @@ def test_a_fake_docker_on_the_build_path_gets_no_token(workflow, registry, tools
     caught.mkdir()
     settings = settings_of(STACK, sourceRepositories=[hostile], registry=f"{registry.host}/dreamscape")
     hostile_workflow = central.document(central.CentralArgs.from_settings(settings))
-    with Run(hostile_workflow, registry, tools, tree()) as run:
+    with Run(hostile_workflow, registry, tools, tree(), repositories=[hostile]) as run:
         assert run.resolve().status == "success"
-        build = run.job("build-test", matrix={"component": COMPONENT})
+        build = run.build()
     assert (caught / "args").read_text().startswith("buildx build")  # the fake docker did run
     seen = (caught / "env").read_text()
     for secret in (DISPATCH_TOKEN, JOB_TOKEN):
@@ -477,7 +487,8 @@ def test_no_job_reads_a_cache_that_the_untrusted_tier_could_write(plan_of) -> No
 def test_the_source_travels_as_a_short_lived_archive_of_this_run(workflow, registry, tools) -> None:
     with Run(workflow, registry, tools, tree()) as run:
         assert run.resolve().status == "success"
-    [checkout] = run.artifacts.called("actions/checkout")
+    pipeline, checkout = run.artifacts.called("actions/checkout")
+    assert "repository" not in pipeline and "token" not in pipeline  # the infra repository's own code
     assert checkout["token"] == DISPATCH_TOKEN and checkout["persist-credentials"] is False
     [upload] = run.artifacts.called("actions/upload-artifact")
     assert (upload["name"], upload["retention-days"]) == ("source", 1)
@@ -485,3 +496,5 @@ def test_the_source_travels_as_a_short_lived_archive_of_this_run(workflow, regis
     listing = subprocess.run(["tar", "-tz"], input=archive, capture_output=True, check=True).stdout.decode()
     assert f"./{COMPONENT}/Dockerfile" in listing.split()
     assert not [line for line in listing.split() if line.startswith("./.git/")]
+    # Only the source: the pipeline's code and data, checked out beside it, stay out.
+    assert not [line for line in listing.split() if line.startswith(("./ci/", "./.github/"))]

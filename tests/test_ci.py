@@ -180,3 +180,16 @@ def test_outputs_are_single_lines_and_a_line_break_is_refused(tmp_path: Path) ->
         with pytest.raises(ValueError, match="single lines"):
             runner.set_outputs(bad, env)
     assert (tmp_path / "output").read_text() == "superseded=\nimages=a=b c=d\n"
+
+
+def test_resolve_without_the_data_file_stops_before_any_call(tmp_path: Path) -> None:
+    """A checkout without the stack's data file (pulumi up never ran): a clear error, nothing posted."""
+    env = {"PYTHONPATH": str(ROOT), "EVENT_NAME": "repository_dispatch", "CLIENT_PAYLOAD": "{}"}
+    env |= {"GITHUB_API_URL": "http://127.0.0.1:9", "PIPELINE_TOKEN": "x"}
+    result = subprocess.run(
+        [RUNNER_PYTHON, "-m", "ci.resolve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stdout == (
+        "::error title=Pipeline data::.github/dreamscape/central.json is missing: run pulumi up on the wiring stack\n"
+    )

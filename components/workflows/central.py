@@ -47,7 +47,9 @@ from typing import Any
 
 import ci.config
 import ci.github
+import ci.plan
 import ci.report
+import ci.resolve
 from components import rules
 from components.environment import compose, deploy_program, names
 from components.settings import Deploy, Settings, SourceRepository
@@ -66,15 +68,22 @@ statuses on their commits. The source repositories' DISPATCH_TOKEN can do neithe
 STATUS_CONTEXT = ci.github.STATUS_CONTEXT
 MAX_DESCRIPTION = ci.github.MAX_DESCRIPTION
 
-OUTPUTS = ("environment", "deploy", "components", "source_repo", "ref", "sha")
-"""`resolve`'s job outputs: the contract every later job reads."""
+OUTPUTS = (*ci.resolve.OUTPUTS, "platform", "builds")
+"""`resolve`'s job outputs: the contract every later job reads (the last two are the build plan's)."""
 
 REPORTED_JOBS = ci.report.JOBS
 """The jobs whose results the report lists and judges."""
 JOBS = (*REPORTED_JOBS, "report")
 
-PIPELINE_CODE = ("ci/", "components/__init__.py", "components/rules.py")
-"""What a job that runs `python3 -m ci.<module>` checks out of the infra repository (ci/ imports rules.py)."""
+PIPELINE_CODE = (
+    "ci/",
+    "components/__init__.py",
+    "components/rules.py",
+    "components/environment/__init__.py",
+    "components/environment/names.py",
+)
+"""What a job that runs `python3 -m ci.<module>` checks out of the infra repository: ci/ and
+the standard-library-only modules of components/ it imports."""
 
 PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "resolve": {},
@@ -106,12 +115,11 @@ TIERS = {
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 """Trivy's severities, lowest first; the scan fails on the configured one and every one above."""
 
-PLATFORM_ARCHITECTURES = {"linux/amd64": "X64", "linux/arm64": "ARM64"}
-"""Each deploy platform and the runner architecture (`RUNNER_ARCH`) that builds it natively."""
+PLATFORM_ARCHITECTURES = ci.plan.PLATFORM_ARCHITECTURES
 
 GITHUB_REGISTRY = "ghcr.io"
 
-SOURCE_DIR = "source"
+SOURCE_DIR = ci.plan.SOURCE_DIR
 """Where resolve checks the source repository out, and where later jobs unpack it."""
 SOURCE_ARTIFACT = "source"
 """The source tree at the sha, as resolve packed it (tar keeps modes and symlinks)."""
@@ -122,7 +130,6 @@ IMAGES_DIR = "images"
 """Where build-test saves its archive, and where security-scan and publish download them all,
 merged: `images/<component>.tar` however many match (download-artifact unpacks a single match
 straight into its path, several into a folder each, unless told to merge)."""
-"""Where security-scan and publish download the image artifacts (one folder per artifact)."""
 TRANSFER_RETENTION_DAYS = 1
 """The source and image archives only travel between this run's jobs."""
 TRIVY_CACHE = "${{ github.workspace }}/.cache/trivy"
@@ -234,214 +241,6 @@ def deploy_timeout(deploy: Deploy) -> int:
 
 # --- shell pieces ------------------------------------------------------------------------------
 
-_SUMMARY = """\
-summary() {
-  printf '%s\\n' "$@" >> "$GITHUB_STEP_SUMMARY"
-}"""
-
-_POST_STATUS = f"""\
-# post_status STATE DESCRIPTION: a commit status on $status_repo at $status_sha, linking this run.
-run_url="${{GITHUB_SERVER_URL}}/${{GITHUB_REPOSITORY}}/actions/runs/${{GITHUB_RUN_ID}}"
-post_status() {{
-  local request
-  request="$(mktemp)"
-  jq -n --arg state "$1" --arg description "${{2:0:{MAX_DESCRIPTION}}}" --arg target_url "$run_url" \\
-    --arg context {STATUS_CONTEXT} \\
-    '{{state: $state, target_url: $target_url, description: $description, context: $context}}' > "$request"
-  github_api POST "/repos/${{status_repo}}/statuses/${{status_sha}}" "${TOKEN}" "$request"
-}}"""
-
-
-def _allowlist(args: CentralArgs) -> str:
-    """A `case` on the lower-cased repository setting what the config says about it.
-
-    GitHub names are case-insensitive; the configured spelling is the one used afterwards.
-    """
-    lines = [
-        "# The configured repositories, rendered from the stack config (sourceRepositories).",
-        "repository='' event_type='' deployable=false known_components=''",
-        'case "${source_repo,,}" in',
-    ]
-    for repo in args.repositories:
-        full = args.full_name(repo)
-        lines += [
-            f"  {shell.quote(full.lower())})",
-            f"    repository={shell.quote(full)} event_type={shell.quote(repo.event_type)}"
-            f" deployable={'true' if repo.deployable else 'false'}"
-            f" known_components={shell.quote(','.join(repo.component_names))}",
-            "    ;;",
-        ]
-    lines += ["esac"]
-    return "\n".join(lines)
-
-
-def _resolve_body(args: CentralArgs) -> str:
-    keys_json = "[" + ",".join(f'"{key}"' for key in rules.PAYLOAD_KEYS) + "]"
-    values = ", ".join(f".{key}" for key in rules.PAYLOAD_KEYS)
-    read_program = (
-        'def text: if type == "string" and (explode | all(. >= 32 and . < 127)) then . else "" end;'
-        ' if type == "object" then "object", (length | tostring),'
-        " ([keys[] | select(. as $k | any($allowed[]; . == $k) | not)] | length | tostring),"
-        f" ({values} | text) else type end"
-    )
-    deploy_rule = ", ".join(r.branch for r in rules.BRANCH_RULES if r.deploy)
-    return "\n".join(
-        [
-            shell.STRICT,
-            _SUMMARY,
-            shell.PRINTABLE,
-            shell.api_function(),
-            "status_repo='' status_sha=''",
-            _POST_STATUS,
-            "# reject MESSAGE: stop, saying why; the message never carries raw event data (see printable).",
-            "reject() {",
-            '  echo "::error title=Run refused::$1"',
-            "  summary '### Central CI/CD: run refused' '' \"$1\"",
-            '  if [[ -n "$status_repo" ]]; then',
-            '    if post_status error "Refused: $1"; then',
-            '      echo "Posted error on ${status_repo} ${status_sha}."',
-            "    else",
-            '      echo "::warning title=No status posted::HTTP ${api_status} from the statuses API: $(api_message)"',
-            "    fi",
-            "  fi",
-            "  exit 1",
-            "}",
-            "",
-            'case "$EVENT_NAME" in',
-            '  repository_dispatch) payload="$CLIENT_PAYLOAD" ;;',
-            '  workflow_dispatch) payload="$INPUTS" ;;',
-            '  *) reject "this pipeline runs on repository_dispatch or workflow_dispatch only" ;;',
-            "esac",
-            "# One pass over the payload: 'object', its key count, how many keys are outside the contract,",
-            "# then each contract key's value when it is a string of printable ASCII (no control character,",
-            "# so no newline), else ''. Rendered from components/rules.py (PAYLOAD_KEYS).",
-            f'if ! parsed="$(jq -r --argjson allowed {shell.quote(keys_json)} {shell.quote(read_program)}'
-            ' <<< "$payload" 2> /dev/null)"; then',
-            '  reject "the payload is not JSON"',
-            "fi",
-            'mapfile -t fields <<< "$parsed"',
-            'if [[ "${fields[0]:-}" != object ]]; then',
-            '  reject "the payload is not a JSON object"',
-            "fi",
-            'count="${fields[1]}" unknown="${fields[2]}"',
-            "declare -A value=()",
-            "i=3",
-            f"for key in {' '.join(rules.PAYLOAD_KEYS)}; do",
-            '  value[$key]="${fields[i]:-}"',
-            "  i=$((i + 1))",
-            "done",
-            "",
-            "# Repository and sha first: once both are valid, a refusal is reported on that commit.",
-            'source_repo="${value[source_repo]}" sha="${value[sha]}"',
-            _allowlist(args),
-            f"sha_pattern={shell.quote(rules.SHA_PATTERN)}",
-            'if [[ -n "$repository" && "$sha" =~ $sha_pattern ]]; then',
-            '  status_repo="$repository" status_sha="$sha"',
-            "fi",
-            "",
-            f"if (( count > {rules.MAX_PAYLOAD_KEYS} )); then",
-            f'  reject "the payload has ${{count}} keys; the contract has {len(rules.PAYLOAD_KEYS)}'
-            f' and GitHub allows {rules.MAX_PAYLOAD_KEYS}"',
-            "fi",
-            "if (( unknown > 0 )); then",
-            f'  reject "the payload has ${{unknown}} key(s) outside the contract ({", ".join(rules.PAYLOAD_KEYS)})"',
-            "fi",
-            f"for key in {' '.join(rules.PAYLOAD_KEYS)}; do",
-            '  if [[ -z "${value[$key]}" ]]; then',
-            '    reject "${key} is missing, empty, or not a string of printable ASCII characters"',
-            "  fi",
-            "done",
-            'if [[ -z "$repository" ]]; then',
-            '  reject "source_repo $(printable "$source_repo") is not a configured repository"',
-            "fi",
-            'if [[ ! "$sha" =~ $sha_pattern ]]; then',
-            '  reject "sha $(printable "$sha") is not 40 lowercase hexadecimal characters"',
-            "fi",
-            'if [[ "$EVENT_NAME" == repository_dispatch && "$DISPATCHED_TYPE" != "$event_type" ]]; then',
-            '  reject "event type $(printable "$DISPATCHED_TYPE") is not the one ${repository} sends (${event_type})"',
-            "fi",
-            "",
-            'ref="${value[ref]}"',
-            shell.ref_decision("ref"),
-            'if [[ -z "$environment" ]]; then',
-            '  reject "ref $(printable "$ref") is refused: ${reason}"',
-            "fi",
-            'requested="${value[environment]}"',
-            'if [[ "$requested" != "$environment" ]]; then',
-            '  reject "environment $(printable "$requested") does not match the ref, which means ${environment}"',
-            "fi",
-            "",
-            'component="${value[component]}"',
-            f"component_list_pattern={shell.quote(shell.COMPONENT_LIST_PATTERN)}",
-            'if [[ ! "$component" =~ $component_list_pattern ]]; then',
-            '  reject "component $(printable "$component") is not a comma-separated list of component names"',
-            "fi",
-            'IFS=, read -r -a names <<< "$component"',
-            "declare -A seen=()",
-            'for name in "${names[@]}"; do',
-            '  if [[ ",${known_components}," != *",${name},"* ]]; then',
-            '    reject "component ${name} is not a component of ${repository}"',
-            "  fi",
-            '  if [[ -n "${seen[$name]:-}" ]]; then',
-            '    reject "component ${name} is listed twice"',
-            "  fi",
-            "  seen[$name]=1",
-            "done",
-            "",
-            f"# Deploys: pushes to {deploy_rule} (the branch rules), and every manual run; never a",
-            "# repository that is not deployable. Dev is deployed by manual runs only.",
-            'if [[ "$deployable" != true ]]; then',
-            "  deploy=false",
-            'elif [[ "$EVENT_NAME" == workflow_dispatch ]]; then',
-            "  deploy=true",
-            "fi",
-            "",
-            "# The commit must be on the branch: the branch is identical to it or ahead of it. The sha",
-            "# comes first, so `...` cannot be confused with dots that end a branch name.",
-            'branch="${ref#refs/heads/}"',
-            'if ! github_api GET "/repos/${repository}/compare/${sha}...${branch//\\//%2F}" "$' + TOKEN + '"; then',
-            '  if [[ "$api_status" == 404 ]]; then',
-            '    reject "commit ${sha} is not on branch ${branch} of ${repository}"',
-            "  fi",
-            f'  reject "the compare API answered HTTP ${{api_status}} ($(api_message)): check that {TOKEN}'
-            ' may read ${repository}"',
-            "fi",
-            'comparison="$(jq -r \'.status // "" | tostring\' "$api_body")"',
-            'case "$comparison" in',
-            "  identical | ahead) ;;",
-            '  *) reject "commit ${sha} is not on branch ${branch} of ${repository}'
-            ' (comparison: $(printable "$comparison"))" ;;',
-            "esac",
-            "",
-            'if [[ "$deploy" == true ]]; then',
-            '  plan="Build, test and scan ${component}, then deploy to ${environment}"',
-            "else",
-            '  plan="Build, test and scan ${component} (${environment}, no deploy)"',
-            "fi",
-            'if ! post_status pending "$plan"; then',
-            f'  reject "could not post the pending status (HTTP ${{api_status}}: $(api_message)): check that {TOKEN}'
-            ' may write commit statuses on ${repository}"',
-            "fi",
-            "# A JSON array for the matrix; the names are checked, so they need no escaping.",
-            'components="[\\"${component//,/\\",\\"}\\"]"',
-            "{",
-            *(f'  echo "{name}=${{{name}}}"' for name in ("environment", "deploy", "components")),
-            '  echo "source_repo=${repository}"',
-            *(f'  echo "{name}=${{{name}}}"' for name in ("ref", "sha")),
-            '} >> "$GITHUB_OUTPUT"',
-            'echo "Accepted: ${repository} ${ref} ${sha}, ${environment}, deploy ${deploy}, components ${component}"',
-        ]
-    )
-
-
-def _deployable_case(args: CentralArgs, variable: str) -> list[str]:
-    deployable = [args.full_name(r) for r in args.repositories if r.deployable]
-    lines = [f'case "${variable}" in']
-    if deployable:
-        lines.append(f"  {' | '.join(shell.quote(name) for name in deployable)}) image=true ;;")
-    lines += ["  *) image=false ;;", "esac"]
-    return lines
-
 
 def _platform_lines() -> list[str]:
     """Sets `platform` to the environment's DEPLOY_PLATFORM_<ENV> variable, or fails naming it."""
@@ -477,82 +276,26 @@ fail() {
 }"""
 
 
-def _plan_body(args: CentralArgs) -> str:
-    """Whether this component gets an image, and for which platform; fails on a missing variable."""
-    lines = [
-        shell.STRICT,
-        "FAIL_TITLE='Build plan'",
-        _FAIL,
-        f"component_pattern={shell.quote(rules.COMPONENT_PATTERN)}",
-        'if [[ ! "$COMPONENT" =~ $component_pattern ]]; then',
-        '  fail "not a component name"',
-        "fi",
-        f'if [[ ! -d "{SOURCE_DIR}/${{COMPONENT}}" ]]; then',
-        '  fail "the source repository has no folder ${COMPONENT}: a component is a top-level folder"',
-        "fi",
-        "# Images are built for the components of deployable repositories (stack config).",
-        *_deployable_case(args, "SOURCE_REPO"),
-        f'if [[ "$image" == true && ! -f "{SOURCE_DIR}/${{COMPONENT}}/Dockerfile" ]]; then',
-        '  fail "${COMPONENT}/Dockerfile is missing: each component of a deployable repository builds an image"',
-        "fi",
-        "# A run that deploys builds for the environment's platform; any other, natively.",
-        "platform='' qemu=false",
-        'if [[ "$image" == true && "$DEPLOY" == true ]]; then',
-        *(f"  {line}" for line in _platform_lines()),
-        '  case "$platform" in',
-    ]
-    for platform, arch in PLATFORM_ARCHITECTURES.items():
-        lines.append(f'    {platform}) [[ "$RUNNER_ARCH" == {arch} ]] || qemu=true ;;')
-    lines += [
-        "  esac",
-        "fi",
-        "{",
-        '  echo "image=${image}"',
-        '  echo "platform=${platform}"',
-        '  echo "qemu=${qemu}"',
-        '} >> "$GITHUB_OUTPUT"',
-        'echo "image: ${image}, platform: ${platform:-native}, QEMU: ${qemu}"',
-    ]
-    return "\n".join(lines)
-
-
-def _command_body(args: CentralArgs, which: str) -> str:
-    """Runs the source repository's configured build or test command in the component's folder."""
-    lines = [
-        "set -euo pipefail",
-        f'cd "{SOURCE_DIR}/${{COMPONENT}}"',
-        f"# The {which} commands, rendered from the stack config (sourceRepositories[].{which}).",
-        'case "$SOURCE_REPO" in',
-    ]
-    for repo in args.repositories:
-        command = repo.build_command if which == "build" else repo.test_command
-        lines += [f"  {shell.quote(args.full_name(repo))})", f"    {command}", "    ;;"]
-    lines += [
-        "  *)",
-        f'    echo "::error::no {which} command configured for this repository"',
-        "    exit 1",
-        "    ;;",
-        "esac",
-    ]
-    return "\n".join(lines)
+def _check_out_source() -> dict[str, Any]:
+    """The source repository at the commit resolve accepted (nothing of it runs in resolve)."""
+    return {
+        "name": "Check out the source repository at the commit",
+        "uses": actions.uses("actions/checkout"),
+        "with": {
+            "repository": _expr("steps.resolve.outputs.source_repo"),
+            "ref": _expr("steps.resolve.outputs.sha"),
+            "path": SOURCE_DIR,
+            # A private source repository is readable with PIPELINE_TOKEN only; it is not
+            # kept in .git/config.
+            "token": _expr(f"secrets.{TOKEN}"),
+            "persist-credentials": False,
+        },
+    }
 
 
 def _hand_on_source() -> list[dict[str, Any]]:
     """resolve's last steps: the source at the sha, packed for the jobs that build and scan it."""
     return [
-        {
-            "name": "Check out the source repository at the commit",
-            "uses": actions.uses("actions/checkout"),
-            "with": {
-                "repository": _expr("steps.resolve.outputs.source_repo"),
-                "ref": _expr("steps.resolve.outputs.sha"),
-                "path": SOURCE_DIR,
-                # A private source repository is readable with PIPELINE_TOKEN only; it is not
-                # kept in .git/config, and nothing of the source runs in this job.
-                "token": _expr(f"secrets.{TOKEN}"),
-                "persist-credentials": False,
-            },
-        },
         {
             "name": "Pack the source",
             "shell": "bash",
@@ -625,14 +368,17 @@ def _python(module: str) -> str:
     return f"python3 -m ci.{module}"
 
 
-def _resolve_job(args: CentralArgs) -> dict[str, Any]:
+def _resolve_job() -> dict[str, Any]:
+    outputs = {name: _expr(f"steps.resolve.outputs.{name}") for name in ci.resolve.OUTPUTS}
+    outputs |= {name: _expr(f"steps.plan.outputs.{name}") for name in ("platform", "builds")}
     return {
         "name": "Validate the request",
         "runs-on": RUNNER,
         "timeout-minutes": TIMEOUTS["resolve"],
         "permissions": _permissions("resolve"),
-        "outputs": {name: _expr(f"steps.resolve.outputs.{name}") for name in OUTPUTS},
+        "outputs": outputs,
         "steps": [
+            _check_out_pipeline(DATA_PATH),
             {
                 "name": "Validate the payload, check the commit, post pending",
                 "id": "resolve",
@@ -642,23 +388,30 @@ def _resolve_job(args: CentralArgs) -> dict[str, Any]:
                     "DISPATCHED_TYPE": _expr("github.event.action"),
                     "CLIENT_PAYLOAD": _expr("toJSON(github.event.client_payload)"),
                     "INPUTS": _expr("toJSON(github.event.inputs)"),
-                    TOKEN: _expr(f"secrets.{TOKEN}"),
+                    ci.github.TOKEN_VARIABLE: _expr(f"secrets.{TOKEN}"),
                 },
-                "run": _resolve_body(args),
+                "run": _python("resolve"),
+            },
+            _check_out_source(),
+            {
+                "name": "Plan the builds",
+                "id": "plan",
+                "shell": "bash",
+                "env": {
+                    "SOURCE_REPO": _expr("steps.resolve.outputs.source_repo"),
+                    "ENVIRONMENT": _expr("steps.resolve.outputs.environment"),
+                    "DEPLOY": _expr("steps.resolve.outputs.deploy"),
+                    "COMPONENTS_JSON": _expr("steps.resolve.outputs.components"),
+                    **{
+                        names.platform_variable(env): _expr(f"vars.{names.platform_variable(env)}")
+                        for env in rules.ENVIRONMENTS
+                    },
+                },
+                "run": _python("plan"),
             },
             *_hand_on_source(),
         ],
     }
-
-
-def _runs_on_for_images(args: CentralArgs) -> str:
-    if args.arm_runner_label is None:
-        return RUNNER
-    platform = _per_environment(lambda env: f"vars.{names.platform_variable(env)}").removeprefix("${{ ")
-    platform = platform.removesuffix(" }}")
-    return _expr(
-        f"{_resolved('deploy')} == 'true' && ({platform}) == 'linux/arm64' && '{args.arm_runner_label}' || '{RUNNER}'"
-    )
 
 
 def _build_image_body() -> str:
@@ -678,53 +431,48 @@ def _build_image_body() -> str:
     )
 
 
+def _source_command() -> str:
+    """Runs the matrix entry's build or test command (the stack config's) in the component's folder."""
+    return "\n".join(["set -euo pipefail", f'cd "{SOURCE_DIR}/${{COMPONENT}}"', 'eval "$COMMAND"'])
+
+
 def _build_test_job(args: CentralArgs) -> dict[str, Any]:
     component = _expr("matrix.component")
-    resolved_env = {
-        "SOURCE_REPO": _expr(_resolved("source_repo")),
-        "COMPONENT": component,
-    }
     artifact_paths = sorted({path for repo in args.repositories for path in repo.artifacts})
     return {
         "name": f"Build and test {component}",
         "needs": "resolve",
-        "runs-on": _runs_on_for_images(args),
+        "runs-on": _expr("matrix.runs-on"),
         "timeout-minutes": TIMEOUTS["build-test"],
         # Untrusted: the source's commands, its dependencies' install scripts and its Dockerfile
         # run here. No secret, no write scope, no registry login; the job's token has no scope.
         "permissions": _permissions("build-test"),
         "strategy": {
             "fail-fast": False,
-            "matrix": {"component": _expr(f"fromJSON({_resolved('components')})")},
+            # resolve's build plan (ci/plan.py): one entry per component.
+            "matrix": _expr(f"fromJSON({_resolved('builds')})"),
         },
         "steps": [
+            {
+                "name": "Stop on what the build plan found",
+                "if": "matrix.problem != ''",
+                "shell": "bash",
+                "env": {"PROBLEM": _expr("matrix.problem")},
+                "run": 'echo "::error title=Build plan::${PROBLEM}"\nexit 1',
+            },
             *_unpack_source(),
-            {
-                "name": "Plan the image",
-                "id": "plan",
-                "shell": "bash",
-                "env": {
-                    **resolved_env,
-                    "DEPLOY": _expr(_resolved("deploy")),
-                    **_platform_env(),
-                },
-                "run": _plan_body(args),
-            },
-            {
-                "name": "Build",
-                "shell": "bash",
-                "env": resolved_env,
-                "run": _command_body(args, "build"),
-            },
-            {
-                "name": "Test",
-                "shell": "bash",
-                "env": resolved_env,
-                "run": _command_body(args, "test"),
-            },
+            *(
+                {
+                    "name": which.capitalize(),
+                    "shell": "bash",
+                    "env": {"COMPONENT": component, "COMMAND": _expr(f"matrix.{which}")},
+                    "run": _source_command(),
+                }
+                for which in ("build", "test")
+            ),
             {
                 "name": "Upload test reports",
-                "if": "always() && steps.plan.outcome == 'success'",
+                "if": "always() && matrix.problem == ''",
                 "uses": actions.uses("actions/upload-artifact"),
                 "with": {
                     "name": f"test-reports-{component}",
@@ -735,24 +483,24 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
             },
             {
                 "name": "Set up QEMU for the target platform",
-                "if": "steps.plan.outputs.qemu == 'true'",
+                "if": "matrix.platform != '' && runner.arch != matrix.arch",
                 "uses": actions.uses("docker/setup-qemu-action"),
-                "with": {"platforms": _expr("steps.plan.outputs.platform")},
+                "with": {"platforms": _expr("matrix.platform")},
             },
             {
                 "name": "Build the image (never pushed from here)",
-                "if": "steps.plan.outputs.image == 'true'",
+                "if": "matrix.image == 'true'",
                 "shell": "bash",
                 "env": {
                     "COMPONENT": component,
                     "SHA": _expr(_resolved("sha")),
-                    "PLATFORM": _expr("steps.plan.outputs.platform"),
+                    "PLATFORM": _expr("matrix.platform"),
                 },
                 "run": _build_image_body(),
             },
             {
                 "name": "Hand the image on to the scan",
-                "if": "steps.plan.outputs.image == 'true'",
+                "if": "matrix.image == 'true'",
                 "uses": actions.uses("actions/upload-artifact"),
                 "with": {
                     "name": f"{IMAGE_ARTIFACT}{component}",
@@ -1078,7 +826,7 @@ def document(args: CentralArgs) -> dict[str, Any]:
         },
         "permissions": {},
         "jobs": {
-            "resolve": _resolve_job(args),
+            "resolve": _resolve_job(),
             "build-test": _build_test_job(args),
             "security-scan": _security_scan_job(args),
             "publish": _publish_job(args),
@@ -1103,6 +851,7 @@ def data_file(args: CentralArgs) -> str:
             for repo in args.repositories
         ),
         registry=args.registry,
+        runner=RUNNER,
         scan_severity=args.scan_severity,
         arm_runner_label=args.arm_runner_label,
         deploy=ci.config.Deploy(

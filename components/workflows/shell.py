@@ -36,9 +36,7 @@ def quote(value: str) -> str:
     return shlex.quote(value)
 
 
-_COMPONENT = rules.COMPONENT_PATTERN.removeprefix("^").removesuffix("$")
-COMPONENT_LIST_PATTERN = f"^{_COMPONENT}(,{_COMPONENT})*$"
-"""Comma-separated component names, no spaces: the payload's `component`."""
+COMPONENT_LIST_PATTERN = rules.COMPONENT_LIST_PATTERN
 
 
 def _refused_reason() -> str:

@@ -1,0 +1,226 @@
+"""The central pipeline's `resolve` step: is this a request the pipeline serves, for which commit?
+
+    python3 -m ci.resolve
+
+Checks the payload (`client_payload` of a repository_dispatch, the inputs of a manual run)
+against the contract in components/rules.py and against the configured repositories and
+components (.github/dreamscape/central.json), recomputes environment and deploy from the ref (a
+mismatch is refused), checks with the compare API that the commit is on the named branch, and
+posts `pending` on that commit with a link to the run. A request it refuses gets an `error`
+status on the source commit once repository and sha are valid, and the job fails.
+
+Inputs (environment): `EVENT_NAME`, `DISPATCHED_TYPE`, `CLIENT_PAYLOAD`, `INPUTS` (the event's
+JSON) and PIPELINE_TOKEN. Outputs: OUTPUTS, the contract every later job reads. Event data is
+shown in a log line or the summary only through `printable`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from ci import config, github, runner
+from components import rules
+
+OUTPUTS = ("environment", "deploy", "components", "source_repo", "ref", "sha")
+EVENTS = ("repository_dispatch", "workflow_dispatch")
+SHOWN = 120
+"""At most this many characters of a refused value reach the log."""
+
+
+def printable(value: str) -> str:
+    """`value` with every character outside [A-Za-z0-9/._-] as '?', at most SHOWN of them.
+
+    A hostile value can then inject neither a workflow command (`::`) nor Markdown.
+    """
+    return "".join(c if c.isascii() and (c.isalnum() or c in "/._-") else "?" for c in value[:SHOWN])
+
+
+def _text(value: Any) -> str:
+    """A string of printable ASCII (no control character, so no line break) as is; anything else ''."""
+    if isinstance(value, str) and all(32 <= ord(c) < 127 for c in value):
+        return value
+    return ""
+
+
+class RefusedError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Request:
+    repository: str
+    """OWNER/NAME as configured."""
+    ref: str
+    sha: str
+    components: tuple[str, ...]
+    environment: str
+    deploy: bool
+
+
+@dataclass
+class Target:
+    """Where a refusal is reported: set once repository and sha are known to be valid."""
+
+    repository: str = ""
+    sha: str = ""
+
+
+def check(event: str, dispatched_type: str, raw: str, settings: config.Config, target: Target) -> Request:
+    """The request the payload makes, or RefusedError naming the first problem (in the order of the contract)."""
+    if event not in EVENTS:
+        raise RefusedError("this pipeline runs on repository_dispatch or workflow_dispatch only")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise RefusedError("the payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise RefusedError("the payload is not a JSON object")
+    value = {key: _text(payload.get(key)) for key in rules.PAYLOAD_KEYS}
+
+    # Repository and sha first: once both are valid, a refusal is reported on that commit.
+    repo = settings.repository(value["source_repo"]) if value["source_repo"] else None
+    if repo is not None and rules.is_sha(value["sha"]):
+        target.repository, target.sha = repo.name, value["sha"]
+
+    if len(payload) > rules.MAX_PAYLOAD_KEYS:
+        raise RefusedError(
+            f"the payload has {len(payload)} keys; the contract has {len(rules.PAYLOAD_KEYS)}"
+            f" and GitHub allows {rules.MAX_PAYLOAD_KEYS}"
+        )
+    unknown = [key for key in payload if key not in rules.PAYLOAD_KEYS]
+    if unknown:
+        raise RefusedError(
+            f"the payload has {len(unknown)} key(s) outside the contract ({', '.join(rules.PAYLOAD_KEYS)})"
+        )
+    for key in rules.PAYLOAD_KEYS:
+        if not value[key]:
+            raise RefusedError(f"{key} is missing, empty, or not a string of printable ASCII characters")
+    if repo is None:
+        raise RefusedError(f"source_repo {printable(value['source_repo'])} is not a configured repository")
+    if not rules.is_sha(value["sha"]):
+        raise RefusedError(f"sha {printable(value['sha'])} is not 40 lowercase hexadecimal characters")
+    if event == "repository_dispatch" and dispatched_type != repo.event_type:
+        raise RefusedError(
+            f"event type {printable(dispatched_type)} is not the one {repo.name} sends ({repo.event_type})"
+        )
+
+    ref = value["ref"]
+    decision = rules.classify_ref(ref)
+    if decision.environment is None:
+        raise RefusedError(f"ref {printable(ref)} is refused: {decision.reason}")
+    if value["environment"] != decision.environment:
+        raise RefusedError(
+            f"environment {printable(value['environment'])} does not match the ref, which means {decision.environment}"
+        )
+
+    if not rules.is_component_list(value["component"]):
+        raise RefusedError(
+            f"component {printable(value['component'])} is not a comma-separated list of component names"
+        )
+    names = value["component"].split(",")
+    seen: set[str] = set()
+    for name in names:
+        if name not in repo.components:
+            raise RefusedError(f"component {name} is not a component of {repo.name}")
+        if name in seen:
+            raise RefusedError(f"component {name} is listed twice")
+        seen.add(name)
+
+    # Deploys: pushes to the branches whose rule deploys, and every manual run; never a
+    # repository that is not deployable. Dev is deployed by manual runs only.
+    deploy = repo.deployable and (decision.deploy or event == "workflow_dispatch")
+    return Request(repo.name, ref, value["sha"], tuple(names), decision.environment, deploy)
+
+
+def check_on_branch(api: github.GitHub, request: Request) -> None:
+    """The commit is on the branch: the branch is identical to it or ahead of it.
+
+    The sha comes first in the comparison, so `...` cannot be confused with dots that end a branch name.
+    """
+    branch = request.ref.removeprefix("refs/heads/")
+    answer = api.call("GET", f"/repos/{request.repository}/compare/{request.sha}...{quote(branch, safe='')}")
+    not_on_branch = f"commit {request.sha} is not on branch {branch} of {request.repository}"
+    if answer.status == 404:
+        raise RefusedError(not_on_branch)
+    if not answer.ok:
+        raise RefusedError(
+            f"the compare API answered HTTP {answer.status:03d} ({answer.message()}): check that"
+            f" {github.TOKEN_VARIABLE} may read {request.repository}"
+        )
+    data = answer.json()
+    comparison = data.get("status") if isinstance(data, dict) else None
+    comparison = comparison if isinstance(comparison, str) else ""
+    if comparison not in ("identical", "ahead"):
+        raise RefusedError(f"{not_on_branch} (comparison: {printable(comparison)})")
+
+
+def plan_text(request: Request) -> str:
+    components = ",".join(request.components)
+    if request.deploy:
+        return f"Build, test and scan {components}, then deploy to {request.environment}"
+    return f"Build, test and scan {components} ({request.environment}, no deploy)"
+
+
+def outputs(request: Request) -> dict[str, str]:
+    return {
+        "environment": request.environment,
+        "deploy": "true" if request.deploy else "false",
+        "components": json.dumps(list(request.components), separators=(",", ":")),
+        "source_repo": request.repository,
+        "ref": request.ref,
+        "sha": request.sha,
+    }
+
+
+def refuse(reason: str, api: github.GitHub, target: Target, env: Mapping[str, str]) -> int:
+    runner.annotate("error", "Run refused", reason)
+    runner.add_summary(f"### Central CI/CD: run refused\n\n{reason}\n", env)
+    if target.repository:
+        answer = api.post_status(target.repository, target.sha, "error", f"Refused: {reason}", github.run_url(env))
+        if answer.ok:
+            print(f"Posted error on {target.repository} {target.sha}.")
+        else:
+            runner.annotate(
+                "warning", "No status posted", f"HTTP {answer.status:03d} from the statuses API: {answer.message()}"
+            )
+    return 1
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    try:
+        settings = config.load()
+    except config.ConfigError as error:
+        runner.annotate("error", "Pipeline data", str(error))
+        return 1
+    api = github.GitHub(env.get(github.TOKEN_VARIABLE, ""), env=env)
+    event = env.get("EVENT_NAME", "")
+    raw = env.get("CLIENT_PAYLOAD" if event == "repository_dispatch" else "INPUTS", "")
+    target = Target()
+    try:
+        request = check(event, env.get("DISPATCHED_TYPE", ""), raw, settings, target)
+        check_on_branch(api, request)
+        answer = api.post_status(request.repository, request.sha, "pending", plan_text(request), github.run_url(env))
+        if not answer.ok:
+            raise RefusedError(
+                f"could not post the pending status (HTTP {answer.status:03d}: {answer.message()}): check that"
+                f" {github.TOKEN_VARIABLE} may write commit statuses on {request.repository}"
+            )
+    except RefusedError as refusal:
+        return refuse(str(refusal), api, target, env)
+    runner.set_outputs(outputs(request), env)
+    print(
+        f"Accepted: {request.repository} {request.ref} {request.sha}, {request.environment},"
+        f" deploy {'true' if request.deploy else 'false'}, components {','.join(request.components)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
