@@ -111,15 +111,11 @@ def test_the_file_follows_the_config(run_with) -> None:
         "MEDIUM",
     )
     publish = document["jobs"]["publish"]
-    push = next(s for s in publish["steps"] if s.get("id") == "push")
-    assert push["env"]["REGISTRY"] == "registry.example.com/dreamscape"
     login = next(s for s in publish["steps"] if s.get("uses", "").startswith("docker/login-action@"))
     assert login["with"]["registry"] == "registry.example.com"
     assert not [s for s in build["steps"] if "login" in s.get("uses", "")]
     [scan] = [s for s in document["jobs"]["security-scan"]["steps"] if "trivy" in s.get("uses", "")]
     assert scan["with"]["severity"] == "MEDIUM,HIGH,CRITICAL"
-    images = next(s for s in document["jobs"]["security-scan"]["steps"] if s.get("id") == "images")
-    assert images["env"]["SEVERITY"] == "MEDIUM,HIGH,CRITICAL"
     deploy_env = json.dumps(document["jobs"]["deploy"])
     assert "secrets.SSH_PRIVATE_KEY }}" in deploy_env
     assert "SSH_PRIVATE_KEY_PRODUCTION" not in deploy_env

@@ -50,10 +50,11 @@ import ci.github
 import ci.plan
 import ci.report
 import ci.resolve
+import ci.scan
 from components import rules
 from components.environment import compose, deploy_program, names
 from components.settings import Deploy, Settings, SourceRepository
-from components.workflows import actions, credentials, deploy_step, emit, shell
+from components.workflows import actions, credentials, deploy_step, emit
 
 PATH = ".github/workflows/central-dispatch.yml"
 DATA_PATH = ci.config.PATH
@@ -89,7 +90,10 @@ PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "resolve": {},
     "build-test": {},
     "security-scan": {"contents": ("read", "the trivy action fetches trivy with this job's token")},
-    "publish": {"packages": ("write", "push the scanned images; this job runs no source code")},
+    "publish": {
+        "contents": ("read", "check out the pipeline's code (ci/) of this repository"),
+        "packages": ("write", "push the scanned images; this job runs no source code"),
+    },
     "deploy": {
         "contents": ("read", "check out this repository's compose files and the pipeline's code"),
         "packages": ("read", "the VM pulls this run's images with this job's token"),
@@ -112,7 +116,7 @@ TIERS = {
 }
 """Each job's trust tier (DESIGN.md): only `untrusted` runs a source repository's code."""
 
-SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+SEVERITIES = ci.scan.SEVERITIES
 """Trivy's severities, lowest first; the scan fails on the configured one and every one above."""
 
 PLATFORM_ARCHITECTURES = ci.plan.PLATFORM_ARCHITECTURES
@@ -126,7 +130,7 @@ SOURCE_ARTIFACT = "source"
 SOURCE_ARCHIVE = "source.tar.gz"
 IMAGE_ARTIFACT = "image-"
 """`image-<component>`: the image build-test built, one `docker save` archive `<component>.tar`."""
-IMAGES_DIR = "images"
+IMAGES_DIR = ci.scan.IMAGES_DIR
 """Where build-test saves its archive, and where security-scan and publish download them all,
 merged: `images/<component>.tar` however many match (download-artifact unpacks a single match
 straight into its path, several into a folder each, unless told to merge)."""
@@ -228,9 +232,7 @@ def _per_environment(value: Any) -> str:
     return _expr(" || ".join([*clauses, "''"]))
 
 
-def severities_from(threshold: str) -> str:
-    """`HIGH` -> `HIGH,CRITICAL`: the severities at or above the threshold."""
-    return ",".join(SEVERITIES[SEVERITIES.index(threshold) :])
+severities_from = ci.scan.severities_from
 
 
 def deploy_timeout(deploy: Deploy) -> int:
@@ -240,40 +242,6 @@ def deploy_timeout(deploy: Deploy) -> int:
 
 
 # --- shell pieces ------------------------------------------------------------------------------
-
-
-def _platform_lines() -> list[str]:
-    """Sets `platform` to the environment's DEPLOY_PLATFORM_<ENV> variable, or fails naming it."""
-    lines = ['case "$ENVIRONMENT" in']
-    for env in rules.ENVIRONMENTS:
-        lines.append(
-            f'  {env}) variable={names.platform_variable(env)} platform="${{{names.platform_variable(env)}}}" ;;'
-        )
-    platforms = " or ".join(PLATFORM_ARCHITECTURES)
-    lines += [
-        '  *) fail "unknown environment" ;;',
-        "esac",
-        'case "$platform" in',
-        f"  {' | '.join(PLATFORM_ARCHITECTURES)}) ;;",
-        f'  *) fail "the infra repository variable ${{variable}} is missing or not {platforms}:'
-        ' pulumi up on the ${ENVIRONMENT} stack sets it" ;;',
-        "esac",
-    ]
-    return lines
-
-
-def _platform_env() -> dict[str, str]:
-    return {
-        "ENVIRONMENT": _expr(_resolved("environment")),
-        **{names.platform_variable(env): _expr(f"vars.{names.platform_variable(env)}") for env in rules.ENVIRONMENTS},
-    }
-
-
-_FAIL = """\
-fail() {
-  echo "::error title=$FAIL_TITLE::$1"
-  exit 1
-}"""
 
 
 def _check_out_source() -> dict[str, Any]:
@@ -521,28 +489,6 @@ def _download_images() -> dict[str, Any]:
     }
 
 
-def _scan_images_body() -> str:
-    """Each image archive through trivy (the binary the action installed); their sha256 as an output."""
-    return "\n".join(
-        [
-            "set -euo pipefail",
-            "scanned=()",
-            "shopt -s nullglob",
-            f"for archive in {IMAGES_DIR}/*.tar; do",
-            '  component="${archive##*/}"',
-            '  component="${component%.tar}"',
-            '  echo "Scanning the image of ${component}"',
-            '  trivy image --input "$archive" --scanners vuln,secret --severity "$SEVERITY" --exit-code 1 \\',
-            "    --no-progress --format table",
-            '  digest="$(sha256sum "$archive")"',
-            '  scanned+=("${component}=sha256:${digest%% *}")',
-            "done",
-            'echo "scanned=${scanned[*]}" >> "$GITHUB_OUTPUT"',
-            'echo "Passed: ${scanned[*]:-no image in this run}"',
-        ]
-    )
-
-
 def _security_scan_job(args: CentralArgs) -> dict[str, Any]:
     severity = severities_from(args.scan_severity)
     return {
@@ -553,6 +499,7 @@ def _security_scan_job(args: CentralArgs) -> dict[str, Any]:
         "permissions": _permissions("security-scan"),
         "outputs": {"scanned": _expr("steps.images.outputs.scanned")},
         "steps": [
+            _check_out_pipeline(DATA_PATH),
             *_unpack_source(),
             {
                 "name": f"Scan the source tree (fails at {args.scan_severity} and above)",
@@ -575,68 +522,11 @@ def _security_scan_job(args: CentralArgs) -> dict[str, Any]:
                 "name": f"Scan each image (fails at {args.scan_severity} and above)",
                 "id": "images",
                 "shell": "bash",
-                "env": {"SEVERITY": severity, "TRIVY_CACHE_DIR": TRIVY_CACHE},
-                "run": _scan_images_body(),
+                "env": {"TRIVY_CACHE_DIR": TRIVY_CACHE},
+                "run": _python("scan"),
             },
         ],
     }
-
-
-def _publish_body() -> str:
-    """Push each scanned archive under a new tag naming its platform; output the digests."""
-    lines = [
-        shell.STRICT,
-        "FAIL_TITLE=Publish",
-        _FAIL,
-        *_platform_lines(),
-        'platform_tag="${platform//\\//-}"',
-        "# security-scan's output: `<component>=sha256:<sum>` of each archive the scan passed.",
-        "declare -A passed=()",
-        'read -r -a scanned <<< "$SCANNED_ARCHIVES"',
-        'for pair in "${scanned[@]}"; do',
-        '  passed["${pair%%=*}"]="${pair#*=}"',
-        "done",
-        "# resolve's components output is a JSON array of checked names.",
-        'names="$(jq -r \'.[]\' <<< "$COMPONENTS_JSON")"',
-        'mapfile -t components <<< "$names"',
-        "pairs=()",
-        'for name in "${components[@]}"; do',
-        f'  archive="{IMAGES_DIR}/${{name}}.tar"',
-        '  [[ -f "$archive" ]] || fail "no image archive for ${name}"',
-        '  digest="$(sha256sum "$archive")"',
-        '  if [[ "sha256:${digest%% *}" != "${passed[$name]:-none}" ]]; then',
-        '    fail "the archive of ${name} is not the one the scan passed"',
-        "  fi",
-        '  loaded="$(docker load --quiet --input "$archive" | sed -n \'s/^Loaded image: //p\')"',
-        "  # Exactly one image: the scan read one, and the one pushed must be that one.",
-        '  if [[ -z "$loaded" || "$loaded" == *$\'\\n\'* ]]; then',
-        '    fail "the archive of ${name} must hold exactly one tagged image"',
-        "  fi",
-        '  built="$(docker image inspect --format \'{{.Os}}/{{.Architecture}}\' "$loaded")"',
-        '  if [[ "$built" != "$platform" ]]; then',
-        '    fail "the image of ${name} is built for ${built}, the ${ENVIRONMENT} environment runs ${platform}"',
-        "  fi",
-        '  tag="${REGISTRY}/${name}:${SHA}-${platform_tag}-${GITHUB_RUN_ID}.${GITHUB_RUN_ATTEMPT}"',
-        "  # A tag is never moved to another image: this run's tags are new, or the run stops. The",
-        '  # engine asks the registry (TLS as configured); any answer but "unknown" stops the run.',
-        '  # GitHub\'s registry answers "denied" for a package that does not exist yet (a first push),',
-        "  # as for credentials it refuses, whose push then fails the same way.",
-        '  if docker pull --quiet "$tag" > "$RUNNER_TEMP/pull.log" 2>&1; then',
-        '    fail "${tag} already exists; it is never replaced"',
-        "  fi",
-        "  if ! grep -qiE 'manifest unknown|not found|denied' \"$RUNNER_TEMP/pull.log\"; then",
-        '    fail "could not tell whether ${tag} exists: $(tail -n 1 "$RUNNER_TEMP/pull.log")"',
-        "  fi",
-        '  docker tag "$loaded" "$tag"',
-        '  docker push --quiet "$tag" > /dev/null',
-        '  reference="$(docker image inspect --format \'{{join .RepoDigests "\\n"}}\' "$tag" |',
-        '    grep -F -m 1 "${REGISTRY}/${name}@sha256:")" || fail "no digest for ${tag} after the push"',
-        '  pairs+=("${name}=${reference}")',
-        '  echo "Pushed ${tag} as ${reference}"',
-        "done",
-        'echo "images=${pairs[*]}" >> "$GITHUB_OUTPUT"',
-    ]
-    return "\n".join(lines)
 
 
 def _publish_job(args: CentralArgs) -> dict[str, Any]:
@@ -650,6 +540,7 @@ def _publish_job(args: CentralArgs) -> dict[str, Any]:
         "permissions": _permissions("publish"),
         "outputs": {"images": _expr("steps.push.outputs.images")},
         "steps": [
+            _check_out_pipeline(DATA_PATH),
             _download_images(),
             {
                 "name": "Log in to the registry",
@@ -665,13 +556,12 @@ def _publish_job(args: CentralArgs) -> dict[str, Any]:
                 "id": "push",
                 "shell": "bash",
                 "env": {
-                    **_platform_env(),
                     "COMPONENTS_JSON": _expr(_resolved("components")),
-                    "SCANNED_ARCHIVES": _expr("needs.security-scan.outputs.scanned"),
-                    "REGISTRY": args.registry,
                     "SHA": _expr(_resolved("sha")),
+                    "PLATFORM": _expr(_resolved("platform")),
+                    "SCANNED_ARCHIVES": _expr("needs.security-scan.outputs.scanned"),
                 },
-                "run": _publish_body(),
+                "run": _python("publish"),
             },
         ],
     }
