@@ -8,21 +8,22 @@ hand (`workflow_dispatch`, the only way to deploy dev). Six jobs, each in one tr
 which holds no secret, no write scope and no token that reaches anything (`permissions: {}`),
 and which no later job trusts but through the artifacts it leaves, checked on the way:
 
-- `resolve` checks the payload against the contract in `rules.py` and the allowlist of
-  repositories and components from the stack config, recomputes environment and deploy from
-  the ref (a mismatch is refused), checks with the compare API that the commit is on the named
+- `resolve` (`ci/resolve.py`) checks the payload against the contract in `rules.py` and the
+  repositories and components of the data file, recomputes environment and deploy from the
+  ref (a mismatch is refused), checks with the compare API that the commit is on the named
   branch of the source repository, and posts `pending` on that commit with a link to the run.
   A payload it refuses gets an `error` status on the source commit when repository and sha are
-  valid. Its outputs (`OUTPUTS`) are what every later job reads. It then checks the source out
-  at the sha (with PIPELINE_TOKEN, not kept) and hands it on as an archive (artifact `source`).
-- `build-test` (one job per component, untrusted) unpacks that archive, runs the repository's
-  configured build and test commands, uploads test reports, and builds the component's image
-  for the target environment's platform without pushing it: the image leaves as an archive.
+  valid. It then checks the source out at the sha (with PIPELINE_TOKEN, not kept), plans the
+  builds (`ci/plan.py`) and hands the source on as an archive (artifact `source`). Its outputs
+  (`OUTPUTS`) are what every later job reads.
+- `build-test` (one job per entry of the build plan, untrusted) unpacks that archive, runs the
+  build and test commands its entry carries, uploads test reports, and builds the component's
+  image for the target environment's platform without pushing it: the image leaves as an archive.
 - `security-scan` scans the source tree (vulnerabilities, secrets, misconfigurations) and each
-  image archive (vulnerabilities, secrets) with trivy, whose binary and database come fresh
+  image archive (vulnerabilities, secrets, `ci/scan.py`) with trivy, whose binary and database come fresh
   from upstream on every run (no Actions cache, which the untrusted job could write), and
   outputs the sha256 of each archive it passed.
-- `publish` (only when the run deploys) runs no source code: it pushes each scanned archive,
+- `publish` (only when the run deploys, `ci/publish.py`) runs no source code: it pushes each scanned archive,
   checked against those sha256 sums, under `<registry>/<component>:<sha>-<os>-<arch>-<run>`
   (never over an existing tag) and outputs `<component>=<registry>/<component>@sha256:...`.
 - `deploy` runs in GitHub environment `<env>`, one at a time per environment: an automatic run
@@ -32,8 +33,9 @@ and which no later job trusts but through the artifacts it leaves, checked on th
 - `report` always runs: the final commit status and a summary table (`ci/report.py`).
 
 A job that runs one of the pipeline's Python modules (`ci/`) first checks this repository out at
-the run's own commit, only the code it runs (`PIPELINE_CODE`), then runs `python3 -m ci.<module>`.
-Every other shell body is rendered here from data (`rules.py`, the settings). Steps read event
+the run's own commit, only the code it runs (`PIPELINE_CODE`) and the data file (`data_file`:
+the stack's choices), then runs `python3 -m ci.<module>`. The few shell bodies left are fixed
+text (unpack, build the image), the same for every config. Steps read event
 data only through `env:`; `PIPELINE_TOKEN` reaches only the steps that call the GitHub API on a
 source repository or check one out, never a step that runs the source repository's commands.
 """
