@@ -88,7 +88,7 @@ github_side = GithubSide(
 # --- the shared wiring, on the one stack that owns it ----------------------------------------
 workflow_files: list[str] = []
 token_needs = list(github_side.required_token_permissions)
-if settings.owns_wiring and settings.dispatch_token is not None and settings.pipeline_token is not None:
+if settings.owns_wiring and settings.dispatch_secret is not None and settings.pipeline_secret is not None:
     central_args = central.CentralArgs.from_settings(settings)
     shared_wiring = wiring.SharedWiring(
         "wiring",
@@ -96,8 +96,9 @@ if settings.owns_wiring and settings.dispatch_token is not None and settings.pip
             owner=settings.github_owner,
             infra_repository=settings.infra_repository,
             source_repositories=settings.source_repositories,
-            dispatch_token=settings.dispatch_token,
-            pipeline_token=settings.pipeline_token,
+            dispatch_token=settings.dispatch_secret,
+            pipeline_token=settings.pipeline_secret,
+            auth=settings.auth,
             dispatch_token_scope=settings.dispatch_token_scope,
             commit=settings.commit,
             github=github_facts,

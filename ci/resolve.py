@@ -1,6 +1,7 @@
 """The central pipeline's `resolve` step: is this a request the pipeline serves, for which commit?
 
-    python3 -m ci.resolve
+    python3 -m ci.resolve            the whole check, with PIPELINE_TOKEN
+    python3 -m ci.resolve --target   which source repository a token may be minted for (no API call)
 
 Checks the payload (`client_payload` of a repository_dispatch, the inputs of a manual run)
 against the contract in components/rules.py and against the configured repositories and
@@ -12,10 +13,17 @@ status on the source commit once repository and sha are valid, and the job fails
 Inputs (environment): `EVENT_NAME`, `DISPATCHED_TYPE`, `CLIENT_PAYLOAD`, `INPUTS` (the event's
 JSON) and PIPELINE_TOKEN. Outputs: OUTPUTS, the contract every later job reads. Event data is
 shown in a log line or the summary only through `printable`.
+
+With `--target` (GitHub App mode, before the token is minted) it only checks the payload, makes
+no call, and outputs the configured repository (`repository`, `name`) once repository and sha
+are valid, refused or not: the one repository the pipeline App's token is narrowed to, so that
+even a refusal can be reported on that commit. It never fails on the payload: the full check
+after it does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -192,17 +200,28 @@ def refuse(reason: str, api: github.GitHub, target: Target, env: Mapping[str, st
     return 1
 
 
-def main(env: Mapping[str, str] | None = None) -> int:
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
+    argv = sys.argv[1:] if argv is None else argv
+    if argv not in ([], ["--target"]):
+        print("usage: python3 -m ci.resolve [--target]", file=sys.stderr)
+        return 2
     try:
         settings = config.load()
     except config.ConfigError as error:
         runner.annotate("error", "Pipeline data", str(error))
         return 1
-    api = github.GitHub(env.get(github.TOKEN_VARIABLE, ""), env=env)
     event = env.get("EVENT_NAME", "")
     raw = env.get("CLIENT_PAYLOAD" if event == "repository_dispatch" else "INPUTS", "")
     target = Target()
+    if argv == ["--target"]:
+        with contextlib.suppress(RefusedError):
+            check(event, env.get("DISPATCHED_TYPE", ""), raw, settings, target)
+        name = target.repository.partition("/")[2]
+        runner.set_outputs({"repository": target.repository, "name": name}, env)
+        print(f"The pipeline's token is for: {target.repository or 'no repository (nothing to report on)'}")
+        return 0
+    api = github.GitHub(env.get(github.TOKEN_VARIABLE, ""), env=env)
     try:
         request = check(event, env.get("DISPATCHED_TYPE", ""), raw, settings, target)
         check_on_branch(api, request)

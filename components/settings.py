@@ -27,6 +27,7 @@ import yaml
 
 from components import rules
 from components.environment import deploy_program, shapes
+from components.workflows import credentials
 
 PROJECT = "dreamscape-infra"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -167,6 +168,28 @@ class Settings:
     pipeline_token: pulumi.Output[str] | None = field(default=None, compare=False)
     """Secret, held by the infra repository only: reads the source repositories and posts their
     commit statuses. Required on the stack that owns the wiring."""
+    github_auth: str = "token"
+    """`token`: the two tokens above; `app`: two GitHub Apps, a token minted per run."""
+    dispatch_app_client_id: str | None = None
+    pipeline_app_client_id: str | None = None
+    dispatch_app_private_key: pulumi.Output[str] | None = field(default=None, compare=False)
+    """App mode: the dispatch App's private key, held by every source repository."""
+    pipeline_app_private_key: pulumi.Output[str] | None = field(default=None, compare=False)
+    """App mode: the pipeline App's private key, held by the infra repository only."""
+
+    @property
+    def auth(self) -> credentials.Auth:
+        return credentials.Auth(self.github_auth, self.dispatch_app_client_id, self.pipeline_app_client_id)
+
+    @property
+    def dispatch_secret(self) -> pulumi.Output[str] | None:
+        """The value of the secret the source repositories hold (the token, or the App's key)."""
+        return self.dispatch_app_private_key if self.auth.apps else self.dispatch_token
+
+    @property
+    def pipeline_secret(self) -> pulumi.Output[str] | None:
+        """The value of the secret the infra repository holds (the token, or the App's key)."""
+        return self.pipeline_app_private_key if self.auth.apps else self.pipeline_token
 
     @property
     def owns_wiring(self) -> bool:
@@ -438,6 +461,9 @@ _PROTECTION = _object(
     Protection,
 )
 
+CLIENT_ID_PATTERN = r"^Iv[A-Za-z0-9.]{4,40}$"
+"""A GitHub App's client id, as its settings page shows it."""
+
 _TOP: dict[str, _Field] = {
     "environment": _Field(_string(choices=rules.ENVIRONMENTS), required=False),
     "githubOwner": _Field(_string(rules.OWNER_PATTERN, "a GitHub user or organization login")),
@@ -446,6 +472,11 @@ _TOP: dict[str, _Field] = {
     "dispatchToken": _Field(_string(what="a token"), required=False),
     "pipelineToken": _Field(_string(what="a token"), required=False),
     "dispatchTokenScope": _Field(_string(choices=("repository", "organization")), required=False, default="repository"),
+    "githubAuth": _Field(_string(choices=credentials.MODES), required=False, default="token"),
+    "dispatchAppClientId": _Field(_string(CLIENT_ID_PATTERN, "a GitHub App client id (Iv...)"), required=False),
+    "pipelineAppClientId": _Field(_string(CLIENT_ID_PATTERN, "a GitHub App client id (Iv...)"), required=False),
+    "dispatchAppPrivateKey": _Field(_string(what="a private key"), required=False),
+    "pipelineAppPrivateKey": _Field(_string(what="a private key"), required=False),
     "deploySecretLayout": _Field(_string(choices=("repository", "environment")), required=False, default="repository"),
     "commit": _Field(_COMMIT),
     "registry": _Field(
@@ -464,12 +495,20 @@ _TOP: dict[str, _Field] = {
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
 
-SECRET_KEYS = ("dispatchToken", "pipelineToken")
+SECRET_KEYS = ("dispatchToken", "pipelineToken", "dispatchAppPrivateKey", "pipelineAppPrivateKey")
 WIRING_SECRETS = {
-    "dispatchToken": "creates dispatch events on the infra repository, and nothing else",
-    "pipelineToken": "reads the source repositories and posts their commit statuses",
+    "token": {
+        "dispatchToken": "a token that creates dispatch events on the infra repository, and nothing else",
+        "pipelineToken": "a token that reads the source repositories and posts their commit statuses",
+    },
+    "app": {
+        "dispatchAppPrivateKey": "the private key of the dispatch App (installed on the infra repository)",
+        "pipelineAppPrivateKey": "the private key of the pipeline App (installed on the source repositories)",
+    },
 }
-"""The secrets the stack that owns the wiring needs, and what each one may do."""
+"""The secrets the stack that owns the wiring needs in each `githubAuth` mode, and what each one is."""
+APP_KEYS = ("dispatchAppClientId", "pipelineAppClientId", "dispatchAppPrivateKey", "pipelineAppPrivateKey")
+"""The keys of app mode, and of app mode only."""
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -481,6 +520,7 @@ def parse(
     dispatch_token: pulumi.Output[str] | None = None,
     sibling_stacks: Mapping[str, Mapping[str, Any]] | None = None,
     pipeline_token: pulumi.Output[str] | None = None,
+    app_private_keys: Mapping[str, pulumi.Output[str] | None] | None = None,
 ) -> Settings:
     """Validate a stack's merged config (keys without namespace, values decoded).
 
@@ -519,22 +559,48 @@ def parse(
         infra_ruleset=values["infra_ruleset"],
         dispatch_token=dispatch_token,
         pipeline_token=pipeline_token,
+        github_auth=values["github_auth"],
+        dispatch_app_client_id=values["dispatch_app_client_id"],
+        pipeline_app_client_id=values["pipeline_app_client_id"],
+        dispatch_app_private_key=(app_private_keys or {}).get("dispatchAppPrivateKey"),
+        pipeline_app_private_key=(app_private_keys or {}).get("pipelineAppPrivateKey"),
     )
     _check_components_unique(settings)
     _check_network(settings.oci)
     _check_shape(settings.oci)
     _check_protection(settings)
-    for key, purpose in WIRING_SECRETS.items():
-        if settings.owns_wiring and key not in raw:
-            raise ConfigError(
-                f"{PROJECT}:{key}: required on the stack that owns the shared wiring "
-                f"({settings.wiring_stack}): a token that {purpose}; set it with "
-                f"`pulumi config set --secret {key}`"
-            )
+    _check_auth(settings, raw)
     if sibling_stacks:
         _check_across_stacks(settings, sibling_stacks)
     _check_allowance(settings, allowance_report(environment, settings.oci, sibling_stacks or {}))
     return settings
+
+
+def _check_auth(settings: Settings, raw: Mapping[str, Any]) -> None:
+    """Each mode's keys, and no key of the other mode (it would be written nowhere)."""
+    mode = settings.github_auth
+    if mode == "app":
+        for key in ("dispatchAppClientId", "pipelineAppClientId"):
+            if key not in raw:
+                raise ConfigError(
+                    f"{PROJECT}:{key}: required with githubAuth: app; the client id on the App's settings page"
+                )
+        unused = [key for key in WIRING_SECRETS["token"] if key in raw]
+    else:
+        unused = [key for key in APP_KEYS if key in raw]
+    if unused:
+        other = "token" if mode == "app" else "app"
+        raise ConfigError(
+            f"{PROJECT}:{unused[0]}: used only with githubAuth: {other}, and this stack has githubAuth: {mode};"
+            f" remove it (pulumi config rm {unused[0]}) or set githubAuth"
+        )
+    for key, what in WIRING_SECRETS[mode].items():
+        if settings.owns_wiring and key not in raw:
+            raise ConfigError(
+                f"{PROJECT}:{key}: required on the stack that owns the shared wiring "
+                f"({settings.wiring_stack}): {what}; set it with "
+                f"`pulumi config set --secret {key}`"
+            )
 
 
 def _check_components_unique(settings: Settings) -> None:
@@ -736,7 +802,14 @@ def load() -> Settings:
         raw[key] = text if key in _STRING_KEYS else _decode(text)
     secrets = {key: config.get_secret(key) if key in raw else None for key in SECRET_KEYS}
     stack = pulumi.get_stack()
-    return parse(raw, stack, secrets["dispatchToken"], sibling_stacks(stack), pipeline_token=secrets["pipelineToken"])
+    return parse(
+        raw,
+        stack,
+        secrets["dispatchToken"],
+        sibling_stacks(stack),
+        pipeline_token=secrets["pipelineToken"],
+        app_private_keys={key: secrets[key] for key in ("dispatchAppPrivateKey", "pipelineAppPrivateKey")},
+    )
 
 
 _STRING_KEYS = frozenset(
@@ -746,6 +819,9 @@ _STRING_KEYS = frozenset(
         "infraRepository",
         "wiringStack",
         "dispatchTokenScope",
+        "githubAuth",
+        "dispatchAppClientId",
+        "pipelineAppClientId",
         "deploySecretLayout",
         "registry",
         "scanSeverity",

@@ -7,7 +7,9 @@ with that repository's central repository, event type and components rendered in
 `DISPATCH_TOKEN`, which may only start the pipeline, goes either into each source repository
 (`repository` scope) or into one organization secret limited to them (`organization` scope);
 `PIPELINE_TOKEN`, which reads the sources and posts their statuses, goes into the infra
-repository alone (components/workflows/credentials.py). So each added source repository costs
+repository alone (components/workflows/credentials.py). With `githubAuth: app` the two Apps'
+private keys take their places, under their own secret names, and the workflows mint a token
+per run. So each added source repository costs
 three GitHub resources with `repository` scope and two with `organization` scope: each is a
 write on the first `pulumi up`, and the provider spaces writes about a second apart. Files for
 the infra repository's default branch (the central pipeline) come in through
@@ -44,9 +46,11 @@ class SharedWiringArgs:
     """Where the central pipeline runs; the trigger sends its dispatch events there."""
     source_repositories: tuple[SourceRepository, ...]
     dispatch_token: pulumi.Output[str]
-    """Secret, for the source repositories: may create dispatch events on the infra repository."""
+    """Secret, for the source repositories: may create dispatch events on the infra repository
+    (in app mode, the dispatch App's private key)."""
     pipeline_token: pulumi.Output[str]
-    """Secret, for the infra repository: reads the source repositories, posts their statuses."""
+    """Secret, for the infra repository: reads the source repositories, posts their statuses
+    (in app mode, the pipeline App's private key)."""
     dispatch_token_scope: str
     """`repository`: one secret per repository; `organization`: one organization secret."""
     commit: Commit
@@ -59,6 +63,8 @@ class SharedWiringArgs:
     """Rulesets on the infra repository that keep DISPATCH_TOKEN's identity from writing any ref."""
     infra_files: Mapping[str, str] = field(default_factory=dict)
     """Path -> content, written on the infra repository's default branch (the central pipeline)."""
+    auth: credentials.Auth = credentials.TOKENS
+    """Tokens, or GitHub Apps: which secrets are written, and what the trigger renders."""
 
 
 @dataclass(frozen=True)
@@ -71,20 +77,23 @@ class SourceRepositoryWiringArgs:
     """Set with `repository` scope: the repository gets its own DISPATCH_TOKEN secret."""
     create_branches_from: str | None = None
     """A branch to create a missing trigger branch from (the default branch); None: they must exist."""
+    auth: credentials.Auth = credentials.TOKENS
 
 
-def required_token_permissions(scope: str) -> tuple[str, ...]:
+def required_token_permissions(scope: str, auth: credentials.Auth = credentials.TOKENS) -> tuple[str, ...]:
     """What the credential `pulumi up` runs the GitHub provider with needs, for the wiring."""
     needs = [
         "workflow (classic) / Workflows: read and write (fine-grained): write .github/workflows/*",
         "repo (classic) / Contents, Secrets: read and write (fine-grained): files, repository secrets",
     ]
     if scope == ORGANIZATION_SCOPE:
-        needs.append("admin:org (classic) / organization Secrets: read and write (fine-grained): the DISPATCH_TOKEN")
+        needs.append(
+            f"admin:org (classic) / organization Secrets: read and write (fine-grained): the {auth.dispatch.secret}"
+        )
     needs.append("repo (classic) / Administration: read and write (fine-grained): the infra repository's rulesets")
     needs += [
         f"{c.secret} ({c.config_key}), for {c.lives_in}: {c.permissions}; if stolen: {c.if_stolen}"
-        for c in credentials.ALL
+        for c in auth.credentials
     ]
     return tuple(needs)
 
@@ -95,7 +104,9 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
     def __init__(self, name: str, args: SourceRepositoryWiringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dreamscape:wiring:SourceRepository", name, None, opts)
         repo = args.repository.name
-        content = trigger.render(args.central_repository, args.repository.event_type, args.repository.component_names)
+        content = trigger.render(
+            args.central_repository, args.repository.event_type, args.repository.component_names, args.auth
+        )
         self.files = [
             _managed_file(
                 f"{name}-trigger-{branch}",
@@ -111,7 +122,9 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
         ]
         self.secret: github.ActionsSecret | None = None
         if args.dispatch_token is not None:
-            self.secret = _repository_secret(f"{name}-dispatch-token", repo, args.dispatch_token, self)
+            self.secret = _repository_secret(
+                f"{name}-dispatch-token", repo, args.dispatch_token, self, secret_name=args.auth.dispatch.secret
+            )
         self.workflow_files = [f"{repo}@{branch}:{trigger.PATH}" for branch in trigger.BRANCHES]
         self.register_outputs({"workflowFiles": self.workflow_files})
 
@@ -135,6 +148,7 @@ class SharedWiring(pulumi.ComponentResource):
                     create_branches_from=(
                         args.github.sources[repo.name].default_branch if args.create_missing_branches else None
                     ),
+                    auth=args.auth,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -149,7 +163,7 @@ class SharedWiring(pulumi.ComponentResource):
             args.infra_repository,
             args.pipeline_token,
             self,
-            secret_name=credentials.PIPELINE.secret,
+            secret_name=args.auth.pipeline.secret,
         )
 
         self.infra_rulesets = self._infra_rulesets(name, args) if args.infra_ruleset else []
@@ -157,7 +171,7 @@ class SharedWiring(pulumi.ComponentResource):
         self.workflow_files: list[str] = [path for repo in self.repositories for path in repo.workflow_files]
         if args.infra_files:
             self._write_infra_files(name, args)
-        self.required_token_permissions = required_token_permissions(args.dispatch_token_scope)
+        self.required_token_permissions = required_token_permissions(args.dispatch_token_scope, args.auth)
         self.register_outputs({"workflowFiles": self.workflow_files})
 
     def _organization_secret(self, name: str, args: SharedWiringArgs) -> github.ActionsOrganizationSecret:
@@ -165,7 +179,7 @@ class SharedWiring(pulumi.ComponentResource):
         found = [args.github.sources[repo.name] for repo in args.source_repositories]
         return github.ActionsOrganizationSecret(
             f"{name}-dispatch-token",
-            secret_name=trigger.SECRET,
+            secret_name=args.auth.dispatch.secret,
             visibility="selected",
             selected_repository_ids=[r.repo_id for r in found],
             value=args.dispatch_token,

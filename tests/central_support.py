@@ -36,9 +36,10 @@ def settings_of(stack: str, **changes: Any) -> settings_module.Settings:
     """A stack's settings from its files, with config keys replaced (as Python data)."""
     raw = settings_module.merged_plain_config(stack)
     raw.update(changes)
-    raw.setdefault("dispatchToken", "[secret]")
-    raw.setdefault("pipelineToken", "[secret]")
-    return settings_module.parse(raw, stack)
+    # The wiring's secrets of the mode, as `pulumi config set --secret` leaves them; None removes a key.
+    for key in settings_module.WIRING_SECRETS[raw.get("githubAuth", "token")]:
+        raw.setdefault(key, "[secret]")
+    return settings_module.parse({k: v for k, v in raw.items() if v is not None}, stack)
 
 
 def rendered_file(plan: offline.Plan, path: str) -> tuple[offline.Registered, str]:

@@ -43,29 +43,29 @@ def plan_of() -> Callable[[str], offline.Plan]:
     return get
 
 
+def plan_with(
+    stack: str, secret: dict[str, str] | None = None, mocks: offline.OfflineMocks | None = None, **changes: Any
+) -> offline.Plan:
+    """The program's offline plan for a stack with config keys replaced (values as Python data;
+    None removes a key) and secrets added. `mocks` replaces the offline engine's answers (its
+    `created` and `calls` show what ran)."""
+    config, secret_keys = offline.stack_config(stack)
+    for key, value in changes.items():
+        full = f"dreamscape-infra:{key}"
+        if value is None:
+            config.pop(full, None)
+        else:
+            config[full] = value if isinstance(value, str) else json.dumps(value)
+    for key, value in (secret or {}).items():
+        config[f"dreamscape-infra:{key}"] = value
+        secret_keys.append(f"dreamscape-infra:{key}")
+    return offline.run(stack, config=config, secret_keys=secret_keys, mocks=mocks)
+
+
 @pytest.fixture
 def run_with() -> Callable[..., offline.Plan]:
-    """Run the program for a stack with config keys replaced (values as Python data).
-
-    `mocks` replaces the offline engine's answers (its `created` and `calls` show what ran).
-    """
-
-    def run(
-        stack: str, secret: dict[str, str] | None = None, mocks: offline.OfflineMocks | None = None, **changes: Any
-    ) -> offline.Plan:
-        config, secret_keys = offline.stack_config(stack)
-        for key, value in changes.items():
-            full = f"dreamscape-infra:{key}"
-            if value is None:
-                config.pop(full, None)
-            else:
-                config[full] = value if isinstance(value, str) else json.dumps(value)
-        for key, value in (secret or {}).items():
-            config[f"dreamscape-infra:{key}"] = value
-            secret_keys.append(f"dreamscape-infra:{key}")
-        return offline.run(stack, config=config, secret_keys=secret_keys, mocks=mocks)
-
-    return run
+    """`plan_with`, for a test."""
+    return plan_with
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def _nothing_registered_but_the_provider(mocks: offline.OfflineMocks) -> None:
 
 def test_every_file_the_program_writes_carries_a_skip_marker(plan_of):
     files = plan_of("production").of_type(FILE)
-    assert len(files) == 10  # 8 triggers, the central pipeline, the compose file
+    assert len(files) == 11  # 8 triggers, the central pipeline and its data file, the compose file
     for f in files:
         assert "[skip ci]" in f.plain("commitMessage"), f.name
 

@@ -68,6 +68,13 @@ RUNNER = "ubuntu-24.04"
 TOKEN = credentials.PIPELINE.secret
 """PIPELINE_TOKEN, held by the infra repository alone: reads the source repositories and posts
 statuses on their commits. The source repositories' DISPATCH_TOKEN can do neither."""
+MINT_STEP = "pipeline-token"
+MINTED = {
+    "resolve": {"contents": "read", "statuses": "write"},
+    "deploy": {"contents": "read"},
+    "report": {"statuses": "write"},
+}
+"""App mode: the permissions of the token each job mints, for the run's one source repository."""
 STATUS_CONTEXT = ci.github.STATUS_CONTEXT
 MAX_DESCRIPTION = ci.github.MAX_DESCRIPTION
 
@@ -159,6 +166,7 @@ class CentralArgs:
     deploy_secret_layout: str
     deploy: Deploy
     artifact_retention_days: int = 7
+    auth: credentials.Auth = credentials.TOKENS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CentralArgs:
@@ -171,6 +179,7 @@ class CentralArgs:
             deploy_secret_layout=settings.deploy_secret_layout,
             deploy=settings.deploy,
             artifact_retention_days=settings.artifact_retention_days,
+            auth=settings.auth,
         )
 
     def full_name(self, repo: SourceRepository) -> str:
@@ -189,6 +198,44 @@ def _permissions(job: str, args: CentralArgs | None = None) -> dict[str, str]:
     if job == "deploy" and (args is None or not _pulls_with_job_token(args)):
         del granted["packages"]
     return granted
+
+
+def _pipeline_token(args: CentralArgs) -> str:
+    """The pipeline's credential in a job's steps: the secret, or the token the job minted."""
+    return _expr(f"steps.{MINT_STEP}.outputs.token") if args.auth.apps else _expr(f"secrets.{TOKEN}")
+
+
+def _name_of(args: CentralArgs, expression: str) -> str:
+    """The configured repository's name (no owner) that `expression` names, '' for any other."""
+    clauses = [f"{expression} == '{args.full_name(repo)}' && '{repo.name}'" for repo in args.repositories]
+    return " || ".join([*clauses, "''"])
+
+
+def _mint(args: CentralArgs, job: str, repository: str, condition: str) -> list[dict[str, Any]]:
+    """App mode: the step that mints this job's token, for the one source repository `repository`."""
+    if not args.auth.apps:
+        return []
+    return [
+        {
+            "name": "Mint the pipeline's token for the run's source repository",
+            "id": MINT_STEP,
+            "if": condition,
+            "uses": actions.uses("actions/create-github-app-token"),
+            "with": {
+                "client-id": args.auth.pipeline_client_id,
+                "private-key": _expr(f"secrets.{args.auth.pipeline.secret}"),
+                "owner": args.owner,
+                "repositories": repository,
+                **{f"permission-{scope}": level for scope, level in MINTED[job].items()},
+            },
+        }
+    ]
+
+
+def _mint_for_resolved(args: CentralArgs, job: str) -> list[dict[str, Any]]:
+    """The mint step of a job after resolve: for the repository resolve accepted, when it accepted one."""
+    accepted = _resolved("source_repo")
+    return _mint(args, job, _expr(_name_of(args, accepted)), f"{accepted} != ''")
 
 
 def _registry_host(args: CentralArgs) -> str:
@@ -246,7 +293,7 @@ def deploy_timeout(deploy: Deploy) -> int:
 # --- shell pieces ------------------------------------------------------------------------------
 
 
-def _check_out_source() -> dict[str, Any]:
+def _check_out_source(args: CentralArgs) -> dict[str, Any]:
     """The source repository at the commit resolve accepted (nothing of it runs in resolve)."""
     return {
         "name": "Check out the source repository at the commit",
@@ -257,7 +304,7 @@ def _check_out_source() -> dict[str, Any]:
             "path": SOURCE_DIR,
             # A private source repository is readable with PIPELINE_TOKEN only; it is not
             # kept in .git/config.
-            "token": _expr(f"secrets.{TOKEN}"),
+            "token": _pipeline_token(args),
             "persist-credentials": False,
         },
     }
@@ -338,9 +385,28 @@ def _python(module: str) -> str:
     return f"python3 -m ci.{module}"
 
 
-def _resolve_job() -> dict[str, Any]:
+def _resolve_job(args: CentralArgs) -> dict[str, Any]:
     outputs = {name: _expr(f"steps.resolve.outputs.{name}") for name in ci.resolve.OUTPUTS}
     outputs |= {name: _expr(f"steps.plan.outputs.{name}") for name in ("platform", "builds")}
+    event = {
+        "EVENT_NAME": _expr("github.event_name"),
+        "DISPATCHED_TYPE": _expr("github.event.action"),
+        "CLIENT_PAYLOAD": _expr("toJSON(github.event.client_payload)"),
+        "INPUTS": _expr("toJSON(github.event.inputs)"),
+    }
+    target: list[dict[str, Any]] = []
+    if args.auth.apps:
+        # The token is minted for the repository the payload names, once it is a configured one.
+        target = [
+            {
+                "name": "Find the source repository to mint the token for",
+                "id": "target",
+                "shell": "bash",
+                "env": event,
+                "run": _python("resolve --target"),
+            },
+            *_mint(args, "resolve", _expr("steps.target.outputs.name"), "steps.target.outputs.name != ''"),
+        ]
     return {
         "name": "Validate the request",
         "runs-on": RUNNER,
@@ -349,20 +415,15 @@ def _resolve_job() -> dict[str, Any]:
         "outputs": outputs,
         "steps": [
             _check_out_pipeline(DATA_PATH),
+            *target,
             {
                 "name": "Validate the payload, check the commit, post pending",
                 "id": "resolve",
                 "shell": "bash",
-                "env": {
-                    "EVENT_NAME": _expr("github.event_name"),
-                    "DISPATCHED_TYPE": _expr("github.event.action"),
-                    "CLIENT_PAYLOAD": _expr("toJSON(github.event.client_payload)"),
-                    "INPUTS": _expr("toJSON(github.event.inputs)"),
-                    ci.github.TOKEN_VARIABLE: _expr(f"secrets.{TOKEN}"),
-                },
+                "env": {**event, ci.github.TOKEN_VARIABLE: _pipeline_token(args)},
                 "run": _python("resolve"),
             },
-            _check_out_source(),
+            _check_out_source(args),
             {
                 "name": "Plan the builds",
                 "id": "plan",
@@ -631,6 +692,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         },
         "steps": [
             _check_out_pipeline(f"{compose.DIRECTORY}/"),
+            *_mint_for_resolved(args, "deploy"),
             {
                 "name": "Check that the commit is still the newest of its branch",
                 "id": "newest",
@@ -640,7 +702,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
                     "REF": _expr(_resolved("ref")),
                     "SHA": _expr(_resolved("sha")),
                     "EVENT_NAME": _expr("github.event_name"),
-                    ci.github.TOKEN_VARIABLE: _expr(f"secrets.{TOKEN}"),
+                    ci.github.TOKEN_VARIABLE: _pipeline_token(args),
                 },
                 "run": _python("deploy_gate"),
             },
@@ -649,7 +711,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
     }
 
 
-def _report_job() -> dict[str, Any]:
+def _report_job(args: CentralArgs) -> dict[str, Any]:
     return {
         "name": "Report back",
         "needs": list(REPORTED_JOBS),
@@ -659,6 +721,7 @@ def _report_job() -> dict[str, Any]:
         "permissions": _permissions("report"),
         "steps": [
             _check_out_pipeline(),
+            *_mint_for_resolved(args, "report"),
             {
                 "name": "Post the final status and the summary",
                 "shell": "bash",
@@ -671,7 +734,7 @@ def _report_job() -> dict[str, Any]:
                     "DEPLOY": _expr(_resolved("deploy")),
                     "COMPONENTS_JSON": _expr(_resolved("components")),
                     "SUPERSEDED": _expr("needs.deploy.outputs.superseded"),
-                    ci.github.TOKEN_VARIABLE: _expr(f"secrets.{TOKEN}"),
+                    ci.github.TOKEN_VARIABLE: _pipeline_token(args),
                 },
                 "run": _python("report"),
             },
@@ -718,12 +781,12 @@ def document(args: CentralArgs) -> dict[str, Any]:
         },
         "permissions": {},
         "jobs": {
-            "resolve": _resolve_job(),
+            "resolve": _resolve_job(args),
             "build-test": _build_test_job(args),
             "security-scan": _security_scan_job(args),
             "publish": _publish_job(args),
             "deploy": _deploy_job(args),
-            "report": _report_job(),
+            "report": _report_job(args),
         },
     }
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from components import rules
-from components.workflows import credentials, emit, shell
+from components.workflows import actions, credentials, emit, shell
 
 PATH = ".github/workflows/trigger-central-cicd.yml"
 NAME = "Trigger central CI/CD"
@@ -171,15 +171,33 @@ def _components_body() -> str:
     )
 
 
-def _dispatch_body() -> str:
+def _dispatch_body(auth: credentials.Auth) -> str:
     args = " ".join(f'--arg {key} "${env}"' for key, env in PAYLOAD_ENV.items())
     fields = ", ".join(f"{key}: ${key}" for key in PAYLOAD_ENV)
     program = f"{{event_type: $event_type, client_payload: {{{fields}}}}}"
-    check = (
-        f"The token in the {SECRET} secret may not create dispatch events on ${{CENTRAL_REPOSITORY}}:"
-        f" check that {SECRET} can write to that repository (classic token: the repo scope;"
-        " fine-grained token: access to that repository with Contents: read and write)."
-    )
+    if auth.apps:
+        key = auth.dispatch.secret
+        missing = f"No token was minted with the {key} secret"
+        check = (
+            f"The token minted with {key} may not create dispatch events on ${{CENTRAL_REPOSITORY}}:"
+            " check that the dispatch App is installed on that repository with Contents: read and write."
+        )
+        refused = (
+            f"GitHub does not accept the token minted with the {key} secret. Check the App's key, set it"
+            f" with pulumi config set --secret {auth.dispatch.config_key} on the wiring stack and run pulumi up."
+        )
+    else:
+        missing = f"The {SECRET} secret is empty or not visible to ${{GITHUB_REPOSITORY}}"
+        check = (
+            f"The token in the {SECRET} secret may not create dispatch events on ${{CENTRAL_REPOSITORY}}:"
+            f" check that {SECRET} can write to that repository (classic token: the repo scope;"
+            " fine-grained token: access to that repository with Contents: read and write)."
+        )
+        refused = (
+            f"GitHub does not accept the token in the {SECRET} secret; it is wrong, expired or revoked."
+            " Create a new one, set it with pulumi config set --secret dispatchToken on the wiring stack"
+            " and run pulumi up."
+        )
     return "\n".join(
         [
             shell.STRICT,
@@ -192,7 +210,7 @@ def _dispatch_body() -> str:
             "  exit 1",
             "}",
             f'if [[ -z "${SECRET}" ]]; then',
-            f'  failed "The {SECRET} secret is empty or not visible to ${{GITHUB_REPOSITORY}}: set it (pulumi up on the'
+            f'  failed "{missing}: set it (pulumi up on the'
             ' wiring stack), and with an organization secret add this repository to its selected repositories."',
             "fi",
             'payload="$(mktemp)"',
@@ -214,9 +232,7 @@ def _dispatch_body() -> str:
             'message="$(api_message)"',
             'case "$api_status" in',
             "  401)",
-            f'    failed "HTTP 401 (${{message}}): GitHub does not accept the token in the {SECRET} secret; it is'
-            " wrong, expired or revoked. Create a new one, set it with pulumi config set --secret dispatchToken"
-            ' on the wiring stack and run pulumi up." ;;',
+            f'    failed "HTTP 401 (${{message}}): {refused}" ;;',
             "  403 | 404)",
             f'    failed "HTTP ${{api_status}} (${{message}}): {check}" ;;',
             "  422)",
@@ -228,13 +244,38 @@ def _dispatch_body() -> str:
     )
 
 
-def document(central_repository: str, event_type: str, components: tuple[str, ...]) -> dict[str, Any]:
+def _mint_step(central_repository: str, auth: credentials.Auth) -> dict[str, Any]:
+    """App mode: a token of the dispatch App for this run, on the infra repository only, Contents write only."""
+    owner, name = central_repository.split("/")
+    return {
+        "name": "Mint a token to dispatch with",
+        "id": "token",
+        "if": "steps.components.outputs.components != ''",
+        "uses": actions.uses("actions/create-github-app-token"),
+        "with": {
+            "client-id": auth.dispatch_client_id,
+            "private-key": _expr(f"secrets.{auth.dispatch.secret}"),
+            "owner": owner,
+            "repositories": name,
+            "permission-contents": "write",
+        },
+    }
+
+
+def document(
+    central_repository: str,
+    event_type: str,
+    components: tuple[str, ...],
+    auth: credentials.Auth = credentials.TOKENS,
+) -> dict[str, Any]:
     """The workflow of one source repository as data; `render()` turns it into the file's text.
 
     `central_repository` is `OWNER/NAME` of the repository the dispatch goes to, `event_type`
     the repository's `<kind>-changed`, `components` its known components in config order. They
     come from validated settings and are written as literals: nothing is read at run time.
+    With `auth` in app mode, a step mints the dispatch token from the App's key first.
     """
+    token = _expr("steps.token.outputs.token") if auth.apps else _expr(f"secrets.{SECRET}")
     return {
         "name": NAME,
         "on": {
@@ -276,13 +317,14 @@ def document(central_repository: str, event_type: str, components: tuple[str, ..
                         },
                         "run": _components_body(),
                     },
+                    *([_mint_step(central_repository, auth)] if auth.apps else []),
                     {
                         "name": "Send the repository_dispatch event",
                         "id": "dispatch",
                         "if": "steps.components.outputs.components != ''",
                         "shell": "bash",
                         "env": {
-                            SECRET: _expr(f"secrets.{SECRET}"),
+                            SECRET: token,
                             "SOURCE_REPO": _expr("github.repository"),
                             "REF": _expr("github.ref"),
                             "SHA": _expr("github.sha"),
@@ -291,7 +333,7 @@ def document(central_repository: str, event_type: str, components: tuple[str, ..
                             "ENVIRONMENT": _expr("steps.decide.outputs.environment"),
                             "DEPLOY": _expr("steps.decide.outputs.deploy"),
                         },
-                        "run": _dispatch_body(),
+                        "run": _dispatch_body(auth),
                     },
                 ],
             }
@@ -299,6 +341,11 @@ def document(central_repository: str, event_type: str, components: tuple[str, ..
     }
 
 
-def render(central_repository: str, event_type: str, components: tuple[str, ...]) -> str:
+def render(
+    central_repository: str,
+    event_type: str,
+    components: tuple[str, ...],
+    auth: credentials.Auth = credentials.TOKENS,
+) -> str:
     """The file's text for one source repository (see `document()`)."""
-    return emit.dump(document(central_repository, event_type, components), SOURCE)
+    return emit.dump(document(central_repository, event_type, components, auth), SOURCE)
