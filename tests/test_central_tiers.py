@@ -133,8 +133,9 @@ class Run:
         self.branch, self.environment = branch, environment
         self.settings = settings_of(STACK, sourceRepositories=REPOSITORIES, registry=f"{registry.host}/dreamscape")
         self.tools = tools
-        # The infra repository's generated compose file, for the deploy job's checkout.
-        self.artifacts = Artifacts(tree, infra={compose.path(environment): "services: {}\n"})
+        # The infra repository's generated compose and data files, for the deploy job's checkout.
+        data = central.data_file(central.CentralArgs.from_settings(self.settings))
+        self.artifacts = Artifacts(tree, infra={compose.path(environment): "services: {}\n", central.DATA_PATH: data})
         self.sha = sha_of("tiers", sorted(tree), os.urandom(8).hex())
         self.event = event
         self.needs: dict[str, Any] = {}
