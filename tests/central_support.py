@@ -253,3 +253,18 @@ def in_parallel(function: Callable[[T], R], items: Iterable[T], workers: int = 4
     """Each item through `function` in a few threads (each run is a bash process waiting on I/O)."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(function, items))
+
+
+def deploy_checkout(root: Path, generated: dict[str, str]) -> Path:
+    """`root` as the deploy job's workspace after its checkout of the infra repository: the job's
+    own sparse-checkout patterns (as the production stack renders them) over this repository's
+    files and `generated` (the data file, the compose file), as the checkout stand-in writes them."""
+    document = central.document(central.CentralArgs.from_settings(settings_of("production")))
+    [checkout] = [
+        s for s in document["jobs"]["deploy"]["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")
+    ]
+    sha = "f" * 40
+    for name, content in infra_checkout({**checkout["with"], "ref": sha}, {"GITHUB_SHA": sha}, generated).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(content)
+    return root

@@ -197,7 +197,20 @@ def test_the_deploy_job_runs_in_its_environment_one_at_a_time(document, text) ->
     assert checkout["with"] == {
         "ref": "${{ github.sha }}",
         "persist-credentials": False,
-        "sparse-checkout": "\n".join(f"/{path}" for path in (*central.PIPELINE_CODE, "deploy/")),
+        "sparse-checkout": "\n".join(
+            [
+                "/ci/",
+                "/components/__init__.py",
+                "/components/rules.py",
+                "/components/environment/__init__.py",
+                "/components/environment/names.py",
+                # ci.deploy reads the deploy program's contract and the data file.
+                "/components/environment/deploy_program.py",
+                "/components/environment/deploy/dreamscape-deploy",
+                "/.github/dreamscape/central.json",
+                "/deploy/",
+            ]
+        ),
         "sparse-checkout-cone-mode": False,
     }
     assert compose.path("production").startswith("deploy/")

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from ci import deploy_gate
 from components.environment import compose
@@ -28,7 +27,6 @@ from tests.central_support import (
     RETRY_ENV,
     Artifacts,
     central_document,
-    central_text,
     dispatch_github,
     rendered_file,
     settings_of,
@@ -71,8 +69,13 @@ def registry_path(server: DeployServer) -> str:
 
 
 def ssh_step_of(document: dict[str, Any]) -> dict[str, Any]:
-    [step] = [s for s in document["jobs"]["deploy"]["steps"] if "DEPLOY_SSH_PORT" in s.get("env", {})]
+    [step] = [s for s in document["jobs"]["deploy"]["steps"] if s.get("run") == "python3 -m ci.deploy"]
     return step
+
+
+def data_of(plan) -> str:
+    """The data file the stack writes beside the workflow (ci/config.py reads it)."""
+    return rendered_file(plan, central.DATA_PATH)[1]
 
 
 def on_local_vm(document: dict[str, Any], server: DeployServer) -> dict[str, Any]:
@@ -94,9 +97,11 @@ def run_deploy(
     repository: SourceRepository,
     components: list[str],
     sha: str,
+    data: str,
 ) -> JobResult:
-    """The deploy job of a run for `repository`'s `components` at `sha`, resolved for production."""
-    artifacts = Artifacts(infra={compose.path(STACK): compose_text})
+    """The deploy job of a run for `repository`'s `components` at `sha`, resolved for production,
+    with `data` as the data file in the infra repository."""
+    artifacts = Artifacts(infra={compose.path(STACK): compose_text, central.DATA_PATH: data})
     outputs = {
         "environment": STACK,
         "deploy": "true",
@@ -177,11 +182,11 @@ def logged_in_only_on_stdin(server: DeployServer, result: JobResult) -> bool:
 
 def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, server, compose_text) -> None:
     """Each run deploys one repository; what was never deployed is left out until its first run."""
-    document = central_document(plan_of(STACK))
+    document, data = central_document(plan_of(STACK)), data_of(plan_of(STACK))
     assert sorted(names(SERVICES) + names(FRONTEND)) == sorted(DEPLOYABLE)
 
     services_sha = built(server, names(SERVICES), sha_of("first services release"))
-    result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), services_sha)
+    result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), services_sha, data)
     assert result.status == "success", result.log
     assert server.running() == running_images(server, names(SERVICES), services_sha)
     waiting = ", ".join(f"`{c}`" for c in sorted(names(FRONTEND)))
@@ -189,14 +194,14 @@ def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, serve
     assert logged_in_only_on_stdin(server, result)
 
     frontend_sha = built(server, names(FRONTEND), sha_of("first frontend release"))
-    result = run_deploy(document, server, compose_text, FRONTEND, names(FRONTEND), frontend_sha)
+    result = run_deploy(document, server, compose_text, FRONTEND, names(FRONTEND), frontend_sha, data)
     assert result.status == "success", result.log
     frontend_running = running_images(server, names(FRONTEND), frontend_sha)
     assert server.running() == running_images(server, names(SERVICES), services_sha) | frontend_running
     assert "Not deployed yet" not in result.summary
 
     sha = built(server, names(SERVICES), sha_of("services release"))
-    result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha)
+    result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha, data)
     assert result.status == "success", result.log
     [ssh] = [s for s in result.steps if "DEPLOY_IMAGES" in s.env]
     assert ssh.env["DEPLOY_IMAGES"] == " ".join(f"{c}={image(server, c, sha)}" for c in names(SERVICES))  # publish's
@@ -207,27 +212,27 @@ def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, serve
     assert "### dreamscape-deploy on " in result.summary
 
 
-SETTING_VARIABLES = ("DEPLOY_LOCK_WAIT_SECONDS", "DEPLOY_WAIT_TIMEOUT_SECONDS", "DEPLOY_KEEP_RELEASES")
-
-
 def test_the_deploy_settings_of_the_config_travel_with_every_deploy(run_with, plan_of, server, compose_text) -> None:
-    shipped_document = central_document(plan_of(STACK))
+    """The stack writes them into the data file; the client reads it at the run's commit and sends them."""
+    shipped_plan = plan_of(STACK)
+    shipped_document = central_document(shipped_plan)
     shipped_job, shipped = shipped_document["jobs"]["deploy"], ssh_step_of(shipped_document)
     configured = SETTINGS.deploy
-    assert [shipped["env"][v] for v in SETTING_VARIABLES] == [
-        str(configured.lock_wait_seconds),
-        str(configured.wait_timeout_seconds),
-        str(configured.keep_releases),
-    ]
+    assert json.loads(data_of(shipped_plan))["deploy"] == {
+        "lock_wait_seconds": configured.lock_wait_seconds,
+        "wait_timeout_seconds": configured.wait_timeout_seconds,
+        "keep_releases": configured.keep_releases,
+    }
 
     plan = run_with(STACK, deploy={"lockWaitSeconds": 7, "waitTimeoutSeconds": 42, "keepReleases": 2})
-    text = central_text(plan)
-    document = yaml.safe_load(text)
+    document = central_document(plan)
+    data = data_of(plan)
     step = ssh_step_of(document)
-    assert [step["env"][v] for v in SETTING_VARIABLES] == ["7", "42", "2"]
-    assert step["run"] == shipped["run"], "the script is the same; only the rendered values differ"
+    assert json.loads(data)["deploy"] == {"lock_wait_seconds": 7, "wait_timeout_seconds": 42, "keep_releases": 2}
+    assert step["run"] == shipped["run"] == "python3 -m ci.deploy"
+    assert step["env"] == shipped["env"], "the step is the same; only the data file differs"
     assert "${{" not in step["run"]
-    assert "DEPLOY_KEEP_RELEASES: '2'" in text
+    assert '"keep_releases": 2' in data
     job = document["jobs"]["deploy"]
     budget = 7 + central.PULL_ALLOWANCE_SECONDS + 2 * 42
     assert step["timeout-minutes"] * 60 > budget and job["timeout-minutes"] > step["timeout-minutes"]
@@ -235,7 +240,7 @@ def test_the_deploy_settings_of_the_config_travel_with_every_deploy(run_with, pl
 
     for n in range(3):
         sha = built(server, names(SERVICES), sha_of("keep two", n))
-        result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha)
+        result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha, data)
         assert result.status == "success", result.log
         assert wait_timeouts(result) == ["42"]
     releases = sorted(p.name for p in (server.state_dir / "releases").iterdir())
@@ -245,13 +250,13 @@ def test_the_deploy_settings_of_the_config_travel_with_every_deploy(run_with, pl
 
 
 def test_a_deploy_that_rolls_back_fails_the_job(plan_of, server, compose_text) -> None:
-    document = central_document(plan_of(STACK))
+    document, data = central_document(plan_of(STACK)), data_of(plan_of(STACK))
     registry = server.engine.auth_registry
     before = built(server, DEPLOYABLE, sha_of("bootstrap"))
     pairs = {c: image(server, c, before) for c in DEPLOYABLE}
     assert server.deploy(pairs, compose_text, login=(registry.host, registry.user, registry.password)).returncode == 0
     sha = built(server, ["auth-service"], sha_of("broken release"), "crash")
-    result = run_deploy(document, server, compose_text, SERVICES, ["auth-service"], sha)
+    result = run_deploy(document, server, compose_text, SERVICES, ["auth-service"], sha, data)
     assert result.status == "failure"
     assert "::error title=Deploy::rolled back" in result.log
     assert server.running()["auth-service"] == (image(server, "auth-service", before), "healthy")
@@ -289,7 +294,8 @@ def run_gate(document: dict[str, Any], head: str | None, sha: str) -> JobResult:
             secrets={central.TOKEN: DISPATCH_TOKEN},
             needs={"resolve": {"result": "success", "outputs": outputs}, "publish": {"result": "success"}},
         )
-        artifacts = Artifacts(infra={compose.path(STACK): "services: {}\n"})
+        data = central.data_file(central.CentralArgs.from_settings(SETTINGS))
+        artifacts = Artifacts(infra={compose.path(STACK): "services: {}\n", central.DATA_PATH: data})
         return run_job(document, "deploy", context, extra_env=RETRY_ENV, uses=artifacts.table())
 
 

@@ -135,7 +135,7 @@ class Run:
         self.branch, self.environment = branch, environment
         self.settings = settings_of(STACK, sourceRepositories=repositories, registry=f"{registry.host}/dreamscape")
         self.tools = tools
-        # The infra repository's generated compose file, for the deploy job's checkout.
+        # The infra repository's generated compose and data files, for the jobs' checkouts.
         self.artifacts = Artifacts(
             tree, infra={compose.path(environment): "services: {}\n", **data_files(self.settings)}
         )

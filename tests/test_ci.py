@@ -15,7 +15,7 @@ import pytest
 
 from ci import github
 from components.workflows import central
-from tests.central_support import DISPATCH_TOKEN
+from tests.central_support import DISPATCH_TOKEN, settings_of
 from tests.conftest import ROOT
 from tests.harness.github_api import GitHubAPI, Reply
 from tests.harness.workflow import RUNNER_PYTHON
@@ -24,22 +24,38 @@ SOURCE = "acme/app"
 SHA = "a" * 40
 
 
-def test_every_module_imports_from_the_sparse_checkout_with_the_standard_library_only(tmp_path: Path) -> None:
-    """The jobs check out PIPELINE_CODE only; `-S` leaves site-packages (yaml, pulumi...) out."""
-    for path in central.PIPELINE_CODE:
+IMPORT = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)"
+NEEDS_MORE = {"ci.deploy": "deploy"}
+"""Modules that import more than PIPELINE_CODE, and the job whose checkout brings it."""
+
+
+def sparse_copy(root: Path, paths: list[str]) -> None:
+    """What a non-cone sparse checkout of these paths (folders end in `/`) writes."""
+    for path in paths:
         source = ROOT / path
         if source.is_dir():
-            shutil.copytree(source, tmp_path / path, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, root / path, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, tmp_path / path)
-    modules = sorted(f"ci.{p.stem}" for p in (ROOT / "ci").glob("*.py") if p.stem != "__init__")
-    assert {"ci.github", "ci.report", "ci.runner"} <= set(modules)
-    script = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)"
-    result = subprocess.run(
-        [RUNNER_PYTHON, "-S", "-c", script, *modules], cwd=tmp_path, capture_output=True, text=True, timeout=60
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / path)
+
+
+def imports(root: Path, *modules: str) -> subprocess.CompletedProcess:
+    """The runner's python3 imports the modules from `root`; `-S` leaves site-packages (yaml, pulumi...) out."""
+    return subprocess.run(
+        [RUNNER_PYTHON, "-S", "-c", IMPORT, *modules], cwd=root, capture_output=True, text=True, timeout=60
     )
+
+
+def test_every_module_imports_from_the_sparse_checkout_with_the_standard_library_only(tmp_path: Path) -> None:
+    """The jobs check out PIPELINE_CODE; a module that needs more is checked with its job's checkout below."""
+    sparse_copy(tmp_path, list(central.PIPELINE_CODE))
+    modules = sorted(f"ci.{p.stem}" for p in (ROOT / "ci").glob("*.py") if p.stem != "__init__")
+    assert {"ci.deploy", "ci.github", "ci.report", "ci.runner"} <= set(modules)
+    result = imports(tmp_path, *(m for m in modules if m not in NEEDS_MORE))
     assert result.returncode == 0, result.stderr
+    # ci.deploy reads the deploy program, which PIPELINE_CODE alone lacks.
+    assert "cannot import name 'deploy_program' from 'components.environment'" in imports(tmp_path, "ci.deploy").stderr
     # The same check fails on what the checkout lacks, and on a package from outside the standard library.
     (tmp_path / "components" / "rules.py").unlink()
     (tmp_path / "ci" / "needs_rules.py").write_text("from components import rules\n")
@@ -48,10 +64,34 @@ def test_every_module_imports_from_the_sparse_checkout_with_the_standard_library
         ("ci.needs_rules", "cannot import name 'rules'"),
         ("ci.needs_yaml", "No module named 'yaml'"),
     ):
-        result = subprocess.run(
-            [RUNNER_PYTHON, "-S", "-c", script, module], cwd=tmp_path, capture_output=True, text=True
-        )
-        assert error in result.stderr, module
+        assert error in imports(tmp_path, module).stderr, module
+
+
+@pytest.mark.parametrize("stack", ["dev", "production"])
+def test_each_module_a_job_runs_imports_from_that_jobs_own_checkout(tmp_path: Path, stack: str) -> None:
+    """Read from the rendered workflow: each `python3 -m ci.<module>` step and its job's sparse-checkout list."""
+    document = central.document(central.CentralArgs.from_settings(settings_of(stack)))
+    ran: dict[str, str] = {}
+    for job_id, job in document["jobs"].items():
+        modules = [
+            s["run"].removeprefix("python3 -m ") for s in job["steps"] if s.get("run", "").startswith("python3 -m ci.")
+        ]
+        if not modules:
+            continue
+        [checkout] = [
+            s
+            for s in job["steps"]
+            if str(s.get("uses", "")).startswith("actions/checkout@") and "repository" not in s["with"]
+        ]
+        paths = [line.removeprefix("/") for line in checkout["with"]["sparse-checkout"].split("\n")]
+        # Generated files (the data file, compose files) are not this repository's; the module reads them at run time.
+        root = tmp_path / job_id
+        sparse_copy(root, [p for p in paths if (ROOT / p).exists()])
+        result = imports(root, *modules)
+        assert result.returncode == 0, (job_id, result.stderr)
+        ran |= dict.fromkeys(modules, job_id)
+    assert {"ci.deploy_gate": "deploy", "ci.deploy": "deploy", "ci.report": "report"}.items() <= ran.items()
+    assert NEEDS_MORE.items() <= ran.items()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ missing; under CI=true they fail instead.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import itertools
 import json
@@ -29,12 +30,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ci import config
 from components.environment import compose, deploy_program
-from components.workflows import deploy_step, emit
-from tests.central_support import rendered_file
+from components.workflows import central
+from tests.central_support import deploy_checkout, rendered_file, settings_of
 from tests.harness import engine, sshd
 from tests.harness.engine import Engine
 from tests.harness.sshd import DeployServer
+from tests.harness.workflow import RUNNER_PYTHON
 
 pytestmark = pytest.mark.e2e
 
@@ -1062,126 +1065,106 @@ def test_a_terminal_is_refused(server: DeployServer) -> None:
     assert "SSH_TTY" in control, "without `restrict` the session gets a terminal"
 
 
-# --- the pipeline's deploy step -------------------------------------------------------------------
+# --- the pipeline's deploy client (ci/deploy.py) ---------------------------------------------------
 
 
-SECRETS = ("VM_HOST_E2E", "SSH_PRIVATE_KEY_E2E", "SSH_KNOWN_HOSTS_E2E")
+CLIENT_SETTINGS = config.Deploy(lock_wait_seconds=1, wait_timeout_seconds=12, keep_releases=2)
+"""The data file's deploy settings: none equal to sshd's fallbacks, so the ones used show which won."""
+COMPOSE_PATH = compose.path("production")
 
 
-STEP_SETTINGS = {"lock_wait_seconds": 1, "wait_timeout_seconds": 12, "keep_releases": 2}
-STEP_SETTINGS = {"lock_wait_seconds": 1, "wait_timeout_seconds": 12, "keep_releases": 2}
-"""The step's deploy settings: none equal to sshd's fallbacks, so the ones used show which won."""
+def data_file(settings: config.Deploy = CLIENT_SETTINGS) -> str:
+    shipped = config.loads(central.data_file(central.CentralArgs.from_settings(settings_of("production"))))
+    return config.dumps(dataclasses.replace(shipped, deploy=settings))
 
 
-def rendered_step(server: DeployServer, compose_file: Path, login: deploy_step.RegistryLogin | None = None) -> dict:
-    """The step as the central workflow file carries it: emitted to YAML and read back."""
-    step = deploy_step.deploy_step(
-        host_var=SECRETS[0],
-        private_key_var=SECRETS[1],
-        known_hosts_var=SECRETS[2],
-        images_var="DEPLOY_IMAGES",
-        compose_file=str(compose_file),
-        **STEP_SETTINGS,
-        env={"DEPLOY_IMAGES": "${{ needs.build.outputs.images }}"},
-        login=login,
-        user=server.user,
-        port=server.port,
-    )
-    workflow = {"name": "deploy", "on": {"workflow_dispatch": {}}, "permissions": {}, "jobs": {}}
-    workflow["jobs"]["deploy"] = {"runs-on": "ubuntu-24.04", "timeout-minutes": 30, "steps": [step]}
-    document = yaml.safe_load(emit.dump(workflow, "tests/test_deploy_e2e.py"))
-    return document["jobs"]["deploy"]["steps"][0]
-
-
-def run_step(step: dict, values: dict[str, str], tmp_path: Path) -> tuple[subprocess.CompletedProcess, str]:
-    """Run the step's bash as a GitHub runner does, with `${{ }}` in `env:` replaced by `values`."""
+def run_client(
+    server: DeployServer,
+    tmp_path: Path,
+    images: str,
+    known_hosts: str | None = None,
+    login: dict[str, str] | None = None,
+    data: str | None = None,
+) -> tuple[subprocess.CompletedProcess, str]:
+    """`python3 -m ci.deploy` as the deploy job runs it: the runner's Python, in a workspace holding
+    what the job's sparse checkout writes (the data file, the compose file), with the step's inputs."""
+    workspace = tmp_path / "workspace"
+    if not workspace.exists():
+        workspace.mkdir()
+        generated = {central.DATA_PATH: data or data_file(), COMPOSE_PATH: compose_file(server)}
+        deploy_checkout(workspace, generated)
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir(exist_ok=True)
+    summary = tmp_path / "summary.md"
+    summary.unlink(missing_ok=True)
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "TMPDIR": str(runner_temp),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "VM_HOST": "127.0.0.1",
+        "SSH_PRIVATE_KEY": server.ci_key.path.read_text(),
+        "SSH_KNOWN_HOSTS": known_hosts or server.known_hosts_line,
+        "DEPLOY_IMAGES": images,
+        "DEPLOY_COMPOSE_FILE": COMPOSE_PATH,
+        "DEPLOY_SSH_USER": server.user,
+        "DEPLOY_SSH_PORT": str(server.port),
+        **(login or {}),
     }
-    for name, value in step["env"].items():
-        expression = re.fullmatch(r"\$\{\{ (secrets\.)?([\w.]+) \}\}", value)
-        env[name] = values[expression.group(2)] if expression else value
-    script = tmp_path / "step.sh"
-    script.write_text(step["run"])
-    assert step["shell"] == "bash"
     result = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
+        [RUNNER_PYTHON, "-m", "ci.deploy"], env=env, capture_output=True, timeout=120, check=False, cwd=workspace
     )
-    summary = tmp_path / "summary.md"
     return result, summary.read_text() if summary.exists() else ""
-
-
-def step_values(server: DeployServer, images: str, known_hosts: str | None = None) -> dict[str, str]:
-    return {
-        SECRETS[0]: "127.0.0.1",
-        SECRETS[1]: server.ci_key.path.read_text(),
-        SECRETS[2]: known_hosts or server.known_hosts_line,
-        "needs.build.outputs.images": images,
-    }
 
 
 def pairs_text(pairs: dict[str, str]) -> str:
     return "\n".join(f"{c}={i}" for c, i in pairs.items())
 
 
-def test_the_deploy_step_deploys_end_to_end(server: DeployServer, tmp_path: Path) -> None:
-    compose_path = tmp_path / "compose.yaml"
-    compose_path.write_text(compose_file(server))
-    step = rendered_step(server, compose_path)
-    result, summary = run_step(step, step_values(server, pairs_text(v1(server))), tmp_path)
+def test_the_deploy_client_deploys_end_to_end(server: DeployServer, tmp_path: Path) -> None:
+    result, summary = run_client(server, tmp_path, pairs_text(v1(server)))
     stdout, stderr = text(result)
     assert result.returncode == 0, (stdout, stderr)
     assert "deployed: the new release runs and is healthy" in stdout
     assert summary.startswith("### dreamscape-deploy on ") and ": deployed" in summary
     assert steps(result) == ["pull", "up"]
-    assert wait_timeouts(result) == [str(STEP_SETTINGS["wait_timeout_seconds"])]
+    assert wait_timeouts(result) == [str(CLIENT_SETTINGS.wait_timeout_seconds)]
     assert "command='deploy --lock-wait 1 --wait-timeout 12 --keep 2 auth-service=" in server.syslog()[0]
     assert server.running() == healthy(v1(server))
     assert not list((tmp_path / "runner-temp").iterdir()), "the key's directory is gone"
 
-    again, _ = run_step(step, step_values(server, pairs_text(v1(server))), tmp_path)
+    again, _ = run_client(server, tmp_path, pairs_text(v1(server)))
     assert again.returncode == 0
     assert "no change: that exact release is already running" in text(again)[0]
 
 
-def test_the_deploy_step_reports_a_rollback_as_a_failure(server: DeployServer, tmp_path: Path) -> None:
-    compose_path = tmp_path / "compose.yaml"
-    compose_path.write_text(compose_file(server))
-    step = rendered_step(server, compose_path)
-    assert run_step(step, step_values(server, pairs_text(v1(server))), tmp_path)[0].returncode == 0
+def test_the_deploy_client_reports_a_rollback_as_a_failure(server: DeployServer, tmp_path: Path) -> None:
+    assert run_client(server, tmp_path, pairs_text(v1(server)))[0].returncode == 0
     bad = publish(server, {"gateway": image(server, "gateway", SHA3)}, "crash")
-    result, summary = run_step(step, step_values(server, pairs_text(bad)), tmp_path)
+    result, summary = run_client(server, tmp_path, pairs_text(bad))
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"]
     assert "::error title=Deploy::rolled back: the new release failed" in text(result)[0]
     assert ": failed, rolled back" in summary
     assert server.running() == healthy(v1(server))
 
 
-def test_the_deploy_step_logs_in_with_a_token_on_stdin(server: DeployServer, tmp_path: Path) -> None:
+def test_the_deploy_client_logs_in_with_a_token_on_stdin(server: DeployServer, tmp_path: Path) -> None:
     registry = server.engine.auth_registry
     pairs = publish(server, {name: registry.image(f"dreamscape/{name}", SHA2) for name in PORTS})
-    compose_path = tmp_path / "compose.yaml"
-    compose_path.write_text(compose_file(server))
-    login = deploy_step.RegistryLogin("REGISTRY", "REGISTRY_USER", "REGISTRY_TOKEN")
-    step = rendered_step(server, compose_path, login)
-    step["env"] |= {"REGISTRY": registry.host, "REGISTRY_USER": registry.user, "REGISTRY_TOKEN": "${{ github.token }}"}
-    values = step_values(server, pairs_text(pairs)) | {"github.token": registry.password}
-    with ArgvWatcher(server.uid) as watcher:
-        result, summary = run_step(step, values, tmp_path)
+    login = {
+        "DEPLOY_REGISTRY": registry.host,
+        "DEPLOY_REGISTRY_USER": registry.user,
+        "DEPLOY_REGISTRY_TOKEN": registry.password,
+    }
+    # The VM's processes, and the client's own (ssh runs as this test's user).
+    with ArgvWatcher(server.uid) as watcher, ArgvWatcher(os.getuid()) as client:
+        result, summary = run_client(server, tmp_path, pairs_text(pairs), login=login)
     assert result.returncode == 0, text(result)
     assert steps(result) == ["login", "pull", "up"]
     assert server.running() == healthy(pairs)
-    assert registry.password not in "".join(text(result)) + summary + "".join(watcher.seen)
+    assert any(" deploy --lock-wait 1 " in argv for argv in client.seen), "the watcher saw the client's ssh"
+    assert registry.password not in "".join(text(result)) + summary + "".join(watcher.seen | client.seen)
 
 
 def test_a_wrong_known_hosts_line_fails_before_anything_is_sent(server: DeployServer, tmp_path: Path) -> None:
@@ -1189,13 +1172,9 @@ def test_a_wrong_known_hosts_line_fails_before_anything_is_sent(server: DeploySe
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
     algorithm, key = other.with_suffix(".pub").read_text().split()[:2]
     wrong = f"[127.0.0.1]:{server.port} {algorithm} {key}"
-    compose_path = tmp_path / "compose.yaml"
-    compose_path.write_text(compose_file(server))
     accepted_before = server.log_path.read_text().count("Accepted publickey")
 
-    result, summary = run_step(
-        rendered_step(server, compose_path), step_values(server, pairs_text(v1(server)), wrong), tmp_path
-    )
+    result, summary = run_client(server, tmp_path, pairs_text(v1(server)), known_hosts=wrong)
     stdout, stderr = text(result)
     assert result.returncode == 255, (stdout, stderr)
     assert "Host key verification failed" in stderr
@@ -1203,15 +1182,29 @@ def test_a_wrong_known_hosts_line_fails_before_anything_is_sent(server: DeploySe
     assert "### Deploy: no answer from the VM (exit 255)" in summary
     assert server.containers() == []
     assert server.log_path.read_text().count("Accepted publickey") == accepted_before, "the key was never offered"
+    assert not list((tmp_path / "runner-temp").iterdir()), "the key's directory is gone"
 
 
-def test_the_deploy_step_refuses_a_bad_image_list_without_connecting(server: DeployServer, tmp_path: Path) -> None:
-    compose_path = tmp_path / "compose.yaml"
-    compose_path.write_text(compose_file(server))
+def test_the_deploy_client_refuses_a_bad_image_list_without_connecting(server: DeployServer, tmp_path: Path) -> None:
     connections = server.log_path.read_text().count("Connection from")
-    result, _ = run_step(
-        rendered_step(server, compose_path), step_values(server, "auth-service=ghcr.io/o/a:1;id"), tmp_path
-    )
+    result, _ = run_client(server, tmp_path, "auth-service=ghcr.io/o/a:1;id")
     assert result.returncode == 2
     assert "::error title=Deploy::not an image reference: ghcr.io/o/a:1;id" in text(result)[0]
     assert server.log_path.read_text().count("Connection from") == connections
+
+
+def test_deploy_settings_outside_the_program_bounds_are_refused_without_connecting(
+    server: DeployServer, tmp_path: Path
+) -> None:
+    """A data file the program would refuse stops the client: nothing reaches the VM."""
+    connections = server.log_path.read_text().count("Connection from")
+    out_of_bounds = config.Deploy(lock_wait_seconds=1, wait_timeout_seconds=12, keep_releases=1)
+    result, summary = run_client(server, tmp_path, pairs_text(v1(server)), data=data_file(out_of_bounds))
+    assert result.returncode == 2, text(result)
+    assert (
+        "::error title=Deploy::.github/dreamscape/central.json: deploy.keep_releases is 1;"
+        " expected a whole number of releases from 2 to 50"
+    ) in text(result)[0]
+    assert summary == ""
+    assert server.log_path.read_text().count("Connection from") == connections
+    assert server.syslog() == [] and server.containers() == []

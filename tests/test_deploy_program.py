@@ -128,7 +128,7 @@ def test_image_pattern_refuses(image: str) -> None:
 
 
 def test_image_pattern_means_the_same_to_bash() -> None:
-    """The deploy step checks pairs with bash `[[ =~ ]]` before sending them."""
+    """IMAGE_PATTERN is a POSIX ERE (deploy_program.py says so): bash's `[[ =~ ]]` reads it the same way."""
     corpus = [i for i in GOOD_IMAGES + BAD_IMAGES if "\n" not in i and "\x00" not in i]
     script = 're=$1; shift; for x in "$@"; do if [[ $x =~ $re ]]; then echo 1; else echo 0; fi; done'
     result = subprocess.run(

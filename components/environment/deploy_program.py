@@ -6,7 +6,9 @@ library only); cloud-init installs it at DEPLOY_PROGRAM_PATH, and the CI key's
 
 The program is the one source of its own contract (patterns, exit codes, settings, the image
 variable naming rule): this module loads it as a module and re-exports that contract for the
-rest of dreamscape-infra (the pipeline's deploy step, the compose generator, the docs).
+rest of dreamscape-infra (the pipeline's deploy client `ci/deploy.py`, the compose generator,
+the docs). The deploy job imports it from its sparse checkout of the infra repository: it
+stays standard library only.
 
 What the VM must provide (cloud-init's part):
 - DEPLOY_USER with a login shell (sshd runs the forced command through it) and in group

@@ -29,13 +29,14 @@ and which no later job trusts but through the artifacts it leaves, checked on th
 - `deploy` runs in GitHub environment `<env>`, one at a time per environment: an automatic run
   whose commit is no longer its branch's head deploys nothing ("superseded", `ci/deploy_gate.py`);
   otherwise it hands the environment's compose file and the images, by digest, to the deploy
-  program over SSH.
+  program over SSH (`ci/deploy.py`).
 - `report` always runs: the final commit status and a summary table (`ci/report.py`).
 
 A job that runs one of the pipeline's Python modules (`ci/`) first checks this repository out at
-the run's own commit, only the code it runs (`PIPELINE_CODE`) and the data file (`data_file`:
-the stack's choices), then runs `python3 -m ci.<module>`. The few shell bodies left are fixed
-text (unpack, build the image), the same for every config. Steps read event
+the run's own commit, only the code it runs (`PIPELINE_CODE`, and for the deploy client the
+deploy program) and the data file (`data_file`: the stack's choices), then runs
+`python3 -m ci.<module>`. The few shell bodies left are fixed text (unpack, build the image),
+the same for every config. Steps read event
 data only through `env:`; `PIPELINE_TOKEN` reaches only the steps that call the GitHub API on a
 source repository or check one out, never a step that runs the source repository's commands.
 """
@@ -56,7 +57,7 @@ import ci.scan
 from components import rules
 from components.environment import compose, deploy_program, names
 from components.settings import Deploy, Settings, SourceRepository
-from components.workflows import actions, credentials, deploy_step, emit
+from components.workflows import actions, credentials, emit
 
 PATH = ".github/workflows/central-dispatch.yml"
 DATA_PATH = ci.config.PATH
@@ -630,6 +631,14 @@ def _publish_job(args: CentralArgs) -> dict[str, Any]:
     }
 
 
+DEPLOY_CLIENT_CODE = (
+    "components/environment/deploy_program.py",
+    "components/environment/deploy/dreamscape-deploy",
+)
+"""What `ci.deploy` imports beyond PIPELINE_CODE: the deploy program's contract (its patterns,
+bounds and exit codes), read from the program itself."""
+
+
 def _deploy_job(args: CentralArgs) -> dict[str, Any]:
     def secret(base: str) -> str:
         per_env = {env: names.secret_names(env, args.deploy_secret_layout)[base] for env in rules.ENVIRONMENTS}
@@ -642,35 +651,24 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         **{base: secret(base) for base in names.SECRETS},
         "DEPLOY_IMAGES": _expr("needs.publish.outputs.images"),
     }
-    login = None
     if _pulls_with_job_token(args):
         # The VM pulls this run's images with this job's token (packages: read), handed over on
         # stdin; it expires when the job ends.
-        login = deploy_step.RegistryLogin("DEPLOY_REGISTRY", "DEPLOY_REGISTRY_USER", "DEPLOY_REGISTRY_TOKEN")
         env |= {
             "DEPLOY_REGISTRY": _registry_host(args),
             "DEPLOY_REGISTRY_USER": _expr("github.repository_owner"),
             "DEPLOY_REGISTRY_TOKEN": _expr("secrets.GITHUB_TOKEN"),
         }
     step_minutes = deploy_timeout(args.deploy)
-    ssh_step = deploy_step.deploy_step(
-        host_var="VM_HOST",
-        private_key_var="SSH_PRIVATE_KEY",
-        known_hosts_var="SSH_KNOWN_HOSTS",
-        images_var="DEPLOY_IMAGES",
-        compose_file=compose.path(environment),
-        lock_wait_seconds=args.deploy.lock_wait_seconds,
-        wait_timeout_seconds=args.deploy.wait_timeout_seconds,
-        keep_releases=args.deploy.keep_releases,
-        env=env,
-        login=login,
-        # The secrets' names depend on the run's environment: bound above, not by name.
-        secrets_as_env=False,
-        name=f"Deploy to {environment} over SSH",
-        timeout_minutes=step_minutes,
-    )
-    # A superseded run deploys nothing: the newer commit's own run deploys it.
-    ssh_step = {"name": ssh_step["name"], "if": "steps.newest.outputs.superseded == ''", **ssh_step}
+    ssh_step = {
+        "name": f"Deploy to {environment} over SSH",
+        # A superseded run deploys nothing: the newer commit's own run deploys it.
+        "if": "steps.newest.outputs.superseded == ''",
+        "timeout-minutes": step_minutes,
+        "env": {**env, "DEPLOY_COMPOSE_FILE": compose.path(environment)},
+        "shell": "bash",
+        "run": _python("deploy"),
+    }
     return {
         "name": f"Deploy to {environment}",
         "needs": ["resolve", "publish"],
@@ -691,7 +689,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
             "queue": "max",
         },
         "steps": [
-            _check_out_pipeline(f"{compose.DIRECTORY}/"),
+            _check_out_pipeline(*DEPLOY_CLIENT_CODE, DATA_PATH, f"{compose.DIRECTORY}/"),
             *_mint_for_resolved(args, "deploy"),
             {
                 "name": "Check that the commit is still the newest of its branch",
