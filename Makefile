@@ -47,5 +47,10 @@ bench: $(VENV)/.installed
 bench-deploy: $(VENV)/.installed
 	$(PY) tools/bench_deploy.py
 
+## bench-build: build-test's image build on the real Docker engine, cold and warm from the layer cache (root)
+.PHONY: bench-build
+bench-build: $(VENV)/.installed
+	$(PY) tools/bench_build.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build

@@ -36,6 +36,16 @@ class PlanError(Exception):
     pass
 
 
+def cache_ref(registry: str, component: str, environment: str) -> str:
+    """Where the layer cache of a component's builds for one environment lives.
+
+    `publish` (gate tier) pushes each image it published there too, with its inline cache
+    metadata; build-test (untrusted) only reads it. One per environment, so a build for
+    production reads only layers of images built from production's branches.
+    """
+    return f"{registry}/cache/{component}:{environment}"
+
+
 def deploy_platform(environment: str, env: Mapping[str, str]) -> str:
     variable = names.platform_variable(environment)
     platform = env.get(variable, "")
@@ -53,6 +63,7 @@ def entries(
     source: Path,
     platform: str,
     settings: config.Config,
+    environment: str,
 ) -> list[dict[str, str]]:
     """One matrix entry per component; `platform` is empty when the run builds natively."""
     runs_on = settings.runner
@@ -77,6 +88,7 @@ def entries(
                 "platform": platform,
                 "arch": PLATFORM_ARCHITECTURES.get(platform, ""),
                 "runs-on": runs_on,
+                "cache": cache_ref(settings.registry, name, environment) if repo.deployable else "",
                 "problem": problem,
             }
         )
@@ -94,7 +106,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         # A run that deploys builds its images for the environment's platform; any other, natively.
         deploys = env.get("DEPLOY") == "true" and repo.deployable
         platform = deploy_platform(env["ENVIRONMENT"], env) if deploys else ""
-        planned = entries(repo, components, Path(SOURCE_DIR), platform, settings)
+        planned = entries(repo, components, Path(SOURCE_DIR), platform, settings, env["ENVIRONMENT"])
     except (PlanError, config.ConfigError) as error:
         runner.annotate("error", "Build plan", str(error))
         return 1

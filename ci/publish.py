@@ -10,7 +10,10 @@ image, and be built for the environment's platform. It goes to
 tag is never moved to another image. Output `images`: `<component>=<registry>/<component>@sha256:...`
 for each, what the deploy job hands the VM.
 
-Inputs (environment): `COMPONENTS_JSON` and `SHA` (resolve's), `PLATFORM` (the build plan's),
+Each image also goes to its environment's layer cache (`ci.plan.cache_ref`), which build-test
+reads and only this job writes.
+
+Inputs (environment): `COMPONENTS_JSON`, `SHA` and `ENVIRONMENT` (resolve's), `PLATFORM` (the build plan's),
 `SCANNED_ARCHIVES` (security-scan's `scanned`), the runner's `GITHUB_RUN_ID` and
 `GITHUB_RUN_ATTEMPT`; the registry comes from the data file. The job logged in beforehand.
 """
@@ -26,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ci import config, runner
+from ci.plan import cache_ref
 from ci.scan import IMAGES_DIR, sha256_of
 from components import rules
 
@@ -56,8 +60,15 @@ def tag_for(registry: str, component: str, sha: str, platform: str, run: str) ->
     return f"{registry}/{component}:{sha}-{platform.replace('/', '-')}-{run}"
 
 
-def publish(component: str, archive: Path, passed: str | None, platform: str, tag: str, registry: str) -> str:
-    """Push one archive under `tag`; returns `<registry>/<component>@sha256:...`."""
+def publish(
+    component: str, archive: Path, passed: str | None, platform: str, tag: str, registry: str, cache: str = ""
+) -> str:
+    """Push one archive under `tag`; returns `<registry>/<component>@sha256:...`.
+
+    With `cache`, the image also becomes the environment's layer cache (ci.plan.cache_ref): a
+    tag outside the component's repository, moved on every publish and never deployed. A
+    failed cache push is a warning: the next build is only colder.
+    """
     if not archive.is_file():
         raise PublishError(f"no image archive for {component}")
     if sha256_of(archive) != passed:
@@ -89,6 +100,14 @@ def publish(component: str, archive: Path, passed: str | None, platform: str, ta
     if reference is None:
         raise PublishError(f"no digest for {tag} after the push")
     print(f"Pushed {tag} as {reference}", flush=True)
+    if cache:
+        docker("tag", image, cache)
+        pushed = docker("push", "--quiet", cache, check=False)
+        if pushed.returncode == 0:
+            print(f"Layer cache: {cache}", flush=True)
+        else:
+            said = (pushed.stderr.strip() or pushed.stdout.strip()).splitlines()[-1:] or ["no answer"]
+            runner.annotate("warning", "Layer cache", f"could not push {cache}: {said[0]}")
     return reference
 
 
@@ -101,13 +120,18 @@ def publish_all(components: Sequence[str], env: Mapping[str, str], registry: str
     sha = env.get("SHA", "")
     if not rules.is_sha(sha):
         raise PublishError("SHA is not a commit sha")
+    environment = env.get("ENVIRONMENT", "")
+    if environment not in rules.ENVIRONMENTS:
+        raise PublishError("ENVIRONMENT is not an environment")
     pairs = []
     for component in components:
         if not rules.is_component(component):
             raise PublishError(f"{component!r} is not a component name")
         tag = tag_for(registry, component, sha, platform, run)
         archive = Path(IMAGES_DIR) / f"{component}.tar"
-        pairs.append(f"{component}={publish(component, archive, passed.get(component), platform, tag, registry)}")
+        cache = cache_ref(registry, component, environment)
+        reference = publish(component, archive, passed.get(component), platform, tag, registry, cache)
+        pairs.append(f"{component}={reference}")
     return pairs
 
 

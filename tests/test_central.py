@@ -385,7 +385,7 @@ def plan_entry(repository: str, component: str, platform: str, tree: dict[str, s
     for name, content in tree.items():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_text(content)
-    [entry] = plan.entries(repo, (component,), source, platform, data)
+    [entry] = plan.entries(repo, (component,), source, platform, data, "production")
     return entry
 
 
@@ -442,7 +442,9 @@ def test_build_test_builds_for_the_target_platform_and_hands_the_image_on(build_
     assert artifacts.called("docker/setup-qemu-action") == [{"platforms": "linux/arm64"}]
     tag = f"dreamscape-build/auth-service:{sha}"
     assert docker == [
-        f"buildx build --provenance=false --sbom=false --load --tag {tag} --platform linux/arm64 source/auth-service",
+        f"buildx build --provenance=false --sbom=false --load --tag {tag} --cache-to type=inline"
+        " --platform linux/arm64 --cache-from type=registry,ref=ghcr.io/dreamscape-ai/cache/auth-service:production"
+        " source/auth-service",
         f"save --output {temp}/images/auth-service.tar {tag}",
     ]
     assert artifacts.store["image-auth-service"] == {"auth-service.tar": b"image archive\n"}

@@ -477,6 +477,78 @@ def test_no_job_reads_a_cache_that_the_untrusted_tier_could_write(plan_of) -> No
     assert images["env"]["TRIVY_CACHE_DIR"] == "${{ github.workspace }}/.cache/trivy"
 
 
+# --- warm builds --------------------------------------------------------------------------------------
+
+
+def fresh_runner(run: Run) -> None:
+    """What a new GitHub runner has of earlier runs: nothing. The run's images, the cache tags
+    publish pushed and the engine's build cache go, so whatever the next build reuses came from
+    the registry."""
+    cache = f"{run.settings.registry}/cache/"
+    mine = set()
+    for line in engine.docker("images", "--format", "{{.Repository}} {{.Tag}} {{.ID}}").splitlines():
+        repository, tag, image = line.split()
+        if run.sha in tag or repository.startswith(cache):
+            # An image the cache tag moved away from has no tag left: its id names it.
+            mine.add(image if tag == "<none>" else f"{repository}:{tag}")
+    if mine:
+        engine.docker("rmi", "--force", *sorted(mine))
+    engine.docker("builder", "prune", "--all", "--force")
+
+
+def cache_digest(registry: engine.Registry, environment: str) -> str | None:
+    try:
+        return manifest(registry, f"dreamscape/cache/{COMPONENT}", environment)[0]
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
+
+
+def test_publish_leaves_the_layer_cache_the_next_build_of_its_environment_reads(workflow, registry, tools) -> None:
+    with Run(workflow, registry, tools, tree("warm")) as first:
+        first.through_scan()
+        publish = first.job("publish")
+        assert publish.status == "success", publish.log
+        fresh_runner(first)
+    [pair] = publish.outputs["images"].split()
+    # The cache is the published image itself, under the environment's cache tag.
+    assert pair.endswith("@" + cache_digest(registry, "production"))
+    with Run(workflow, registry, tools, tree("warm")) as second:
+        assert second.resolve().status == "success"
+        build = second.build()
+        fresh_runner(second)
+    assert build.status == "success", build.log
+    cache = f"{registry.host}/dreamscape/cache/{COMPONENT}:production"
+    assert f"importing cache manifest from {cache}" in build.log
+    # The layer comes from the registry (pulled), not from anything left on the runner.
+    assert re.search(r"\[1/1\] COPY \. /app/\n#\d+ pulling sha256:[0-9a-f]{64} done\n#\d+ CACHED", build.log), build.log
+    # The same tree on a fresh runner without that cache (dev has none) builds cold.
+    with Run(workflow, registry, tools, tree("warm"), branch="feature/x", environment="dev") as cold:
+        assert cold.resolve().status == "success"
+        build = cold.build()
+        fresh_runner(cold)
+    assert build.status == "success", build.log
+    assert re.search(r"\[1/1\] COPY \. /app/\s*\n#\d+ DONE", build.log), build.log
+
+
+def test_only_a_deploying_run_writes_the_cache_and_each_environment_has_its_own(workflow, registry, tools) -> None:
+    with Run(workflow, registry, tools, tree("x")) as deploying:
+        deploying.through_scan()
+        assert deploying.job("publish").status == "success"
+        fresh_runner(deploying)
+    production = cache_digest(registry, "production")
+    dev_before = cache_digest(registry, "dev")
+    with Run(workflow, registry, tools, tree("y"), branch="feature/x", environment="dev") as feature:
+        build, _ = feature.through_scan()
+        assert feature.job("publish").status == "skipped"
+        fresh_runner(feature)
+    # A feature branch's build reads dev's cache, never production's, and writes none.
+    assert f"/dreamscape/cache/{COMPONENT}:dev" in build.log
+    assert f"cache/{COMPONENT}:production" not in build.log
+    assert (cache_digest(registry, "production"), cache_digest(registry, "dev")) == (production, dev_before)
+
+
 def test_the_source_travels_as_a_short_lived_archive_of_this_run(workflow, registry, tools) -> None:
     with Run(workflow, registry, tools, tree()) as run:
         assert run.resolve().status == "success"

@@ -88,6 +88,7 @@ def test_a_deploying_run_builds_every_component_for_the_environment_platform(tmp
         "platform": "linux/arm64",
         "arch": "ARM64",
         "runs-on": central.RUNNER,
+        "cache": "ghcr.io/dreamscape-ai/cache/user-service:production",
         "problem": "",
     }
 
@@ -131,7 +132,7 @@ def test_a_repository_that_does_not_deploy_builds_no_image_and_needs_no_dockerfi
     code, outputs, log = run_plan(root, "dreamscape-ai/DREAMSCAPE-TESTS", ["e2e"], True)
     assert code == 0, log
     [entry] = json.loads(outputs["builds"])["include"]
-    assert (entry["image"], entry["platform"], entry["problem"]) == ("false", "", "")
+    assert (entry["image"], entry["platform"], entry["cache"], entry["problem"]) == ("false", "", "", "")
     assert outputs["platform"] == ""
 
 

@@ -51,6 +51,7 @@ def run_publish(root: Path, passed: str, sha: str, path: str | None = None):
         "GITHUB_RUN_ATTEMPT": "1",
         "COMPONENTS_JSON": json.dumps([COMPONENT]),
         "SHA": sha,
+        "ENVIRONMENT": "production",
         "PLATFORM": "linux/amd64",
         "SCANNED_ARCHIVES": f"{COMPONENT}={passed}",
     }
@@ -107,3 +108,26 @@ def test_an_archive_the_scan_did_not_pass_is_never_loaded(docker_engine, tmp_pat
     assert result.returncode == 1
     assert f"::error title=Publish::{message}" in result.stdout
     assert outputs == ""
+
+
+def test_a_failed_cache_push_warns_and_publishes_all_the_same(docker_engine, tmp_path) -> None:
+    """The layer cache only makes the next build warmer: a registry refusing it stops nothing."""
+    registry = docker_engine.registry
+    wrapper = tmp_path / "bin" / "docker"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case "$1 $3" in push\\ */cache/*)\n'
+        '  echo "denied: requested access to the resource is denied" >&2; exit 1 ;;\n'
+        "esac\n"
+        f'exec {engine.DOCKER} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    root, passed = workspace(tmp_path / "work", f"{registry.host}/dreamscape")
+    result, outputs = run_publish(
+        root, passed, sha_of("publish", "cache"), path=f"{wrapper.parent}:{os.environ['PATH']}"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outputs.startswith(f"images={COMPONENT}={registry.host}/dreamscape/{COMPONENT}@sha256:")
+    cache = f"{registry.host}/dreamscape/cache/{COMPONENT}:production"
+    assert f"::warning title=Layer cache::could not push {cache}: denied" in result.stdout

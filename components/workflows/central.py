@@ -447,14 +447,22 @@ def _resolve_job(args: CentralArgs) -> dict[str, Any]:
 
 
 def _build_image_body() -> str:
-    """Build into the runner's engine, then save the image as an archive: nothing is pushed from here."""
+    """Build into the runner's engine, then save the image as an archive: nothing is pushed from here.
+
+    The layer cache is read from the registry (the environment's, which only `publish` writes)
+    and the image carries its own cache metadata (`inline`) for the next build to read.
+    """
     return "\n".join(
         [
             "set -euo pipefail",
             'tag="dreamscape-build/${COMPONENT}:${SHA}"',
-            'args=(--provenance=false --sbom=false --load --tag "$tag")',
+            'args=(--provenance=false --sbom=false --load --tag "$tag" --cache-to type=inline)',
             'if [[ -n "$PLATFORM" ]]; then',
             '  args+=(--platform "$PLATFORM")',
+            "fi",
+            "# A missing or unreadable cache is a cold build, not a failure.",
+            'if [[ -n "$CACHE" ]]; then',
+            '  args+=(--cache-from "type=registry,ref=${CACHE}")',
             "fi",
             f'docker buildx build "${{args[@]}}" "{SOURCE_DIR}/${{COMPONENT}}"',
             f'mkdir -p "${{RUNNER_TEMP}}/{IMAGES_DIR}"',
@@ -527,6 +535,7 @@ def _build_test_job(args: CentralArgs) -> dict[str, Any]:
                     "COMPONENT": component,
                     "SHA": _expr(_resolved("sha")),
                     "PLATFORM": _expr("matrix.platform"),
+                    "CACHE": _expr("matrix.cache"),
                 },
                 "run": _build_image_body(),
             },
@@ -623,6 +632,7 @@ def _publish_job(args: CentralArgs) -> dict[str, Any]:
                     "COMPONENTS_JSON": _expr(_resolved("components")),
                     "SHA": _expr(_resolved("sha")),
                     "PLATFORM": _expr(_resolved("platform")),
+                    "ENVIRONMENT": _expr(_resolved("environment")),
                     "SCANNED_ARCHIVES": _expr("needs.security-scan.outputs.scanned"),
                 },
                 "run": _python("publish"),
