@@ -522,7 +522,9 @@ def test_publish_leaves_the_layer_cache_the_next_build_of_its_environment_reads(
     cache = f"{registry.host}/dreamscape/cache/{COMPONENT}:production"
     assert f"importing cache manifest from {cache}" in build.log
     # The layer comes from the registry (pulled), not from anything left on the runner.
-    assert re.search(r"\[1/1\] COPY \. /app/\n#\d+ pulling sha256:[0-9a-f]{64} done\n#\d+ CACHED", build.log), build.log
+    assert re.search(
+        r"\[1/1\] COPY \. /app/\n#\d+ pulling sha256:[0-9a-f]{64}( [0-9.]+s)? done\n#\d+ CACHED", build.log
+    ), build.log
     # The same tree on a fresh runner without that cache (dev has none) builds cold.
     with Run(workflow, registry, tools, tree("warm"), branch="feature/x", environment="dev") as cold:
         assert cold.resolve().status == "success"
