@@ -99,6 +99,7 @@ if settings.owns_wiring and settings.dispatch_secret is not None and settings.pi
             dispatch_token=settings.dispatch_secret,
             pipeline_token=settings.pipeline_secret,
             auth=settings.auth,
+            repository_rules=settings.repository_rules if settings.repository_rules.enabled else None,
             dispatch_token_scope=settings.dispatch_token_scope,
             commit=settings.commit,
             github=github_facts,

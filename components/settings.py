@@ -136,6 +136,27 @@ class Protection:
     """GitHub user logins or `org/team` slugs that must approve a deploy."""
     wait_timer: int = 0
     """Minutes to wait before a deploy job starts (0 to 43200)."""
+    waive_reviewers: bool = False
+    """Production without reviewers, on purpose (production is reviewed by default)."""
+
+
+ACTOR_PATTERN = r"^(role:(admin|maintain)|team:[A-Za-z0-9._-]+|user:[A-Za-z0-9][A-Za-z0-9-]{0,38}|app:[0-9]{1,12})$"
+"""A ruleset bypass actor: a repository role, a team of githubOwner, a user, or a GitHub App id."""
+
+
+@dataclass(frozen=True)
+class RepositoryRules:
+    """The rulesets the wiring stack puts on every source repository and the infra repository."""
+
+    enabled: bool = True
+    approvals: int = 1
+    """Approving reviews a pull request into main or develop needs."""
+    production_pushers: tuple[str, ...] = ("role:admin",)
+    """Who may create or update a branch that deploys to production without a review (hotfix/*)."""
+    pulumi_bypass: tuple[str, ...] = ("role:admin",)
+    """The identity `pulumi up` runs with: it commits the files it writes past the review rule."""
+    allow_unreviewed_production: bool = False
+    """The documented opt-out: rules that let someone outside `production_pushers` reach production unreviewed."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +189,7 @@ class Settings:
     pipeline_token: pulumi.Output[str] | None = field(default=None, compare=False)
     """Secret, held by the infra repository only: reads the source repositories and posts their
     commit statuses. Required on the stack that owns the wiring."""
+    repository_rules: RepositoryRules = field(default_factory=RepositoryRules)
     github_auth: str = "token"
     """`token`: the two tokens above; `app`: two GitHub Apps, a token minted per run."""
     dispatch_app_client_id: str | None = None
@@ -457,8 +479,22 @@ _PROTECTION = _object(
             default=(),
         ),
         "waitTimer": _Field(_integer(0, 43200), required=False, default=0),
+        "waiveReviewers": _Field(_boolean, required=False, default=False),
     },
     Protection,
+)
+
+_ACTORS = _list(_string(ACTOR_PATTERN, "role:admin, role:maintain, team:<slug>, user:<login> or app:<id>"), unique=True)
+
+_RULES = _object(
+    {
+        "enabled": _Field(_boolean, required=False, default=True),
+        "approvals": _Field(_integer(0, 10), required=False, default=1),
+        "productionPushers": _Field(_ACTORS, required=False, default=("role:admin",)),
+        "pulumiBypass": _Field(_ACTORS, required=False, default=("role:admin",)),
+        "allowUnreviewedProduction": _Field(_boolean, required=False, default=False),
+    },
+    RepositoryRules,
 )
 
 CLIENT_ID_PATTERN = r"^Iv[A-Za-z0-9.]{4,40}$"
@@ -491,6 +527,7 @@ _TOP: dict[str, _Field] = {
     "allowPaidShapes": _Field(_boolean, required=False, default=False),
     "createMissingBranches": _Field(_boolean, required=False, default=False),
     "infraRuleset": _Field(_boolean, required=False, default=True),
+    "repositoryRules": _Field(_RULES, required=False),
     "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
@@ -559,6 +596,7 @@ def parse(
         infra_ruleset=values["infra_ruleset"],
         dispatch_token=dispatch_token,
         pipeline_token=pipeline_token,
+        repository_rules=values["repository_rules"] or RepositoryRules(),
         github_auth=values["github_auth"],
         dispatch_app_client_id=values["dispatch_app_client_id"],
         pipeline_app_client_id=values["pipeline_app_client_id"],
@@ -570,6 +608,7 @@ def parse(
     _check_shape(settings.oci)
     _check_protection(settings)
     _check_auth(settings, raw)
+    _check_rules(settings)
     if sibling_stacks:
         _check_across_stacks(settings, sibling_stacks)
     _check_allowance(settings, allowance_report(environment, settings.oci, sibling_stacks or {}))
@@ -601,6 +640,24 @@ def _check_auth(settings: Settings, raw: Mapping[str, Any]) -> None:
                 f"({settings.wiring_stack}): {what}; set it with "
                 f"`pulumi config set --secret {key}`"
             )
+
+
+def _check_rules(settings: Settings) -> None:
+    """No path to production without a review for anyone outside productionPushers, unless opted out."""
+    rules_ = settings.repository_rules
+    if rules_.allow_unreviewed_production:
+        return
+    if not rules_.enabled:
+        raise ConfigError(
+            f"{PROJECT}:repositoryRules.enabled: false leaves every branch of the source repositories open, "
+            "and anyone who can push a hotfix/* branch deploys to production unreviewed; keep the rules, or set "
+            "repositoryRules.allowUnreviewedProduction: true to accept that"
+        )
+    if rules_.approvals < 1:
+        raise ConfigError(
+            f"{PROJECT}:repositoryRules.approvals: 0 lets a pull request into main, which deploys to production, "
+            "merge without a review; set 1 or more, or repositoryRules.allowUnreviewedProduction: true"
+        )
 
 
 def _check_components_unique(settings: Settings) -> None:
@@ -651,6 +708,14 @@ def _check_shape(oci: OciSettings) -> None:
 
 def _check_protection(settings: Settings) -> None:
     reviewers = settings.protection.reviewers
+    if settings.environment == "production" and not reviewers and not settings.protection.waive_reviewers:
+        raise ConfigError(
+            f"{PROJECT}:protection.reviewers: production is reviewed by default; name the users or org/team "
+            "that approve its deploys, or set protection.waiveReviewers: true to deploy unreviewed (GitHub "
+            "enforces reviewers on public repositories, and on private ones with GitHub Enterprise only)"
+        )
+    if reviewers and settings.protection.waive_reviewers:
+        raise ConfigError(f"{PROJECT}:protection.waiveReviewers: true, with reviewers named: choose one")
     if len(reviewers) > MAX_REVIEWERS:
         raise ConfigError(
             f"{PROJECT}:protection.reviewers: GitHub accepts at most {MAX_REVIEWERS} reviewers, got {len(reviewers)}"

@@ -9,9 +9,11 @@ with that repository's central repository, event type and components rendered in
 `PIPELINE_TOKEN`, which reads the sources and posts their statuses, goes into the infra
 repository alone (components/workflows/credentials.py). With `githubAuth: app` the two Apps'
 private keys take their places, under their own secret names, and the workflows mint a token
-per run. So each added source repository costs
-three GitHub resources with `repository` scope and two with `organization` scope: each is a
-write on the first `pulumi up`, and the provider spaces writes about a second apart. Files for
+per run. With `repositoryRules`, each source repository also gets its review ruleset, and a
+deployable one its production-branch ruleset (components/repository_rules.py). So each added
+source repository costs four GitHub resources with `repository` scope (five when deployable)
+and three (four) with `organization` scope: each is a write on the first `pulumi up`, and the
+provider spaces writes about a second apart. Files for
 the infra repository's default branch (the central pipeline) come in through
 `SharedWiringArgs.infra_files`.
 
@@ -27,8 +29,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_github as github
 
+from components import repository_rules
 from components.preflight import GithubFacts
-from components.settings import Commit, SourceRepository
+from components.settings import Commit, RepositoryRules, SourceRepository
 from components.workflows import credentials, trigger
 
 RULESET_BYPASS_ROLES = {"admin": 5, "maintain": 2}
@@ -65,6 +68,8 @@ class SharedWiringArgs:
     """Path -> content, written on the infra repository's default branch (the central pipeline)."""
     auth: credentials.Auth = credentials.TOKENS
     """Tokens, or GitHub Apps: which secrets are written, and what the trigger renders."""
+    repository_rules: RepositoryRules | None = None
+    """The rulesets of components/repository_rules.py; None: none."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,9 @@ class SourceRepositoryWiringArgs:
     create_branches_from: str | None = None
     """A branch to create a missing trigger branch from (the default branch); None: they must exist."""
     auth: credentials.Auth = credentials.TOKENS
+    repository_rules: RepositoryRules | None = None
+    bypass: repository_rules.Bypass | None = None
+    """The rulesets' bypass actors, looked up once by the shared wiring."""
 
 
 def required_token_permissions(scope: str, auth: credentials.Auth = credentials.TOKENS) -> tuple[str, ...]:
@@ -90,7 +98,10 @@ def required_token_permissions(scope: str, auth: credentials.Auth = credentials.
         needs.append(
             f"admin:org (classic) / organization Secrets: read and write (fine-grained): the {auth.dispatch.secret}"
         )
-    needs.append("repo (classic) / Administration: read and write (fine-grained): the infra repository's rulesets")
+    needs.append(
+        "repo (classic) / Administration: read and write (fine-grained): the rulesets of the infra repository"
+        " and (repositoryRules) of every source repository"
+    )
     needs += [
         f"{c.secret} ({c.config_key}), for {c.lives_in}: {c.permissions}; if stolen: {c.if_stolen}"
         for c in auth.credentials
@@ -125,6 +136,12 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
             self.secret = _repository_secret(
                 f"{name}-dispatch-token", repo, args.dispatch_token, self, secret_name=args.auth.dispatch.secret
             )
+        self.rulesets: list[github.RepositoryRuleset] = []
+        if args.repository_rules is not None:
+            assert args.bypass is not None
+            self.rulesets = repository_rules.source_rulesets(
+                name, repo, args.repository.deployable, args.repository_rules, args.bypass, self
+            )
         self.workflow_files = [f"{repo}@{branch}:{trigger.PATH}" for branch in trigger.BRANCHES]
         self.register_outputs({"workflowFiles": self.workflow_files})
 
@@ -137,6 +154,9 @@ class SharedWiring(pulumi.ComponentResource):
         if args.dispatch_token_scope not in (REPOSITORY_SCOPE, ORGANIZATION_SCOPE):
             raise ValueError(f"unknown dispatch token scope {args.dispatch_token_scope!r}")
         per_repository = args.dispatch_token_scope == REPOSITORY_SCOPE
+        bypass = None
+        if args.repository_rules is not None:
+            bypass = repository_rules.Bypass.of(args.repository_rules, pulumi.InvokeOptions(parent=self))
         self.repositories = [
             SourceRepositoryWiring(
                 f"{name}-{repo.name}",
@@ -149,6 +169,8 @@ class SharedWiring(pulumi.ComponentResource):
                         args.github.sources[repo.name].default_branch if args.create_missing_branches else None
                     ),
                     auth=args.auth,
+                    repository_rules=args.repository_rules,
+                    bypass=bypass,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -167,6 +189,10 @@ class SharedWiring(pulumi.ComponentResource):
         )
 
         self.infra_rulesets = self._infra_rulesets(name, args) if args.infra_ruleset else []
+        if args.repository_rules is not None:
+            self.infra_rulesets.append(
+                repository_rules.infra_ruleset(name, args.infra_repository, args.repository_rules, bypass, self)
+            )
         self.infra_files: list[github.RepositoryFile] = []
         self.workflow_files: list[str] = [path for repo in self.repositories for path in repo.workflow_files]
         if args.infra_files:

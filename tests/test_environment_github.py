@@ -106,10 +106,24 @@ def test_only_the_infra_default_branch_may_deploy(stack, plan_of, run_with) -> N
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_protection_is_off_by_default(stack, plan_of) -> None:
+def test_production_alone_is_reviewed_by_default(stack, plan_of) -> None:
+    mocks = offline.OfflineMocks()
     (environment,) = plan_of(stack).of_type(ENVIRONMENT)
-    assert environment.plain("reviewers") is None
+    if stack == "production":
+        team = int(mocks.call_answers["github:index/getTeam:getTeam"]({"slug": "release-managers"})["id"])
+        assert environment.plain("reviewers") == [{"users": [], "teams": [team]}]
+    else:
+        assert environment.plain("reviewers") is None
     assert environment.plain("waitTimer") == 0
+
+
+def test_production_without_reviewers_is_refused_unless_waived(run_with) -> None:
+    with pytest.raises(ConfigError, match=r"protection\.reviewers: production is reviewed by default"):
+        run_with("production", protection={"reviewers": []})
+    (environment,) = _own(run_with("production", protection={"waiveReviewers": True}), ENVIRONMENT)
+    assert environment.plain("reviewers") is None
+    with pytest.raises(ConfigError, match=r"protection\.waiveReviewers: true, with reviewers named"):
+        run_with("production", protection={"reviewers": ["alice"], "waiveReviewers": True})
 
 
 def test_reviewers_are_resolved_to_numeric_ids(run_with) -> None:
@@ -121,7 +135,8 @@ def test_reviewers_are_resolved_to_numeric_ids(run_with) -> None:
     users = [args for token, args in mocks.calls if token == "github:index/getUser:getUser"]
     teams = [args for token, args in mocks.calls if token == "github:index/getTeam:getTeam"]
     assert [u["username"] for u in users] == ["alice"]
-    assert [t["slug"] for t in teams] == ["ops-team"]
+    # The other team looked up is repositoryRules' release managers (Pulumi.yaml), for the rulesets.
+    assert sorted(t["slug"] for t in teams) == ["ops-team", "release-managers"]
     alice = int(mocks.call_answers["github:index/getUser:getUser"]({"username": "alice"})["id"])
     ops = int(mocks.call_answers["github:index/getTeam:getTeam"]({"slug": "ops-team"})["id"])
     assert environment.plain("reviewers") == [{"users": [alice], "teams": [ops]}]
@@ -192,7 +207,9 @@ def test_every_stack_names_the_token_permissions_its_environment_needs(stack, pl
     text = " ".join(needs)
     for permission in ("Administration", "Secrets", "Variables", "Contents"):
         assert f"{permission}" in text, permission
-    assert "Environments" not in text and "read:org" not in text
+    assert "Environments" not in text
+    # Production's shipped reviewers are a team, which the credential must be able to read.
+    assert ("read:org" in text) == (stack == "production")
     teams = run_with(stack, deploySecretLayout="environment", protection={"reviewers": ["DREAMSCAPE-AI/ops"]})
     text = " ".join(teams.outputs["githubTokenNeeds"])
     assert "Environments, Secrets: read and write" in text

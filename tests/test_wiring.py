@@ -193,13 +193,15 @@ def _github_resources(plan: offline.Plan) -> list[offline.Registered]:
     return [r for r in plan.resources if r.type.startswith("github:")]
 
 
-@pytest.mark.parametrize(("scope", "per_repository"), [("repository", 3), ("organization", 2)])
+@pytest.mark.parametrize(("scope", "per_repository"), [("repository", 4), ("organization", 3)])
 def test_github_resources_per_source_repository_stay_within_budget(run_with, scope, per_repository):
     """Each GitHub resource is a write on the first `pulumi up`, about a second apart.
 
-    With `repository` scope a source repository costs its two trigger files and its secret; with
-    `organization` scope its two trigger files. The infra repository's PIPELINE_TOKEN, and the
-    one organization secret, are there once however many repositories there are.
+    With `repository` scope a source repository costs its two trigger files, its secret and its
+    review ruleset (repositoryRules); with `organization` scope the same without the secret. A
+    deployable repository adds its production-branch ruleset (these are not deployable). The
+    infra repository's PIPELINE_TOKEN, its rulesets, and the one organization secret, are there
+    once however many repositories there are.
     """
     totals = {}
     for count in (1, 4, 30):
@@ -249,7 +251,7 @@ def test_a_repository_keeps_its_urns_when_another_one_is_removed(run_with):
         return {r.urn for r in plan.resources if "svc-01" in r.name}
 
     assert urns(second_only) == urns(both)
-    assert len(urns(both)) == 4  # component, 2 files, 1 secret
+    assert len(urns(both)) == 5  # component, 2 files, 1 secret, 1 ruleset
 
 
 # --- organization scope --------------------------------------------------------------------------
