@@ -48,6 +48,7 @@ branch to the bypass actors of a ruleset."""
 RULES_PER_PAGE = 100
 """GitHub's largest page of the rules API."""
 MAX_RULES_PAGES = 10
+"""Rules read at most (1,000): what is not found by then counts as missing."""
 
 
 def printable(value: str) -> str:
@@ -216,7 +217,8 @@ def check_ruleset(api: github.GitHub, request: Request) -> None:
         listed = answer.json()
         if not isinstance(listed, list):
             raise RefusedError(f"the rules API did not answer a list of rules for {branch} of {request.repository}")
-        found |= {rule.get("type") for rule in listed if isinstance(rule, dict)} & LIMITING_RULES.keys()
+        found |= {rule.get("type") for rule in listed if isinstance(rule, dict) and isinstance(rule.get("type"), str)}
+        found &= LIMITING_RULES.keys()
         if found == LIMITING_RULES.keys() or len(listed) < RULES_PER_PAGE:
             break
     missing = [words for rule, words in LIMITING_RULES.items() if rule not in found]

@@ -474,6 +474,13 @@ def test_a_ruleset_is_needed_for_production_deploys_from_other_branches(ref, env
     assert resolve.needs_ruleset(_request(ref, environment, deploy)) is needed
 
 
+def test_rules_of_unexpected_shapes_count_for_nothing(api: GitHubAPI) -> None:
+    api.script("branch-rules", Reply(200, [{"type": ["creation"]}, {"type": "update"}, "creation", None]))
+    client = github.GitHub(DISPATCH_TOKEN, api.url, env={})
+    with pytest.raises(resolve.RefusedError, match=r"its active rules do not restrict creations$"):
+        resolve.check_ruleset(client, _request(HOTFIX, "production", True))
+
+
 def test_an_answer_that_is_no_list_refuses(api: GitHubAPI) -> None:
     api.script("branch-rules", Reply(200, {"type": "creation"}))
     client = github.GitHub(DISPATCH_TOKEN, api.url, env={})
