@@ -6,7 +6,9 @@
 Checks the payload (`client_payload` of a repository_dispatch, the inputs of a manual run)
 against the contract in components/rules.py and against the configured repositories and
 components (.github/dreamscape/central.json), recomputes environment and deploy from the ref (a
-mismatch is refused), checks with the compare API that the commit is on the named branch, and
+mismatch is refused), checks with the compare API that the commit is on the named branch, for
+a production deploy from another branch than production's own (`hotfix/*`) that the branch's
+rules (GitHub's "Get rules for a branch") restrict both its creation and its updates, and
 posts `pending` on that commit with a link to the run. A request it refuses gets an `error`
 status on the source commit once repository and sha are valid, and the job fails.
 
@@ -39,6 +41,14 @@ OUTPUTS = ("environment", "deploy", "components", "source_repo", "ref", "sha")
 EVENTS = ("repository_dispatch", "workflow_dispatch")
 SHOWN = 120
 """At most this many characters of a refused value reach the log."""
+PRODUCTION = "production"
+LIMITING_RULES = {"creation": "creations", "update": "updates"}
+"""The rule types (GitHub's `type`, and what they restrict) that leave creating and moving a
+branch to the bypass actors of a ruleset."""
+RULES_PER_PAGE = 100
+"""GitHub's largest page of the rules API."""
+MAX_RULES_PAGES = 10
+"""Rules read at most (1,000): what is not found by then counts as missing."""
 
 
 def printable(value: str) -> str:
@@ -168,6 +178,57 @@ def check_on_branch(api: github.GitHub, request: Request) -> None:
         raise RefusedError(f"{not_on_branch} (comparison: {printable(comparison)})")
 
 
+def production_branch() -> str:
+    """The branch production deploys from by default: the branch table's production rule for a
+    plain branch name (main), as opposed to a pattern anyone can name a new branch after."""
+    named = [
+        rule.branch
+        for rule in rules.BRANCH_RULES
+        if rule.environment == PRODUCTION and rule.deploy and "*" not in rule.branch
+    ]
+    if len(named) != 1:
+        raise ValueError(f"the branch table names {len(named)} plain production branches; resolve expects one")
+    return named[0]
+
+
+def needs_ruleset(request: Request) -> bool:
+    """Whether the request deploys to production from a branch other than production's own.
+
+    Anyone who can push a branch can name one `hotfix/...`: such a deploy is accepted only when a
+    ruleset keeps creating and moving that branch to its bypass actors (check_ruleset).
+    """
+    return request.deploy and request.environment == PRODUCTION and request.ref != f"refs/heads/{production_branch()}"
+
+
+def check_ruleset(api: github.GitHub, request: Request) -> None:
+    """The branch's active rules restrict both its creation and its updates (GitHub's "Get rules
+    for a branch": every active rule that applies to that name, from the repository's and the
+    organization's rulesets)."""
+    branch = request.ref.removeprefix("refs/heads/")
+    path = f"/repos/{request.repository}/rules/branches/{quote(branch, safe='')}?per_page={RULES_PER_PAGE}"
+    found: set[str] = set()
+    for page in range(1, MAX_RULES_PAGES + 1):
+        answer = api.call("GET", f"{path}&page={page}")
+        if not answer.ok:
+            raise RefusedError(
+                f"the rules API answered HTTP {answer.status:03d} ({answer.message()}): check that"
+                f" {github.TOKEN_VARIABLE} may read {request.repository} (Metadata: read)"
+            )
+        listed = answer.json()
+        if not isinstance(listed, list):
+            raise RefusedError(f"the rules API did not answer a list of rules for {branch} of {request.repository}")
+        found |= {rule.get("type") for rule in listed if isinstance(rule, dict) and isinstance(rule.get("type"), str)}
+        found &= LIMITING_RULES.keys()
+        if found == LIMITING_RULES.keys() or len(listed) < RULES_PER_PAGE:
+            break
+    missing = [words for rule, words in LIMITING_RULES.items() if rule not in found]
+    if missing:
+        raise RefusedError(
+            f"{branch} of {request.repository} deploys to production, and no ruleset limits who may create and"
+            f" update it: its active rules do not restrict {' or '.join(missing)}"
+        )
+
+
 def plan_text(request: Request) -> str:
     components = ",".join(request.components)
     if request.deploy:
@@ -225,6 +286,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     try:
         request = check(event, env.get("DISPATCHED_TYPE", ""), raw, settings, target)
         check_on_branch(api, request)
+        if needs_ruleset(request):
+            check_ruleset(api, request)
         answer = api.post_status(request.repository, request.sha, "pending", plan_text(request), github.run_url(env))
         if not answer.ok:
             raise RefusedError(

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ci import github, resolve
 from components import rules
 from components.workflows import central
 from tests.central_support import (
@@ -30,7 +31,7 @@ from tests.central_support import (
     sha_of,
     stand_in,
 )
-from tests.harness.github_api import GitHubAPI, Reply
+from tests.harness.github_api import GitHubAPI, Reply, Ruleset
 from tests.harness.workflow import JobResult
 
 STACK = "production"
@@ -63,6 +64,15 @@ def reachable(api: GitHubAPI, repository: str, branch: str, sha: str, status: st
     api.add_comparison(repository, sha, branch, status=status)
 
 
+HOTFIXES = "refs/heads/hotfix/*"
+"""The branches a ruleset must keep to its bypass actors before resolve deploys them to production."""
+
+
+def protect(api: GitHubAPI, repository: str, kinds=("creation", "update"), includes=(HOTFIXES,)) -> None:
+    """A branch ruleset on `repository` restricting `kinds` on the refs `includes` names, bypassed by nobody here."""
+    api.add_ruleset(repository, Ruleset("branch", frozenset(kinds), frozenset({"release-managers"}), tuple(includes)))
+
+
 def statuses(api: GitHubAPI, repository: str, sha: str) -> list[dict[str, Any]]:
     return api.statuses.get((repository.lower(), sha), [])
 
@@ -92,6 +102,9 @@ CASES = [(repo, branch) for repo in SETTINGS.source_repositories for branch in B
 
 
 def test_each_kind_and_branch_is_accepted(workflow, api: GitHubAPI) -> None:
+    for repo in SETTINGS.source_repositories:
+        protect(api, f"{SETTINGS.github_owner}/{repo.name}")
+
     def run(case):
         repo, rule = case
         ref = f"refs/heads/{BRANCH_EXAMPLES[rule]}"
@@ -125,6 +138,12 @@ def test_each_kind_and_branch_is_accepted(workflow, api: GitHubAPI) -> None:
     # Every API call of resolve carried DISPATCH_TOKEN, the one that may read the source repositories.
     assert {r.token for r in api.requests} == {DISPATCH_TOKEN}
     assert len(api.requests_for("compare", status=200)) == len(CASES)
+    # The branch rules are read for the production deploys from hotfix/*, of deployable repositories only.
+    assert sorted(r.path for r in api.requests_for("branch-rules", status=200)) == sorted(
+        f"/repos/{SETTINGS.github_owner}/{repo.name}/rules/branches/hotfix%2Fcve-1"
+        for repo in SETTINGS.source_repositories
+        if repo.deployable
+    )
 
 
 def test_the_components_output_is_the_matrix_of_the_named_components(workflow, api: GitHubAPI) -> None:
@@ -293,6 +312,182 @@ def test_the_compare_call_is_retried_on_server_errors(workflow, api: GitHubAPI) 
     assert [r.status for r in api.requests_for("compare")] == [502, 503, 200]
 
 
+# --- production deploys from a branch other than main ---------------------------------------------
+
+HOTFIX = "refs/heads/hotfix/cve-1"
+UNPROTECTED = (
+    "hotfix/cve-1 of DREAMSCAPE-AI/dreamscape-services deploys to production, and no ruleset limits who"
+    " may create and update it"
+)
+
+
+def _hotfix(commit: str) -> dict[str, Any]:
+    return _valid(commit, ref=HOTFIX)
+
+
+@pytest.mark.parametrize(
+    ("rulesets", "missing"),
+    [
+        ([("creation", "update")], None),
+        ([("creation",), ("update", "deletion")], None),  # two rulesets together restrict both
+        ([], "creations or updates"),
+        ([("update",)], "creations"),
+        ([("creation", "deletion")], "updates"),
+    ],
+)
+def test_a_hotfix_deploys_only_when_rulesets_restrict_creating_and_updating_it(
+    workflow, api: GitHubAPI, rulesets, missing
+) -> None:
+    for kinds in rulesets:
+        protect(api, SERVICES_FULL, kinds)
+    sha = sha_of("hotfix", rulesets)
+    reachable(api, SERVICES_FULL, "hotfix/cve-1", sha, "ahead")
+    result = run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _hotfix(sha)))
+    [lookup] = api.requests_for("branch-rules")
+    assert lookup.path == f"/repos/{SERVICES_FULL}/rules/branches/hotfix%2Fcve-1"
+    assert lookup.token == DISPATCH_TOKEN
+    assert lookup.query == {"per_page": ["100"], "page": ["1"]}
+    if missing is None:
+        assert result.status == "success", result.log
+        assert (result.outputs["environment"], result.outputs["deploy"]) == ("production", "true")
+        assert [s["state"] for s in statuses(api, SERVICES_FULL, sha)] == ["pending"]
+    else:
+        reason = refused(result)
+        assert f"{UNPROTECTED}: its active rules do not restrict {missing}" in reason
+        status = only_error_status(api, sha)
+        assert status["description"].startswith(f"Refused: {UNPROTECTED[:60]}")
+
+
+def test_rules_of_other_branches_do_not_protect_a_hotfix(workflow, api: GitHubAPI) -> None:
+    protect(api, SERVICES_FULL, includes=("refs/heads/main", "refs/heads/hotfix/other", "refs/heads/hotfix/*/*"))
+    sha = sha_of("hotfix", "other branches")
+    reachable(api, SERVICES_FULL, "hotfix/cve-1", sha, "identical")
+    reason = refused(run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _hotfix(sha))))
+    assert f"{UNPROTECTED}: its active rules do not restrict creations or updates" in reason
+    only_error_status(api, sha)
+
+
+@pytest.mark.parametrize("protected", [True, False])
+def test_a_manual_run_of_a_hotfix_gets_the_same_check(workflow, api: GitHubAPI, protected: bool) -> None:
+    if protected:
+        protect(api, SERVICES_FULL)
+    sha = sha_of("manual hotfix", protected)
+    reachable(api, SERVICES_FULL, "hotfix/cve-1", sha, "ahead")
+    inputs = payload(SETTINGS, SERVICES.name, HOTFIX, sha, ["auth-service"], "production")
+    result = run_resolve(workflow, manual_github(SETTINGS, api, inputs))
+    assert len(api.requests_for("branch-rules", status=200)) == 1
+    if protected:
+        assert result.status == "success", result.log
+        assert result.outputs["deploy"] == "true"
+    else:
+        assert UNPROTECTED in refused(result)
+        only_error_status(api, sha)
+
+
+def test_the_rules_are_checked_after_the_commit_is_found_on_the_branch(workflow, api: GitHubAPI) -> None:
+    protect(api, SERVICES_FULL)
+    sha = sha_of("hotfix", "not on the branch")
+    reachable(api, SERVICES_FULL, "hotfix/cve-1", sha, "diverged")
+    reason = refused(run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _hotfix(sha))))
+    assert f"commit {sha} is not on branch hotfix/cve-1" in reason
+    assert api.requests_for("branch-rules") == []
+
+
+@pytest.mark.parametrize(
+    ("event", "ref", "environment", "deploy"),
+    [
+        ("repository_dispatch", "refs/heads/main", "production", "true"),
+        ("repository_dispatch", "refs/heads/develop", "staging", "true"),
+        ("repository_dispatch", "refs/heads/feature/login", "dev", "false"),
+        ("workflow_dispatch", "refs/heads/main", "production", "true"),
+        ("workflow_dispatch", "refs/heads/develop", "staging", "true"),
+        ("workflow_dispatch", "refs/heads/feature/login", "dev", "true"),
+    ],
+)
+def test_other_branches_are_never_looked_up(workflow, api: GitHubAPI, event, ref, environment, deploy) -> None:
+    sha = sha_of("not looked up", event, ref)
+    reachable(api, SERVICES_FULL, branch_of(ref), sha, "ahead")
+    sent = _valid(sha, ref=ref, environment=environment)
+    github_context = (
+        dispatch_github(SETTINGS, api, SERVICES.event_type, sent)
+        if event == "repository_dispatch"
+        else manual_github(SETTINGS, api, sent)
+    )
+    result = run_resolve(workflow, github_context)
+    assert result.status == "success", result.log
+    assert (result.outputs["environment"], result.outputs["deploy"]) == (environment, deploy)
+    assert [r.route for r in api.requests] == ["compare", "statuses"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [Reply.forbidden(), Reply.not_found(), Reply.unauthorized(), Reply.server_error(503)],
+    ids=["403", "404", "401", "503"],
+)
+def test_a_rules_api_error_refuses_and_names_the_credential(workflow, api: GitHubAPI, answer: Reply) -> None:
+    protect(api, SERVICES_FULL)
+    sha = sha_of("rules error", answer.status)
+    reachable(api, SERVICES_FULL, "hotfix/cve-1", sha, "ahead")
+    # A 503 is retried: it refuses once every attempt got one.
+    api.script("branch-rules", *[answer] * github.MAX_ATTEMPTS)
+    reason = refused(run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _hotfix(sha))))
+    assert f"the rules API answered HTTP {answer.status}" in reason
+    assert f"check that PIPELINE_TOKEN may read {SERVICES_FULL} (Metadata: read)" in reason
+    only_error_status(api, sha)
+
+
+def test_the_rules_are_read_page_by_page(workflow, api: GitHubAPI) -> None:
+    for _ in range(resolve.RULES_PER_PAGE + 1):
+        protect(api, SERVICES_FULL, ("deletion",))
+    protect(api, SERVICES_FULL)
+    sha = sha_of("hotfix", "pages")
+    reachable(api, SERVICES_FULL, "hotfix/cve-1", sha, "ahead")
+    result = run_resolve(workflow, dispatch_github(SETTINGS, api, SERVICES.event_type, _hotfix(sha)))
+    assert result.status == "success", result.log
+    assert [r.query["page"] for r in api.requests_for("branch-rules")] == [["1"], ["2"]]
+
+
+# --- the decision itself ------------------------------------------------------------------------------
+
+
+def test_production_deploys_from_main_by_default() -> None:
+    assert resolve.production_branch() == "main"
+
+
+def _request(ref: str, environment: str, deploy: bool) -> resolve.Request:
+    return resolve.Request(SERVICES_FULL, ref, "a" * 40, ("auth-service",), environment, deploy)
+
+
+@pytest.mark.parametrize(
+    ("ref", "environment", "deploy", "needed"),
+    [
+        ("refs/heads/hotfix/cve-1", "production", True, True),
+        ("refs/heads/hotfix/cve-1", "production", False, False),  # a repository that is not deployable
+        ("refs/heads/main", "production", True, False),
+        ("refs/heads/develop", "staging", True, False),
+        ("refs/heads/feature/login", "dev", True, False),  # a manual dev deploy
+        ("refs/heads/feature/login", "dev", False, False),
+        ("refs/heads/mainline", "production", True, True),  # any other name than main
+    ],
+)
+def test_a_ruleset_is_needed_for_production_deploys_from_other_branches(ref, environment, deploy, needed) -> None:
+    assert resolve.needs_ruleset(_request(ref, environment, deploy)) is needed
+
+
+def test_rules_of_unexpected_shapes_count_for_nothing(api: GitHubAPI) -> None:
+    api.script("branch-rules", Reply(200, [{"type": ["creation"]}, {"type": "update"}, "creation", None]))
+    client = github.GitHub(DISPATCH_TOKEN, api.url, env={})
+    with pytest.raises(resolve.RefusedError, match=r"its active rules do not restrict creations$"):
+        resolve.check_ruleset(client, _request(HOTFIX, "production", True))
+
+
+def test_an_answer_that_is_no_list_refuses(api: GitHubAPI) -> None:
+    api.script("branch-rules", Reply(200, {"type": "creation"}))
+    client = github.GitHub(DISPATCH_TOKEN, api.url, env={})
+    with pytest.raises(resolve.RefusedError, match="did not answer a list of rules for hotfix/cve-1 of"):
+        resolve.check_ruleset(client, _request(HOTFIX, "production", True))
+
+
 # --- never executed ---------------------------------------------------------------------------------
 
 SHADOWED = ("id", "touch", "whoami", "curl_evil", "reboot")
@@ -364,6 +559,7 @@ def test_resolve_decides_every_ref_of_the_corpus_as_the_rules_do(workflow, api: 
     from tests.ref_corpus import REFS
 
     assert len(REFS) >= 200
+    protect(api, SERVICES_FULL)
 
     def run(ref: str):
         decision = rules.classify_ref(ref)

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from tests.harness.expressions import Evaluator, ExpressionError
-from tests.harness.github_api import GitHubAPI, Reply
+from tests.harness.github_api import GitHubAPI, Reply, Ruleset
 from tests.harness.workflow import (
     Context,
     HarnessError,
@@ -160,6 +160,48 @@ def test_scripted_replies_come_first_in_order(api):
     assert second[2]["Retry-After"] == "7"
     with pytest.raises(KeyError):
         api.script("no-such-route", Reply.not_found())
+
+
+def test_branch_rules_come_from_the_rulesets_that_name_the_branch(api):
+    api.add_ruleset(REPO, Ruleset("branch", frozenset({"creation", "update"}), frozenset(), ("refs/heads/hotfix/*",)))
+    api.add_ruleset(REPO, Ruleset("branch", frozenset({"deletion"}), frozenset()))  # every branch
+    api.add_ruleset(REPO, Ruleset("tag", frozenset({"update"}), frozenset()))
+
+    def types(branch: str) -> list[tuple[str, int]]:
+        status, answer, _ = _call(api, "GET", f"/repos/{REPO}/rules/branches/{branch}")
+        assert status == 200
+        assert all(rule["ruleset_source_type"] == "Repository" and rule["ruleset_source"] == REPO for rule in answer)
+        return [(rule["type"], rule["ruleset_id"]) for rule in answer]
+
+    assert types("hotfix/x") == [("creation", 1), ("update", 1), ("deletion", 2)]
+    assert types("hotfix%2Fx") == [("creation", 1), ("update", 1), ("deletion", 2)]
+    # `*` stops at a slash, as GitHub's File::FNM_PATHNAME matching does; the branch need not exist.
+    assert types("hotfix/a/b") == [("deletion", 2)]
+    assert types("main") == [("deletion", 2)]
+    assert _call(api, "GET", f"/repos/{REPO}/rules/branches/hotfix/x?per_page=2&page=2")[1] == [
+        {"type": "deletion", "ruleset_source_type": "Repository", "ruleset_source": REPO, "ruleset_id": 2}
+    ]
+    assert _call(api, "GET", "/repos/acme/unknown/rules/branches/main")[0] == 404
+
+
+def test_branch_rules_need_only_metadata_which_every_token_has(api):
+    api.add_token("github_pat_statuses", repositories=[REPO], permissions={"statuses": "write"})
+    api.add_token("github_pat_elsewhere", repositories=["acme/infra"], permissions={"contents": "read"})
+    assert _call(
+        api, "GET", f"/repos/{REPO}/rules/branches/main", headers={"Authorization": "Bearer github_pat_statuses"}
+    )[:2] == (200, [])
+    elsewhere = {"Authorization": "Bearer github_pat_elsewhere"}
+    assert _call(api, "GET", f"/repos/{REPO}/rules/branches/main", headers=elsewhere)[0] == 404
+
+
+def test_a_ruleset_limits_writes_to_the_refs_it_includes(api):
+    api.add_token("ghp_writer", actor="writer")
+    api.add_ruleset(REPO, Ruleset("branch", frozenset({"creation"}), frozenset({"admin"}), ("refs/heads/hotfix/*",)))
+    writer = {"Authorization": "Bearer ghp_writer"}
+    refused = _call(api, "POST", f"/repos/{REPO}/git/refs", {"ref": "refs/heads/hotfix/x", "sha": SHA}, writer)
+    assert refused[0] == 422 and "creations being restricted" in refused[1]["message"]
+    assert _call(api, "POST", f"/repos/{REPO}/git/refs", {"ref": "refs/heads/feature/x", "sha": SHA}, writer)[0] == 201
+    assert _call(api, "POST", f"/repos/{REPO}/git/refs", {"ref": "refs/tags/hotfix/x", "sha": SHA}, writer)[0] == 201
 
 
 def test_the_server_stops_on_exit():

@@ -10,7 +10,9 @@ repository can read them):
   ruleset on the infra repository keeps its identity from creating, updating or deleting any
   branch or tag. No access to any source repository.
 - PIPELINE_TOKEN, in the infra repository only: reads the source repositories (compare,
-  checkout, branch heads) and posts their commit statuses. No job that runs source code holds it.
+  checkout, branch heads, the rules of a hotfix branch) and posts their commit statuses. No job
+  that runs source code holds it. Reading a branch's rules takes Metadata: read, which GitHub
+  grants every fine-grained token and every App installation token without asking.
 
 With `app`, two GitHub Apps take their places: each side holds its App's private key and mints
 an installation token per run with `actions/create-github-app-token`, narrowed to one
@@ -54,7 +56,10 @@ PIPELINE = Credential(
     secret="PIPELINE_TOKEN",  # noqa: S106 - the secret's name
     config_key="pipelineToken",
     lives_in="the infra repository only (resolve, deploy's branch-head check, report)",
-    permissions="every source repository: Contents read, Commit statuses read and write, Metadata read",
+    permissions=(
+        "every source repository: Contents read, Commit statuses read and write, Metadata read"
+        " (every fine-grained token has it: resolve reads a hotfix branch's rules with it)"
+    ),
     if_stolen="read the source repositories and set their commit statuses; it cannot push or dispatch",
 )
 DISPATCH_APP = Credential(
@@ -75,8 +80,8 @@ PIPELINE_APP = Credential(
     lives_in="the infra repository only (the key of the pipeline App, installed on the source repositories)",
     permissions=(
         "the App: Contents read, Commit statuses read and write, Metadata read; each run's token: the run's "
-        "source repository, Contents read and Commit statuses write (resolve), Contents read (deploy), "
-        "Commit statuses write (report)"
+        "source repository, Contents read and Commit statuses write (resolve, with the Metadata read every "
+        "installation token has, for a hotfix branch's rules), Contents read (deploy), Commit statuses write (report)"
     ),
     if_stolen="mint tokens that read the source repositories and set their commit statuses; it cannot push or dispatch",
 )

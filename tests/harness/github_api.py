@@ -16,7 +16,9 @@ repository (a token that cannot see a repository gets 404). Each route names the
 fine-grained permission GitHub documents for its endpoint; a token without it gets 403
 ("Resource not accessible by personal access token"), a classic read-only one 403 on a
 write. Repository rulesets (`add_ruleset`) refuse ref creations and updates with 422 to any
-actor outside their bypass list. Request bodies are validated against githubkit's models of GitHub's OpenAPI
+actor outside their bypass list, on the refs their `includes` patterns name, and
+`GET .../rules/branches/{branch}` lists the rules of those that name the branch (every token
+has Metadata: read, as on GitHub). Request bodies are validated against githubkit's models of GitHub's OpenAPI
 description (422 with GitHub's error body when invalid), and answers carry GitHub's status
 codes and headers; the JSON answers are themselves validated against the response models.
 
@@ -40,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pydantic
@@ -111,6 +113,8 @@ class Token:
     def allows(self, permission: str, level: str) -> bool:
         if self.permissions is None:
             return self.write or level == "read"
+        if (permission, level) == ("metadata", "read"):
+            return True  # GitHub grants Metadata: read to every fine-grained token and App installation token
         granted = self.permissions.get(permission)
         return granted == "write" or (granted == "read" and level == "read")
 
@@ -125,6 +129,24 @@ class Ruleset:
     """Of `creation`, `update`, `deletion`."""
     bypass: frozenset[str]
     """Logins that may bypass it (the stand-in's view of roles, teams and apps)."""
+    includes: tuple[str, ...] = ("~ALL",)
+    """The refs it applies to, as GitHub's `conditions.ref_name.includes`: `~ALL`, or fnmatch
+    patterns over full ref names (`refs/heads/hotfix/*`), where `*` and `?` stop at `/` and `**`
+    does not (GitHub matches with File::FNM_PATHNAME)."""
+
+    def applies_to(self, ref: str) -> bool:
+        """Whether `ref` (`refs/heads/...` or `refs/tags/...`) is one this ruleset's target and patterns name."""
+        if not ref.startswith("refs/tags/" if self.target == "tag" else "refs/heads/"):
+            return False
+        return any(pattern == "~ALL" or _fnmatch(pattern, ref) for pattern in self.includes)
+
+
+def _fnmatch(pattern: str, ref: str) -> bool:
+    if pattern.startswith("~"):
+        raise ValueError(f"the stand-in knows ~ALL only, not {pattern}")
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    wildcard = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.fullmatch("".join(wildcard.get(part, re.escape(part)) for part in parts), ref) is not None
 
 
 @dataclass(frozen=True)
@@ -508,7 +530,7 @@ class GitHubAPI:
         with self._lock:
             rulesets = list(self.rulesets.get(call.repo.lower(), []))
         for ruleset in rulesets:
-            if ruleset.target == target and rule in ruleset.rules and call.token.actor not in ruleset.bypass:
+            if ruleset.applies_to(ref) and rule in ruleset.rules and call.token.actor not in ruleset.bypass:
                 return _unprocessable(
                     f"Repository rule violations found\n\nCannot {'create' if rule == 'creation' else 'update'} "
                     f"ref due to {rule}s being restricted.\n",
@@ -525,6 +547,22 @@ class GitHubAPI:
             "object": {"type": "commit", "sha": sha, "url": f"{url}/git/commits/{sha}"},
         }
         return Reply(201 if rule == "creation" else 200, _validated(models.GitRef, answer))
+
+    @route("branch-rules", "GET", rf"{_REPO}/rules/branches/(?P<branch>.+)", ("metadata", "read"))
+    def _branch_rules(self, call: Call) -> Reply:
+        """GET /repos/{repo}/rules/branches/{branch}: the rules of the active rulesets that name the branch
+        (whether it exists or not), one entry per rule and ruleset, `per_page` (at most 100) a page."""
+        with self._lock:
+            rulesets = list(self.rulesets.get(call.repo.lower(), []))
+        found = [
+            {"type": rule, "ruleset_source_type": "Repository", "ruleset_source": call.repo, "ruleset_id": number}
+            for number, ruleset in enumerate(rulesets, 1)
+            if ruleset.applies_to(f"refs/heads/{call.params['branch']}")
+            for rule in sorted(ruleset.rules)
+        ]
+        per_page = min(_number(call.query, "per_page", 30), 100)
+        page = _number(call.query, "page", 1)
+        return Reply(200, _validated_list(_BRANCH_RULES, found[(page - 1) * per_page : page * per_page]))
 
     @route("list-statuses", "GET", rf"{_REPO}/commits/(?P<ref>[^/]+)/statuses", ("statuses", "read"))
     def _list_statuses(self, call: Call) -> Reply:
@@ -567,6 +605,24 @@ def _validated(model: type[pydantic.BaseModel], body: dict[str, Any]) -> dict[st
     """The stand-in's own answers must match GitHub's response schema too."""
     model.model_validate(body)
     return body
+
+
+_BRANCH_RULES = pydantic.TypeAdapter(
+    list[Union[tuple(getattr(models, f"RepositoryRuleDetailedOneof{i}") for i in range(25))]]  # noqa: UP007
+)
+"""githubkit's answer model of "Get rules for a branch": a list of `repository-rule-detailed`,
+one of the 25 rule shapes of GitHub's OpenAPI description."""
+
+
+def _validated_list(adapter: pydantic.TypeAdapter, body: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    adapter.validate_python(body)
+    return body
+
+
+def _number(query: dict[str, list[str]], name: str, default: int) -> int:
+    """A positive integer query parameter, or `default` (GitHub ignores values it cannot read)."""
+    value = query.get(name, [""])[-1]
+    return int(value) if value.isdigit() and int(value) > 0 else default
 
 
 def _commit(repo: str, sha: str) -> dict[str, Any]:
