@@ -193,17 +193,26 @@ def _github_resources(plan: offline.Plan) -> list[offline.Registered]:
     return [r for r in plan.resources if r.type.startswith("github:")]
 
 
-@pytest.mark.parametrize(("scope", "per_repository"), [("repository", 3), ("organization", 2)])
-def test_github_resources_per_source_repository_stay_within_budget(run_with, scope, per_repository):
+@pytest.mark.parametrize(
+    ("scope", "actions_settings", "per_repository"),
+    [("repository", True, 5), ("organization", True, 4), ("repository", False, 3), ("organization", False, 2)],
+)
+def test_github_resources_per_source_repository_stay_within_budget(run_with, scope, actions_settings, per_repository):
     """Each GitHub resource is a write on the first `pulumi up`, about a second apart.
 
     With `repository` scope a source repository costs its two trigger files and its secret; with
-    `organization` scope its two trigger files. The infra repository's PIPELINE_TOKEN, and the
-    one organization secret, are there once however many repositories there are.
+    `organization` scope its two trigger files; `actionsSettings` adds its two Actions settings.
+    The infra repository's PIPELINE_TOKEN and settings, and the one organization secret, are
+    there once however many repositories there are.
     """
     totals = {}
     for count in (1, 4, 30):
-        plan = run_with("production", sourceRepositories=_repos(count), dispatchTokenScope=scope)
+        plan = run_with(
+            "production",
+            sourceRepositories=_repos(count),
+            dispatchTokenScope=scope,
+            actionsSettings=actions_settings,
+        )
         groups = plan.of_type(REPO_WIRING)
         assert len(groups) == count
         for group in groups:
@@ -249,7 +258,7 @@ def test_a_repository_keeps_its_urns_when_another_one_is_removed(run_with):
         return {r.urn for r in plan.resources if "svc-01" in r.name}
 
     assert urns(second_only) == urns(both)
-    assert len(urns(both)) == 4  # component, 2 files, 1 secret
+    assert len(urns(both)) == 6  # component, 2 files, 1 secret, 2 Actions settings
 
 
 # --- organization scope --------------------------------------------------------------------------
