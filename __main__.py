@@ -10,7 +10,7 @@ from components.environment.github_side import GithubSide, GithubSideArgs
 from components.environment.instance import Instance, InstanceArgs, availability_domain
 from components.environment.keys import Keys, KeysArgs
 from components.environment.network import Network, NetworkArgs
-from components.workflows import central
+from components.workflows import central, project
 
 settings = settings_module.load()
 env = settings.environment
@@ -105,6 +105,9 @@ if settings.owns_wiring and settings.dispatch_secret is not None and settings.pi
             github=github_facts,
             create_missing_branches=settings.create_missing_branches,
             infra_ruleset=settings.infra_ruleset,
+            actions_settings=settings.actions_settings,
+            # This project's own workflows run in the infra repository too (the README's layout).
+            infra_workflows=project.render() if settings.actions_settings else {},
             infra_files={
                 central.PATH: central.render(central_args),
                 central.DATA_PATH: central.data_file(central_args),

@@ -12,7 +12,9 @@ with one line naming what to check:
   create it, unless `createMissingBranches` is set: then the trigger's own write creates it
   from the repository's default branch, and the plan and the stack outputs list it;
 - with an organization-wide DISPATCH_TOKEN: that the owner is an organization whose plan
-  gives organization secrets to every repository involved.
+  gives organization secrets to every repository involved;
+- with `actionsSettings` and a repository that is not public: the organization's plan, which
+  decides whether GitHub offers that repository an allowed-actions list.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ class GithubFacts:
     """By name; filled on the stack that owns the wiring only."""
     branches_to_create: tuple[str, ...] = ()
     """`REPO@BRANCH` of each trigger branch this run creates (with `createMissingBranches`)."""
+    owner_plan: str | None = None
+    """The organization's GitHub plan (`free`, `team`, `enterprise`), read when the Actions settings
+    need it for a repository that is not public; None: not read, a user account, or not shown."""
+
+    def allows_action_allowlist(self, repository: Repository) -> bool:
+        """GitHub offers an allowed-actions list for public repositories on every plan, and for
+        private and internal ones with GitHub Enterprise only."""
+        return repository.visibility == "public" or (self.owner_plan or "").lower() == "enterprise"
 
 
 def look_up(settings: Settings, opts: pulumi.InvokeOptions) -> GithubFacts:
@@ -68,9 +78,20 @@ def look_up(settings: Settings, opts: pulumi.InvokeOptions) -> GithubFacts:
             "(git push origin HEAD:refs/heads/<branch>) or set createMissingBranches: true to have "
             "`pulumi up` create them"
         )
+    owner_plan = None
     if settings.dispatch_token_scope == "organization":  # noqa: S105 - a scope, not a secret
-        _check_organization(owner, list(sources.values()), opts)
-    return GithubFacts(infra=infra, sources=sources, branches_to_create=tuple(missing))
+        owner_plan = _check_organization(owner, list(sources.values()), opts)
+    elif settings.actions_settings and any(r.visibility != "public" for r in (infra, *sources.values())):
+        owner_plan = organization_plan(owner, opts)
+    return GithubFacts(infra=infra, sources=sources, branches_to_create=tuple(missing), owner_plan=owner_plan)
+
+
+def organization_plan(owner: str, opts: pulumi.InvokeOptions) -> str | None:
+    """The owner's plan name, or None for a user account (GitHub answers 404) or when not shown."""
+    try:
+        return github.get_organization(name=owner, summary_only=True, opts=opts).plan or None
+    except Exception:  # the provider reports GitHub's 404 as a failed invoke
+        return None
 
 
 def warnings(facts: GithubFacts) -> list[str]:
@@ -105,7 +126,7 @@ def branch_exists(repository_name: str, branch: str, opts: pulumi.InvokeOptions)
     return bool(github.get_branch(repository=repository_name, branch=branch, opts=opts).sha)
 
 
-def _check_organization(owner: str, repositories: list[Repository], opts: pulumi.InvokeOptions) -> None:
+def _check_organization(owner: str, repositories: list[Repository], opts: pulumi.InvokeOptions) -> str | None:
     """An organization secret needs an organization, and GitHub Free gives them to public repositories only.
 
     The organization secret is DISPATCH_TOKEN, for the source repositories; the infra repository
@@ -127,3 +148,4 @@ def _check_organization(owner: str, repositories: list[Repository], opts: pulumi
             f"on GitHub Free, and {owner} is on the free plan ({', '.join(private)} are not public); "
             "use dispatchTokenScope: repository"
         )
+    return organization.plan or None

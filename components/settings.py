@@ -183,6 +183,9 @@ class Settings:
     """Days GitHub keeps each run's test reports."""
     create_missing_branches: bool = False
     """Create a source repository's missing `main`/`develop` from its default branch (else refuse)."""
+    actions_settings: bool = True
+    """Manage each wired repository's Actions settings: a read-only workflow token, and only the
+    pinned actions of the rendered workflows allowed to run."""
     dispatch_token: pulumi.Output[str] | None = field(default=None, compare=False)
     """Secret, held by every source repository: may only create dispatch events on the infra
     repository. Required on the stack that owns the wiring."""
@@ -528,6 +531,7 @@ _TOP: dict[str, _Field] = {
     "createMissingBranches": _Field(_boolean, required=False, default=False),
     "infraRuleset": _Field(_boolean, required=False, default=True),
     "repositoryRules": _Field(_RULES, required=False),
+    "actionsSettings": _Field(_boolean, required=False, default=True),
     "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
@@ -594,6 +598,7 @@ def parse(
         create_missing_branches=values["create_missing_branches"],
         artifact_retention_days=values["artifact_retention_days"],
         infra_ruleset=values["infra_ruleset"],
+        actions_settings=values["actions_settings"],
         dispatch_token=dispatch_token,
         pipeline_token=pipeline_token,
         repository_rules=values["repository_rules"] or RepositoryRules(),

@@ -10,10 +10,13 @@ with that repository's central repository, event type and components rendered in
 repository alone (components/workflows/credentials.py). With `githubAuth: app` the two Apps'
 private keys take their places, under their own secret names, and the workflows mint a token
 per run. With `repositoryRules`, each source repository also gets its review ruleset, and a
-deployable one its production-branch ruleset (components/repository_rules.py). So each added
-source repository costs four GitHub resources with `repository` scope (five when deployable)
-and three (four) with `organization` scope: each is a write on the first `pulumi up`, and the
-provider spaces writes about a second apart. Files for
+deployable one its production-branch ruleset (components/repository_rules.py); with
+`actionsSettings` (the default) every wired repository, the infra repository included, also
+gets its Actions settings: a read-only workflow token that cannot approve pull requests, SHA
+pinning required, and only the actions its rendered workflows use allowed where GitHub offers
+that list. So each added source repository costs seven GitHub resources with `repository`
+scope (six for one that does not deploy) and six (five) with `organization` scope: each is a
+write on the first `pulumi up`, and the provider spaces writes about a second apart. Files for
 the infra repository's default branch (the central pipeline) come in through
 `SharedWiringArgs.infra_files`.
 
@@ -32,10 +35,12 @@ import pulumi_github as github
 from components import repository_rules
 from components.preflight import GithubFacts
 from components.settings import Commit, RepositoryRules, SourceRepository
-from components.workflows import credentials, trigger
+from components.workflows import actions, credentials, trigger
 
 RULESET_BYPASS_ROLES = {"admin": 5, "maintain": 2}
 """Repository roles that may write refs of the infra repository (GitHub's ids; write is 4)."""
+
+WORKFLOW_DIRECTORY = ".github/workflows/"
 
 REPOSITORY_SCOPE = "repository"
 ORGANIZATION_SCOPE = "organization"
@@ -70,6 +75,11 @@ class SharedWiringArgs:
     """Tokens, or GitHub Apps: which secrets are written, and what the trigger renders."""
     repository_rules: RepositoryRules | None = None
     """The rulesets of components/repository_rules.py; None: none."""
+    actions_settings: bool = True
+    """Each repository's Actions settings (workflow token, allowed actions, SHA pinning)."""
+    infra_workflows: Mapping[str, str] = field(default_factory=dict)
+    """Name -> content of workflows the infra repository runs that are not written here (this
+    project's preview, apply and drift): their actions are allowed there too."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +96,14 @@ class SourceRepositoryWiringArgs:
     repository_rules: RepositoryRules | None = None
     bypass: repository_rules.Bypass | None = None
     """The rulesets' bypass actors, looked up once by the shared wiring."""
+    actions_settings: bool = True
+    allowlist_available: bool = False
+    """GitHub offers this repository an allowed-actions list (GithubFacts.allows_action_allowlist)."""
 
 
-def required_token_permissions(scope: str, auth: credentials.Auth = credentials.TOKENS) -> tuple[str, ...]:
+def required_token_permissions(
+    scope: str, auth: credentials.Auth = credentials.TOKENS, actions_settings: bool = False
+) -> tuple[str, ...]:
     """What the credential `pulumi up` runs the GitHub provider with needs, for the wiring."""
     needs = [
         "workflow (classic) / Workflows: read and write (fine-grained): write .github/workflows/*",
@@ -102,6 +117,11 @@ def required_token_permissions(scope: str, auth: credentials.Auth = credentials.
         "repo (classic) / Administration: read and write (fine-grained): the rulesets of the infra repository"
         " and (repositoryRules) of every source repository"
     )
+    if actions_settings:
+        needs.append(
+            "repo (classic) / Administration: read and write (fine-grained): every wired repository's Actions "
+            "settings (workflow token permissions, allowed actions, SHA pinning)"
+        )
     needs += [
         f"{c.secret} ({c.config_key}), for {c.lives_in}: {c.permissions}; if stolen: {c.if_stolen}"
         for c in auth.credentials
@@ -142,6 +162,9 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
             self.rulesets = repository_rules.source_rulesets(
                 name, repo, args.repository.deployable, args.repository_rules, args.bypass, self
             )
+        self.actions_settings = (
+            _actions_settings(name, repo, [content], args.allowlist_available, self) if args.actions_settings else []
+        )
         self.workflow_files = [f"{repo}@{branch}:{trigger.PATH}" for branch in trigger.BRANCHES]
         self.register_outputs({"workflowFiles": self.workflow_files})
 
@@ -171,6 +194,8 @@ class SharedWiring(pulumi.ComponentResource):
                     auth=args.auth,
                     repository_rules=args.repository_rules,
                     bypass=bypass,
+                    actions_settings=args.actions_settings,
+                    allowlist_available=args.github.allows_action_allowlist(args.github.sources[repo.name]),
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -197,7 +222,19 @@ class SharedWiring(pulumi.ComponentResource):
         self.workflow_files: list[str] = [path for repo in self.repositories for path in repo.workflow_files]
         if args.infra_files:
             self._write_infra_files(name, args)
-        self.required_token_permissions = required_token_permissions(args.dispatch_token_scope, args.auth)
+        self.infra_actions_settings: list[pulumi.CustomResource] = []
+        if args.actions_settings:
+            workflows = [content for path, content in args.infra_files.items() if path.startswith(WORKFLOW_DIRECTORY)]
+            self.infra_actions_settings = _actions_settings(
+                f"{name}-infra",
+                args.infra_repository,
+                [*workflows, *args.infra_workflows.values()],
+                args.github.allows_action_allowlist(args.github.infra),
+                self,
+            )
+        self.required_token_permissions = required_token_permissions(
+            args.dispatch_token_scope, args.auth, args.actions_settings
+        )
         self.register_outputs({"workflowFiles": self.workflow_files})
 
     def _organization_secret(self, name: str, args: SharedWiringArgs) -> github.ActionsOrganizationSecret:
@@ -296,3 +333,45 @@ def _repository_secret(
         value=token,
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def _actions_settings(
+    name: str, repository: str, workflows: list[str], allowlist_available: bool, parent: pulumi.Resource
+) -> list[pulumi.CustomResource]:
+    """A repository's Actions settings, for the workflows this program gives it.
+
+    The workflow token is read-only unless a workflow asks for more (every rendered job names
+    its permissions) and may not approve pull requests, so no run can approve its own change.
+    Every action must be pinned to a full commit SHA. Where GitHub offers an allowed-actions
+    list (GithubFacts.allows_action_allowlist), only the exact commits the workflows use may
+    run (with the repository owner's own actions, which GitHub always admits): a pattern with a
+    commit, not `@*`, so a commit from a fork of an allowed action, reachable through the same
+    repository name, cannot run either. Elsewhere any action may run, pinned.
+    """
+    opts = pulumi.ResourceOptions(parent=parent)
+    token = github.WorkflowRepositoryPermissions(
+        f"{name}-workflow-permissions",
+        repository=repository,
+        default_workflow_permissions="read",
+        can_approve_pull_request_reviews=False,
+        opts=opts,
+    )
+    selected: dict = {"allowed_actions": "all"}
+    if allowlist_available:
+        selected = {
+            "allowed_actions": "selected",
+            "allowed_actions_config": github.ActionsRepositoryPermissionsAllowedActionsConfigArgs(
+                github_owned_allowed=False,
+                verified_allowed=False,
+                patterns_alloweds=list(actions.allowlist(workflows)),
+            ),
+        }
+    allowed = github.ActionsRepositoryPermissions(
+        f"{name}-actions-permissions",
+        repository=repository,
+        enabled=True,
+        sha_pinning_required=True,
+        **selected,
+        opts=opts,
+    )
+    return [token, allowed]

@@ -89,7 +89,9 @@ def only(plan: offline.Plan, type_: str) -> offline.Registered:
 
 def copy_project(destination: Path) -> Path:
     """A copy of the program and its stack files, for tests that edit a stack file."""
-    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py"):
+    names = ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml", "__main__.py")
+    # requirements.txt: the program renders this project's workflows, which pin the CLI it names.
+    for name in (*names, "requirements.txt"):
         shutil.copy(ROOT / name, destination / name)
     for folder in ("ci", "components", "tools"):
         shutil.copytree(ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))

@@ -193,19 +193,28 @@ def _github_resources(plan: offline.Plan) -> list[offline.Registered]:
     return [r for r in plan.resources if r.type.startswith("github:")]
 
 
-@pytest.mark.parametrize(("scope", "per_repository"), [("repository", 4), ("organization", 3)])
-def test_github_resources_per_source_repository_stay_within_budget(run_with, scope, per_repository):
+@pytest.mark.parametrize(
+    ("scope", "actions_settings", "per_repository"),
+    [("repository", True, 6), ("organization", True, 5), ("repository", False, 4), ("organization", False, 3)],
+)
+def test_github_resources_per_source_repository_stay_within_budget(run_with, scope, actions_settings, per_repository):
     """Each GitHub resource is a write on the first `pulumi up`, about a second apart.
 
     With `repository` scope a source repository costs its two trigger files, its secret and its
-    review ruleset (repositoryRules); with `organization` scope the same without the secret. A
-    deployable repository adds its production-branch ruleset (these are not deployable). The
-    infra repository's PIPELINE_TOKEN, its rulesets, and the one organization secret, are there
-    once however many repositories there are.
+    review ruleset (repositoryRules); with `organization` scope the same without the secret;
+    `actionsSettings` adds its two Actions settings. A deployable repository adds its
+    production-branch ruleset (these are not deployable). The infra repository's PIPELINE_TOKEN,
+    rulesets and settings, and the one organization secret, are there once however many
+    repositories there are.
     """
     totals = {}
     for count in (1, 4, 30):
-        plan = run_with("production", sourceRepositories=_repos(count), dispatchTokenScope=scope)
+        plan = run_with(
+            "production",
+            sourceRepositories=_repos(count),
+            dispatchTokenScope=scope,
+            actionsSettings=actions_settings,
+        )
         groups = plan.of_type(REPO_WIRING)
         assert len(groups) == count
         for group in groups:
@@ -251,7 +260,7 @@ def test_a_repository_keeps_its_urns_when_another_one_is_removed(run_with):
         return {r.urn for r in plan.resources if "svc-01" in r.name}
 
     assert urns(second_only) == urns(both)
-    assert len(urns(both)) == 5  # component, 2 files, 1 secret, 1 ruleset
+    assert len(urns(both)) == 7  # component, 2 files, 1 secret, 1 ruleset, 2 Actions settings
 
 
 # --- organization scope --------------------------------------------------------------------------

@@ -7,7 +7,11 @@ an action through `uses()`, never by hand, so a bump is one line here and a gold
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import yaml
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,53 @@ def version_of(commit: str) -> str | None:
         if action.commit == commit:
             return action.version
     return None
+
+
+COMPOSITE_STEPS: dict[str, tuple[str, ...]] = {
+    # aquasecurity/trivy-action v0.36.0 is a composite action: its action.yaml at that commit
+    # uses setup-trivy v0.2.6 and actions/cache v5.0.5, and setup-trivy v0.2.6's action.yaml
+    # uses actions/cache/restore and actions/cache/save v5.0.1 and actions/checkout v6.0.1.
+    "aquasecurity/trivy-action@ed142fd0673e97e23eac54620cfb913e5ce36c25": (
+        "aquasecurity/setup-trivy@3fb12ec12f41e471780db15c232d5dd185dcb514",
+        "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae",
+        "actions/cache/restore@9255dc7a253b0ccc959486e2bca901246202afeb",
+        "actions/cache/save@9255dc7a253b0ccc959486e2bca901246202afeb",
+        "actions/checkout@8e8c483db84b4bee98b60c0593521ed34d9990e8",
+    ),
+}
+"""`owner/repo@commit` of each pinned composite action -> the `uses:` of its own steps, at any depth.
+
+The runner downloads every action of a job when the job starts, those inside composite actions
+included (whether or not their step runs), and a repository's allowed-actions policy and its
+SHA-pinning rule apply to each one. A bump of a composite action in PINNED needs its row here."""
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def allowlist(workflows: Iterable[str]) -> tuple[str, ...]:
+    """The `owner/repo@commit` patterns that let exactly these workflows' actions run.
+
+    Reads every `uses:` of each workflow's jobs and steps (a local `./` action needs no entry),
+    adds the steps of pinned composite actions (COMPOSITE_STEPS), and drops any path inside
+    the action's repository: GitHub checks an action against the policy by its repository and
+    ref, so `actions/cache@<sha>` admits `actions/cache/restore@<sha>`. A reference that is not
+    pinned to a full commit SHA is an error, since the policy requires SHA pinning.
+    """
+    found: set[str] = set()
+    for text in workflows:
+        document = yaml.safe_load(text) or {}
+        for job in (document.get("jobs") or {}).values():
+            steps = [job, *(job.get("steps") or [])]
+            found.update(step["uses"] for step in steps if isinstance(step.get("uses"), str))
+    closure = set(found)
+    for reference in found:
+        closure.update(COMPOSITE_STEPS.get(reference, ()))
+    patterns = set()
+    for reference in closure:
+        if reference.startswith("./"):
+            continue
+        action, _, ref = reference.partition("@")
+        if not _SHA.match(ref):
+            raise ValueError(f"{reference}: not pinned to a full commit SHA")
+        patterns.add("/".join(action.split("/")[:2]) + "@" + ref)
+    return tuple(sorted(patterns))
