@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import rules
+from components import delivery, rules
 from components.environment import deploy_program, shapes
 from components.workflows import credentials
 
@@ -162,6 +162,9 @@ class Settings:
     """Days GitHub keeps each run's test reports."""
     create_missing_branches: bool = False
     """Create a source repository's missing `main`/`develop` from its default branch (else refuse)."""
+    file_delivery: str = delivery.DIRECT
+    """`direct`: files are committed to their target branches; `pullRequest`: to the program's own
+    branches, proposed in one pull request per repository and target branch (components/delivery.py)."""
     dispatch_token: pulumi.Output[str] | None = field(default=None, compare=False)
     """Secret, held by every source repository: may only create dispatch events on the infra
     repository. Required on the stack that owns the wiring."""
@@ -490,6 +493,7 @@ _TOP: dict[str, _Field] = {
     "protection": _Field(_PROTECTION, required=False),
     "allowPaidShapes": _Field(_boolean, required=False, default=False),
     "createMissingBranches": _Field(_boolean, required=False, default=False),
+    "fileDelivery": _Field(_string(choices=delivery.MODES), required=False, default=delivery.DIRECT),
     "infraRuleset": _Field(_boolean, required=False, default=True),
     "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
 }
@@ -555,6 +559,7 @@ def parse(
         protection=values["protection"] or Protection(),
         allow_paid_shapes=values["allow_paid_shapes"],
         create_missing_branches=values["create_missing_branches"],
+        file_delivery=values["file_delivery"],
         artifact_retention_days=values["artifact_retention_days"],
         infra_ruleset=values["infra_ruleset"],
         dispatch_token=dispatch_token,
@@ -826,6 +831,7 @@ _STRING_KEYS = frozenset(
         "registry",
         "scanSeverity",
         "armRunnerLabel",
+        "fileDelivery",
     )
 )
 """Keys whose text is the value; every other key carries JSON (objects, lists, numbers, booleans)."""
