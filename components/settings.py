@@ -83,11 +83,13 @@ SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions
 class Commit:
     message: str
     """Always carries a skip marker: the program's own commits start no pipeline."""
-    author_name: str
-    author_email: str
+    author_name: str | None
+    """None (with `author_email`): GitHub records the credential's identity, and signs the
+    commit when that identity is a GitHub App."""
+    author_email: str | None
 
     @classmethod
-    def with_skip_marker(cls, message: str, author_name: str, author_email: str) -> Commit:
+    def with_skip_marker(cls, message: str, author_name: str | None, author_email: str | None) -> Commit:
         """The configured message, with `[skip ci]` added when it names no skip marker.
 
         The provider's token is not a workflow's GITHUB_TOKEN, so its pushes start workflows:
@@ -407,11 +409,23 @@ def _repository(value: Any, path: str) -> SourceRepository:
 _COMMIT = _object(
     {
         "message": _Field(_string(what="a commit message")),
-        "authorName": _Field(_string(what="a name")),
-        "authorEmail": _Field(_string(r"^[^@\s]+@[^@\s]+$", "an e-mail address")),
+        "authorName": _Field(_string(what="a name"), required=False),
+        "authorEmail": _Field(_string(r"^[^@\s]+@[^@\s]+$", "an e-mail address"), required=False),
     },
-    Commit.with_skip_marker,
+    lambda **kw: _commit(**kw),
 )
+
+
+def _commit(message: str, author_name: str | None, author_email: str | None) -> Commit:
+    """Both author fields or neither: GitHub needs both to record an author, and signs an App's
+    commit only when neither is set."""
+    if (author_name is None) != (author_email is None):
+        missing = "commit.authorEmail" if author_email is None else "commit.authorName"
+        raise ConfigError(
+            f"{PROJECT}:{missing}: required with the other author field; set both, or remove both to let "
+            "GitHub record (and, for a GitHub App, sign) the commits as the credential's identity"
+        )
+    return Commit.with_skip_marker(message, author_name, author_email)
 
 
 def _option(option: Any) -> _Field:

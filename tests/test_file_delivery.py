@@ -258,3 +258,14 @@ def test_the_offline_engine_refuses_what_github_refuses():
 class _Args:
     def __init__(self, inputs: dict, name: str) -> None:
         self.inputs, self.name = inputs, name
+
+
+def test_commits_without_an_author_are_left_to_github_to_sign(stack_config):
+    """A GitHub App's commit is signed by GitHub only when it names no author (the SDK's note)."""
+    message = stack_config("production")["commit"]["message"]
+    plan = plan_with("production", fileDelivery="pullRequest", commit={"message": message})
+    files = plan.of_type(FILE)
+    assert files and all(f.plain("commitAuthor") is None and f.plain("commitEmail") is None for f in files)
+    assert all("[skip ci]" in f.plain("commitMessage") for f in files)
+    with pytest.raises(ConfigError, match=r"dreamscape-infra:commit.authorEmail: required with the other author"):
+        plan_with("production", commit={"message": message, "authorName": "bot"})
