@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_github as github
 
-from components import preflight, wiring
+from components import delivery, preflight, wiring
 from components import settings as settings_module
 from components.environment import cloudinit, compose, shapes
 from components.environment.github_side import GithubSide, GithubSideArgs
@@ -85,9 +85,29 @@ github_side = GithubSide(
     opts=pulumi.ResourceOptions(providers=[github_provider]),
 )
 
+# --- with fileDelivery: pullRequest, this stack's proposal for the infra repository's default
+# branch: the wiring owner's branch takes the central pipeline and its compose file; every other
+# stack proposes its compose file on a branch of its own, so no two stacks share a pull request.
+writes_compose = compose.has_services(settings.source_repositories)
+infra_proposal = None
+if settings.file_delivery == delivery.PULL_REQUEST and (settings.owns_wiring or writes_compose):
+    default_branch = github_facts.infra.default_branch
+    infra_proposal = delivery.Proposal(
+        "infra-proposal",
+        delivery.ProposalArgs(
+            repository=settings.infra_repository,
+            target=default_branch,
+            head=delivery.program_branch(default_branch, None if settings.owns_wiring else env),
+            stack=settings.stack,
+            owner=settings.github_owner,
+        ),
+        opts=pulumi.ResourceOptions(providers=[github_provider]),
+    )
+
 # --- the shared wiring, on the one stack that owns it ----------------------------------------
 workflow_files: list[str] = []
 token_needs = list(github_side.required_token_permissions)
+proposals: list[delivery.Proposal] = []
 if settings.owns_wiring and settings.dispatch_secret is not None and settings.pipeline_secret is not None:
     central_args = central.CentralArgs.from_settings(settings)
     shared_wiring = wiring.SharedWiring(
@@ -112,15 +132,19 @@ if settings.owns_wiring and settings.dispatch_secret is not None and settings.pi
                 central.PATH: central.render(central_args),
                 central.DATA_PATH: central.data_file(central_args),
             },
+            file_delivery=settings.file_delivery,
+            stack=settings.stack,
+            infra_proposal=infra_proposal,
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )
     workflow_files = shared_wiring.workflow_files
     token_needs = list(shared_wiring.required_token_permissions) + token_needs
+    proposals += shared_wiring.proposals
 
 # The environment's compose file, next to the central pipeline that deploys with it.
 compose_file = None
-if compose.has_services(settings.source_repositories):
+if writes_compose:
     compose_file = compose.ComposeFile(
         "compose",
         compose.ComposeFileArgs(
@@ -129,9 +153,17 @@ if compose.has_services(settings.source_repositories):
             source_repositories=settings.source_repositories,
             commit=settings.commit,
             branch=github_facts.infra.default_branch,
+            proposal=infra_proposal,
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )
+
+# Every file of the infra repository's default branch is on the proposal's branch: propose it.
+if infra_proposal is not None:
+    infra_proposal.open()
+    proposals.append(infra_proposal)
+    if not settings.owns_wiring:
+        token_needs += delivery.required_token_permissions()
 
 pulumi.export("environment", env)
 pulumi.export("ownsWiring", settings.owns_wiring)
@@ -144,3 +176,4 @@ pulumi.export("branchesCreated", list(github_facts.branches_to_create))
 pulumi.export("availabilityDomain", vm.availability_domain)
 pulumi.export("githubTokenNeeds", token_needs)
 pulumi.export("composeFile", compose_file.location if compose_file else None)
+pulumi.export("pendingPullRequests", delivery.pending([p.reference for p in proposals]))

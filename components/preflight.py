@@ -10,7 +10,8 @@ with one line naming what to check:
 - on the stack that owns the wiring: every source repository, and its `main` and `develop`
   branches, where the trigger goes. A missing branch is refused, naming each one and how to
   create it, unless `createMissingBranches` is set: then the trigger's own write creates it
-  from the repository's default branch, and the plan and the stack outputs list it;
+  from the repository's default branch, and the plan and the stack outputs list it (not with
+  `fileDelivery: pullRequest`: a pull request needs its base branch);
 - with an organization-wide DISPATCH_TOKEN: that the owner is an organization whose plan
   gives organization secrets to every repository involved;
 - with `actionsSettings` and a repository that is not public: the organization's plan, which
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_github as github
 
+from components import delivery
 from components.settings import PROJECT, ConfigError, Settings
 from components.workflows import trigger
 
@@ -77,6 +79,12 @@ def look_up(settings: Settings, opts: pulumi.InvokeOptions) -> GithubFacts:
             f"repository, and {owner} has no {', '.join(missing)}; create each from the default branch "
             "(git push origin HEAD:refs/heads/<branch>) or set createMissingBranches: true to have "
             "`pulumi up` create them"
+        )
+    if missing and settings.file_delivery == delivery.PULL_REQUEST:
+        raise ConfigError(
+            f"{PROJECT}:createMissingBranches: with fileDelivery: pullRequest each trigger is proposed in a "
+            f"pull request into its branch, and {owner} has no {', '.join(missing)}: a pull request needs its "
+            "base branch; create each from the default branch (git push origin HEAD:refs/heads/<branch>)"
         )
     owner_plan = None
     if settings.dispatch_token_scope == "organization":  # noqa: S105 - a scope, not a secret

@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import rules
+from components import delivery, rules
 from components.environment import deploy_program, shapes
 from components.workflows import credentials
 
@@ -83,11 +83,13 @@ SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions
 class Commit:
     message: str
     """Always carries a skip marker: the program's own commits start no pipeline."""
-    author_name: str
-    author_email: str
+    author_name: str | None
+    """None (with `author_email`): GitHub records the credential's identity, and signs the
+    commit when that identity is a GitHub App."""
+    author_email: str | None
 
     @classmethod
-    def with_skip_marker(cls, message: str, author_name: str, author_email: str) -> Commit:
+    def with_skip_marker(cls, message: str, author_name: str | None, author_email: str | None) -> Commit:
         """The configured message, with `[skip ci]` added when it names no skip marker.
 
         The provider's token is not a workflow's GITHUB_TOKEN, so its pushes start workflows:
@@ -186,6 +188,9 @@ class Settings:
     actions_settings: bool = True
     """Manage each wired repository's Actions settings: a read-only workflow token, and only the
     pinned actions of the rendered workflows allowed to run."""
+    file_delivery: str = delivery.DIRECT
+    """`direct`: files are committed to their target branches; `pullRequest`: to the program's own
+    branches, proposed in one pull request per repository and target branch (components/delivery.py)."""
     dispatch_token: pulumi.Output[str] | None = field(default=None, compare=False)
     """Secret, held by every source repository: may only create dispatch events on the infra
     repository. Required on the stack that owns the wiring."""
@@ -429,11 +434,23 @@ def _repository(value: Any, path: str) -> SourceRepository:
 _COMMIT = _object(
     {
         "message": _Field(_string(what="a commit message")),
-        "authorName": _Field(_string(what="a name")),
-        "authorEmail": _Field(_string(r"^[^@\s]+@[^@\s]+$", "an e-mail address")),
+        "authorName": _Field(_string(what="a name"), required=False),
+        "authorEmail": _Field(_string(r"^[^@\s]+@[^@\s]+$", "an e-mail address"), required=False),
     },
-    Commit.with_skip_marker,
+    lambda **kw: _commit(**kw),
 )
+
+
+def _commit(message: str, author_name: str | None, author_email: str | None) -> Commit:
+    """Both author fields or neither: GitHub needs both to record an author, and signs an App's
+    commit only when neither is set."""
+    if (author_name is None) != (author_email is None):
+        missing = "commit.authorEmail" if author_email is None else "commit.authorName"
+        raise ConfigError(
+            f"{PROJECT}:{missing}: required with the other author field; set both, or remove both to let "
+            "GitHub record (and, for a GitHub App, sign) the commits as the credential's identity"
+        )
+    return Commit.with_skip_marker(message, author_name, author_email)
 
 
 def _option(option: Any) -> _Field:
@@ -529,6 +546,7 @@ _TOP: dict[str, _Field] = {
     "protection": _Field(_PROTECTION, required=False),
     "allowPaidShapes": _Field(_boolean, required=False, default=False),
     "createMissingBranches": _Field(_boolean, required=False, default=False),
+    "fileDelivery": _Field(_string(choices=delivery.MODES), required=False, default=delivery.DIRECT),
     "infraRuleset": _Field(_boolean, required=False, default=True),
     "repositoryRules": _Field(_RULES, required=False),
     "actionsSettings": _Field(_boolean, required=False, default=True),
@@ -596,6 +614,7 @@ def parse(
         protection=values["protection"] or Protection(),
         allow_paid_shapes=values["allow_paid_shapes"],
         create_missing_branches=values["create_missing_branches"],
+        file_delivery=values["file_delivery"],
         artifact_retention_days=values["artifact_retention_days"],
         infra_ruleset=values["infra_ruleset"],
         actions_settings=values["actions_settings"],
@@ -896,6 +915,7 @@ _STRING_KEYS = frozenset(
         "registry",
         "scanSeverity",
         "armRunnerLabel",
+        "fileDelivery",
     )
 )
 """Keys whose text is the value; every other key carries JSON (objects, lists, numbers, booleans)."""

@@ -20,6 +20,12 @@ write on the first `pulumi up`, and the provider spaces writes about a second ap
 the infra repository's default branch (the central pipeline) come in through
 `SharedWiringArgs.infra_files`.
 
+With `fileDelivery: pullRequest` each file goes on the program's branch for its target
+branch instead, and one pull request per repository and target branch proposes it
+(components/delivery.py): each source repository's component owns the proposals for its
+`main` and `develop`; the infra repository's proposal comes in as `infra_proposal`, shared
+with the stack's compose file.
+
 What GitHub must already hold (repositories, branches, the organization) is looked up before
 anything is registered (components/preflight.py); this component takes those facts as input.
 """
@@ -32,7 +38,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_github as github
 
-from components import repository_rules
+from components import delivery, repository_rules
 from components.preflight import GithubFacts
 from components.settings import Commit, RepositoryRules, SourceRepository
 from components.workflows import actions, credentials, trigger
@@ -80,6 +86,12 @@ class SharedWiringArgs:
     infra_workflows: Mapping[str, str] = field(default_factory=dict)
     """Name -> content of workflows the infra repository runs that are not written here (this
     project's preview, apply and drift): their actions are allowed there too."""
+    file_delivery: str = delivery.DIRECT
+    """`direct`, or `pullRequest`: files go on the program's branches, proposed in pull requests."""
+    stack: str = ""
+    """The stack that writes the wiring, named in its pull requests."""
+    infra_proposal: delivery.Proposal | None = None
+    """With `pullRequest`: the proposal the infra files join (the caller opens it)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,10 @@ class SourceRepositoryWiringArgs:
     actions_settings: bool = True
     allowlist_available: bool = False
     """GitHub offers this repository an allowed-actions list (GithubFacts.allows_action_allowlist)."""
+    file_delivery: str = delivery.DIRECT
+    stack: str = ""
+    owner: str = ""
+    """The repository's owner, for the pull requests' references in the stack output."""
 
 
 def required_token_permissions(
@@ -138,19 +154,34 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
         content = trigger.render(
             args.central_repository, args.repository.event_type, args.repository.component_names, args.auth
         )
-        self.files = [
-            _managed_file(
-                f"{name}-trigger-{branch}",
-                repo,
-                branch,
-                trigger.PATH,
-                content,
-                args.commit,
-                self,
-                create_branch_from=args.create_branches_from,
+        self.proposals: list[delivery.Proposal] = []
+        self.files: list[github.RepositoryFile] = []
+        self.workflow_files: list[str] = []
+        for branch in trigger.BRANCHES:
+            proposal = None
+            if args.file_delivery == delivery.PULL_REQUEST:
+                proposal = delivery.Proposal(
+                    f"{name}-{branch}",
+                    delivery.ProposalArgs(repo, branch, delivery.program_branch(branch), args.stack, args.owner),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                self.proposals.append(proposal)
+            self.files.append(
+                _managed_file(
+                    f"{name}-trigger-{branch}",
+                    repo,
+                    branch,
+                    trigger.PATH,
+                    content,
+                    args.commit,
+                    self,
+                    create_branch_from=args.create_branches_from,
+                    proposal=proposal,
+                )
             )
-            for branch in trigger.BRANCHES
-        ]
+            self.workflow_files.append(f"{repo}@{delivery.written_branch(branch, proposal)}:{trigger.PATH}")
+        for proposal in self.proposals:
+            proposal.open()
         self.secret: github.ActionsSecret | None = None
         if args.dispatch_token is not None:
             self.secret = _repository_secret(
@@ -165,7 +196,6 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
         self.actions_settings = (
             _actions_settings(name, repo, [content], args.allowlist_available, self) if args.actions_settings else []
         )
-        self.workflow_files = [f"{repo}@{branch}:{trigger.PATH}" for branch in trigger.BRANCHES]
         self.register_outputs({"workflowFiles": self.workflow_files})
 
 
@@ -176,6 +206,10 @@ class SharedWiring(pulumi.ComponentResource):
         super().__init__("dreamscape:wiring:SharedWiring", name, None, opts)
         if args.dispatch_token_scope not in (REPOSITORY_SCOPE, ORGANIZATION_SCOPE):
             raise ValueError(f"unknown dispatch token scope {args.dispatch_token_scope!r}")
+        if args.file_delivery not in delivery.MODES:
+            raise ValueError(f"unknown file delivery {args.file_delivery!r}")
+        if (args.file_delivery == delivery.PULL_REQUEST) != (args.infra_proposal is not None) and args.infra_files:
+            raise ValueError("infra_proposal goes with fileDelivery: pullRequest, and only with it")
         per_repository = args.dispatch_token_scope == REPOSITORY_SCOPE
         bypass = None
         if args.repository_rules is not None:
@@ -196,11 +230,15 @@ class SharedWiring(pulumi.ComponentResource):
                     bypass=bypass,
                     actions_settings=args.actions_settings,
                     allowlist_available=args.github.allows_action_allowlist(args.github.sources[repo.name]),
+                    file_delivery=args.file_delivery,
+                    stack=args.stack,
+                    owner=args.owner,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             for repo in args.source_repositories
         ]
+        self.proposals = [p for repo in self.repositories for p in repo.proposals]
 
         self.organization_secret: github.ActionsOrganizationSecret | None = None
         if not per_repository:
@@ -235,6 +273,8 @@ class SharedWiring(pulumi.ComponentResource):
         self.required_token_permissions = required_token_permissions(
             args.dispatch_token_scope, args.auth, args.actions_settings
         )
+        if args.file_delivery == delivery.PULL_REQUEST:
+            self.required_token_permissions += delivery.required_token_permissions()
         self.register_outputs({"workflowFiles": self.workflow_files})
 
     def _organization_secret(self, name: str, args: SharedWiringArgs) -> github.ActionsOrganizationSecret:
@@ -281,10 +321,20 @@ class SharedWiring(pulumi.ComponentResource):
         branch = args.github.infra.default_branch
         for path, content in args.infra_files.items():
             suffix = "".join(c if c.isalnum() else "-" for c in path.lower()).strip("-")
-            self.infra_files.append(
-                _managed_file(f"{name}-infra-{suffix}", args.infra_repository, branch, path, content, args.commit, self)
+            file = _managed_file(
+                f"{name}-infra-{suffix}",
+                args.infra_repository,
+                branch,
+                path,
+                content,
+                args.commit,
+                self,
+                proposal=args.infra_proposal,
             )
-            self.workflow_files.append(f"{args.infra_repository}@{branch}:{path}")
+            self.infra_files.append(file)
+            self.workflow_files.append(
+                f"{args.infra_repository}@{delivery.written_branch(branch, args.infra_proposal)}:{path}"
+            )
 
 
 def _managed_file(
@@ -296,26 +346,24 @@ def _managed_file(
     commit: Commit,
     parent: pulumi.Resource,
     create_branch_from: str | None = None,
+    proposal: delivery.Proposal | None = None,
 ) -> github.RepositoryFile:
     """A file committed on `branch` by `pulumi up`, with the configured message and author.
 
     The message carries a skip marker (settings.Commit), so the write starts no workflow.
     With `create_branch_from`, a missing `branch` is created from that branch by the write.
+    With a `proposal` for `branch`, the file goes on the proposal's branch instead.
     """
-    return github.RepositoryFile(
+    return delivery.repository_file(
         name,
-        repository=repository,
-        branch=branch,
-        file=path,
-        content=content,
-        commit_message=commit.message,
-        commit_author=commit.author_name,
-        commit_email=commit.author_email,
-        # Adopt the copy the old hand setup left there instead of failing on it.
-        overwrite_on_create=True,
-        autocreate_branch=True if create_branch_from else None,
-        autocreate_branch_source_branch=create_branch_from,
-        opts=pulumi.ResourceOptions(parent=parent),
+        repository,
+        branch,
+        path,
+        content,
+        commit,
+        parent,
+        create_branch_from=create_branch_from,
+        proposal=proposal,
     )
 
 

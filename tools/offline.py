@@ -205,6 +205,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
         self.region = region
         self.resource_answers: dict[str, ResourceAnswer] = {
             "tls:index/privateKey:PrivateKey": lambda a: _throwaway_ed25519(a.name),
+            "github:index/branch:Branch": self._new_branch,
+            "github:index/repositoryPullRequest:RepositoryPullRequest": self._new_pull_request,
         }
         self.call_answers: dict[str, CallAnswer] = {
             "github:index/getRepository:getRepository": self._repository,
@@ -224,6 +226,10 @@ class OfflineMocks(pulumi.runtime.Mocks):
         """`NAME@BRANCH`es that do not exist: `getBranch` answers with no sha, as the provider does on a 404."""
         self.created: dict[str, dict[str, Any]] = {}
         """Outputs of each resource by id, for answers that depend on other resources."""
+        self.branches_created: set[str] = set()
+        """`NAME@BRANCH` of each branch a `Branch` resource created in this run."""
+        self.pull_requests: dict[str, list[tuple[str, str]]] = {}
+        """Each repository's pull requests opened in this run, as (head, base)."""
         self.oci = OciAnswers(self)
         self.resource_answers.update(self.oci.resource_answers())
         self.call_answers.update(self.oci.call_answers())
@@ -289,6 +295,53 @@ class OfflineMocks(pulumi.runtime.Mocks):
             "etag": f'W/"{sha[:32]}"',
             "ref": f"refs/heads/{branch}",
             "sha": sha,
+        }
+
+    def _new_branch(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """POST /repos/<owner>/<repo>/git/refs from the source branch's head, as the provider creates it."""
+        repository, branch = a.inputs["repository"], a.inputs["branch"]
+        source = a.inputs.get("sourceBranch") or "main"
+        if f"{repository}@{source}" in self.missing_branches:
+            raise ValueError(f"GET /repos/{repository}/git/ref/heads/{source}: 404 Not Found (the source branch)")
+        key = f"{repository}@{branch}"
+        if key in self.branches_created:
+            raise ValueError(f"POST /repos/{repository}/git/refs: 422 Reference already exists ({branch})")
+        self.branches_created.add(key)
+        source_sha = self._branch({"repository": repository, "branch": source})["sha"]
+        return {
+            "id": f"{repository}:{branch}",
+            "sourceBranch": source,
+            "ref": f"refs/heads/{branch}",
+            "sha": source_sha,
+            "sourceSha": source_sha,
+            "etag": f'W/"{source_sha[:32]}"',
+        }
+
+    def _new_pull_request(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """POST /repos/<owner>/<repo>/pulls: GitHub's 422s for a head that does not exist, a base that
+        does not, and a second open pull request between the same branches."""
+        repository, head, base = a.inputs["baseRepository"], a.inputs["headRef"], a.inputs["baseRef"]
+        if f"{repository}@{head}" not in self.branches_created:
+            raise ValueError(f"POST /repos/{repository}/pulls: 422 head {head!r} does not exist")
+        if f"{repository}@{base}" in self.missing_branches or head == base:
+            raise ValueError(
+                f"POST /repos/{repository}/pulls: 422 base {base!r} is not a branch to merge {head!r} into"
+            )
+        opened = self.pull_requests.setdefault(repository, [])
+        if (head, base) in opened:
+            raise ValueError(f"POST /repos/{repository}/pulls: 422 A pull request already exists for {head}")
+        opened.append((head, base))
+        # Registrations run concurrently: a number from the branches, not the order, stays stable.
+        number = _number(f"{repository}:{head}->{base}") % 10000 + 1
+        return {
+            "number": number,
+            "state": "open",
+            "draft": False,
+            "labels": [],
+            "openedBy": "offline",
+            "baseSha": self._branch({"repository": repository, "branch": base})["sha"],
+            "headSha": hashlib.sha1(f"{repository}@{head}#{number}".encode(), usedforsecurity=False).hexdigest(),
+            "maintainerCanModify": bool(a.inputs.get("maintainerCanModify")),
         }
 
     def _organization(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,8 @@ service gets a health check on its own port and path (`docker compose up --wait`
 it), a restart policy, bounded logs, and a published port only when the config names one.
 
 Each environment stack writes its own environment's file; the central pipeline's deploy job
-reads it from a checkout of the infra repository.
+reads it from a checkout of the infra repository. With `fileDelivery: pullRequest` the file
+joins the stack's proposal for that branch (components/delivery.py) and acts once merged.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_github as github
 
+from components import delivery
 from components.environment import deploy_program
 from components.settings import Commit, Component, SourceRepository
 from components.workflows import emit
@@ -113,6 +114,8 @@ class ComposeFileArgs:
     """Message and author of the commit that writes the file."""
     branch: str
     """The infra repository's default branch, where the central pipeline reads the file."""
+    proposal: delivery.Proposal | None = None
+    """With `fileDelivery: pullRequest`: the proposal for `branch` the file joins (the caller opens it)."""
 
 
 class ComposeFile(pulumi.ComponentResource):
@@ -121,18 +124,15 @@ class ComposeFile(pulumi.ComponentResource):
     def __init__(self, name: str, args: ComposeFileArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dreamscape:environment:ComposeFile", name, None, opts)
         self.path = path(args.environment)
-        self.file = github.RepositoryFile(
+        self.file = delivery.repository_file(
             f"{name}-file",
-            repository=args.infra_repository,
-            branch=args.branch,
-            file=self.path,
-            content=render(args.source_repositories),
-            commit_message=args.commit.message,
-            commit_author=args.commit.author_name,
-            commit_email=args.commit.author_email,
-            # Adopt a file someone put there by hand instead of failing on it.
-            overwrite_on_create=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            args.infra_repository,
+            args.branch,
+            self.path,
+            render(args.source_repositories),
+            args.commit,
+            self,
+            proposal=args.proposal,
         )
-        self.location = f"{args.infra_repository}@{args.branch}:{self.path}"
+        self.location = f"{args.infra_repository}@{delivery.written_branch(args.branch, args.proposal)}:{self.path}"
         self.register_outputs({"location": self.location})
