@@ -20,7 +20,7 @@ github_provider = github.Provider("github", owner=settings.github_owner)
 
 # --- what must already exist, looked up before anything is registered ----------------------
 github_facts = preflight.look_up(settings, pulumi.InvokeOptions(provider=github_provider))
-for warning in preflight.warnings(github_facts):
+for warning in preflight.warnings(github_facts, settings):
     pulumi.log.warn(warning)
 domain = availability_domain(
     oci_settings.compartment_id, oci_settings.shape, oci_settings.availability_domain, pulumi.InvokeOptions()

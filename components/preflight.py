@@ -102,19 +102,27 @@ def organization_plan(owner: str, opts: pulumi.InvokeOptions) -> str | None:
         return None
 
 
-def warnings(facts: GithubFacts) -> list[str]:
+def warnings(facts: GithubFacts, settings: Settings | None = None) -> list[str]:
     """What the user should know before applying, though nothing stops the run."""
-    if facts.infra.visibility != "public":
-        return []
+    found = []
+    protected = settings is not None and bool(settings.protection.reviewers or settings.protection.wait_timer)
+    enterprise = (facts.owner_plan or "").lower() == "enterprise"
+    if settings is not None and protected and facts.infra.visibility != "public" and not enterprise:
+        found.append(
+            f"the {settings.environment} environment names reviewers or a wait timer, and the infra repository "
+            f"{facts.infra.name} is {facts.infra.visibility}: GitHub enforces them there with GitHub "
+            "Enterprise only (on Free, Pro and Team, on public repositories only), so without it the "
+            "deploys of this environment are not held for a review"
+        )
     private = [name for name, repo in facts.sources.items() if repo.visibility != "public"]
-    if not private:
-        return []
-    return [
-        f"the infra repository {facts.infra.name} is public and builds private repositories "
-        f"({', '.join(private)}): anyone can read its runs' logs and download their artifacts (test reports, "
-        "and for a day the source and image archives handed between jobs); make it private, or keep "
-        "sourceRepositories[].artifacts to reports that reveal nothing"
-    ]
+    if facts.infra.visibility == "public" and private:
+        found.append(
+            f"the infra repository {facts.infra.name} is public and builds private repositories "
+            f"({', '.join(private)}): anyone can read its runs' logs and download their artifacts (test reports, "
+            "and for a day the source and image archives handed between jobs); make it private, or keep "
+            "sourceRepositories[].artifacts to reports that reveal nothing"
+        )
+    return found
 
 
 def repository(owner: str, name: str, key: str, opts: pulumi.InvokeOptions) -> Repository:

@@ -175,9 +175,23 @@ def test_a_public_infra_repository_building_a_private_one_is_warned_about(run_wi
     )
 
 
+def test_reviewers_github_will_not_enforce_are_warned_about(run_with, stack_config):
+    """Production names reviewers; on a private infra repository GitHub holds deploys for them with Enterprise only."""
+    [warning] = run_with("production").warnings  # every repository private, the organization on Team
+    assert warning.startswith(
+        "the production environment names reviewers or a wait timer, and the infra repository dreamscape-infra "
+        "is private: GitHub enforces them there with GitHub Enterprise only"
+    )
+    enterprise = offline.OfflineMocks()
+    enterprise.organization_plan = "enterprise"
+    assert run_with("production", mocks=enterprise).warnings == []
+    # A stack without reviewers or wait timer has nothing to be warned about.
+    assert run_with("staging").warnings == []
+
+
 def test_no_warning_when_the_infra_repository_is_private_or_everything_is_public(run_with, stack_config):
     owner = _owner(stack_config)
-    assert run_with("production").warnings == []  # every repository private
+    assert run_with("production", protection={"waiveReviewers": True}).warnings == []  # every repository private
     mocks = offline.OfflineMocks()
     mocks.public_repositories |= {f"{owner}/{r['name']}" for r in stack_config("production")["sourceRepositories"]}
     mocks.public_repositories.add(f"{owner}/dreamscape-infra")
