@@ -11,14 +11,25 @@ from typing import Any, TypeVar
 import yaml
 
 from components import settings as settings_module
-from components.workflows import central
+from components.workflows import central, credentials
 from tests.conftest import ROOT
 from tests.harness.github_api import GitHubAPI
+from tests.harness.github_app import App, CreateAppToken, app_key
 from tests.harness.workflow import Context, JobResult, github_context, run_job
 from tools import offline
 
 REPOSITORY_FILE = "github:index/repositoryFile:RepositoryFile"
 DISPATCH_TOKEN = "ghp_dispatch_token_for_tests"
+DISPATCH_APP_ID = "Iv23liDispatchApp0001"
+PIPELINE_APP_ID = "Iv23liPipelineApp0001"
+APP_CONFIG = {
+    "githubAuth": "app",
+    "dispatchAppClientId": DISPATCH_APP_ID,
+    "pipelineAppClientId": PIPELINE_APP_ID,
+    "dispatchToken": None,
+    "pipelineToken": None,
+}
+"""GitHub App mode's config keys (None removes the token keys of the stack files)."""
 RETRY_ENV = {"DREAMSCAPE_RETRY_BASE_SECONDS": "0"}
 PLATFORMS = {
     "DEPLOY_PLATFORM_DEV": "linux/amd64",
@@ -99,10 +110,39 @@ def run_resolve(
 ) -> JobResult:
     """The resolve job; its checkout of the infra repository holds the data file of `settings`
     (default: the production stack's), unless `artifacts` brings its own."""
-    infra = data_files(settings or settings_of("production"))
-    artifacts = artifacts or Artifacts({"README.md": "source\n"}, infra=infra)
-    context = Context(github=github, secrets={central.TOKEN: DISPATCH_TOKEN}, vars=PLATFORMS | (variables or {}))
-    return run_job(document, "resolve", context, extra_env={**RETRY_ENV, **(extra_env or {})}, uses=artifacts.table())
+    settings = settings or settings_of("production")
+    artifacts = artifacts or Artifacts({"README.md": "source\n"}, infra=data_files(settings))
+    secrets, uses = pipeline_credential(document, "resolve", settings)
+    context = Context(github=github, secrets=secrets, vars=PLATFORMS | (variables or {}))
+    extra = {**RETRY_ENV, **(extra_env or {})}
+    return run_job(document, "resolve", context, extra_env=extra, uses={**artifacts.table(), **uses})
+
+
+PIPELINE_APP_KEY = app_key()
+
+
+def pipeline_credential(
+    document: dict[str, Any], job: str, settings: settings_module.Settings
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The secrets and action stand-ins a job of `document` needs for the pipeline's credential.
+
+    Token mode: PIPELINE_TOKEN holds DISPATCH_TOKEN (the stand-in's token with every grant).
+    App mode: the pipeline App's key, and the create-github-app-token stand-in minting that same
+    token, so a test's grants and assertions hold in both modes (test_github_apps.py mints real,
+    narrowed tokens).
+    """
+    minting = any("create-github-app-token" in s.get("uses", "") for s in document["jobs"][job]["steps"])
+    if not minting:
+        return {central.TOKEN: DISPATCH_TOKEN}, {}
+    app = App(
+        "dreamscape-pipeline",
+        PIPELINE_APP_ID,
+        PIPELINE_APP_KEY,
+        {"contents": "read", "statuses": "write"},
+        full_names(settings),
+    )
+    minted = CreateAppToken(None, app, fixed_token=DISPATCH_TOKEN)
+    return {credentials.PIPELINE_APP.secret: PIPELINE_APP_KEY}, {"actions/create-github-app-token": minted}
 
 
 class Artifacts:

@@ -14,14 +14,16 @@ from typing import Any
 import pytest
 
 from ci import report
-from components.workflows import central
+from components.workflows import central, credentials
 from tests.central_support import (
+    APP_CONFIG,
     DISPATCH_TOKEN,
     RETRY_ENV,
     Artifacts,
     central_document,
     dispatch_github,
     in_parallel,
+    pipeline_credential,
     settings_of,
     sha_of,
     stand_in,
@@ -36,8 +38,11 @@ RESULTS = ("success", "failure", "cancelled", "skipped")
 JOBS = central.REPORTED_JOBS
 
 
-@pytest.fixture(scope="module")
-def workflow(plan_of) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=credentials.MODES)
+def workflow(request, plan_of) -> dict[str, Any]:
+    """The production stack's report job, in each credential mode (App mode mints the token first)."""
+    if request.param == "app":
+        return central.document(central.CentralArgs.from_settings(settings_of(STACK, **APP_CONFIG)))
     return central_document(plan_of(STACK))
 
 
@@ -74,8 +79,9 @@ def run_report(
     needs = {job: {"result": results[job], "outputs": outputs if job == "resolve" else {}} for job in JOBS}
     needs["deploy"]["outputs"] = {"superseded": superseded} if results["deploy"] == "success" else {}
     github = dispatch_github(SETTINGS, api, "services-changed", {})
-    context = Context(github=github, secrets={central.TOKEN: DISPATCH_TOKEN}, needs=needs)
-    return run_job(workflow, "report", context, extra_env=RETRY_ENV, uses=Artifacts().table())
+    secrets, uses = pipeline_credential(workflow, "report", SETTINGS)
+    context = Context(github=github, secrets=secrets, needs=needs)
+    return run_job(workflow, "report", context, extra_env=RETRY_ENV, uses={**Artifacts().table(), **uses})
 
 
 def combinations() -> list[tuple[dict[str, str], bool, bool]]:
@@ -171,9 +177,9 @@ def test_the_job_checks_out_only_the_pipeline_code_at_the_run_commit(workflow) -
         results = dict.fromkeys(JOBS, "success")
         needs = {job: {"result": results[job], "outputs": {}} for job in JOBS}
         needs["resolve"]["outputs"] = resolve_outputs(sha_of("checkout"), True)
-        context = Context(github=dispatch_github(SETTINGS, api, "services-changed", {}), needs=needs)
-        context.secrets = {central.TOKEN: DISPATCH_TOKEN}
-        result = run_job(workflow, "report", context, extra_env=RETRY_ENV, uses=artifacts.table())
+        secrets, uses = pipeline_credential(workflow, "report", SETTINGS)
+        context = Context(github=dispatch_github(SETTINGS, api, "services-changed", {}), needs=needs, secrets=secrets)
+        result = run_job(workflow, "report", context, extra_env=RETRY_ENV, uses={**artifacts.table(), **uses})
     assert result.status == "success", result.log
     [checkout] = artifacts.called("actions/checkout")
     assert checkout == {

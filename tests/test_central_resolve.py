@@ -17,8 +17,9 @@ import pytest
 
 from ci import github, resolve
 from components import rules
-from components.workflows import central
+from components.workflows import central, credentials
 from tests.central_support import (
+    APP_CONFIG,
     DISPATCH_TOKEN,
     PLATFORMS,
     central_document,
@@ -44,8 +45,11 @@ BRANCH_EXAMPLES = {"main": "main", "develop": "develop", "feature/*": "feature/l
 """One concrete branch for each row of the branch table."""
 
 
-@pytest.fixture(scope="module")
-def workflow(plan_of) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=credentials.MODES)
+def workflow(request, plan_of) -> dict[str, Any]:
+    """The production stack's resolve job, in each credential mode (App mode mints the token first)."""
+    if request.param == "app":
+        return central.document(central.CentralArgs.from_settings(settings_of(STACK, **APP_CONFIG)))
     return central_document(plan_of(STACK))
 
 

@@ -20,6 +20,9 @@ import yaml
 from components import settings as settings_module
 from components.workflows import central, credentials, trigger
 from tests.central_support import (
+    APP_CONFIG,
+    DISPATCH_APP_ID,
+    PIPELINE_APP_ID,
     PLATFORMS,
     RETRY_ENV,
     Artifacts,
@@ -37,17 +40,10 @@ from tests.harness.workflow import Context, JobResult, push_context, run_job
 from tests.test_credentials import call
 from tools import offline
 
-DISPATCH_ID = "Iv23liDispatchApp0001"
-PIPELINE_ID = "Iv23liPipelineApp0001"
+DISPATCH_ID = DISPATCH_APP_ID
+PIPELINE_ID = PIPELINE_APP_ID
 DISPATCH_KEY = app_key()
 PIPELINE_KEY = app_key()
-APP_CONFIG = {
-    "githubAuth": "app",
-    "dispatchAppClientId": DISPATCH_ID,
-    "pipelineAppClientId": PIPELINE_ID,
-    "dispatchToken": None,
-    "pipelineToken": None,
-}
 SECRETS = {"dispatchAppPrivateKey": DISPATCH_KEY, "pipelineAppPrivateKey": PIPELINE_KEY}
 SETTINGS = settings_of("production", **APP_CONFIG)
 INFRA = infra(SETTINGS)

@@ -2,7 +2,10 @@
 
 The workflow text of each repository comes from the production stack's offline plan, so what
 runs here is exactly what `pulumi up` would write; what the runs are held against (central
-repository, event type, components) comes from the stack's config.
+repository, event type, components) comes from the stack's config. Every test runs in both
+credential modes: `token` (the DISPATCH_TOKEN secret) and `app` (a token minted from the
+dispatch App's key by the create-github-app-token stand-in, which here mints the value the test
+registered, so a test's grants apply in both modes).
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import pytest
 import yaml
 
 from components import rules, settings
-from components.workflows import shell, trigger
+from components.workflows import credentials, shell, trigger
+from tests.central_support import APP_CONFIG, DISPATCH_APP_ID
+from tests.conftest import plan_with
 from tests.harness.github_api import GitHubAPI, Reply
+from tests.harness.github_app import App, CreateAppToken, app_key
 from tests.harness.workflow import ZERO_SHA, Context, JobResult, dispatch_context, push_context, run_job
 from tests.ref_corpus import REFS
 
@@ -30,6 +36,7 @@ FAST = {shell.BASE_DELAY_ENV: "0"}
 """No real sleeping between retries (Retry-After is still honoured)."""
 
 FILE = "github:index/repositoryFile:RepositoryFile"
+APP_KEY = app_key()
 
 
 @dataclass(frozen=True)
@@ -39,16 +46,22 @@ class Repo:
     event_type: str
     components: tuple[str, ...]
     workflow: str
+    mode: str = "token"
 
     @functools.cached_property
     def document(self) -> dict:
         return yaml.safe_load(self.workflow)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=credentials.MODES)
 def repos(request) -> dict[str, Repo]:
     """Each source repository as the production plan wires it, with what its config says it must send."""
-    plan = request.getfixturevalue("plan_of")("production")
+    if request.param == "app":
+        plan = plan_with(
+            "production", secret={"dispatchAppPrivateKey": APP_KEY, "pipelineAppPrivateKey": "x"}, **APP_CONFIG
+        )
+    else:
+        plan = request.getfixturevalue("plan_of")("production")
     config = settings.merged_plain_config("production")
     owner = config["githubOwner"]
     out = {}
@@ -65,6 +78,7 @@ def repos(request) -> dict[str, Repo]:
             event_type=f"{repo['kind']}-changed",
             components=tuple(c["name"] for c in repo["components"]),
             workflow=workflow,
+            mode=request.param,
         )
     return out
 
@@ -84,19 +98,22 @@ def _api(repo: Repo) -> GitHubAPI:
 def _run(
     api: GitHubAPI, repo: Repo, github: dict, secrets: dict | None = None, variables: dict | None = None, **kwargs
 ) -> JobResult:
+    secrets = {"DISPATCH_TOKEN": DISPATCH_TOKEN} if secrets is None else secrets
+    if repo.mode == "app":
+        # The dispatch credential is what the App's token mints: the value the test chose.
+        app = App("dreamscape-dispatch", DISPATCH_APP_ID, APP_KEY, {"contents": "write"}, [repo.infra])
+        minted = CreateAppToken(api, app, fixed_token=secrets.get("DISPATCH_TOKEN") or "unused")
+        kwargs["uses"] = {**kwargs.get("uses", {}), "actions/create-github-app-token": minted}
+        secrets = {credentials.DISPATCH_APP.secret: APP_KEY} if secrets else {}
     result = run_job(
         repo.document,
         "dispatch",
-        Context(
-            github=github,
-            secrets={"DISPATCH_TOKEN": DISPATCH_TOKEN} if secrets is None else secrets,
-            vars=variables or {},
-        ),
+        Context(github=github, secrets=secrets, vars=variables or {}),
         extra_env=kwargs.pop("extra_env", FAST),
         **kwargs,
     )
-    for text in (result.log, result.summary, repr([s.outputs for s in result.steps])):
-        for token in (DISPATCH_TOKEN, JOB_TOKEN, "ghp_revoked", "ghp_readonly"):
+    for text in (result.log, result.summary, repr([s.outputs for s in result.steps if s.id != "token"])):
+        for token in (DISPATCH_TOKEN, JOB_TOKEN, "ghp_revoked", "ghp_readonly", APP_KEY):
             assert token not in text, "a token was printed"
     return result
 
@@ -385,7 +402,10 @@ def test_a_revoked_token_fails_with_401_and_names_the_secret(services):
     [refused] = api.requests_for("dispatches")
     assert refused.status == 401 and refused.headers["authorization"] == "Bearer ghp_revoked"
     assert "HTTP 401 (Bad credentials)" in result.log
-    assert "DISPATCH_TOKEN secret" in result.log and "expired or revoked" in result.log
+    if services.mode == "app":
+        assert "does not accept the token minted with the DISPATCH_APP_PRIVATE_KEY secret" in result.log
+    else:
+        assert "DISPATCH_TOKEN secret" in result.log and "expired or revoked" in result.log
     assert "::error title=Dispatch failed::" in result.step("dispatch").stdout
 
 
@@ -405,8 +425,12 @@ def test_a_token_that_may_not_dispatch_fails_and_names_the_permission(services, 
     assert result.status == "failure"
     assert [r.status for r in api.requests_for("dispatches")] == [status]
     assert f"HTTP {status} ({message})" in result.log
-    for needed in ("DISPATCH_TOKEN", "the repo scope", "Contents: read and write", services.infra):
-        assert needed in result.log
+    if services.mode == "app":
+        needed = ("DISPATCH_APP_PRIVATE_KEY", "the dispatch App is installed", "Contents: read and write")
+    else:
+        needed = ("DISPATCH_TOKEN", "the repo scope", "Contents: read and write")
+    for text in (*needed, services.infra):
+        assert text in result.log
     assert "### Dispatch to the central pipeline failed" in result.summary
 
 
@@ -424,7 +448,12 @@ def test_a_missing_secret_fails_before_any_dispatch(services):
         result = _push(api, services, "refs/heads/main", secrets={})
     assert result.status == "failure"
     assert api.requests_for("dispatches") == []
-    assert "The DISPATCH_TOKEN secret is empty or not visible" in result.log
+    if services.mode == "app":
+        # No key, no token: the mint step stops the job, as the action does.
+        assert result.step("token").outcome == "failure"
+        assert "private-key" in result.step("token").stderr
+    else:
+        assert "The DISPATCH_TOKEN secret is empty or not visible" in result.log
 
 
 def test_repository_variables_are_not_read(services):

@@ -67,9 +67,12 @@ def app_key() -> str:
 class CreateAppToken:
     """The action as a `uses:` stand-in for tests/harness/workflow.py."""
 
-    def __init__(self, api: GitHubAPI, *apps: App) -> None:
+    def __init__(self, api: GitHubAPI | None, *apps: App, fixed_token: str | None = None) -> None:
+        """`fixed_token`: mint that value, which the test has registered with the API stand-in
+        itself (with the grants it wants to test), instead of a new token of the App's grants."""
         self.api = api
         self.apps = {app.client_id: app for app in apps}
+        self.fixed_token = fixed_token
 
     def __call__(self, step: Mapping[str, Any], with_: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
         client_id = str(with_.get("client-id") or with_.get("app-id") or "")
@@ -107,9 +110,11 @@ class CreateAppToken:
                     f"HttpError: The permissions requested are not granted to this installation. (422): {scope}"
                 )
         permissions = requested or dict(app.permissions)
-        token = "ghs_" + secrets.token_hex(18)
-        self.api.add_token(
-            token, repositories=wanted, permissions={"metadata": "read", **permissions}, actor=f"{app.slug}[bot]"
-        )
+        token = self.fixed_token or "ghs_" + secrets.token_hex(18)
+        if self.fixed_token is None:
+            assert self.api is not None, "a minted token needs the API stand-in to hold it"
+            self.api.add_token(
+                token, repositories=wanted, permissions={"metadata": "read", **permissions}, actor=f"{app.slug}[bot]"
+            )
         app.minted.append(Minted(token, tuple(wanted), permissions, env.get("GITHUB_JOB", "")))
         return {"token": token, "installation-id": str(app.installation_id), "app-slug": app.slug}
