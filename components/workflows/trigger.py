@@ -6,8 +6,9 @@ What differs per repository (the central repository, the event type, the known c
 is rendered into the file as literals of the job's `env:`, so a source repository needs no
 GitHub resource besides its two trigger files (and its `DISPATCH_TOKEN` secret with
 `repository` scope); adding a component rewrites the trigger files of that repository on main
-and develop. Three steps, no third-party action
-(curl and jq are on every GitHub-hosted runner):
+and develop. Three steps, no third-party action in token mode (curl and jq are on every
+GitHub-hosted runner); in GitHub App mode a pinned `actions/create-github-app-token` step
+before the dispatch mints its token from the dispatch App's key:
 
 1. `decide`: decides environment and deploy from the ref with bash rendered from
    `rules.BRANCH_RULES`; a ref the rules refuse sends nothing and says why.
