@@ -2,14 +2,16 @@
 environment's OCI Bastion (and from the configured CIDRs, none by default) and on 80/443
 from anywhere, open outbound.
 
-The bastion's private endpoint lives in the subnet; the NSG admits SSH from its address only,
-so an administrator (and, next, the pipeline) reaches the VM through a port-forwarding session
-that needs an OCI credential and a per-session key, and port 22 faces no address outside the VCN.
+The bastion's private endpoint lives in the subnet and the NSG admits SSH from its address, so
+an administrator (and, next, the pipeline) reaches the VM through a port-forwarding session
+that needs an OCI credential and a per-session key; with no configured CIDR, port 22 faces no
+address outside the VCN.
 
 The subnet names its own security list. A subnet that names none gets the VCN's default
-security list, which lets 22 in from 0.0.0.0/0 and would bypass the configured SSH CIDRs.
-That list carries only ICMP for path MTU discovery; the traffic rules live in a network
-security group attached to the instance's VNIC.
+security list, which lets 22 in from 0.0.0.0/0 and would bypass the NSG's SSH rules.
+That list carries ICMP for path MTU discovery and lets the bastion's endpoint (a VNIC of the
+subnet without an NSG) send SSH into the subnet; the VM's traffic rules live in a network
+security group attached to its VNIC.
 """
 
 from __future__ import annotations
