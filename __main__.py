@@ -36,6 +36,8 @@ network = Network(
         vcn_cidr=oci_settings.vcn_cidr,
         subnet_cidr=oci_settings.subnet_cidr,
         ssh_allowed_cidrs=oci_settings.ssh_allowed_cidrs,
+        bastion_client_cidrs=oci_settings.bastion_client_cidrs,
+        bastion_session_ttl_seconds=oci_settings.bastion_session_ttl_seconds,
         freeform_tags=tags,
     ),
 )
@@ -170,6 +172,8 @@ pulumi.export("ownsWiring", settings.owns_wiring)
 pulumi.export("host", vm.public_ip)
 pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@", vm.public_ip))
 pulumi.export("instanceId", vm.instance_id)
+pulumi.export("privateIp", vm.private_ip)
+pulumi.export("bastionId", network.bastion_id)
 pulumi.export("hostKeyFingerprint", keys.host_key_fingerprint)
 pulumi.export("workflowFiles", workflow_files)
 pulumi.export("branchesCreated", list(github_facts.branches_to_create))

@@ -122,8 +122,13 @@ class OciSettings:
     boot_volume_gbs: int
     vcn_cidr: str
     subnet_cidr: str
-    ssh_allowed_cidrs: tuple[str, ...]
     admin_ssh_keys: tuple[str, ...]
+    ssh_allowed_cidrs: tuple[str, ...] = ()
+    """Sources allowed on 22 besides the bastion; none by default."""
+    bastion_client_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    """Who may connect to the bastion's sessions (OCI's client CIDR block allowlist)."""
+    bastion_session_ttl_seconds: int = 1800
+    """The longest a bastion session may stay open (OCI accepts 1800 to 10800)."""
     image_id: str | None = None
     """Pinned image OCID; None: the newest Canonical Ubuntu `ubuntu_version` image for the shape."""
     availability_domain: str | None = None
@@ -300,6 +305,15 @@ VCN_PREFIXES = (16, 30)
 """The IPv4 prefix lengths OCI accepts for a VCN's and a subnet's CIDR block: /16 to /30."""
 
 
+BASTION_CLIENT_CIDRS_MAX = 20
+"""OCI accepts at most 20 client CIDR blocks per bastion."""
+BASTION_SESSION_TTL_SECONDS = (1800, 10800)
+"""The session TTL bounds OCI accepts for a bastion: 30 minutes to 3 hours."""
+SUBNET_MIN_ADDRESSES = 8
+"""A /29: OCI keeps a subnet's first two and last addresses, and the subnet holds the VM and the
+bastion's private endpoint."""
+
+
 def _oci_cidr(value: Any, path: str) -> str:
     """A VCN or subnet CIDR block as OCI's API accepts it: IPv4, /16 to /30, host bits zero."""
     low, high = VCN_PREFIXES
@@ -331,10 +345,11 @@ def _artifact_path(value: Any, path: str) -> str:
     return value
 
 
-def _list(item: Check, unique: bool = False, min_items: int = 0) -> Check:
+def _list(item: Check, unique: bool = False, min_items: int = 0, max_items: int | None = None) -> Check:
     def check(value: Any, path: str) -> tuple:
-        if not isinstance(value, list) or len(value) < min_items:
-            raise _fail(path, f"a list{f' of at least {min_items}' if min_items else ''}", value)
+        if not isinstance(value, list) or len(value) < min_items or (max_items is not None and len(value) > max_items):
+            bounds = [f"at least {min_items}" if min_items else "", f"at most {max_items}" if max_items else ""]
+            raise _fail(path, f"a list{' of ' + ' and '.join(b for b in bounds if b) if any(bounds) else ''}", value)
         items = tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
         if unique:
             seen: set = set()
@@ -485,8 +500,13 @@ _OCI = _object(
         "availabilityDomain": _Field(_string(what="an availability domain name"), required=False),
         "vcnCidr": _Field(_oci_cidr),
         "subnetCidr": _Field(_oci_cidr),
-        "sshAllowedCidrs": _Field(_list(_cidr, min_items=1)),
+        "sshAllowedCidrs": _Field(_list(_cidr), required=False, default=()),
         "adminSshKeys": _Field(_list(_ssh_public_key), required=False, default=()),
+        # OCI's CreateBastionDetails: 1 to 20 client CIDR blocks, a session TTL from 30 minutes to 3 hours.
+        "bastionClientCidrs": _Field(
+            _list(_cidr, min_items=1, max_items=BASTION_CLIENT_CIDRS_MAX), required=False, default=("0.0.0.0/0",)
+        ),
+        "bastionSessionTtlSeconds": _Field(_integer(*BASTION_SESSION_TTL_SECONDS), required=False, default=1800),
     },
     OciSettings,
 )
@@ -714,6 +734,11 @@ def _check_network(oci: OciSettings) -> None:
     if subnet.version != vcn.version or not subnet.subnet_of(vcn):  # type: ignore[arg-type]
         raise ConfigError(
             f"{PROJECT}:oci.subnetCidr: expected a range inside oci.vcnCidr {oci.vcn_cidr}, got {oci.subnet_cidr!r}"
+        )
+    if subnet.num_addresses < SUBNET_MIN_ADDRESSES:
+        raise ConfigError(
+            f"{PROJECT}:oci.subnetCidr: {oci.subnet_cidr} is too small: OCI keeps 3 addresses of a subnet, and it "
+            "holds the VM and the bastion's private endpoint; use /29 or larger"
         )
 
 

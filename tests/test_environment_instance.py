@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import os
 
 import pytest
@@ -237,8 +238,12 @@ def test_stack_outputs(stack, runs) -> None:
     assert plan.outputs["sshCommand"] == f"ssh ubuntu@{host}"
     assert plan.outputs["instanceId"] == only(plan, INSTANCE).id
     assert plan.outputs["instanceId"].startswith("ocid1.instance.")
+    # What a bastion session targets (--target-private-ip): the VM's address in its subnet.
+    assert plan.outputs["privateIp"] == only(plan, INSTANCE).outputs["privateIp"]
+    subnets = {"dev": "10.10.1.0/24", "staging": "10.20.1.0/24", "production": "10.30.1.0/24"}
+    assert ipaddress.ip_address(plan.outputs["privateIp"]) in ipaddress.ip_network(subnets[stack])
     assert plan.outputs["environment"] == stack
-    assert not {"host", "sshCommand", "instanceId"} & plan.secret_outputs
+    assert not {"host", "sshCommand", "instanceId", "privateIp"} & plan.secret_outputs
 
 
 def test_user_data_is_gzip_compressed_and_stable() -> None:

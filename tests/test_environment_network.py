@@ -19,8 +19,11 @@ NETWORK_TYPES = {
     "oci:Core/subnet:Subnet",
     "oci:Core/networkSecurityGroup:NetworkSecurityGroup",
     "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule",
+    "oci:Bastion/bastion:Bastion",
 }
 RULE = "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule"
+BASTION = "oci:Bastion/bastion:Bastion"
+INSTANCE = "oci:Core/instance:Instance"
 
 
 def ingress(plan: offline.Plan, port: int) -> list[str]:
@@ -63,18 +66,35 @@ def test_subnet_names_its_own_security_list_not_the_vcn_default(stack, plan_of) 
     assert vcn.outputs["defaultSecurityListId"] not in listed
     # The list admits nothing but ICMP: every TCP rule lives in the NSG.
     assert {r["protocol"] for r in own.plain("ingressSecurityRules")} == {"1"}
-    assert not own.plain("egressSecurityRules")
+    # It lets out only what the bastion's private endpoint (a VNIC of the subnet, without an NSG)
+    # needs for its sessions: SSH into the subnet.
+    subnet_cidr = only(plan, "oci:Core/subnet:Subnet").plain("cidrBlock")
+    assert [
+        (r["protocol"], r["destination"], r["destinationType"], r["tcpOptions"])
+        for r in own.plain("egressSecurityRules")
+    ] == [("6", subnet_cidr, "CIDR_BLOCK", {"min": 22, "max": 22})]
+
+
+def bastion_source(plan: offline.Plan) -> str:
+    """The /32 of the plan's one bastion's private endpoint."""
+    return only(plan, BASTION).outputs["privateEndpointIpAddress"] + "/32"
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_nsg_opens_ssh_to_configured_cidrs_only_and_the_web_to_all(stack, plan_of, stack_config) -> None:
+def test_shipped_stacks_admit_ssh_from_their_bastion_only(stack, plan_of, stack_config) -> None:
     plan, oci = plan_of(stack), stack_config(stack)["oci"]
+    assert "sshAllowedCidrs" not in oci
     nsg = only(plan, "oci:Core/networkSecurityGroup:NetworkSecurityGroup")
     for rule in plan.of_type(RULE):
         assert rule.plain("networkSecurityGroupId") == nsg.id
         assert rule.plain("stateless") is False
-    assert sorted(ingress(plan, 22)) == sorted(oci["sshAllowedCidrs"])
-    assert all(ipaddress.ip_network(cidr).prefixlen > 0 for cidr in ingress(plan, 22))
+    sources = ingress(plan, 22)
+    assert sources == [bastion_source(plan)]
+    # That one source is a single address inside the VCN: port 22 faces nothing outside it.
+    vcn = ipaddress.ip_network(oci["vcnCidr"])
+    (source,) = sources
+    assert ipaddress.ip_network(source).prefixlen == 32
+    assert ipaddress.ip_network(source).subnet_of(vcn)
     assert ingress(plan, 80) == ["0.0.0.0/0"]
     assert ingress(plan, 443) == ["0.0.0.0/0"]
     assert ingress(plan, 3306) == []
@@ -82,19 +102,68 @@ def test_nsg_opens_ssh_to_configured_cidrs_only_and_the_web_to_all(stack, plan_o
     assert [(r.plain("protocol"), r.plain("destination")) for r in egress] == [("all", "0.0.0.0/0")]
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_stack_has_one_bastion_on_its_subnet(stack, plan_of, stack_config) -> None:
+    plan, oci = plan_of(stack), stack_config(stack)["oci"]
+    bastion = only(plan, BASTION)
+    subnet = only(plan, "oci:Core/subnet:Subnet")
+    assert bastion.plain("targetSubnetId") == subnet.id
+    assert bastion.plain("compartmentId") == oci["compartmentId"]
+    assert bastion.plain("bastionType") == "STANDARD"
+    assert bastion.plain("name") == f"dreamscape-{stack}"
+    # The shipped stacks leave both keys out: the defaults, pinned here.
+    assert bastion.plain("clientCidrBlockAllowLists") == ["0.0.0.0/0"]
+    assert bastion.plain("maxSessionTtlInSeconds") == 1800
+    endpoint = ipaddress.ip_address(bastion.outputs["privateEndpointIpAddress"])
+    assert endpoint in ipaddress.ip_network(oci["subnetCidr"])
+    assert str(endpoint) != only(plan, INSTANCE).outputs["privateIp"]
+    assert plan.outputs["bastionId"] == bastion.id and bastion.id.startswith("ocid1.bastion.")
+    assert "bastionId" not in plan.secret_outputs
+
+
+def test_bastion_inputs_follow_the_config(run_with, stack_config) -> None:
+    oci = stack_config("production")["oci"]
+    clients = ["198.51.100.0/24", "192.0.2.7/32"]
+    plan = run_with("production", oci={**oci, "bastionClientCidrs": clients, "bastionSessionTtlSeconds": 3600})
+    bastion = only(plan, BASTION)
+    assert bastion.plain("clientCidrBlockAllowLists") == clients
+    assert bastion.plain("maxSessionTtlInSeconds") == 3600
+    # Who may open sessions says nothing about who reaches port 22: still the endpoint alone.
+    assert ingress(plan, 22) == [bastion_source(plan)]
+
+
+def test_the_bastion_endpoint_follows_the_subnet(run_with, stack_config) -> None:
+    oci = stack_config("staging")["oci"]
+    plan = run_with("staging", oci={**oci, "subnetCidr": "10.20.7.0/29"})
+    endpoint = only(plan, BASTION).outputs["privateEndpointIpAddress"]
+    assert ipaddress.ip_address(endpoint) in ipaddress.ip_network("10.20.7.0/29")
+    assert ingress(plan, 22) == [f"{endpoint}/32"]
+
+
 def test_ssh_opens_to_the_internet_only_when_the_config_says_so(run_with, stack_config) -> None:
     oci = stack_config("dev")["oci"]
     assert not [w for w in run_with("dev").warnings if "SSH is open" in w]
     plan = run_with("dev", oci={**oci, "sshAllowedCidrs": ["0.0.0.0/0"]})
-    assert ingress(plan, 22) == ["0.0.0.0/0"]
+    assert sorted(ingress(plan, 22)) == sorted(["0.0.0.0/0", bastion_source(plan)])
     assert any("dev: SSH is open to 0.0.0.0/0 (oci.sshAllowedCidrs)" in w for w in plan.warnings)
 
 
-def test_each_ssh_cidr_gets_its_own_rule(run_with, stack_config) -> None:
+def test_each_ssh_cidr_gets_its_own_rule_beside_the_bastion(run_with, stack_config) -> None:
     oci = stack_config("staging")["oci"]
     cidrs = ["198.51.100.0/24", "192.0.2.7/32", "2001:db8::/32"]
     plan = run_with("staging", oci={**oci, "sshAllowedCidrs": cidrs})
-    assert sorted(ingress(plan, 22)) == sorted(cidrs)
+    assert sorted(ingress(plan, 22)) == sorted([*cidrs, bastion_source(plan)])
+    assert not [w for w in plan.warnings if "SSH is open" in w]
+
+
+def test_ssh_cidrs_absent_or_empty_leave_the_bastion_alone(run_with, stack_config) -> None:
+    oci = stack_config("dev")["oci"]
+    for value in (None, []):
+        changed = {k: v for k, v in oci.items() if k != "sshAllowedCidrs"}
+        if value is not None:
+            changed["sshAllowedCidrs"] = value
+        plan = run_with("dev", oci=changed)
+        assert ingress(plan, 22) == [bastion_source(plan)]
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -57,6 +57,38 @@ def test_defaults_fill_optional_keys() -> None:
     assert (s.scan_severity, s.dispatch_token_scope, s.deploy_secret_layout) == ("HIGH", "repository", "repository")
 
 
+def test_ssh_and_bastion_defaults_with_the_keys_removed() -> None:
+    """No SSH source but the bastion unless the config names one; sessions from anywhere, 30 minutes."""
+    config = raw("dev")
+    for key in ("sshAllowedCidrs", "bastionClientCidrs", "bastionSessionTtlSeconds"):
+        config["oci"].pop(key, None)
+    oci = parse("dev", config).oci
+    assert oci.ssh_allowed_cidrs == ()
+    assert oci.bastion_client_cidrs == ("0.0.0.0/0",)
+    assert oci.bastion_session_ttl_seconds == 1800
+    assert parse("dev", edit(config, "oci.sshAllowedCidrs", [])).oci.ssh_allowed_cidrs == ()
+
+
+def test_bastion_keys_accept_what_oci_accepts() -> None:
+    """OCI's CreateBastionDetails: 1 to 20 client CIDR blocks, a session TTL of 1800 to 10800 seconds."""
+    config = raw("staging")
+    twenty = [f"192.0.2.{i}/32" for i in range(20)]
+    oci = parse("staging", edit(edit(config, "oci.bastionClientCidrs", twenty), "oci.bastionSessionTtlSeconds", 10800))
+    assert oci.oci.bastion_client_cidrs == tuple(twenty)
+    assert oci.oci.bastion_session_ttl_seconds == 10800
+    assert parse("staging", edit(config, "oci.bastionSessionTtlSeconds", 1800)).oci.bastion_session_ttl_seconds == 1800
+    for value in (1799, 10801):
+        with pytest.raises(
+            ConfigError, match=r"oci\.bastionSessionTtlSeconds: expected a whole number from 1800 to 10800"
+        ):
+            parse("staging", edit(config, "oci.bastionSessionTtlSeconds", value))
+    for value in ([], [*twenty, "192.0.2.20/32"]):
+        with pytest.raises(ConfigError, match=r"oci\.bastionClientCidrs: expected a list of at least 1 and at most 20"):
+            parse("staging", edit(config, "oci.bastionClientCidrs", value))
+    with pytest.raises(ConfigError, match=r"oci\.bastionClientCidrs\[0\]: expected an IPv4 or IPv6 CIDR"):
+        parse("staging", edit(config, "oci.bastionClientCidrs", ["my-laptop"]))
+
+
 def test_deploy_keys_accept_exactly_what_the_deploy_program_accepts() -> None:
     """`deploy.*` travel to the VM as the program's options: same bounds, same defaults."""
     keys = {
@@ -220,6 +252,13 @@ BAD = [
         "oci.subnetCidr",
         "10.10.1.0/31",
         r"oci\.subnetCidr: expected an IPv4 CIDR",
+    ),
+    (
+        "subnet without room for the VM and the bastion's endpoint",
+        "dev",
+        "oci.subnetCidr",
+        "10.10.1.0/30",
+        r"oci\.subnetCidr: 10\.10\.1\.0/30 is too small: .* use /29 or larger",
     ),
     (
         "admin key that is not a key",

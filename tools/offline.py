@@ -435,6 +435,7 @@ class OciAnswers:
             "oci:Core/subnet:Subnet": self._subnet,
             "oci:Core/instance:Instance": self._instance,
             "oci:Core/publicIp:PublicIp": self._public_ip,
+            "oci:Bastion/bastion:Bastion": self._bastion,
         }
 
     def call_answers(self) -> dict[str, CallAnswer]:
@@ -481,6 +482,33 @@ class OciAnswers:
             "bootVolumeId": self._ocid("bootvolume", a.name),
             "faultDomain": "FAULT-DOMAIN-1",
             "launchMode": "PARAVIRTUALIZED",
+            "timeCreated": "2026-06-01T08:00:00.000Z",
+        }
+
+    def _bastion(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """CreateBastion: its private endpoint takes an address of the target subnet."""
+        subnet = self.mocks.created.get(a.inputs.get("targetSubnetId"), {})
+        if "cidrBlock" not in subnet:
+            raise ValueError("CreateBastion: targetSubnetId names no subnet")
+        if str(a.inputs.get("bastionType", "")).upper() != "STANDARD":
+            raise ValueError("CreateBastion: bastionType must be STANDARD")
+        allowed = a.inputs.get("clientCidrBlockAllowLists") or []
+        if not 1 <= len(allowed) <= 20:
+            raise ValueError("CreateBastion: clientCidrBlockAllowList takes 1 to 20 CIDR blocks")
+        if not 1800 <= a.inputs.get("maxSessionTtlInSeconds", 10800) <= 10800:
+            raise ValueError("CreateBastion: maxSessionTtlInSeconds must be from 1800 to 10800")
+        network = ipaddress.ip_network(subnet["cidrBlock"])
+        # OCI keeps the first two and the last address; the VM's VNIC takes .2 (see _instance),
+        # the endpoint the next one.
+        endpoint = network.network_address + 3
+        if endpoint >= network.broadcast_address:
+            raise ValueError(f"CreateBastion: subnet {network} has no free address for the private endpoint")
+        return {
+            "state": "ACTIVE",
+            "privateEndpointIpAddress": str(endpoint),
+            "targetVcnId": subnet.get("vcnId", ""),
+            "maxSessionTtlInSeconds": a.inputs.get("maxSessionTtlInSeconds", 10800),
+            "dnsProxyStatus": "DISABLED",
             "timeCreated": "2026-06-01T08:00:00.000Z",
         }
 

@@ -1,10 +1,17 @@
-"""The environment's network: a VCN with one public subnet, reachable on 22 (from the
-configured CIDRs only) and on 80/443 (from anywhere), open outbound.
+"""The environment's network: a VCN with one public subnet, reachable on 22 from the
+environment's OCI Bastion (and from the configured CIDRs, none by default) and on 80/443
+from anywhere, open outbound.
+
+The bastion's private endpoint lives in the subnet and the NSG admits SSH from its address, so
+an administrator (and, next, the pipeline) reaches the VM through a port-forwarding session
+that needs an OCI credential and a per-session key; with no configured CIDR, port 22 faces no
+address outside the VCN.
 
 The subnet names its own security list. A subnet that names none gets the VCN's default
-security list, which lets 22 in from 0.0.0.0/0 and would bypass the configured SSH CIDRs.
-That list carries only ICMP for path MTU discovery; the traffic rules live in a network
-security group attached to the instance's VNIC.
+security list, which lets 22 in from 0.0.0.0/0 and would bypass the NSG's SSH rules.
+That list carries ICMP for path MTU discovery and lets the bastion's endpoint (a VNIC of the
+subnet without an NSG) send SSH into the subnet; the VM's traffic rules live in a network
+security group attached to its VNIC.
 """
 
 from __future__ import annotations
@@ -31,8 +38,12 @@ class NetworkArgs:
     compartment_id: str
     vcn_cidr: str
     subnet_cidr: str
-    ssh_allowed_cidrs: tuple[str, ...]
-    """Sources allowed on port 22. 0.0.0.0/0 opens SSH to the internet: only when configured."""
+    ssh_allowed_cidrs: tuple[str, ...] = ()
+    """Sources allowed on port 22 besides the bastion. 0.0.0.0/0 opens SSH to the internet: only when configured."""
+    bastion_client_cidrs: tuple[str, ...] = (ANYWHERE,)
+    """Who may connect to the bastion's sessions; opening one also takes an OCI credential."""
+    bastion_session_ttl_seconds: int = 1800
+    """The longest a bastion session may stay open."""
     freeform_tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -43,14 +54,16 @@ class Rule:
     suffix: str
     direction: str
     protocol: str
-    peer: str
+    peer: pulumi.Input[str]
     port: int | None = None
     description: str = ""
 
 
-def rules_for(args: NetworkArgs) -> tuple[Rule, ...]:
-    """The NSG rules: SSH from each configured CIDR, the web from anywhere, all egress."""
-    rules = [
+def rules_for(args: NetworkArgs, bastion_endpoint: pulumi.Input[str]) -> tuple[Rule, ...]:
+    """The NSG rules: SSH from the bastion's private endpoint (a /32) and from each configured
+    CIDR, the web from anywhere, all egress."""
+    rules = [Rule("ssh-bastion", "INGRESS", TCP, bastion_endpoint, SSH_PORT, "SSH from the bastion's sessions")]
+    rules += [
         Rule(f"ssh-{i}", "INGRESS", TCP, cidr, SSH_PORT, f"SSH from {cidr}")
         for i, cidr in enumerate(args.ssh_allowed_cidrs)
     ]
@@ -68,6 +81,10 @@ class Network(pulumi.ComponentResource):
     vcn_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str]
     nsg_id: pulumi.Output[str]
+    bastion_id: pulumi.Output[str]
+    """The OCID sessions are opened on (`oci bastion session create-port-forwarding --bastion-id`)."""
+    bastion_endpoint_ip: pulumi.Output[str]
+    """The bastion's private endpoint in the subnet: where sessions reach the VM from."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dreamscape:environment:Network", name, None, opts)
@@ -127,7 +144,17 @@ class Network(pulumi.ComponentResource):
                     "description": "destination unreachable from inside the VCN",
                 },
             ],
-            egress_security_rules=[],
+            # The bastion's private endpoint is a VNIC of this subnet without an NSG, so this list
+            # decides what it may send: SSH to the subnet, where its sessions lead.
+            egress_security_rules=[
+                {
+                    "protocol": TCP,
+                    "destination": args.subnet_cidr,
+                    "destination_type": "CIDR_BLOCK",
+                    "tcp_options": {"min": SSH_PORT, "max": SSH_PORT},
+                    "description": "bastion sessions to SSH in the subnet",
+                },
+            ],
             freeform_tags=tags,
             opts=child,
         )
@@ -152,8 +179,25 @@ class Network(pulumi.ComponentResource):
             freeform_tags=tags,
             opts=child,
         )
-        for rule in rules_for(args):
-            if rule.direction == "INGRESS" and rule.port == SSH_PORT and _is_anywhere(rule.peer):
+        bastion = oci.bastion.Bastion(
+            f"{name}-bastion",
+            bastion_type="STANDARD",
+            compartment_id=compartment,
+            target_subnet_id=subnet.id,
+            client_cidr_block_allow_lists=list(args.bastion_client_cidrs),
+            max_session_ttl_in_seconds=args.bastion_session_ttl_seconds,
+            name=f"dreamscape-{args.environment}",
+            freeform_tags=tags,
+            opts=child,
+        )
+        endpoint_cidr = bastion.private_endpoint_ip_address.apply(lambda ip: f"{ip}/32")
+        for rule in rules_for(args, endpoint_cidr):
+            if (
+                rule.direction == "INGRESS"
+                and rule.port == SSH_PORT
+                and isinstance(rule.peer, str)
+                and _is_anywhere(rule.peer)
+            ):
                 pulumi.log.warn(
                     f"{args.environment}: SSH is open to {rule.peer} (oci.sshAllowedCidrs); "
                     "only keys can log in, see the README on what that costs",
@@ -177,7 +221,17 @@ class Network(pulumi.ComponentResource):
         self.vcn_id = vcn.id
         self.subnet_id = subnet.id
         self.nsg_id = nsg.id
-        self.register_outputs({"vcnId": self.vcn_id, "subnetId": self.subnet_id, "nsgId": self.nsg_id})
+        self.bastion_id = bastion.id
+        self.bastion_endpoint_ip = bastion.private_endpoint_ip_address
+        self.register_outputs(
+            {
+                "vcnId": self.vcn_id,
+                "subnetId": self.subnet_id,
+                "nsgId": self.nsg_id,
+                "bastionId": self.bastion_id,
+                "bastionEndpointIp": self.bastion_endpoint_ip,
+            }
+        )
 
 
 def _is_anywhere(cidr: str) -> bool:
