@@ -16,6 +16,7 @@ NETWORK_TYPES = {
     "oci:Core/internetGateway:InternetGateway",
     "oci:Core/routeTable:RouteTable",
     "oci:Core/securityList:SecurityList",
+    "oci:Core/defaultSecurityList:DefaultSecurityList",
     "oci:Core/subnet:Subnet",
     "oci:Core/networkSecurityGroup:NetworkSecurityGroup",
     "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule",
@@ -78,6 +79,30 @@ def test_subnet_names_its_own_security_list_not_the_vcn_default(stack, plan_of) 
 def bastion_source(plan: offline.Plan) -> str:
     """The /32 of the plan's one bastion's private endpoint."""
     return only(plan, BASTION).outputs["privateEndpointIpAddress"] + "/32"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_vcn_default_security_list_is_managed_with_no_rule(stack, plan_of) -> None:
+    # As OCI creates it, the default list admits 22 from 0.0.0.0/0 (CIS OCI 2.1, 2.5).
+    plan = plan_of(stack)
+    vcn = only(plan, "oci:Core/vcn:Vcn")
+    default = only(plan, "oci:Core/defaultSecurityList:DefaultSecurityList")
+    assert default.name == f"{stack}-network-default-seclist"
+    assert default.plain("manageDefaultResourceId") == vcn.outputs["defaultSecurityListId"]
+    assert default.id == vcn.outputs["defaultSecurityListId"]
+    # Empty lists, not absent ones: the provider then removes every rule OCI put there.
+    assert default.plain("ingressSecurityRules") == []
+    assert default.plain("egressSecurityRules") == []
+
+
+def test_offline_engine_refuses_a_default_list_that_is_no_vcns() -> None:
+    import pulumi_oci as oci
+
+    def program() -> None:
+        oci.core.DefaultSecurityList("stray", manage_default_resource_id="ocid1.securitylist.oc1..notdefault")
+
+    with pytest.raises(ValueError, match="is not the default security list of a VCN"):
+        offline.run_program(program)
 
 
 @pytest.mark.parametrize("stack", STACKS)

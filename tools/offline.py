@@ -432,6 +432,7 @@ class OciAnswers:
     def resource_answers(self) -> dict[str, ResourceAnswer]:
         return {
             "oci:Core/vcn:Vcn": self._vcn,
+            "oci:Core/defaultSecurityList:DefaultSecurityList": self._default_security_list,
             "oci:Core/subnet:Subnet": self._subnet,
             "oci:Core/instance:Instance": self._instance,
             "oci:Core/publicIp:PublicIp": self._public_ip,
@@ -456,6 +457,20 @@ class OciAnswers:
             "defaultRouteTableId": self._ocid("routetable", a.name + "-default"),
             "defaultDhcpOptionsId": self._ocid("dhcpoptions", a.name + "-default"),
             "vcnDomainName": f"{a.inputs.get('dnsLabel', 'vcn')}.oraclevcn.com",
+        }
+
+    def _default_security_list(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """The provider adopts the list it is given: its id is that OCID, which must be a VCN's default list."""
+        managed = a.inputs.get("manageDefaultResourceId")
+        vcns = [o for o in self.mocks.created.values() if o.get("defaultSecurityListId") == managed]
+        if len(vcns) != 1:
+            raise ValueError(f"UpdateSecurityList: {managed!r} is not the default security list of a VCN")
+        return {
+            "id": managed,
+            "vcnId": next(i for i, o in self.mocks.created.items() if o is vcns[0]),
+            "compartmentId": vcns[0].get("compartmentId", ""),
+            "state": "AVAILABLE",
+            "timeCreated": "2026-06-01T08:00:00.000Z",
         }
 
     def _subnet(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:

@@ -4,8 +4,9 @@
 
 Runs the real program (`__main__.py` and the components) under Pulumi's mock engine with
 the stack's config merged from `Pulumi.yaml` and `Pulumi.<S>.yaml`, then prints the
-resource tree (type, name, parent) with key inputs and a count, the outputs, and the
-OCI usage of every environment stack against the Always Free allowance. Secrets print as
+resource tree (type, name, parent) with key inputs and a count, the outputs, the
+OCI usage of every environment stack against the Always Free allowance, and the CIS OCI
+items the registered resources meet or not (tools/cis.py). Secrets print as
 `[secret]`. `--json` writes the same as data; `--render-dir` writes every generated file
 exactly as it would be written (workflow and compose files at
 `DIR/<repository>@<branch>/<path>`, cloud-init at `DIR/oci/<resource>/user-data.yaml`).
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from components import settings as settings_module
 from components.environment import cloudinit
 from components.settings import ConfigError
-from tools import offline
+from tools import cis, offline
 
 REPOSITORY_FILE = "github:index/repositoryFile:RepositoryFile"
 INSTANCE = "oci:Core/instance:Instance"
@@ -74,6 +75,7 @@ def as_json(plan: offline.Plan) -> dict[str, Any]:
             for r in plan.resources
         ],
         "outputs": {k: offline.SECRET if k in plan.secret_outputs else v for k, v in plan.outputs.items()},
+        "cisChecks": [check.as_json() for check in cis.checks(plan)],
     }
 
 
@@ -140,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\nOCI usage of all environment stacks against Oracle's Always Free allowance:", file=out)
     for line in settings_module.stack_allowance_report(args.stack).lines():
         print(f"  {line}", file=out)
+
+    print("\nCIS OCI Foundations Benchmark 2.0 items, checked on the registered resources:", file=out)
+    for check in cis.checks(plan):
+        print(f"  {'met' if check.met else 'NOT MET':7}  {check.ref:7}  {check.title}", file=out)
+        for problem in check.problems:
+            print(f"      {problem}", file=out)
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,14 @@ that needs an OCI credential and a per-session key; with no configured CIDR, por
 address outside the VCN.
 
 The subnet names its own security list. A subnet that names none gets the VCN's default
-security list, which lets 22 in from 0.0.0.0/0 and would bypass the NSG's SSH rules.
-That list carries ICMP for path MTU discovery and lets the bastion's endpoint (a VNIC of the
-subnet without an NSG) send SSH into the subnet; the VM's traffic rules live in a network
-security group attached to its VNIC.
+security list, which OCI creates letting 22 in from 0.0.0.0/0: it would bypass the NSG's SSH
+rules. The subnet's own list carries ICMP for path MTU discovery and lets the bastion's
+endpoint (a VNIC of the subnet without an NSG) send SSH into the subnet; the VM's traffic rules
+live in a network security group attached to its VNIC.
+
+The default list, attached to nothing, is still managed, with no rule: CIS OCI Foundations
+2.1 and 2.5 flag OCI's rules on any list, attached or not, and a subnet added by hand would
+carry them.
 """
 
 from __future__ import annotations
@@ -155,6 +159,18 @@ class Network(pulumi.ComponentResource):
                     "description": "bastion sessions to SSH in the subnet",
                 },
             ],
+            freeform_tags=tags,
+            opts=child,
+        )
+        # No rule at all, in or out: the subnet names its own list and the VNIC its NSG, so no
+        # traffic relies on this one. A default list lives as long as its VCN: dropping this
+        # resource later leaves the list as it was last set, not as OCI first made it.
+        oci.core.DefaultSecurityList(
+            f"{name}-default-seclist",
+            manage_default_resource_id=vcn.default_security_list_id,
+            display_name=f"dreamscape-{args.environment}-default",
+            ingress_security_rules=[],
+            egress_security_rules=[],
             freeform_tags=tags,
             opts=child,
         )
