@@ -167,7 +167,7 @@ class SourceRepositoryWiring(pulumi.ComponentResource):
                 )
                 self.proposals.append(proposal)
             self.files.append(
-                _managed_file(
+                delivery.repository_file(
                     f"{name}-trigger-{branch}",
                     repo,
                     branch,
@@ -321,7 +321,7 @@ class SharedWiring(pulumi.ComponentResource):
         branch = args.github.infra.default_branch
         for path, content in args.infra_files.items():
             suffix = "".join(c if c.isalnum() else "-" for c in path.lower()).strip("-")
-            file = _managed_file(
+            file = delivery.repository_file(
                 f"{name}-infra-{suffix}",
                 args.infra_repository,
                 branch,
@@ -335,36 +335,6 @@ class SharedWiring(pulumi.ComponentResource):
             self.workflow_files.append(
                 f"{args.infra_repository}@{delivery.written_branch(branch, args.infra_proposal)}:{path}"
             )
-
-
-def _managed_file(
-    name: str,
-    repository: str,
-    branch: str,
-    path: str,
-    content: str,
-    commit: Commit,
-    parent: pulumi.Resource,
-    create_branch_from: str | None = None,
-    proposal: delivery.Proposal | None = None,
-) -> github.RepositoryFile:
-    """A file committed on `branch` by `pulumi up`, with the configured message and author.
-
-    The message carries a skip marker (settings.Commit), so the write starts no workflow.
-    With `create_branch_from`, a missing `branch` is created from that branch by the write.
-    With a `proposal` for `branch`, the file goes on the proposal's branch instead.
-    """
-    return delivery.repository_file(
-        name,
-        repository,
-        branch,
-        path,
-        content,
-        commit,
-        parent,
-        create_branch_from=create_branch_from,
-        proposal=proposal,
-    )
 
 
 def _repository_secret(
