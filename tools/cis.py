@@ -152,4 +152,5 @@ ITEMS: tuple[tuple[str, str, Callable[[offline.Plan], Iterator[str]]], ...] = (
 
 
 def checks(plan: offline.Plan) -> list[Check]:
-    return [Check(ref, title, tuple(find(plan))) for ref, title, find in ITEMS]
+    """Each item with its problems, sorted: resources register in no fixed order, the report does."""
+    return [Check(ref, title, tuple(sorted(find(plan)))) for ref, title, find in ITEMS]
