@@ -1,9 +1,10 @@
 """ci/publish.py against the real Docker engine and registries on 127.0.0.1.
 
 The chain that feeds it (build, scan, publish, deploy) runs in test_central_tiers.py; here the
-module meets what a registry can answer when it asks whether a tag exists. The one answer the
-test registries cannot give is GitHub's: `denied` for a package that does not exist yet, so a
-`docker` wrapper in front of the real client says that for `pull` only.
+module meets what a registry can answer when it asks whether a tag exists. The answers the
+test registries cannot give on demand (GitHub's `denied` for a package that does not exist yet,
+a refused push of the layer cache) come from a `docker` wrapper in front of the real client
+that gives them for that one command only (`docker_failing`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ def workspace(tmp_path: Path, registry: str, variant: str = "healthy") -> tuple[
     archive.parent.mkdir()
     engine.docker("save", "--output", str(archive), engine.Variant(variant).local)
     return tmp_path, scan.sha256_of(archive)
+
+
+def docker_failing(tmp_path: Path, fault: str) -> str:
+    """A PATH whose `docker` runs `fault` (shell lines that may answer and exit) before the real
+    client: registry answers the test registries cannot give on demand."""
+    wrapper = tmp_path / "bin" / "docker"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\n{fault}\nexec {engine.DOCKER} "$@"\n')
+    wrapper.chmod(0o755)
+    return f"{wrapper.parent}:{os.environ['PATH']}"
 
 
 def run_publish(root: Path, passed: str, sha: str, path: str | None = None):
@@ -74,17 +85,12 @@ def test_a_registry_that_refuses_the_question_stops_the_push(docker_engine, tmp_
 
 def test_github_denied_for_a_new_package_is_taken_as_absent(docker_engine, tmp_path) -> None:
     registry = docker_engine.registry
-    wrapper = tmp_path / "bin" / "docker"
-    wrapper.parent.mkdir()
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = pull ]; then echo "Error response from daemon: denied: denied" >&2; exit 1; fi\n'
-        f'exec {engine.DOCKER} "$@"\n'
+    path = docker_failing(
+        tmp_path, 'if [ "$1" = pull ]; then echo "Error response from daemon: denied: denied" >&2; exit 1; fi'
     )
-    wrapper.chmod(0o755)
     root, passed = workspace(tmp_path / "work", f"{registry.host}/dreamscape")
     sha = sha_of("publish", "denied")
-    result, outputs = run_publish(root, passed, sha, path=f"{wrapper.parent}:{os.environ['PATH']}")
+    result, outputs = run_publish(root, passed, sha, path=path)
     assert result.returncode == 0, result.stdout + result.stderr
     [pair] = outputs.removeprefix("images=").split()
     assert pair.startswith(f"{COMPONENT}={registry.host}/dreamscape/{COMPONENT}@sha256:")
@@ -113,20 +119,14 @@ def test_an_archive_the_scan_did_not_pass_is_never_loaded(docker_engine, tmp_pat
 def test_a_failed_cache_push_warns_and_publishes_all_the_same(docker_engine, tmp_path) -> None:
     """The layer cache only makes the next build warmer: a registry refusing it stops nothing."""
     registry = docker_engine.registry
-    wrapper = tmp_path / "bin" / "docker"
-    wrapper.parent.mkdir()
-    wrapper.write_text(
-        "#!/bin/sh\n"
+    path = docker_failing(
+        tmp_path,
         'case "$1 $3" in push\\ */cache/*)\n'
         '  echo "denied: requested access to the resource is denied" >&2; exit 1 ;;\n'
-        "esac\n"
-        f'exec {engine.DOCKER} "$@"\n'
+        "esac",
     )
-    wrapper.chmod(0o755)
     root, passed = workspace(tmp_path / "work", f"{registry.host}/dreamscape")
-    result, outputs = run_publish(
-        root, passed, sha_of("publish", "cache"), path=f"{wrapper.parent}:{os.environ['PATH']}"
-    )
+    result, outputs = run_publish(root, passed, sha_of("publish", "cache"), path=path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert outputs.startswith(f"images={COMPONENT}={registry.host}/dreamscape/{COMPONENT}@sha256:")
     cache = f"{registry.host}/dreamscape/cache/{COMPONENT}:production"

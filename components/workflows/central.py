@@ -77,7 +77,6 @@ MINTED = {
 }
 """App mode: the permissions of the token each job mints, for the run's one source repository."""
 STATUS_CONTEXT = ci.github.STATUS_CONTEXT
-MAX_DESCRIPTION = ci.github.MAX_DESCRIPTION
 
 OUTPUTS = (*ci.resolve.OUTPUTS, "platform", "builds")
 """`resolve`'s job outputs: the contract every later job reads (the last two are the build plan's)."""
@@ -129,7 +128,6 @@ TIERS = {
 SEVERITIES = ci.scan.SEVERITIES
 """Trivy's severities, lowest first; the scan fails on the configured one and every one above."""
 
-PLATFORM_ARCHITECTURES = ci.plan.PLATFORM_ARCHITECTURES
 
 GITHUB_REGISTRY = "ghcr.io"
 
