@@ -10,7 +10,10 @@ LAYOUTS = ("repository", "environment")
 """`repository`: secrets of the infra repository, one set per environment (every GitHub plan);
 `environment`: secrets of GitHub environment `<env>`, visible only to jobs that run in it."""
 
-SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
+SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL")
+"""VM_HOST is the VM's private address (the deploy reaches it through the environment's bastion);
+OCI_DEPLOY_CREDENTIAL is what the deploy job signs its OCI calls with: the OAuth client secret of
+the workload identity federation, or the CI user's API private key (see `oci_variable`)."""
 
 
 def secret_names(environment: str, layout: str) -> dict[str, str]:
@@ -29,3 +32,10 @@ def platform_variable(environment: str) -> str:
 def url_variable(environment: str) -> str:
     """The repository variable holding the environment's URL."""
     return f"DEPLOY_URL_{environment.upper()}"
+
+
+def oci_variable(environment: str) -> str:
+    """The repository variable holding, as one JSON object, how the deploy job reaches the
+    environment's bastion: `region`, `bastionId`, `auth` (`workloadIdentity`: `domainUrl`,
+    `clientId`; `apiKey`: `tenancy`, `user`, `fingerprint`). Nothing in it is secret."""
+    return f"DEPLOY_OCI_{environment.upper()}"
