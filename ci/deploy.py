@@ -2,8 +2,9 @@
 
     python3 -m ci.deploy
 
-Inputs (environment): VM_HOST, SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS (the run's environment's
-deploy secrets, which the job binds by expression), DEPLOY_IMAGES (`<component>=<image>`
+Inputs (environment): VM_HOST, SSH_PRIVATE_KEY, SSH_KNOWN_HOSTS and OCI_DEPLOY_CREDENTIAL
+(the run's environment's deploy secrets, which the job binds by expression), DEPLOY_OCI (the
+environment's `DEPLOY_OCI_<ENV>` variable: its bastion and how to sign OCI calls), DEPLOY_IMAGES (`<component>=<image>`
 pairs, separated by whitespace), DEPLOY_COMPOSE_FILE, and optionally DEPLOY_REGISTRY,
 DEPLOY_REGISTRY_USER and DEPLOY_REGISTRY_TOKEN (a short-lived login the VM pulls with),
 DEPLOY_SSH_USER and DEPLOY_SSH_PORT (`deploy` and 22 unless set). The deploy settings (lock
@@ -13,16 +14,27 @@ call as the program's options.
 Every input is checked before anything connects, with the deploy program's own patterns and
 bounds (components/environment/deploy_program.py, which the job's checkout includes): a bad
 one exits 2 with an annotation naming it. The key and the pinned known-hosts line go to a
-private directory, removed on exit; ssh verifies the host against that line only. The
+private directory, removed on exit; ssh verifies the host against that line only.
+
+With DEPLOY_OCI set (every stack sets it), the VM is reached through its environment's OCI
+Bastion (ci/oci.py): a port-forwarding session to VM_HOST (its private address) and the SSH
+port, for a key pair made for this run, becomes ssh's ProxyCommand (`ssh -W` through the
+bastion, which checks the bastion's own host key when OCI gives it); the inner connection is
+the one that carries the deploy and is verified against the pinned line, end to end, so the
+bastion sees only encrypted bytes. The session is deleted however the step ends (a failure,
+a cancelled job's SIGTERM); one left behind by a killed runner expires with its TTL. Without
+DEPLOY_OCI, ssh connects to VM_HOST directly (a runner inside the VCN). The
 compose file (and the registry token, when there is one) reach the program on ssh's stdin in
 its frame format, never on a command line. The program's exit code becomes a message (255:
-ssh itself failed), and its Markdown summary goes to the log and the job summary.
+ssh itself failed; 10: no bastion session), and its Markdown summary goes to the log and the job summary.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,7 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import config, runner
+from ci import config, oci, runner
 from components import rules
 from components.environment import deploy_program
 
@@ -49,11 +61,19 @@ REGISTRY_TOKEN = "DEPLOY_REGISTRY_TOKEN"  # noqa: S105 - a variable name, not a 
 SSH_USER = "DEPLOY_SSH_USER"
 SSH_PORT = "DEPLOY_SSH_PORT"
 """The VM's SSH user and port; only tests set them (a local sshd on another port)."""
-SECRET_VARIABLES = (PRIVATE_KEY, KNOWN_HOSTS, REGISTRY_TOKEN)
+OCI_ACCESS = "DEPLOY_OCI"
+OCI_CREDENTIAL = "OCI_DEPLOY_CREDENTIAL"
+BASTION_API = "DEPLOY_BASTION_API"
+BASTION_SSH = "DEPLOY_BASTION_SSH"
+"""The Bastion API's endpoint and the bastion's SSH `host:port`; the region's unless set, and
+only tests set them (local stand-ins)."""
+SECRET_VARIABLES = (PRIVATE_KEY, KNOWN_HOSTS, REGISTRY_TOKEN, OCI_CREDENTIAL, oci.ID_TOKEN_TOKEN)
 """Left out of ssh's own environment: they reach it through files and stdin only."""
 
 DEFAULT_PORT = 22
 BAD_INPUT = 2
+NO_BASTION_SESSION = 10
+"""OCI refused the credential or the session, or the session never became ACTIVE: nothing ran on the VM."""
 SSH_FAILED = 255
 """What ssh itself exits with when it cannot connect, verify the host key or authenticate."""
 
@@ -85,6 +105,17 @@ class Login:
 
 
 @dataclass(frozen=True)
+class Route:
+    """The environment's bastion and how to reach it."""
+
+    access: oci.Access
+    credential: str
+    api_endpoint: str
+    ssh_host: str
+    ssh_port: int
+
+
+@dataclass(frozen=True)
 class Request:
     """A checked deploy: where to, what, and what goes on stdin."""
 
@@ -98,6 +129,10 @@ class Request:
     pairs: tuple[str, ...]
     compose: bytes
     login: Login | None
+    route: Route | None = None
+    """None: ssh straight to the host."""
+    session_ttl: int = 0
+    """The bastion session's TTL (`session_ttl`); with a route only."""
 
 
 def options(deploy: config.Deploy) -> tuple[str, ...]:
@@ -168,6 +203,7 @@ def request(env: Mapping[str, str], root: Path | str = ".") -> Request:
             raise InputError(f"{REGISTRY} is not a registry host")
         if not _matches(deploy_program.USERNAME_PATTERN, login.username):
             raise InputError(f"{REGISTRY_USER} is not a user name")
+    route = _route(env, host)
     return Request(
         host=host,
         user=user,
@@ -178,7 +214,30 @@ def request(env: Mapping[str, str], root: Path | str = ".") -> Request:
         pairs=pairs(env.get(IMAGES, "")),
         compose=compose,
         login=login,
+        route=route,
+        session_ttl=session_ttl(settings.deploy) if route else 0,
     )
+
+
+def _route(env: Mapping[str, str], host: str) -> Route | None:
+    text = env.get(OCI_ACCESS, "")
+    if not text:
+        return None
+    try:
+        access = oci.access(text, OCI_ACCESS)
+    except ValueError as error:
+        raise InputError(f"{error}: check the variable the environment's stack writes") from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise InputError(f"{HOST} must be the VM's private IP address to go through the bastion") from None
+    credential = env.get(OCI_CREDENTIAL, "")
+    if not credential:
+        raise InputError(f"{OCI_CREDENTIAL} is empty: check the deploy secrets of this environment")
+    ssh_host, _, ssh_port = (env.get(BASTION_SSH) or f"{access.ssh_host}:{DEFAULT_PORT}").rpartition(":")
+    if not _HOST.fullmatch(ssh_host) or not _PORT.fullmatch(ssh_port) or not 0 < int(ssh_port) < 65536:
+        raise InputError(f"{BASTION_SSH} is not <host>:<port>")
+    return Route(access, credential, env.get(BASTION_API) or access.api_endpoint, ssh_host, int(ssh_port))
 
 
 def stdin(req: Request) -> bytes:
@@ -191,7 +250,23 @@ def stdin(req: Request) -> bytes:
     return data + f"compose {len(req.compose)}\n".encode() + req.compose
 
 
-def ssh_command(req: Request, key: Path, known_hosts: Path, ssh: str = "ssh") -> list[str]:
+def proxy_command(route: Route, session: oci.Session, key: Path, known_hosts: Path, ssh: str = "ssh") -> str:
+    """The ProxyCommand through the bastion session: `ssh -W %h:%p` as the session's user with
+    the run's session key. The bastion's host key is checked against OCI's answer when OCI
+    gives it; without it the first key is taken into a file of this run only (what is inside
+    the tunnel is verified end to end either way)."""
+    checking = "StrictHostKeyChecking=yes" if session.host_key else "StrictHostKeyChecking=accept-new"
+    words = [
+        ssh, "-F", "none", "-T", "-p", str(route.ssh_port), "-l", session.user, "-i", str(key),
+        "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+        "-o", checking, "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "UpdateHostKeys=no", "-o", "CheckHostIP=no", "-o", "ConnectTimeout=20",
+        "-W", "%h:%p", route.ssh_host,
+    ]  # fmt: skip
+    return " ".join(word if word == "%h:%p" else shlex.quote(word) for word in words)
+
+
+def ssh_command(req: Request, key: Path, known_hosts: Path, ssh: str = "ssh", proxy: str | None = None) -> list[str]:
     """ssh that trusts only the pinned host key and offers only the CI key; no secret on it."""
     return [
         ssh,
@@ -208,6 +283,7 @@ def ssh_command(req: Request, key: Path, known_hosts: Path, ssh: str = "ssh") ->
         *("-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}"),
         *("-o", "GlobalKnownHostsFile=/dev/null", "-o", "UpdateHostKeys=no", "-o", "CheckHostIP=no"),
         *("-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"),
+        *(("-o", f"ProxyCommand={proxy}") if proxy else ()),
         "--",
         req.host,
         "deploy",
@@ -240,6 +316,8 @@ def outcome(code: int) -> tuple[bool, str]:
     for exit_code in deploy_program.EXIT_CODES:
         if exit_code.code == code:
             return exit_code.success, f"{exit_code.name.lower().replace('_', ' ')}: {exit_code.meaning}"
+    if code == NO_BASTION_SESSION:
+        return False, "no bastion session: OCI refused the deploy credential or the session; nothing ran on the VM"
     if code == SSH_FAILED:
         return False, (
             f"ssh failed before the deploy program answered: the VM is unreachable, its host key does not "
@@ -257,22 +335,93 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # the key's directory is removed on the way out
 
 
-def run(req: Request, env: Mapping[str, str]) -> int:
-    """The deploy over ssh; the exit code to end with."""
+def session_ttl(deploy: config.Deploy) -> int:
+    """Seconds the bastion session must live: becoming ACTIVE, then the whole deploy (the lock,
+    the pull, starting and maybe rolling back), with a minute to spare; within OCI's bounds.
+    The bastion's longest session (`oci.bastionSessionTtlSeconds`) must allow it."""
+    seconds = (
+        oci.ACTIVE_WAIT_SECONDS
+        + deploy.lock_wait_seconds
+        + deploy_program.PULL_TIMEOUT_SECONDS
+        + 2 * deploy.wait_timeout_seconds
+        + 60
+    )
+    return min(max(oci.SESSION_TTL_SECONDS, -(-seconds // 60) * 60), oci.MAX_SESSION_TTL_SECONDS)
+
+
+def session_name(env: Mapping[str, str]) -> str:
+    """The session's display name in OCI's console: which run opened it."""
+    run_id = re.sub(r"[^0-9]", "", env.get("GITHUB_RUN_ID", ""))[:20] or "local"
+    attempt = re.sub(r"[^0-9]", "", env.get("GITHUB_RUN_ATTEMPT", ""))[:4] or "1"
+    return f"dreamscape-deploy-{run_id}-{attempt}"
+
+
+@contextmanager
+def bastion_session(
+    req: Request, work: Path, env: Mapping[str, str], client: oci.Client
+) -> Iterator[tuple[oci.Session, Path]]:
+    """An ACTIVE port-forwarding session to the VM for a key made here; deleted on the way out,
+    whatever happens inside (a failure to delete is a warning: the session expires anyway)."""
+    assert req.route is not None
+    route = req.route
+    signer = oci.signer(route.access, route.credential, work, env, client)
+    key = work / "bastion_key"
+    made = subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-N", "", "-C", "dreamscape-deploy", "-f", str(key)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if made.returncode != 0:
+        raise oci.OciError("ssh-keygen could not make the session's key")
+    bastion = oci.Bastion(route.api_endpoint, signer, client)
+    public_key = key.with_suffix(".pub").read_text().strip()
+    session_id = bastion.create(
+        route.access.bastion_id, req.host, req.port, public_key, session_name(env), req.session_ttl
+    )
+    print(f"Bastion session {session_id} to {req.host}:{req.port}", flush=True)
+    try:
+        yield bastion.wait_active(session_id), key
+    finally:
+        try:
+            bastion.delete(session_id)
+            print(f"Bastion session {session_id} deleted", flush=True)
+        except oci.OciError as error:
+            runner.annotate("warning", "Deploy", f"{error}; it expires {req.session_ttl}s after it opened")
+
+
+def _ssh(command: list[str], req: Request, env: Mapping[str, str]) -> tuple[bytes, int]:
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        answer, _ = process.communicate(stdin(req))
+    except BaseException:
+        # Stopped from outside: the program finishes (or rolls back) on its own when its client goes.
+        process.kill()
+        process.wait()
+        raise
+    return answer, process.returncode if process.returncode >= 0 else 128 - process.returncode
+
+
+def run(req: Request, env: Mapping[str, str], client: oci.Client | None = None) -> int:
+    """The deploy over ssh (through the bastion when the request has a route); the exit code to end with."""
     child_env = {name: value for name, value in env.items() if name not in SECRET_VARIABLES}
     ssh = shutil.which("ssh", path=env.get("PATH", os.defpath))
     if ssh is None:
         return _fail("ssh is not installed on this runner", 127)
     with private_files(req, env.get("RUNNER_TEMP") or env.get("TMPDIR") or None) as (key, known_hosts):
-        command = ssh_command(req, key, known_hosts, ssh)
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env)
-        try:
-            answer, _ = process.communicate(stdin(req))
-        except BaseException:
-            # Stopped from outside: the program finishes (or rolls back) on its own when its client goes.
-            process.kill()
-            raise
-    code = process.returncode if process.returncode >= 0 else 128 - process.returncode
+        if req.route is None:
+            answer, code = _ssh(ssh_command(req, key, known_hosts, ssh), req, child_env)
+        else:
+            try:
+                with bastion_session(req, key.parent, env, client or oci.Client()) as (session, session_key):
+                    bastion_hosts = key.parent / "bastion_known_hosts"
+                    host = req.route.ssh_host
+                    name = host if req.route.ssh_port == DEFAULT_PORT else f"[{host}]:{req.route.ssh_port}"
+                    _write_private(bastion_hosts, f"{name} {session.host_key}" if session.host_key else "")
+                    proxy = proxy_command(req.route, session, session_key, bastion_hosts, ssh)
+                    answer, code = _ssh(ssh_command(req, key, known_hosts, ssh, proxy), req, child_env)
+            except oci.OciError as error:
+                return _fail(f"no bastion session: {error}", NO_BASTION_SESSION)
     summary = answer.decode("utf-8", "replace")
     print(summary, end="", flush=True)
     if env.get("GITHUB_STEP_SUMMARY"):

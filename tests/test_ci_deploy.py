@@ -67,14 +67,16 @@ def run(root: Path, env: dict[str, str], path: Path | None = None) -> subprocess
 
 def test_the_job_binds_the_variables_the_client_reads() -> None:
     """The deploy job binds each deploy secret to its base name, which the client reads."""
-    assert (deploy.HOST, deploy.PRIVATE_KEY, deploy.KNOWN_HOSTS) == ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
-    assert names.SECRETS == ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
+    assert (deploy.HOST, deploy.PRIVATE_KEY, deploy.KNOWN_HOSTS, deploy.OCI_CREDENTIAL) == names.SECRETS
+    assert names.SECRETS == ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL")
     document = central.document(central.CentralArgs.from_settings(settings_of("production")))
     [step] = [s for s in document["jobs"]["deploy"]["steps"] if s.get("run") == "python3 -m ci.deploy"]
     assert set(step["env"]) == {
         "VM_HOST",
         "SSH_PRIVATE_KEY",
         "SSH_KNOWN_HOSTS",
+        "OCI_DEPLOY_CREDENTIAL",
+        "DEPLOY_OCI",
         "DEPLOY_IMAGES",
         "DEPLOY_COMPOSE_FILE",
         "DEPLOY_REGISTRY",
@@ -82,6 +84,11 @@ def test_the_job_binds_the_variables_the_client_reads() -> None:
         "DEPLOY_REGISTRY_TOKEN",
     }
     assert step["env"]["DEPLOY_REGISTRY_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert step["env"]["DEPLOY_OCI"] == (
+        "${{ needs.resolve.outputs.environment == 'dev' && vars.DEPLOY_OCI_DEV"
+        " || needs.resolve.outputs.environment == 'staging' && vars.DEPLOY_OCI_STAGING"
+        " || needs.resolve.outputs.environment == 'production' && vars.DEPLOY_OCI_PRODUCTION || '' }}"
+    )
     assert (step["shell"], step["if"]) == ("bash", "steps.newest.outputs.superseded == ''")
 
 

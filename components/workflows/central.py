@@ -49,7 +49,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import ci.config
+import ci.deploy
 import ci.github
+import ci.oci
 import ci.plan
 import ci.report
 import ci.resolve
@@ -105,6 +107,7 @@ PERMISSIONS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "deploy": {
         "contents": ("read", "check out this repository's compose files and the pipeline's code"),
+        "id-token": ("write", "exchanged for a short-lived OCI session token that opens the bastion session"),
         "packages": ("read", "the VM pulls this run's images with this job's token"),
     },
     "report": {"contents": ("read", "check out the pipeline's code (ci/) of this repository")},
@@ -166,6 +169,8 @@ class CentralArgs:
     deploy: Deploy
     artifact_retention_days: int = 7
     auth: credentials.Auth = credentials.TOKENS
+    oci_deploy_auth: str = ci.oci.WORKLOAD_IDENTITY
+    """How the deploy job signs its OCI calls (ci/oci.py): only `workloadIdentity` needs `id-token: write`."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CentralArgs:
@@ -196,6 +201,8 @@ def _permissions(job: str, args: CentralArgs | None = None) -> dict[str, str]:
     granted = {scope: level for scope, (level, _) in PERMISSIONS[job].items()}
     if job == "deploy" and (args is None or not _pulls_with_job_token(args)):
         del granted["packages"]
+    if job == "deploy" and (args is None or args.oci_deploy_auth != ci.oci.WORKLOAD_IDENTITY):
+        del granted["id-token"]
     return granted
 
 
@@ -284,8 +291,11 @@ severities_from = ci.scan.severities_from
 
 
 def deploy_timeout(deploy: Deploy) -> int:
-    """Minutes for the deploy step: waiting for the lock, pulling, starting, maybe rolling back."""
-    seconds = deploy.lock_wait_seconds + PULL_ALLOWANCE_SECONDS + 2 * deploy.wait_timeout_seconds
+    """Minutes for the deploy step: opening the bastion session, waiting for the lock, pulling,
+    starting, maybe rolling back."""
+    seconds = (
+        ci.oci.ACTIVE_WAIT_SECONDS + deploy.lock_wait_seconds + PULL_ALLOWANCE_SECONDS + 2 * deploy.wait_timeout_seconds
+    )
     return math.ceil(seconds / 60) + 5
 
 
@@ -657,6 +667,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
     environment = _expr(_resolved("environment"))
     env = {
         **{base: secret(base) for base in names.SECRETS},
+        ci.deploy.OCI_ACCESS: _per_environment(lambda env: f"vars.{names.oci_variable(env)}"),
         "DEPLOY_IMAGES": _expr("needs.publish.outputs.images"),
     }
     if _pulls_with_job_token(args):
@@ -669,7 +680,7 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         }
     step_minutes = deploy_timeout(args.deploy)
     ssh_step = {
-        "name": f"Deploy to {environment} over SSH",
+        "name": f"Deploy to {environment} over SSH through its bastion",
         # A superseded run deploys nothing: the newer commit's own run deploys it.
         "if": "steps.newest.outputs.superseded == ''",
         "timeout-minutes": step_minutes,

@@ -380,3 +380,120 @@ class DeployServer:
             return subprocess.Popen(
                 [*self.ssh_args(), "127.0.0.1", *command], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
+
+
+class BastionServer:
+    """A real sshd on 127.0.0.1 playing an OCI Bastion's SSH endpoint: one system user whose keys
+    can do nothing but open the one forward each allows.
+
+    OCI admits a port-forwarding session's key for exactly the session's target; here
+    `authorize(key, ip, port)` writes `restrict,port-forwarding,permitopen="ip:port"` for it, and
+    `revoke(key)` takes it away when the session is deleted. No shell, no TTY, no agent, no
+    remote forwards. Its host key is `host_key` (`<type> <base64>`), what OCI returns as the
+    session's `bastionPublicHostKeyInfo`.
+    """
+
+    def __init__(self, user: str = "dsbastion") -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="dreamscape-bastion-e2e-"))
+        self.base.chmod(0o755)
+        self.user = f"{user}{os.getpid()}"[:32]
+        self.port = free_port()
+        self.log_path = self.base / "sshd.log"
+        self.authorized = self.base / "keys" / "authorized_keys"
+        self.process: subprocess.Popen | None = None
+        self._user_created = False
+        self._lines: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> BastionServer:
+        try:
+            subprocess.run(
+                ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", self.user],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            self._user_created = True
+            etc = self.base / "etc"
+            etc.mkdir(mode=0o700)
+            key = etc / "ssh_host_ed25519_key"
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, capture_output=True
+            )
+            self.host_key = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+            self.authorized.parent.mkdir(mode=0o755)
+            self._write_keys()
+            config = etc / "sshd_config"
+            config.write_text(
+                "\n".join(
+                    [
+                        "ListenAddress 127.0.0.1",
+                        f"Port {self.port}",
+                        f"HostKey {key}",
+                        "PidFile none",
+                        "UsePAM yes",
+                        "PasswordAuthentication no",
+                        "KbdInteractiveAuthentication no",
+                        "PubkeyAuthentication yes",
+                        "StrictModes yes",
+                        f"AuthorizedKeysFile {self.authorized}",
+                        f"AllowUsers {self.user}",
+                        "AllowTcpForwarding local",
+                        "AllowAgentForwarding no",
+                        "AllowStreamLocalForwarding no",
+                        "X11Forwarding no",
+                        "PermitTunnel no",
+                        "PermitTTY no",
+                        "GatewayPorts no",
+                        "ForceCommand /usr/sbin/nologin",
+                        "LogLevel VERBOSE",
+                    ]
+                )
+                + "\n"
+            )
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+            subprocess.run([SSHD, "-t", "-f", str(config)], check=True, capture_output=True, timeout=60)
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    [SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                )
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"sshd exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                    if s.recv(64).startswith(b"SSH-2.0-"):
+                        return self
+                time.sleep(0.05)
+            raise RuntimeError(f"the bastion's sshd did not answer on port {self.port} within 15 s")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _write_keys(self) -> None:
+        temporary = self.authorized.with_suffix(".new")
+        temporary.write_text("".join(line + "\n" for line in self._lines.values()))
+        temporary.chmod(0o644)
+        temporary.replace(self.authorized)
+
+    def authorize(self, public_key: str, ip: str, port: int) -> None:
+        """Admit `public_key` for a forward to ip:port only."""
+        with self._lock:
+            self._lines[public_key] = f'restrict,port-forwarding,permitopen="{ip}:{port}" {public_key}'
+            self._write_keys()
+
+    def revoke(self, public_key: str) -> None:
+        with self._lock:
+            self._lines.pop(public_key, None)
+            self._write_keys()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        engine.terminate(self.process, timeout=5)
+        if self._user_created:
+            subprocess.run(["userdel", self.user], capture_output=True, check=False, timeout=60)
+            with contextlib.suppress(KeyError):
+                grp.getgrnam(self.user)
+                subprocess.run(["groupdel", self.user], capture_output=True, check=False, timeout=60)
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -19,6 +19,9 @@ For each step, in order:
   in a fresh process with only that environment, under a time limit;
 - `GITHUB_OUTPUT`, `GITHUB_ENV` and `GITHUB_STEP_SUMMARY` are read back with GitHub's file
   command syntax (`name=value` or `name<<DELIMITER`); a malformed file fails the step.
+- `ACTIONS_ID_TOKEN_REQUEST_URL` and `_TOKEN` are set only for a job whose `permissions:`
+  grant `id-token: write`, and only when the test gives an OIDC endpoint (`Context.id_token`),
+  as the runner does;
 - a `uses:` step is not run: it is recorded as skipped, unless the test passes a stand-in for
   that action (`uses={"actions/checkout": fn}`; fn(step, with_, env) returns its outputs; `env`
   holds the runner's variables and the step's `env:`, as an action's process sees them).
@@ -51,6 +54,7 @@ ZERO_SHA = "0" * 40
 RUNNER_PYTHON = "/usr/bin/python3"
 """The runner image's own `python3` (not a virtualenv's): steps find it on PATH, as on GitHub."""
 
+ID_TOKEN_VARIABLES = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 UsesStandIn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, str]], Mapping[str, str]]
 
 
@@ -70,6 +74,8 @@ class Context:
     """job id -> {"result": "success", "outputs": {...}}"""
     matrix: dict[str, Any] = field(default_factory=dict)
     strategy: dict[str, Any] = field(default_factory=dict)
+    id_token: tuple[str, str] | None = None
+    """The runner's OIDC token endpoint (request URL, request token), for jobs with `id-token: write`."""
 
 
 @dataclass
@@ -300,6 +306,11 @@ def run_job(
         files["event"].write_text(json.dumps(context.github.get("event") or {}))
         runner_env = _runner_env(context, job_id, workdir, files, to_string(document.get("name") or "workflow"))
         runner_env.update(extra_env or {})
+        if set(runner_env) & set(ID_TOKEN_VARIABLES):
+            raise HarnessError("the runner sets the OIDC request variables itself (Context.id_token)")
+        permissions = job.get("permissions", document.get("permissions"))
+        if context.id_token and isinstance(permissions, dict) and permissions.get("id-token") == "write":
+            runner_env.update(zip(ID_TOKEN_VARIABLES, context.id_token, strict=True))
         return _Job(document, job_id, job, context, runner_env, workdir, uses or {}, step_timeout).run()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
