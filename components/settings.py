@@ -25,6 +25,7 @@ from typing import Any
 import pulumi
 import yaml
 
+import ci.deploy
 from components import delivery, rules
 from components.environment import deploy_program, shapes
 from components.workflows import credentials
@@ -649,6 +650,7 @@ def parse(
     )
     _check_components_unique(settings)
     _check_network(settings.oci)
+    _check_session_ttl(settings)
     _check_shape(settings.oci)
     _check_protection(settings)
     _check_auth(settings, raw)
@@ -739,6 +741,17 @@ def _check_network(oci: OciSettings) -> None:
         raise ConfigError(
             f"{PROJECT}:oci.subnetCidr: {oci.subnet_cidr} is too small: OCI keeps 3 addresses of a subnet, and it "
             "holds the VM and the bastion's private endpoint; use /29 or larger"
+        )
+
+
+def _check_session_ttl(settings: Settings) -> None:
+    """The bastion lets a session live as long as a deploy through it can take."""
+    needed = ci.deploy.session_ttl(settings.deploy)
+    if settings.oci.bastion_session_ttl_seconds < needed:
+        raise ConfigError(
+            f"{PROJECT}:oci.bastionSessionTtlSeconds: {settings.oci.bastion_session_ttl_seconds} is shorter than a "
+            f"deploy may take with these deploy settings ({needed} s: the session becoming active, "
+            "deploy.lockWaitSeconds, the pull, twice deploy.waitTimeoutSeconds); raise it to at least that"
         )
 
 

@@ -100,6 +100,8 @@ def test_deploy_keys_accept_exactly_what_the_deploy_program_accepts() -> None:
     config = raw("staging")
     config.pop("deploy", None)
     defaults = parse("staging", config).deploy
+    # The longest deploy needs the longest bastion session (tested on its own below).
+    config = edit(config, "oci.bastionSessionTtlSeconds", 10800)
     for key, (option, field) in keys.items():
         assert getattr(defaults, field) == option.default
         for value in (option.low, option.high):
@@ -110,6 +112,18 @@ def test_deploy_keys_accept_exactly_what_the_deploy_program_accepts() -> None:
             with pytest.raises(ConfigError, match=expected):
                 parse("staging", {**config, "deploy": {key: value}})
             assert option.value(str(value)) is None
+
+
+def test_the_bastion_session_must_outlive_the_longest_deploy() -> None:
+    config = edit(raw("staging"), "deploy", {"lockWaitSeconds": 1200})
+    needed = 300 + 1200 + deploy_program.PULL_TIMEOUT_SECONDS + 2 * 180 + 60
+    with pytest.raises(ConfigError, match=rf"oci\.bastionSessionTtlSeconds: 1800 is shorter .* \({needed} s"):
+        parse("staging", config)
+    assert parse("staging", edit(config, "oci.bastionSessionTtlSeconds", needed)).oci.bastion_session_ttl_seconds == (
+        needed
+    )
+    with pytest.raises(ConfigError, match=r"oci\.bastionSessionTtlSeconds: 2460 is shorter"):
+        parse("staging", edit(config, "oci.bastionSessionTtlSeconds", needed - 60))
 
 
 def edit(config: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
