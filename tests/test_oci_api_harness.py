@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import email.utils
 import functools
 import hashlib
@@ -91,7 +92,7 @@ def make_api(
     """Starts a stand-in (stopped after the test) with the staging bastion, a production
     bastion no principal may use, `ci` (API key) and `deployer` (through the trust)."""
 
-    def make(spec: BastionSpec | None = None, upst_lifetime: float = 3600, **kwargs: Any) -> OciApi:
+    def make(spec: BastionSpec | None = None, upst_lifetime: int = 3600, **kwargs: Any) -> OciApi:
         trust = Trust(
             *CLIENT, audience=AUDIENCE, subject=issuer.subject, user=deployer.user, upst_lifetime=upst_lifetime
         )
@@ -394,12 +395,17 @@ def test_malformed_exchange_forms_are_refused(api, issuer, session_key, form, er
 
 
 def test_an_expired_upst_no_longer_signs(make_api, issuer, session_key, ssh_public_key):
-    api = make_api(upst_lifetime=0.5)
+    api = make_api(upst_lifetime=900)
     status, body = exchange(api, id_token(api, issuer), session_key)
     assert status == 200
-    signer = oci.auth.signers.SecurityTokenSigner(body["token"], session_key)
+    token = body["token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 900
+    assert claims["sub"] == api.tokens[token].user
+    signer = oci.auth.signers.SecurityTokenSigner(token, session_key)
     assert send(api, "POST", "/20210331/sessions", signer, session_details(ssh_public_key))[0] == 200
-    time.sleep(0.6)
+
+    api.tokens[token] = dataclasses.replace(api.tokens[token], expires=time.time() - 1)  # 900 s later
     status, error = send(api, "POST", "/20210331/sessions", signer, session_details(ssh_public_key))
     assert (status, error["code"]) == (401, "NotAuthenticated")
     assert api.requests[-1].detail == "security token expired"

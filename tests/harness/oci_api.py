@@ -64,7 +64,6 @@ import base64
 import email.utils
 import hashlib
 import json
-import math
 import secrets
 import threading
 import time
@@ -250,7 +249,8 @@ class Trust:
     subject: str
     user: str
     """OCID of the service user, a `Principal` of the stand-in."""
-    upst_lifetime: float = 3600
+    upst_lifetime: int = 3600
+    """Seconds a UPST is valid (its `exp` - `iat`)."""
 
     @property
     def rule(self) -> str:
@@ -687,7 +687,7 @@ class OciApi:
             raise _oauth_error(400, "invalid_grant", f"The subject token is invalid: {error}") from None
         if claims["sub"] != trust.subject:
             raise _oauth_error(400, "invalid_grant", f"No identity propagation trust rule matches sub {claims['sub']}.")
-        now = time.time()
+        now = int(time.time())
         with self._lock:
             self._domain_key = self._domain_key or _rsa_key()
         token = jwt.encode(
@@ -699,8 +699,8 @@ class OciApi:
                 "ptype": "user",
                 "tenant": self.principals[trust.user].tenancy,
                 "jwk": json.dumps(RSAAlgorithm.to_jwk(public_key, as_dict=True)),
-                "iat": int(now),
-                "exp": math.ceil(now + trust.upst_lifetime),
+                "iat": now,
+                "exp": now + trust.upst_lifetime,
                 "jti": str(uuid.uuid4()),
             },
             self._domain_key,
