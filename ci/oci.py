@@ -69,6 +69,11 @@ _USER = re.compile(r"[A-Za-z0-9._-]{1,255}", re.ASCII)
 class OciError(Exception):
     """OCI refused or failed a call: the deploy cannot reach the VM; the message says which call."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status OCI answered with; None when no answer came or the error is not a call's."""
+
 
 @dataclass(frozen=True)
 class Access:
@@ -223,7 +228,7 @@ class Client:
         answer = _retried(lambda: _once(method, url, headers, body), self.sleep, self.base_delay)
         if not answer.ok:
             status = f"HTTP {answer.status}" if answer.status else "no answer"
-            raise OciError(f"{what}: {status} {_problem(answer)}".rstrip())
+            raise OciError(f"{what}: {status} {_problem(answer)}".rstrip(), answer.status or None)
         return answer.json() if answer.body else None
 
 
@@ -324,7 +329,7 @@ class Bastion:
             "keyDetails": {"publicKeyContent": public_key},
             "sessionTtlInSeconds": ttl,
             "targetResourceDetails": {
-                "sessionType": "PORT_BASED_FORWARDING",
+                "sessionType": "PORT_FORWARDING",
                 "targetResourcePrivateIpAddress": ip,
                 "targetResourcePort": port,
             },
@@ -358,7 +363,13 @@ class Bastion:
             self.client.sleep(POLL_SECONDS)
 
     def delete(self, session_id: str) -> None:
-        self._call("Delete the bastion session", "DELETE", f"{self.base}/{session_id}")
+        """Delete the session (OCI answers 202 and deletes it in the background); one already
+        DELETING or DELETED (409 IncorrectState) is as good."""
+        try:
+            self._call("Delete the bastion session", "DELETE", f"{self.base}/{session_id}")
+        except OciError as error:
+            if error.status != 409:
+                raise
 
 
 def _session(data: Mapping[str, Any]) -> Session:
