@@ -394,7 +394,9 @@ class BastionServer:
     """
 
     def __init__(self, user: str = "dsbastion") -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="dreamscape-bastion-e2e-"))
+        # Not under /tmp: with StrictModes, sshd refuses keys in a file below a world-writable
+        # directory, as it would on a real host.
+        self.base = Path(tempfile.mkdtemp(prefix="dreamscape-bastion-e2e-", dir="/run"))
         self.base.chmod(0o755)
         self.user = f"{user}{os.getpid()}"[:32]
         self.port = free_port()

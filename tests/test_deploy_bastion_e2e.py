@@ -1,0 +1,428 @@
+"""The deploy client through an OCI Bastion hop, end to end, without a cloud.
+
+What is real: the client (`python3 -m ci.deploy` on the runner's Python), `ssh`, two sshd on
+127.0.0.1 — the bastion's, whose one account can only open the forward each session's key
+allows (tests/harness/sshd.py, `BastionServer`), and the VM's, with the CI key forced into the
+deploy program — and the Docker engine behind the VM's. What stands in: OCI's Bastion API, the
+identity domain's token exchange and the runner's OIDC endpoint (tests/harness/oci_api.py),
+which check every request against the OCI SDK's models and signatures and admit, as the IAM
+policy does, sessions on this environment's bastion to this VM's address and port only. A
+session that becomes ACTIVE authorizes its key on the bastion's sshd for its target; deleting
+it takes the key away, as OCI does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ci import config, deploy, oci
+from components.environment import deploy_program
+from components.workflows import central
+from tests.central_support import deploy_checkout
+from tests.harness.oci_api import ApiKey, BastionSpec, Issuer, OciApi, Principal, Trust
+from tests.harness.sshd import BastionServer, DeployServer
+from tests.harness.workflow import RUNNER_PYTHON
+from tests.test_deploy_e2e import (
+    COMPOSE_PATH,
+    SHA3,
+    ArgvWatcher,
+    compose_file,
+    data_file,
+    healthy,
+    image,
+    pairs_text,
+    publish,
+    steps,
+    text,
+    v1,
+)
+
+pytestmark = pytest.mark.e2e
+
+REGION = "eu-frankfurt-1"
+BASTION = "ocid1.bastion.oc1.eu-frankfurt-1.aaaaaaaadeploybastion"
+OTHER_BASTION = "ocid1.bastion.oc1.eu-frankfurt-1.aaaaaaaaotherbastion"
+SERVICE_USER = "ocid1.user.oc1..aaaaaaaadeployserviceuser"
+CI_USER = "ocid1.user.oc1..aaaaaaaaciapikeyuser"
+CLIENT_ID = "0123456789abcdef0123456789abcdef"
+CLIENT_SECRET = "idcs-client-secret-for-the-bastion-tests"
+INFRA = "dreamscape-ai/dreamscape-infra"
+
+
+@pytest.fixture(scope="module")
+def vm(docker_engine) -> Iterator[DeployServer]:
+    server = DeployServer(docker_engine, user="dsbhop").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def bastion() -> Iterator[BastionServer]:
+    server = BastionServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(vm: DeployServer) -> DeployServer:
+    vm.reset()
+    publish(vm, v1(vm))
+    return vm
+
+
+@dataclasses.dataclass
+class Cloud:
+    """The stand-in and what the client gets to reach it."""
+
+    api: OciApi
+    issuer: Issuer
+    api_key: ApiKey
+
+
+@pytest.fixture
+def cloud(vm: DeployServer, bastion: BastionServer, request: pytest.FixtureRequest) -> Iterator[Cloud]:
+    spec = getattr(request, "param", None) or BastionSpec(user_name=bastion.user, host_key=bastion.host_key)
+    yield from _cloud(vm, bastion, spec)
+
+
+def _cloud(vm: DeployServer, bastion: BastionServer, spec: BastionSpec) -> Iterator[Cloud]:
+    issuer = Issuer(INFRA, "production")
+    api_key = ApiKey.generate()
+    target = ("127.0.0.1", vm.port)
+    principals = [
+        Principal(SERVICE_USER, [BASTION], target),
+        Principal(CI_USER, [BASTION], target, api_key=api_key),
+    ]
+    trust = Trust(CLIENT_ID, CLIENT_SECRET, audience="set below", subject=issuer.subject, user=SERVICE_USER)
+    api = OciApi(
+        region=REGION,
+        bastions={BASTION: spec, OTHER_BASTION: BastionSpec(user_name=bastion.user, host_key=bastion.host_key)},
+        principals=principals,
+        trust=trust,
+        issuer=issuer,
+        on_active=lambda session: bastion.authorize(session.public_key, *session.target),
+        on_deleted=lambda session: bastion.revoke(session.public_key),
+    )
+    with api:
+        # The client asks for a token for the identity domain's URL: the stand-in's.
+        api.trust = dataclasses.replace(trust, audience=api.url)
+        yield Cloud(api, issuer, api_key)
+
+
+def access(cloud: Cloud, auth: str = oci.WORKLOAD_IDENTITY, bastion_id: str = BASTION) -> str:
+    common = {"region": REGION, "bastionId": bastion_id, "auth": auth}
+    if auth == oci.API_KEY:
+        key = cloud.api_key
+        return json.dumps(
+            {**common, "tenancy": "ocid1.tenancy.oc1..standin", "user": CI_USER, "fingerprint": key.fingerprint}
+        )
+    return json.dumps({**common, "domainUrl": cloud.api.url, "clientId": CLIENT_ID})
+
+
+def client_env(
+    server: DeployServer,
+    bastion: BastionServer,
+    cloud: Cloud,
+    tmp_path: Path,
+    images: str,
+    *,
+    auth: str = oci.WORKLOAD_IDENTITY,
+    known_hosts: str | None = None,
+    **changes: str,
+) -> dict[str, str]:
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "TMPDIR": str(runner_temp),
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "VM_HOST": "127.0.0.1",
+        "SSH_PRIVATE_KEY": server.ci_key.path.read_text(),
+        "SSH_KNOWN_HOSTS": known_hosts or server.known_hosts_line,
+        "DEPLOY_IMAGES": images,
+        "DEPLOY_COMPOSE_FILE": COMPOSE_PATH,
+        "DEPLOY_SSH_USER": server.user,
+        "DEPLOY_SSH_PORT": str(server.port),
+        "DEPLOY_OCI": access(cloud, auth),
+        "DEPLOY_BASTION_API": cloud.api.url,
+        "DEPLOY_BASTION_SSH": f"127.0.0.1:{bastion.port}",
+        "DREAMSCAPE_RETRY_BASE_SECONDS": "0",
+    }
+    if auth == oci.API_KEY:
+        env["OCI_DEPLOY_CREDENTIAL"] = cloud.api_key.private_pem
+    else:
+        env["OCI_DEPLOY_CREDENTIAL"] = CLIENT_SECRET
+        env["ACTIONS_ID_TOKEN_REQUEST_URL"] = cloud.api.oidc_request_url
+        env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = cloud.issuer.request_token
+    return env | changes
+
+
+def workspace(server: DeployServer, tmp_path: Path) -> Path:
+    root = tmp_path / "workspace"
+    if not root.exists():
+        root.mkdir()
+        deploy_checkout(root, {central.DATA_PATH: data_file(), COMPOSE_PATH: compose_file(server)})
+    return root
+
+
+def run_client(server: DeployServer, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, str]:
+    result = subprocess.run(
+        [RUNNER_PYTHON, "-m", "ci.deploy"],
+        env=env,
+        capture_output=True,
+        timeout=180,
+        check=False,
+        cwd=workspace(server, tmp_path),
+    )
+    summary = Path(env["GITHUB_STEP_SUMMARY"])
+    return result, summary.read_text() if summary.exists() else ""
+
+
+def accepted(log: str, user: str) -> int:
+    return log.count(f"Accepted publickey for {user} ")
+
+
+GONE = ("DELETING", "DELETED")
+"""A deleted session: OCI answers the delete at once and finishes it in the background."""
+
+
+def sessions_left(cloud: Cloud) -> list[str]:
+    """Sessions nobody deleted (a deploy leaves none)."""
+    return [s.id for s in cloud.api.sessions.values() if s.state not in GONE]
+
+
+def test_the_client_deploys_through_the_bastion_hop(
+    server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
+) -> None:
+    vm_before, bastion_before = (
+        accepted(server.log_path.read_text(), server.user),
+        accepted(bastion.log(), bastion.user),
+    )
+    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)))
+    with ArgvWatcher(os.getuid()) as watcher:
+        result, summary = run_client(server, tmp_path, env)
+    stdout, stderr = text(result)
+    assert result.returncode == 0, (stdout, stderr, cloud.api.requests)
+    assert "deployed: the new release runs and is healthy" in stdout
+    assert ": deployed" in summary
+    assert steps(result) == ["pull", "up"]
+    assert server.running() == healthy(v1(server))
+
+    # One session, on this environment's bastion, to the VM's address and SSH port, made for
+    # a key of this run, and deleted once the deploy answered.
+    [session] = cloud.api.sessions.values()
+    assert (session.bastion_id, session.target) == (BASTION, ("127.0.0.1", server.port))
+    assert session.state in GONE
+    assert session.display_name == "dreamscape-deploy-4242-1"
+    assert session.ttl == deploy.session_ttl(config.loads(data_file()).deploy)
+    assert f"Bastion session {session.id} to 127.0.0.1:{server.port}" in stdout
+    assert f"Bastion session {session.id} deleted" in stdout
+    assert [r.route for r in cloud.api.requests][:4] == ["id-token", "token-exchange", "create-session", "get-session"]
+    assert cloud.api.requests[-1].route == "delete-session"
+    assert {r.principal for r in cloud.api.requests if r.route.endswith("-session")} == {SERVICE_USER}
+
+    # Both hops authenticated: the session's key on the bastion, the CI key on the VM.
+    assert accepted(bastion.log(), bastion.user) == bastion_before + 1
+    assert accepted(server.log_path.read_text(), server.user) == vm_before + 1
+    assert not list((tmp_path / "runner-temp").iterdir()), "the keys' directory is gone"
+
+    # No secret of the run on a command line or in a URL: the client secret, the UPST, the keys.
+    [upst] = cloud.api.tokens
+    secrets = (CLIENT_SECRET, upst, cloud.issuer.request_token, "PRIVATE KEY")
+    assert any("ProxyCommand=" in argv for argv in watcher.seen), "the watcher saw ssh"
+    assert not [argv for argv in watcher.seen if any(s in argv for s in secrets)]
+    assert not [r.target for r in cloud.api.requests if any(s in r.target for s in secrets)]
+    assert not [s for s in secrets if s in stdout + stderr + summary]
+
+
+def test_the_api_key_mode_deploys_through_the_bastion_hop(
+    server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
+) -> None:
+    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)), auth=oci.API_KEY)
+    result, _ = run_client(server, tmp_path, env)
+    assert result.returncode == 0, (text(result), cloud.api.requests)
+    assert {r.route for r in cloud.api.requests} == {"create-session", "get-session", "delete-session"}
+    assert {r.principal for r in cloud.api.requests} == {CI_USER}
+    assert sessions_left(cloud) == []
+    assert server.running() == healthy(v1(server))
+
+
+def test_a_wrong_host_key_behind_the_bastion_fails_the_deploy(
+    server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
+) -> None:
+    """The bastion hop succeeds; the VM behind it shows another host key than the pinned one."""
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
+    algorithm, key = other.with_suffix(".pub").read_text().split()[:2]
+    vm_before, bastion_before = (
+        accepted(server.log_path.read_text(), server.user),
+        accepted(bastion.log(), bastion.user),
+    )
+    wrong = f"[127.0.0.1]:{server.port} {algorithm} {key}"
+    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)), known_hosts=wrong)
+    result, summary = run_client(server, tmp_path, env)
+    stdout, stderr = text(result)
+    assert result.returncode == 255, (stdout, stderr)
+    assert "Host key verification failed" in stderr
+    assert "### Deploy: no answer from the VM (exit 255)" in summary
+    assert accepted(bastion.log(), bastion.user) == bastion_before + 1, "the bastion hop was made"
+    assert accepted(server.log_path.read_text(), server.user) == vm_before, "the CI key was never offered to the VM"
+    assert server.containers() == []
+    assert sessions_left(cloud) == []
+
+
+@pytest.fixture
+def impostor_bastion(vm: DeployServer, bastion: BastionServer, tmp_path: Path) -> Iterator[Cloud]:
+    """OCI names another host key for the bastion than the one its SSH endpoint shows."""
+    other = tmp_path / "bastion_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
+    host_key = " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    yield from _cloud(vm, bastion, BastionSpec(user_name=bastion.user, host_key=host_key))
+
+
+def test_a_bastion_showing_another_host_key_than_oci_names_gets_nothing(
+    server: DeployServer, bastion: BastionServer, impostor_bastion: Cloud, tmp_path: Path
+) -> None:
+    bastion_before = accepted(bastion.log(), bastion.user)
+    env = client_env(server, bastion, impostor_bastion, tmp_path, pairs_text(v1(server)))
+    result, _ = run_client(server, tmp_path, env)
+    stdout, stderr = text(result)
+    assert result.returncode == 255, (stdout, stderr)
+    assert "Host key verification failed" in stderr
+    assert accepted(bastion.log(), bastion.user) == bastion_before, "the session's key was never offered"
+    assert sessions_left(impostor_bastion) == []
+
+
+def test_a_deploy_that_rolls_back_still_deletes_its_session(
+    server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
+) -> None:
+    assert (
+        run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server))))[0].returncode
+        == 0
+    )
+    bad = publish(server, {"gateway": image(server, "gateway", SHA3)}, "crash")
+    result, _ = run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(bad)))
+    assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
+    assert len(cloud.api.sessions) == 2 and sessions_left(cloud) == []
+    assert server.running() == healthy(v1(server))
+
+
+def test_a_cancelled_deploy_deletes_its_session(
+    server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
+) -> None:
+    """GitHub cancels a job with SIGINT, then SIGTERM: the client deletes its session on the way out."""
+    assert (
+        run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server))))[0].returncode
+        == 0
+    )
+    vm_before = accepted(server.log_path.read_text(), server.user)
+    slow = publish(server, {"gateway": image(server, "gateway", SHA3)}, "slow-20")
+    env = client_env(server, bastion, cloud, tmp_path, pairs_text(slow))
+    process = subprocess.Popen(
+        [RUNNER_PYTHON, "-m", "ci.deploy"],
+        env=env,
+        cwd=workspace(server, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # Under way: the VM accepted the CI key through the tunnel, and the new release is
+        # starting (it takes 20 s to become healthy).
+        deadline = time.monotonic() + 60
+        while accepted(server.log_path.read_text(), server.user) == vm_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2)
+        assert process.poll() is None, process.communicate()
+        assert [s.state for s in cloud.api.sessions.values()][-1] == "ACTIVE"
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    session = list(cloud.api.sessions.values())[-1]
+    assert session.state in GONE
+    assert f"Bastion session {session.id} deleted" in stdout.decode()
+    assert not list((tmp_path / "runner-temp").iterdir()), "the keys' directory is gone"
+
+
+def test_a_refused_credential_stops_before_any_session_or_connection(
+    server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
+) -> None:
+    connections = bastion.log().count("Connection from")
+    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)), OCI_DEPLOY_CREDENTIAL="not-the-secret")
+    result, _ = run_client(server, tmp_path, env)
+    stdout, _ = text(result)
+    assert result.returncode == deploy.NO_BASTION_SESSION
+    assert "::error title=Deploy::no bastion session: OCI token exchange: HTTP 401 invalid_client" in stdout
+    assert cloud.api.sessions == {}
+    assert bastion.log().count("Connection from") == connections
+
+
+def test_a_bastion_the_policy_does_not_allow_is_refused(
+    server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
+) -> None:
+    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)))
+    env["DEPLOY_OCI"] = access(cloud, bastion_id=OTHER_BASTION)
+    result, _ = run_client(server, tmp_path, env)
+    assert result.returncode == deploy.NO_BASTION_SESSION
+    assert "Create the bastion session: HTTP 404 NotAuthorizedOrNotFound" in text(result)[0]
+    assert cloud.api.sessions == {}
+
+
+@pytest.mark.parametrize("cloud", [BastionSpec(outcome="FAILED")], indirect=True)
+def test_a_session_that_fails_to_open_is_reported_and_deleted(
+    server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
+) -> None:
+    connections = bastion.log().count("Connection from")
+    result, _ = run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server))))
+    assert result.returncode == deploy.NO_BASTION_SESSION
+    assert "no bastion session: the bastion session is FAILED, not ACTIVE" in text(result)[0]
+    assert [r.route for r in cloud.api.requests][-1] == "delete-session"
+    assert bastion.log().count("Connection from") == connections
+
+
+def test_the_bastion_account_only_forwards_to_the_sessions_target(
+    server: DeployServer, bastion: BastionServer, tmp_path: Path
+) -> None:
+    """What a session's key can do on the bastion: the one forward, no command, no other target."""
+    key = tmp_path / "session_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    public = key.with_suffix(".pub").read_text().strip()
+    known = tmp_path / "bastion_known_hosts"
+    known.write_text(f"[127.0.0.1]:{bastion.port} {bastion.host_key}\n")
+    base = [
+        "ssh", "-F", "none", "-p", str(bastion.port), "-l", bastion.user, "-i", str(key),
+        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={known}", "-o", "ConnectTimeout=10",
+    ]  # fmt: skip
+
+    def forward(port: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*base, "-W", f"127.0.0.1:{port}", "127.0.0.1"], input=b"", capture_output=True, timeout=30, check=False
+        )
+
+    bastion.authorize(public, "127.0.0.1", server.port)
+    try:
+        allowed = forward(server.port)
+        assert allowed.stdout.startswith(b"SSH-2.0-"), allowed.stderr  # the VM's sshd answered through the tunnel
+        refused = forward(bastion.port)
+        assert refused.stdout == b"" and b"administratively prohibited" in refused.stderr
+        shell = subprocess.run([*base, "127.0.0.1", "id"], capture_output=True, timeout=30, check=False)
+        assert b"uid=" not in shell.stdout
+    finally:
+        bastion.revoke(public)
+    after = forward(server.port)
+    assert after.returncode == 255 and b"Permission denied" in after.stderr
