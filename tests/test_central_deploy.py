@@ -22,6 +22,8 @@ from ci import deploy_gate
 from components.environment import compose
 from components.settings import SourceRepository
 from components.workflows import central
+from tests import bastion_support
+from tests.bastion_support import Cloud
 from tests.central_support import (
     DISPATCH_TOKEN,
     RETRY_ENV,
@@ -35,7 +37,7 @@ from tests.central_support import (
 )
 from tests.harness import sshd
 from tests.harness.engine import Engine
-from tests.harness.sshd import DeployServer
+from tests.harness.sshd import BastionServer, DeployServer
 from tests.harness.workflow import Context, JobResult, run_job
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +52,20 @@ def vm(docker_engine: Engine) -> Iterator[DeployServer]:
     server = DeployServer(docker_engine, user="dscentral").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def bastion() -> Iterator[BastionServer]:
+    server = BastionServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cloud(vm: DeployServer, bastion: BastionServer) -> Iterator[Cloud]:
+    """The environment's bastion, in front of the VM, and OCI's APIs (tests/bastion_support.py)."""
+    with bastion_support.cloud(vm.port, bastion) as cloud:
+        yield cloud
 
 
 @pytest.fixture
@@ -78,7 +94,7 @@ def data_of(plan) -> str:
     return rendered_file(plan, central.DATA_PATH)[1]
 
 
-def on_local_vm(document: dict[str, Any], server: DeployServer) -> dict[str, Any]:
+def on_local_vm(document: dict[str, Any], server: DeployServer, cloud: Cloud) -> dict[str, Any]:
     local = copy.deepcopy(document)
     registry = server.engine.auth_registry
     ssh_step_of(local)["env"] |= {
@@ -86,6 +102,7 @@ def on_local_vm(document: dict[str, Any], server: DeployServer) -> dict[str, Any
         "DEPLOY_SSH_PORT": str(server.port),
         "DEPLOY_REGISTRY": registry.host,
         "DEPLOY_REGISTRY_USER": registry.user,
+        **cloud.endpoints(),
     }
     return local
 
@@ -98,9 +115,12 @@ def run_deploy(
     components: list[str],
     sha: str,
     data: str,
+    *,
+    cloud: Cloud,
 ) -> JobResult:
     """The deploy job of a run for `repository`'s `components` at `sha`, resolved for production,
-    with `data` as the data file in the infra repository."""
+    with `data` as the data file in the infra repository. It goes through the environment's
+    bastion (`cloud`), as the stack's variables tell it, and leaves no session behind."""
     artifacts = Artifacts(infra={compose.path(STACK): compose_text, central.DATA_PATH: data})
     outputs = {
         "environment": STACK,
@@ -122,11 +142,18 @@ def run_deploy(
                 "VM_HOST_PRODUCTION": "127.0.0.1",
                 "SSH_PRIVATE_KEY_PRODUCTION": server.ci_key.path.read_text(),
                 "SSH_KNOWN_HOSTS_PRODUCTION": server.known_hosts_line,
+                "OCI_DEPLOY_CREDENTIAL_PRODUCTION": cloud.credential(),
                 # Another environment's secrets are there too, and must not be used.
                 "VM_HOST_STAGING": "192.0.2.1",
                 "SSH_PRIVATE_KEY_STAGING": "not this key",
                 "SSH_KNOWN_HOSTS_STAGING": "not this line",
+                "OCI_DEPLOY_CREDENTIAL_STAGING": "not this secret",
             },
+            vars={
+                "DEPLOY_OCI_PRODUCTION": cloud.access(),
+                "DEPLOY_OCI_STAGING": cloud.access(bastion_id=bastion_support.OTHER_BASTION),
+            },
+            id_token=(cloud.api.oidc_request_url, cloud.issuer.request_token),
             needs={
                 "resolve": {"result": "success", "outputs": outputs},
                 "build-test": {"result": "success", "outputs": {}},
@@ -134,8 +161,13 @@ def run_deploy(
                 "publish": {"result": "success", "outputs": {"images": published}},
             },
         )
-        result = run_job(on_local_vm(document, server), "deploy", context, extra_env=RETRY_ENV, uses=artifacts.table())
+        result = run_job(
+            on_local_vm(document, server, cloud), "deploy", context, extra_env=RETRY_ENV, uses=artifacts.table()
+        )
     [checkout] = artifacts.called("actions/checkout")
+    created = cloud.api.requests_for("create-session", 200)
+    assert len(created) == 1 and {r.principal for r in created} == {bastion_support.SERVICE_USER}
+    assert cloud.sessions_left() == [], "the job deleted its bastion session"
     assert checkout["sparse-checkout"].split("\n")[-1] == f"/{compose.DIRECTORY}/"
     return result
 
@@ -180,13 +212,13 @@ def logged_in_only_on_stdin(server: DeployServer, result: JobResult) -> bool:
     return "login --username dreamscape-ci --password-stdin" in result.log and token not in result.log + result.summary
 
 
-def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, server, compose_text) -> None:
+def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, server, compose_text, cloud) -> None:
     """Each run deploys one repository; what was never deployed is left out until its first run."""
     document, data = central_document(plan_of(STACK)), data_of(plan_of(STACK))
     assert sorted(names(SERVICES) + names(FRONTEND)) == sorted(DEPLOYABLE)
 
     services_sha = built(server, names(SERVICES), sha_of("first services release"))
-    result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), services_sha, data)
+    result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), services_sha, data, cloud=cloud)
     assert result.status == "success", result.log
     assert server.running() == running_images(server, names(SERVICES), services_sha)
     waiting = ", ".join(f"`{c}`" for c in sorted(names(FRONTEND)))
@@ -194,14 +226,14 @@ def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, serve
     assert logged_in_only_on_stdin(server, result)
 
     frontend_sha = built(server, names(FRONTEND), sha_of("first frontend release"))
-    result = run_deploy(document, server, compose_text, FRONTEND, names(FRONTEND), frontend_sha, data)
+    result = run_deploy(document, server, compose_text, FRONTEND, names(FRONTEND), frontend_sha, data, cloud=cloud)
     assert result.status == "success", result.log
     frontend_running = running_images(server, names(FRONTEND), frontend_sha)
     assert server.running() == running_images(server, names(SERVICES), services_sha) | frontend_running
     assert "Not deployed yet" not in result.summary
 
     sha = built(server, names(SERVICES), sha_of("services release"))
-    result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha, data)
+    result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha, data, cloud=cloud)
     assert result.status == "success", result.log
     [ssh] = [s for s in result.steps if "DEPLOY_IMAGES" in s.env]
     assert ssh.env["DEPLOY_IMAGES"] == " ".join(f"{c}={image(server, c, sha)}" for c in names(SERVICES))  # publish's
@@ -212,7 +244,9 @@ def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, serve
     assert "### dreamscape-deploy on " in result.summary
 
 
-def test_the_deploy_settings_of_the_config_travel_with_every_deploy(run_with, plan_of, server, compose_text) -> None:
+def test_the_deploy_settings_of_the_config_travel_with_every_deploy(
+    run_with, plan_of, server, compose_text, cloud
+) -> None:
     """The stack writes them into the data file; the client reads it at the run's commit and sends them."""
     shipped_plan = plan_of(STACK)
     shipped_document = central_document(shipped_plan)
@@ -240,7 +274,7 @@ def test_the_deploy_settings_of_the_config_travel_with_every_deploy(run_with, pl
 
     for n in range(3):
         sha = built(server, names(SERVICES), sha_of("keep two", n))
-        result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha, data)
+        result = run_deploy(document, server, compose_text, SERVICES, names(SERVICES), sha, data, cloud=cloud)
         assert result.status == "success", result.log
         assert wait_timeouts(result) == ["42"]
     releases = sorted(p.name for p in (server.state_dir / "releases").iterdir())
@@ -249,14 +283,14 @@ def test_the_deploy_settings_of_the_config_travel_with_every_deploy(run_with, pl
     assert len(logged) == 3 and all("command='deploy --lock-wait 7 --wait-timeout 42 --keep 2 " in m for m in logged)
 
 
-def test_a_deploy_that_rolls_back_fails_the_job(plan_of, server, compose_text) -> None:
+def test_a_deploy_that_rolls_back_fails_the_job(plan_of, server, compose_text, cloud) -> None:
     document, data = central_document(plan_of(STACK)), data_of(plan_of(STACK))
     registry = server.engine.auth_registry
     before = built(server, DEPLOYABLE, sha_of("bootstrap"))
     pairs = {c: image(server, c, before) for c in DEPLOYABLE}
     assert server.deploy(pairs, compose_text, login=(registry.host, registry.user, registry.password)).returncode == 0
     sha = built(server, ["auth-service"], sha_of("broken release"), "crash")
-    result = run_deploy(document, server, compose_text, SERVICES, ["auth-service"], sha, data)
+    result = run_deploy(document, server, compose_text, SERVICES, ["auth-service"], sha, data, cloud=cloud)
     assert result.status == "failure"
     assert "::error title=Deploy::rolled back" in result.log
     assert server.running()["auth-service"] == (image(server, "auth-service", before), "healthy")

@@ -13,8 +13,6 @@ it takes the key away, as OCI does.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -27,8 +25,10 @@ import pytest
 from ci import config, deploy, oci
 from components.environment import deploy_program
 from components.workflows import central
+from tests import bastion_support
+from tests.bastion_support import BASTION, CI_USER, CLIENT_SECRET, GONE, OTHER_BASTION, SERVICE_USER, Cloud
 from tests.central_support import deploy_checkout
-from tests.harness.oci_api import ApiKey, BastionSpec, Issuer, OciApi, Principal, Trust
+from tests.harness.oci_api import BastionSpec
 from tests.harness.sshd import BastionServer, DeployServer
 from tests.harness.workflow import RUNNER_PYTHON
 from tests.test_deploy_e2e import (
@@ -48,15 +48,6 @@ from tests.test_deploy_e2e import (
 
 pytestmark = pytest.mark.e2e
 
-REGION = "eu-frankfurt-1"
-BASTION = "ocid1.bastion.oc1.eu-frankfurt-1.aaaaaaaadeploybastion"
-OTHER_BASTION = "ocid1.bastion.oc1.eu-frankfurt-1.aaaaaaaaotherbastion"
-SERVICE_USER = "ocid1.user.oc1..aaaaaaaadeployserviceuser"
-CI_USER = "ocid1.user.oc1..aaaaaaaaciapikeyuser"
-CLIENT_ID = "0123456789abcdef0123456789abcdef"
-CLIENT_SECRET = "idcs-client-secret-for-the-bastion-tests"
-INFRA = "dreamscape-ai/dreamscape-infra"
-
 
 @pytest.fixture(scope="module")
 def vm(docker_engine) -> Iterator[DeployServer]:
@@ -73,59 +64,16 @@ def bastion() -> Iterator[BastionServer]:
 
 
 @pytest.fixture
+def cloud(vm: DeployServer, bastion: BastionServer, request: pytest.FixtureRequest) -> Iterator[Cloud]:
+    with bastion_support.cloud(vm.port, bastion, getattr(request, "param", None)) as cloud:
+        yield cloud
+
+
+@pytest.fixture
 def server(vm: DeployServer) -> DeployServer:
     vm.reset()
     publish(vm, v1(vm))
     return vm
-
-
-@dataclasses.dataclass
-class Cloud:
-    """The stand-in and what the client gets to reach it."""
-
-    api: OciApi
-    issuer: Issuer
-    api_key: ApiKey
-
-
-@pytest.fixture
-def cloud(vm: DeployServer, bastion: BastionServer, request: pytest.FixtureRequest) -> Iterator[Cloud]:
-    spec = getattr(request, "param", None) or BastionSpec(user_name=bastion.user, host_key=bastion.host_key)
-    yield from _cloud(vm, bastion, spec)
-
-
-def _cloud(vm: DeployServer, bastion: BastionServer, spec: BastionSpec) -> Iterator[Cloud]:
-    issuer = Issuer(INFRA, "production")
-    api_key = ApiKey.generate()
-    target = ("127.0.0.1", vm.port)
-    principals = [
-        Principal(SERVICE_USER, [BASTION], target),
-        Principal(CI_USER, [BASTION], target, api_key=api_key),
-    ]
-    trust = Trust(CLIENT_ID, CLIENT_SECRET, audience="set below", subject=issuer.subject, user=SERVICE_USER)
-    api = OciApi(
-        region=REGION,
-        bastions={BASTION: spec, OTHER_BASTION: BastionSpec(user_name=bastion.user, host_key=bastion.host_key)},
-        principals=principals,
-        trust=trust,
-        issuer=issuer,
-        on_active=lambda session: bastion.authorize(session.public_key, *session.target),
-        on_deleted=lambda session: bastion.revoke(session.public_key),
-    )
-    with api:
-        # The client asks for a token for the identity domain's URL: the stand-in's.
-        api.trust = dataclasses.replace(trust, audience=api.url)
-        yield Cloud(api, issuer, api_key)
-
-
-def access(cloud: Cloud, auth: str = oci.WORKLOAD_IDENTITY, bastion_id: str = BASTION) -> str:
-    common = {"region": REGION, "bastionId": bastion_id, "auth": auth}
-    if auth == oci.API_KEY:
-        key = cloud.api_key
-        return json.dumps(
-            {**common, "tenancy": "ocid1.tenancy.oc1..standin", "user": CI_USER, "fingerprint": key.fingerprint}
-        )
-    return json.dumps({**common, "domainUrl": cloud.api.url, "clientId": CLIENT_ID})
 
 
 def client_env(
@@ -156,15 +104,12 @@ def client_env(
         "DEPLOY_COMPOSE_FILE": COMPOSE_PATH,
         "DEPLOY_SSH_USER": server.user,
         "DEPLOY_SSH_PORT": str(server.port),
-        "DEPLOY_OCI": access(cloud, auth),
-        "DEPLOY_BASTION_API": cloud.api.url,
-        "DEPLOY_BASTION_SSH": f"127.0.0.1:{bastion.port}",
+        "DEPLOY_OCI": cloud.access(auth),
+        "OCI_DEPLOY_CREDENTIAL": cloud.credential(auth),
+        **cloud.endpoints(),
         "DREAMSCAPE_RETRY_BASE_SECONDS": "0",
     }
-    if auth == oci.API_KEY:
-        env["OCI_DEPLOY_CREDENTIAL"] = cloud.api_key.private_pem
-    else:
-        env["OCI_DEPLOY_CREDENTIAL"] = CLIENT_SECRET
+    if auth == oci.WORKLOAD_IDENTITY:
         env["ACTIONS_ID_TOKEN_REQUEST_URL"] = cloud.api.oidc_request_url
         env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = cloud.issuer.request_token
     return env | changes
@@ -193,15 +138,6 @@ def run_client(server: DeployServer, tmp_path: Path, env: dict[str, str]) -> tup
 
 def accepted(log: str, user: str) -> int:
     return log.count(f"Accepted publickey for {user} ")
-
-
-GONE = ("DELETING", "DELETED")
-"""A deleted session: OCI answers the delete at once and finishes it in the background."""
-
-
-def sessions_left(cloud: Cloud) -> list[str]:
-    """Sessions nobody deleted (a deploy leaves none)."""
-    return [s.id for s in cloud.api.sessions.values() if s.state not in GONE]
 
 
 def test_the_client_deploys_through_the_bastion_hop(
@@ -256,7 +192,7 @@ def test_the_api_key_mode_deploys_through_the_bastion_hop(
     assert result.returncode == 0, (text(result), cloud.api.requests)
     assert {r.route for r in cloud.api.requests} == {"create-session", "get-session", "delete-session"}
     assert {r.principal for r in cloud.api.requests} == {CI_USER}
-    assert sessions_left(cloud) == []
+    assert cloud.sessions_left() == []
     assert server.running() == healthy(v1(server))
 
 
@@ -281,7 +217,7 @@ def test_a_wrong_host_key_behind_the_bastion_fails_the_deploy(
     assert accepted(bastion.log(), bastion.user) == bastion_before + 1, "the bastion hop was made"
     assert accepted(server.log_path.read_text(), server.user) == vm_before, "the CI key was never offered to the VM"
     assert server.containers() == []
-    assert sessions_left(cloud) == []
+    assert cloud.sessions_left() == []
 
 
 @pytest.fixture
@@ -290,7 +226,8 @@ def impostor_bastion(vm: DeployServer, bastion: BastionServer, tmp_path: Path) -
     other = tmp_path / "bastion_host_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
     host_key = " ".join(other.with_suffix(".pub").read_text().split()[:2])
-    yield from _cloud(vm, bastion, BastionSpec(user_name=bastion.user, host_key=host_key))
+    with bastion_support.cloud(vm.port, bastion, BastionSpec(user_name=bastion.user, host_key=host_key)) as cloud:
+        yield cloud
 
 
 def test_a_bastion_showing_another_host_key_than_oci_names_gets_nothing(
@@ -303,7 +240,7 @@ def test_a_bastion_showing_another_host_key_than_oci_names_gets_nothing(
     assert result.returncode == 255, (stdout, stderr)
     assert "Host key verification failed" in stderr
     assert accepted(bastion.log(), bastion.user) == bastion_before, "the session's key was never offered"
-    assert sessions_left(impostor_bastion) == []
+    assert impostor_bastion.sessions_left() == []
 
 
 def test_a_deploy_that_rolls_back_still_deletes_its_session(
@@ -316,7 +253,7 @@ def test_a_deploy_that_rolls_back_still_deletes_its_session(
     bad = publish(server, {"gateway": image(server, "gateway", SHA3)}, "crash")
     result, _ = run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(bad)))
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
-    assert len(cloud.api.sessions) == 2 and sessions_left(cloud) == []
+    assert len(cloud.api.sessions) == 2 and cloud.sessions_left() == []
     assert server.running() == healthy(v1(server))
 
 
@@ -375,7 +312,7 @@ def test_a_bastion_the_policy_does_not_allow_is_refused(
     server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
 ) -> None:
     env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)))
-    env["DEPLOY_OCI"] = access(cloud, bastion_id=OTHER_BASTION)
+    env["DEPLOY_OCI"] = cloud.access(bastion_id=OTHER_BASTION)
     result, _ = run_client(server, tmp_path, env)
     assert result.returncode == deploy.NO_BASTION_SESSION
     assert "Create the bastion session: HTTP 404 NotAuthorizedOrNotFound" in text(result)[0]
