@@ -12,6 +12,7 @@ from typing import Any
 import pulumi_oci as oci
 import pulumi_tls as tls
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from pulumi.runtime import mocks as pulumi_mocks
 
@@ -19,7 +20,8 @@ import ci.oci
 from components import settings
 from components.environment import deploy_access
 from components.settings import ConfigError
-from tests.conftest import only, plan_with
+from tests.conftest import copy_project, only, plan_with
+from tests.test_plan import plan_cli
 from tools import offline
 
 STACKS = ["dev", "staging", "production"]
@@ -401,6 +403,50 @@ def test_api_key_mode_needs_the_ci_users_address(api_key_plan) -> None:
     with pytest.raises(ConfigError, match=r"oci\.ciUserEmail: required with ociDeployAuth: apiKey"):
         oci_ = {k: v for k, v in settings.merged_plain_config("dev")["oci"].items() if k != "identityDomainUrl"}
         plan_with("dev", ociDeployAuth="apiKey", oci=oci_)
+
+
+# --- the plan shows the policy, never a credential ---------------------------------------------
+
+
+def test_the_plan_prints_each_statement_and_no_credential(tmp_path: Path, plan_of) -> None:
+    (tmp_path / "project").mkdir()
+    project = copy_project(tmp_path / "project")
+    for stack in STACKS:
+        path = project / f"Pulumi.{stack}.yaml"
+        doc = yaml.safe_load(path.read_text())
+        oci_ = doc["config"]["dreamscape-infra:oci"]
+        del oci_["identityDomainUrl"]
+        oci_["ciUserEmail"] = f"ci-{stack}@dreamscape.example"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    pulumi_yaml = project / "Pulumi.yaml"
+    pulumi_yaml.write_text(pulumi_yaml.read_text().replace("ociDeployAuth: workloadIdentity", "ociDeployAuth: apiKey"))
+    results = {
+        "apiKey": plan_cli("--stack", "staging", "--json", str(tmp_path / "api.json"), cwd=project),
+        "workloadIdentity": plan_cli("--stack", "staging", "--json", str(tmp_path / "wif.json")),
+    }
+    for mode, result in results.items():
+        assert result.returncode == 0, (mode, result.stderr)
+        printed = result.stdout.split("What the deploy job's OCI identity may do:\n", 1)[1]
+        policy = printed.split("\n\nOCI usage", 1)[0].splitlines()
+        assert policy[0].startswith("Policy dreamscape-deploy-staging (staging-deploy-access-policy), in ocid1.")
+        statements = [line.strip() for line in policy[1:6]]
+        assert [s.split(" to ", 1)[1].split(" in ", 1)[0] for s in statements] == [
+            "use bastion",
+            "manage bastion-session",
+            "read instances",
+            "read vcns",
+            "read subnets",
+        ]
+        assert policy[6].startswith('DEPLOY_OCI_STAGING: {"auth":"' + mode + '",')
+    # Neither credential appears anywhere the plan writes.
+    wif = plan_of("staging")
+    client_secret = offline._unwrap(only(wif, DOMAINS_APP).outputs["clientSecret"])
+    api_plan_key = offline._throwaway_rsa("staging-deploy-access-key", 2048)["privateKeyPemPkcs8"]
+    key_lines = [line for line in api_plan_key.splitlines() if not line.startswith("-----")]
+    for mode, result in results.items():
+        text = result.stdout + result.stderr + (tmp_path / ("api.json" if mode == "apiKey" else "wif.json")).read_text()
+        assert client_secret not in text
+        assert not any(line in text for line in key_lines), mode
 
 
 # --- the offline engine refuses what OCI refuses ------------------------------------------------
