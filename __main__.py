@@ -6,6 +6,7 @@ import pulumi_github as github
 from components import delivery, preflight, wiring
 from components import settings as settings_module
 from components.environment import cloudinit, compose, shapes
+from components.environment.deploy_access import DeployAccess, DeployAccessArgs, deploy_job_subjects
 from components.environment.github_side import GithubSide, GithubSideArgs
 from components.environment.instance import Instance, InstanceArgs, availability_domain
 from components.environment.keys import Keys, KeysArgs
@@ -68,6 +69,28 @@ vm = Instance(
     ),
 )
 
+# --- the deploy job's OCI identity: sessions on this bastion to this VM, nothing else --------
+deploy_access = DeployAccess(
+    f"{env}-deploy-access",
+    DeployAccessArgs(
+        environment=env,
+        mode=settings.oci_deploy_auth,
+        compartment_id=oci_settings.compartment_id,
+        region=settings.oci_region,
+        bastion_id=network.bastion_id,
+        instance_id=vm.instance_id,
+        vm_private_ip=vm.private_ip,
+        identity_domain_url=oci_settings.identity_domain_url,
+        subjects=(
+            deploy_job_subjects(github_facts.infra.full_name, github_facts.infra.repo_id, github_facts.owner_id, env)
+            if github_facts.owner_id is not None
+            else ()
+        ),
+        ci_user_email=oci_settings.ci_user_email,
+        freeform_tags=tags,
+    ),
+)
+
 # --- what the infra repository's pipeline needs to deploy there ----------------------------
 github_side = GithubSide(
     f"{env}-github",
@@ -76,11 +99,14 @@ github_side = GithubSide(
         repository=settings.infra_repository,
         deploy_branch=github_facts.infra.default_branch,
         layout=settings.deploy_secret_layout,
-        host=vm.public_ip,
+        # The deploy job reaches the VM through the bastion, at its address in the subnet.
+        host=vm.private_ip,
         ci_private_key_openssh=keys.ci_private_key_openssh,
         host_public_key_openssh=keys.host_public_key_openssh,
         platform=shapes.platform_of(oci_settings.shape),
         url=pulumi.Output.concat("http://", vm.public_ip),
+        oci_credential=deploy_access.credential,
+        oci_access=deploy_access.variable,
         reviewers=settings.protection.reviewers,
         wait_timer=settings.protection.wait_timer,
     ),
@@ -174,6 +200,7 @@ pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@
 pulumi.export("instanceId", vm.instance_id)
 pulumi.export("privateIp", vm.private_ip)
 pulumi.export("bastionId", network.bastion_id)
+pulumi.export("deployPolicy", deploy_access.policy_statements)
 pulumi.export("hostKeyFingerprint", keys.host_key_fingerprint)
 pulumi.export("workflowFiles", workflow_files)
 pulumi.export("branchesCreated", list(github_facts.branches_to_create))

@@ -15,7 +15,9 @@ with one line naming what to check:
 - with an organization-wide DISPATCH_TOKEN: that the owner is an organization whose plan
   gives organization secrets to every repository involved;
 - with `actionsSettings` and a repository that is not public: the organization's plan, which
-  decides whether GitHub offers that repository an allowed-actions list.
+  decides whether GitHub offers that repository an allowed-actions list;
+- with `ociDeployAuth: workloadIdentity`: the infra repository's name as GitHub spells it and
+  the owner's numeric id, which the subject of the deploy job's OIDC token is made of.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_github as github
 
+import ci.oci
 from components import delivery
 from components.settings import PROJECT, ConfigError, Settings
 from components.workflows import trigger
@@ -38,6 +41,8 @@ class Repository:
     default_branch: str
     visibility: str
     """`public`, `private` or `internal`."""
+    full_name: str = ""
+    """`OWNER/NAME` as GitHub spells them, whatever the case of the config."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class GithubFacts:
     owner_plan: str | None = None
     """The organization's GitHub plan (`free`, `team`, `enterprise`), read when the Actions settings
     need it for a repository that is not public; None: not read, a user account, or not shown."""
+    owner_id: int | None = None
+    """`githubOwner`'s numeric account id, read with `ociDeployAuth: workloadIdentity`."""
 
     def allows_action_allowlist(self, repository: Repository) -> bool:
         """GitHub offers an allowed-actions list for public repositories on every plan, and for
@@ -61,8 +68,9 @@ def look_up(settings: Settings, opts: pulumi.InvokeOptions) -> GithubFacts:
     """Every GitHub fact the program's resources depend on, or a ConfigError naming what is wrong."""
     owner = settings.github_owner
     infra = repository(owner, settings.infra_repository, "infraRepository", opts)
+    owner_id = account_id(owner, opts) if settings.oci_deploy_auth == ci.oci.WORKLOAD_IDENTITY else None
     if not settings.owns_wiring:
-        return GithubFacts(infra=infra, sources={})
+        return GithubFacts(infra=infra, sources={}, owner_id=owner_id)
     sources = {
         repo.name: repository(owner, repo.name, f"sourceRepositories[{i}].name", opts)
         for i, repo in enumerate(settings.source_repositories)
@@ -91,7 +99,9 @@ def look_up(settings: Settings, opts: pulumi.InvokeOptions) -> GithubFacts:
         owner_plan = _check_organization(owner, list(sources.values()), opts)
     elif settings.actions_settings and any(r.visibility != "public" for r in (infra, *sources.values())):
         owner_plan = organization_plan(owner, opts)
-    return GithubFacts(infra=infra, sources=sources, branches_to_create=tuple(missing), owner_plan=owner_plan)
+    return GithubFacts(
+        infra=infra, sources=sources, branches_to_create=tuple(missing), owner_plan=owner_plan, owner_id=owner_id
+    )
 
 
 def organization_plan(owner: str, opts: pulumi.InvokeOptions) -> str | None:
@@ -134,7 +144,29 @@ def repository(owner: str, name: str, key: str, opts: pulumi.InvokeOptions) -> R
             "the name and githubOwner, that the repository exists, and that the token can read it "
             "(a fine-grained token lists the repositories it may access)"
         )
-    return Repository(name, int(found.repo_id), found.default_branch, found.visibility or "private")
+    return Repository(
+        name,
+        int(found.repo_id),
+        found.default_branch,
+        found.visibility or "private",
+        found.full_name or f"{owner}/{name}",
+    )
+
+
+def account_id(login: str, opts: pulumi.InvokeOptions) -> int:
+    """A user's or an organization's numeric id (GitHub's /users/<login> answers for both)."""
+    try:
+        found = github.get_user(username=login, opts=opts).id
+    except Exception as error:  # the provider reports GitHub's 404 as a failed invoke
+        found, reason = "", f": {error}"
+    else:
+        reason = ""
+    if not str(found).isdigit():
+        raise ConfigError(
+            f"{PROJECT}:githubOwner: GitHub shows no account {login!r} to the provider's token{reason}; the "
+            "deploy job's OIDC subject names its id"
+        )
+    return int(found)
 
 
 def branch_exists(repository_name: str, branch: str, opts: pulumi.InvokeOptions) -> bool:

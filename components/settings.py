@@ -6,9 +6,11 @@ impossible value stops the program before any resource is registered, with one m
 that names the key path (`dreamscape-infra:oci.vcnCidr`) and what was expected.
 
 Project-wide defaults live in `Pulumi.yaml`, per-environment values in `Pulumi.<stack>.yaml`.
-Three checks look across stacks, since no single stack can see them otherwise: exactly one
-environment owns the shared wiring, no two environments' networks overlap, and the
-environments together stay within Oracle's Always Free allowance unless paid usage is
+Some checks look across stacks, since no single stack can see them otherwise: exactly one
+environment owns the shared wiring, every environment's deploy job authenticates to OCI the
+same way (`ociDeployAuth`, which the one central pipeline grants for), no two environments
+share an identity domain for workload identity, no two environments' networks overlap, and
+the environments together stay within Oracle's Always Free allowance unless paid usage is
 accepted (`allowPaidShapes`). They read the sibling stack files next to `Pulumi.yaml`
 (plain values only, never secrets).
 """
@@ -26,6 +28,7 @@ import pulumi
 import yaml
 
 import ci.deploy
+import ci.oci
 from components import delivery, rules
 from components.environment import deploy_program, shapes
 from components.workflows import credentials
@@ -136,6 +139,12 @@ class OciSettings:
     """None: the compartment's first availability domain."""
     ubuntu_version: str = "24.04"
     """Canonical Ubuntu release looked up when no image is pinned."""
+    identity_domain_url: str | None = None
+    """`ociDeployAuth: workloadIdentity`: the identity domain holding the deploy job's service
+    user, OAuth client and trust for the GitHub issuer (one such trust per domain)."""
+    ci_user_email: str | None = None
+    """`ociDeployAuth: apiKey`: the e-mail address of the dedicated CI user (identity domains
+    require a primary e-mail address unless told otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,11 @@ class Settings:
     file_delivery: str = delivery.DIRECT
     """`direct`: files are committed to their target branches; `pullRequest`: to the program's own
     branches, proposed in one pull request per repository and target branch (components/delivery.py)."""
+    oci_deploy_auth: str = ci.oci.WORKLOAD_IDENTITY
+    """How the deploy job authenticates to OCI: `workloadIdentity` (its GitHub OIDC token exchanged
+    for a short-lived OCI session token) or `apiKey` (a CI user's API key, the fallback)."""
+    oci_region: str | None = None
+    """The OCI provider's region (`oci:region`): where the deploy job calls the bastion."""
     dispatch_token: pulumi.Output[str] | None = field(default=None, compare=False)
     """Secret, held by every source repository: may only create dispatch events on the infra
     repository. Required on the stack that owns the wiring."""
@@ -483,6 +497,11 @@ _DEPLOY = _object(
     Deploy,
 )
 
+IDENTITY_DOMAIN_URL_PATTERN = r"^https://idcs-[0-9a-z]+\.identity\.[a-z0-9.-]+\.[a-z]+(:443)?$"
+"""An identity domain's URL as its details page shows it (`Domain URL`), with no path."""
+REGION_PATTERN = r"^[a-z]{2,}(-[a-z]+)+-[0-9]{1,2}$"
+"""An OCI region identifier, like eu-frankfurt-1 or uk-gov-london-1."""
+
 _OCI = _object(
     {
         "compartmentId": _Field(
@@ -508,6 +527,13 @@ _OCI = _object(
             _list(_cidr, min_items=1, max_items=BASTION_CLIENT_CIDRS_MAX), required=False, default=("0.0.0.0/0",)
         ),
         "bastionSessionTtlSeconds": _Field(_integer(*BASTION_SESSION_TTL_SECONDS), required=False, default=1800),
+        "identityDomainUrl": _Field(
+            _string(
+                IDENTITY_DOMAIN_URL_PATTERN, "an identity domain URL like https://idcs-<id>.identity.oraclecloud.com"
+            ),
+            required=False,
+        ),
+        "ciUserEmail": _Field(_string(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an e-mail address"), required=False),
     },
     OciSettings,
 )
@@ -572,6 +598,7 @@ _TOP: dict[str, _Field] = {
     "repositoryRules": _Field(_RULES, required=False),
     "actionsSettings": _Field(_boolean, required=False, default=True),
     "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
+    "ociDeployAuth": _Field(_string(choices=ci.oci.AUTH_MODES), required=False, default=ci.oci.WORKLOAD_IDENTITY),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
 
@@ -601,11 +628,12 @@ def parse(
     sibling_stacks: Mapping[str, Mapping[str, Any]] | None = None,
     pipeline_token: pulumi.Output[str] | None = None,
     app_private_keys: Mapping[str, pulumi.Output[str] | None] | None = None,
+    oci_region: str | None = None,
 ) -> Settings:
     """Validate a stack's merged config (keys without namespace, values decoded).
 
     `sibling_stacks` maps each other stack's name to its merged plain config; it feeds the
-    checks that span environments.
+    checks that span environments. `oci_region` is the OCI provider's `oci:region`, when known.
     """
     unknown = sorted(set(raw) - set(_TOP))
     if unknown:
@@ -647,6 +675,8 @@ def parse(
         pipeline_app_client_id=values["pipeline_app_client_id"],
         dispatch_app_private_key=(app_private_keys or {}).get("dispatchAppPrivateKey"),
         pipeline_app_private_key=(app_private_keys or {}).get("pipelineAppPrivateKey"),
+        oci_deploy_auth=values["oci_deploy_auth"],
+        oci_region=_region(oci_region),
     )
     _check_components_unique(settings)
     _check_network(settings.oci)
@@ -654,6 +684,7 @@ def parse(
     _check_shape(settings.oci)
     _check_protection(settings)
     _check_auth(settings, raw)
+    _check_oci_deploy_auth(settings)
     _check_rules(settings)
     if sibling_stacks:
         _check_across_stacks(settings, sibling_stacks)
@@ -685,6 +716,41 @@ def _check_auth(settings: Settings, raw: Mapping[str, Any]) -> None:
                 f"{PROJECT}:{key}: required on the stack that owns the shared wiring "
                 f"({settings.wiring_stack}): {what}; set it with "
                 f"`pulumi config set --secret {key}`"
+            )
+
+
+def _region(value: str | None) -> str | None:
+    if value is not None and not rules._matches(REGION_PATTERN, value):
+        raise ConfigError(f"oci:region: expected an OCI region identifier like eu-frankfurt-1, got {value!r}")
+    return value
+
+
+OCI_DEPLOY_AUTH_KEYS = {
+    ci.oci.WORKLOAD_IDENTITY: (
+        "identityDomainUrl",
+        "the URL of the identity domain that holds the deploy job's service user (Identity & Security, "
+        "Domains, <domain>: Domain URL), its own for this environment",
+    ),
+    ci.oci.API_KEY: (
+        "ciUserEmail",
+        "an e-mail address for the environment's CI user (identity domains require one), unique in the tenancy",
+    ),
+}
+"""The `oci` key each `ociDeployAuth` mode needs, and what it is; each is refused in the other mode."""
+
+
+def _check_oci_deploy_auth(settings: Settings) -> None:
+    """The deploy credential's mode has its key, and no key of the other mode (it would be used nowhere)."""
+    mode = settings.oci_deploy_auth
+    given = {"identityDomainUrl": settings.oci.identity_domain_url, "ciUserEmail": settings.oci.ci_user_email}
+    needed, what = OCI_DEPLOY_AUTH_KEYS[mode]
+    if given[needed] is None:
+        raise ConfigError(f"{PROJECT}:oci.{needed}: required with ociDeployAuth: {mode}; {what}")
+    for other, (key, _) in OCI_DEPLOY_AUTH_KEYS.items():
+        if other != mode and given[key] is not None:
+            raise ConfigError(
+                f"{PROJECT}:oci.{key}: used only with ociDeployAuth: {other}, and this stack has "
+                f"ociDeployAuth: {mode}; remove it or set ociDeployAuth"
             )
 
 
@@ -850,6 +916,17 @@ def _check_across_stacks(settings: Settings, siblings: Mapping[str, Mapping[str,
             f"{PROJECT}:wiringStack: stacks disagree on who owns the shared wiring ({claims}); "
             "exactly one stack may own it: set wiringStack once, in Pulumi.yaml"
         )
+    modes = {settings.stack: settings.oci_deploy_auth}
+    for name, raw in sorted(siblings.items()):
+        modes[name] = raw.get("ociDeployAuth", ci.oci.WORKLOAD_IDENTITY)
+    if len(set(modes.values())) > 1:
+        claims = ", ".join(f"Pulumi.{s}.yaml says {m}" for s, m in sorted(modes.items()))
+        raise ConfigError(
+            f"{PROJECT}:ociDeployAuth: stacks disagree on how the deploy job authenticates to OCI ({claims}); "
+            "the one central pipeline grants its deploy job what that mode needs: set ociDeployAuth once, "
+            "in Pulumi.yaml"
+        )
+    _check_identity_domains(settings, siblings)
     mine = ipaddress.ip_network(settings.oci.vcn_cidr)
     for name, raw in sorted(siblings.items()):
         other = (raw.get("oci") or {}).get("vcnCidr")
@@ -862,6 +939,30 @@ def _check_across_stacks(settings: Settings, siblings: Mapping[str, Mapping[str,
                 f"{PROJECT}:oci.vcnCidr: {settings.oci.vcn_cidr} overlaps stack {name}'s {other}; "
                 "each environment needs its own range"
             )
+
+
+def _check_identity_domains(settings: Settings, siblings: Mapping[str, Mapping[str, Any]]) -> None:
+    """One identity domain per environment with workload identity: a domain takes one trust per
+    token issuer, and each environment's trust maps its own deploy job onto its own user."""
+    url = settings.oci.identity_domain_url
+    if settings.oci_deploy_auth != ci.oci.WORKLOAD_IDENTITY or url is None:
+        return
+    for name, raw in sorted(siblings.items()):
+        other = (raw.get("oci") or {}).get("identityDomainUrl")
+        if isinstance(other, str) and _same_domain(url, other):
+            raise ConfigError(
+                f"{PROJECT}:oci.identityDomainUrl: {url} is stack {name}'s identity domain too; an identity domain "
+                "holds one trust for GitHub's token issuer, so each environment needs its own domain (or set "
+                "ociDeployAuth: apiKey)"
+            )
+
+
+def _same_domain(a: str, b: str) -> bool:
+    def key(url: str) -> str:
+        url = url.strip().lower().rstrip("/")
+        return url[: -len(":443")] if url.endswith(":443") else url
+
+    return key(a) == key(b)
 
 
 def read_project_config(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
@@ -929,6 +1030,12 @@ def load() -> Settings:
         raw[key] = text if key in _STRING_KEYS else _decode(text)
     secrets = {key: config.get_secret(key) if key in raw else None for key in SECRET_KEYS}
     stack = pulumi.get_stack()
+    region = pulumi.Config("oci").get("region")
+    if region is None:
+        raise ConfigError(
+            "oci:region: required, missing; the region of the stack's resources, where the deploy job "
+            "opens its bastion sessions (pulumi config set oci:region eu-frankfurt-1)"
+        )
     return parse(
         raw,
         stack,
@@ -936,6 +1043,7 @@ def load() -> Settings:
         sibling_stacks(stack),
         pipeline_token=secrets["pipelineToken"],
         app_private_keys={key: secrets[key] for key in ("dispatchAppPrivateKey", "pipelineAppPrivateKey")},
+        oci_region=region,
     )
 
 
@@ -954,6 +1062,7 @@ _STRING_KEYS = frozenset(
         "scanSeverity",
         "armRunnerLabel",
         "fileDelivery",
+        "ociDeployAuth",
     )
 )
 """Keys whose text is the value; every other key carries JSON (objects, lists, numbers, booleans)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -29,14 +30,19 @@ def _own(plan: offline.Plan, type_: str) -> list[offline.Registered]:
 
 
 def expected_values(plan: offline.Plan, stack: str) -> dict[str, str]:
-    """What each deploy secret must hold, read from the resources that produce it."""
-    host = plan.of_type("oci:Core/publicIp:PublicIp")[0].outputs["ipAddress"]
+    """What each deploy secret must hold, read from the resources that produce it: the deploy
+    reaches the VM through its bastion, at its private address."""
+    host = plan.of_type("oci:Core/instance:Instance")[0].outputs["privateIp"]
     host_public = offline._unwrap(plan.named(f"{stack}-keys-host").outputs["publicKeyOpenssh"])
     return {
         "VM_HOST": host,
         "SSH_PRIVATE_KEY": offline._unwrap(plan.named(f"{stack}-keys-ci").outputs["privateKeyOpenssh"]),
         "SSH_KNOWN_HOSTS": f"{host} ssh-ed25519 {host_public.split()[1]}\n",
+        "OCI_DEPLOY_CREDENTIAL": offline._unwrap(plan.named(f"{stack}-deploy-access-client").outputs["clientSecret"]),
     }
+
+
+DEPLOY_SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL")
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -44,7 +50,7 @@ def test_repository_layout_writes_the_seeds_secret_names(stack, plan_of) -> None
     plan = plan_of(stack)
     secrets = {r.plain("secretName"): r for r in _own(plan, SECRET)}
     suffix = stack.upper()
-    assert sorted(secrets) == sorted(f"{name}_{suffix}" for name in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"))
+    assert sorted(secrets) == sorted(f"{name}_{suffix}" for name in DEPLOY_SECRETS)
     for name, value in expected_values(plan, stack).items():
         secret = secrets[f"{name}_{suffix}"]
         assert secret.plain("repository") == "dreamscape-infra"
@@ -57,7 +63,7 @@ def test_repository_layout_writes_the_seeds_secret_names(stack, plan_of) -> None
 def test_environment_layout_writes_environment_secrets(stack, run_with) -> None:
     plan = run_with(stack, deploySecretLayout="environment")
     secrets = {r.plain("secretName"): r for r in _own(plan, ENV_SECRET)}
-    assert sorted(secrets) == ["SSH_KNOWN_HOSTS", "SSH_PRIVATE_KEY", "VM_HOST"]
+    assert sorted(secrets) == ["OCI_DEPLOY_CREDENTIAL", "SSH_KNOWN_HOSTS", "SSH_PRIVATE_KEY", "VM_HOST"]
     for name, value in expected_values(plan, stack).items():
         assert secrets[name].plain("environment") == stack
         assert secrets[name].plain("repository") == "dreamscape-infra"
@@ -76,7 +82,10 @@ def test_variables_describe_the_environment(stack, platform, plan_of) -> None:
     plan = plan_of(stack)
     variables = {r.plain("variableName"): r.plain("value") for r in _own(plan, VARIABLE)}
     host = plan.outputs["host"]
+    access = json.loads(variables.pop(f"DEPLOY_OCI_{stack.upper()}"))
     assert variables == {f"DEPLOY_PLATFORM_{stack.upper()}": platform, f"DEPLOY_URL_{stack.upper()}": f"http://{host}"}
+    # What the deploy job reads about the bastion (its content per mode: test_environment_deploy_access.py).
+    assert (access["auth"], access["bastionId"]) == ("workloadIdentity", plan.outputs["bastionId"])
 
 
 def test_platform_follows_a_changed_shape(run_with, stack_config) -> None:
@@ -134,7 +143,8 @@ def test_reviewers_are_resolved_to_numeric_ids(run_with) -> None:
     (environment,) = _own(plan, ENVIRONMENT)
     users = [args for token, args in mocks.calls if token == "github:index/getUser:getUser"]
     teams = [args for token, args in mocks.calls if token == "github:index/getTeam:getTeam"]
-    assert [u["username"] for u in users] == ["alice"]
+    # The owner is looked up too: the deploy job's OIDC subject names its id (preflight.account_id).
+    assert sorted(u["username"] for u in users) == ["DREAMSCAPE-AI", "alice"]
     # The other team looked up is repositoryRules' release managers (Pulumi.yaml), for the rulesets.
     assert sorted(t["slug"] for t in teams) == ["ops-team", "release-managers"]
     alice = int(mocks.call_answers["github:index/getUser:getUser"]({"username": "alice"})["id"])
@@ -171,7 +181,9 @@ def test_secret_names_per_layout() -> None:
         "VM_HOST": "VM_HOST_STAGING",
         "SSH_PRIVATE_KEY": "SSH_PRIVATE_KEY_STAGING",
         "SSH_KNOWN_HOSTS": "SSH_KNOWN_HOSTS_STAGING",
+        "OCI_DEPLOY_CREDENTIAL": "OCI_DEPLOY_CREDENTIAL_STAGING",
     }
+    assert names.oci_variable("staging") == "DEPLOY_OCI_STAGING"
     assert names.secret_names("staging", "environment") == {n: n for n in names.SECRETS}
     with pytest.raises(ValueError, match="unknown deploy secret layout"):
         names.secret_names("staging", "organization")
@@ -181,7 +193,7 @@ def test_known_hosts_secret_pins_the_host_key_the_vm_is_given(plan_of, tmp_path)
     """ssh-keygen finds the host in the secret's line, with the key of the private key cloud-init installs."""
     tool = require_tool("ssh-keygen", "openssh-client")
     plan = plan_of("production")
-    host = plan.outputs["host"]
+    host = plan.outputs["privateIp"]
     secret = next(r for r in _own(plan, SECRET) if r.plain("secretName") == "SSH_KNOWN_HOSTS_PRODUCTION")
     (tmp_path / "known_hosts").write_text(secret.plain("value"))
     host_key = tmp_path / "host_key"

@@ -79,7 +79,7 @@ def test_plan_lists_the_environment_and_never_prints_private_keys(stack, plan_of
     assert result.returncode == 0, result.stderr
     for type_ in LISTED:
         assert f"{type_}  {stack}-" in result.stdout, type_
-    for secret in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"):
+    for secret in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL"):
         assert f"secretName: {secret}_{stack.upper()}" in result.stdout
     printed = result.stdout + result.stderr + (tmp_path / "plan.json").read_text()
     bodies = private_key_bodies(plan_of(stack))

@@ -196,3 +196,28 @@ def test_no_warning_when_the_infra_repository_is_private_or_everything_is_public
     mocks.public_repositories |= {f"{owner}/{r['name']}" for r in stack_config("production")["sourceRepositories"]}
     mocks.public_repositories.add(f"{owner}/dreamscape-infra")
     assert run_with("production", mocks=mocks).warnings == []
+
+
+# --- the deploy job's OIDC subject ---------------------------------------------------------------
+
+
+def test_the_owners_account_id_is_looked_up_for_workload_identity(run_with, stack_config):
+    """The immutable subject of the deploy job's token names the owner's id: it is read from GitHub
+    before anything is registered, and an owner GitHub does not show stops the run."""
+    mocks = offline.OfflineMocks()
+    run_with("dev", mocks=mocks)
+    looked_up = [args["username"] for token, args in mocks.calls if token == "github:index/getUser:getUser"]
+    assert looked_up == [_owner(stack_config)]
+
+    def missing(args):
+        raise offline.InvokeFailedError(f"GET https://api.github.com/users/{args['username']}: 404 Not Found []")
+
+    mocks = offline.OfflineMocks()
+    mocks.call_answers["github:index/getUser:getUser"] = missing
+    with pytest.raises(
+        ConfigError,
+        match=r"githubOwner: GitHub shows no account 'DREAMSCAPE-AI' to the provider's token: .*404 Not Found.*; "
+        r"the deploy job's OIDC subject names its id",
+    ):
+        run_with("dev", mocks=mocks)
+    _nothing_registered_but_the_provider(mocks)

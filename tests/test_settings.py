@@ -11,6 +11,7 @@ import pytest
 from components import settings
 from components.environment import deploy_program
 from components.settings import ConfigError
+from tools import offline
 
 
 def raw(stack: str) -> dict[str, Any]:
@@ -303,6 +304,55 @@ BAD = [
         r"deploySecretLayout: expected one of repository, environment",
     ),
     ("missing required key", "dev", "oci.compartmentId", ..., r"oci\.compartmentId: required, missing"),
+    (
+        "unknown OCI deploy auth mode",
+        "dev",
+        "ociDeployAuth",
+        "oidc",
+        r"dreamscape-infra:ociDeployAuth: expected one of workloadIdentity, apiKey, got 'oidc'",
+    ),
+    (
+        "identity domain URL that is not one",
+        "dev",
+        "oci.identityDomainUrl",
+        "https://login.example.com",
+        r"oci\.identityDomainUrl: expected an identity domain URL like https://idcs-<id>\.identity\.oraclecloud\.com",
+    ),
+    (
+        "identity domain URL with a path",
+        "staging",
+        "oci.identityDomainUrl",
+        "https://idcs-0a1b2c.identity.oraclecloud.com/ui/v1/signin",
+        r"oci\.identityDomainUrl: expected an identity domain URL",
+    ),
+    (
+        "workload identity without its identity domain",
+        "staging",
+        "oci.identityDomainUrl",
+        ...,
+        r"oci\.identityDomainUrl: required with ociDeployAuth: workloadIdentity; the URL of the identity domain",
+    ),
+    (
+        "API key mode without the CI user's address",
+        "dev",
+        "ociDeployAuth",
+        "apiKey",
+        r"oci\.ciUserEmail: required with ociDeployAuth: apiKey; an e-mail address for the environment's CI user",
+    ),
+    (
+        "CI user's address in workload identity mode",
+        "production",
+        "oci.ciUserEmail",
+        "ci@dreamscape.example",
+        r"oci\.ciUserEmail: used only with ociDeployAuth: apiKey, and this stack has ociDeployAuth: workloadIdentity",
+    ),
+    (
+        "CI user's address that is not one",
+        "dev",
+        "oci.ciUserEmail",
+        "dreamscape-ci",
+        r"oci\.ciUserEmail: expected an e-mail address, got 'dreamscape-ci'",
+    ),
     ("bad owner", "dev", "githubOwner", "-bad owner", r"githubOwner: expected a GitHub user or organization login"),
     (
         "wiring owner without token",
@@ -358,6 +408,97 @@ def test_overlapping_networks_across_stacks() -> None:
     staging = edit(staging, "oci.subnetCidr", "10.10.129.0/24")
     with pytest.raises(ConfigError, match=r"oci\.vcnCidr: 10\.10\.128\.0/17 overlaps stack dev's 10\.10\.0\.0/16"):
         parse("staging", staging, {"dev": raw("dev"), "production": raw("production")})
+
+
+def test_oci_deploy_auth_defaults_to_workload_identity() -> None:
+    config = raw("dev")
+    config.pop("ociDeployAuth", None)
+    s = parse("dev", config)
+    assert s.oci_deploy_auth == "workloadIdentity"
+    assert s.oci.identity_domain_url == "https://idcs-dreamscapedev.identity.oraclecloud.com"
+    assert s.oci.ci_user_email is None
+
+
+def as_api_key(config: dict[str, Any], email: str = "dreamscape-ci@example.com") -> dict[str, Any]:
+    """A stack's config in apiKey mode: the CI user's address instead of the identity domain."""
+    config = edit(edit(config, "ociDeployAuth", "apiKey"), "oci.identityDomainUrl", ...)
+    return edit(config, "oci.ciUserEmail", email)
+
+
+def test_api_key_mode_takes_the_ci_users_address_and_refuses_an_identity_domain() -> None:
+    s = parse("staging", as_api_key(raw("staging")))
+    assert (s.oci_deploy_auth, s.oci.ci_user_email, s.oci.identity_domain_url) == (
+        "apiKey",
+        "dreamscape-ci@example.com",
+        None,
+    )
+    with_domain = edit(as_api_key(raw("staging")), "oci.identityDomainUrl", "https://idcs-abc.identity.oraclecloud.com")
+    with pytest.raises(
+        ConfigError,
+        match=r"oci\.identityDomainUrl: used only with ociDeployAuth: workloadIdentity, and this stack has "
+        r"ociDeployAuth: apiKey; remove it",
+    ):
+        parse("staging", with_domain)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://idcs-0a1b2c3d4e5f60718293a4b5c6d7e8f9.identity.oraclecloud.com",
+        "https://idcs-0a1b2c3d4e5f60718293a4b5c6d7e8f9.identity.oraclecloud.com:443",
+    ],
+)
+def test_identity_domain_urls_as_oci_shows_them(url: str) -> None:
+    assert parse("dev", edit(raw("dev"), "oci.identityDomainUrl", url)).oci.identity_domain_url == url
+
+
+def test_the_oci_region_is_checked_when_given() -> None:
+    for region in ("eu-frankfurt-1", "us-ashburn-1", "uk-gov-london-1", "ap-chuncheon-1"):
+        assert settings.parse(raw("dev"), "dev", oci_region=region).oci_region == region
+    for region in ("Frankfurt", "eu-frankfurt", "eu_frankfurt_1", "FRA"):
+        with pytest.raises(ConfigError, match=r"^oci:region: expected an OCI region identifier like eu-frankfurt-1"):
+            settings.parse(raw("dev"), "dev", oci_region=region)
+
+
+def test_the_program_needs_the_oci_region() -> None:
+    """The deploy job calls the bastion in the stack's region: `pulumi up` without it stops first."""
+    config, secret_keys = offline.stack_config("dev")
+    del config["oci:region"]
+    with pytest.raises(ConfigError, match=r"^oci:region: required, missing; the region of the stack's resources"):
+        offline.run("dev", config=config, secret_keys=secret_keys)
+
+
+def test_stacks_disagreeing_on_the_oci_deploy_auth() -> None:
+    siblings = {"staging": raw("staging"), "production": raw("production")}
+    with pytest.raises(
+        ConfigError,
+        match=r"ociDeployAuth: stacks disagree on how the deploy job authenticates to OCI \(Pulumi\.dev\.yaml says "
+        r"apiKey, Pulumi\.production\.yaml says workloadIdentity, Pulumi\.staging\.yaml says workloadIdentity\)",
+    ):
+        parse("dev", as_api_key(raw("dev")), siblings)
+    every = {name: as_api_key(raw(name), f"ci-{name}@example.com") for name in ("staging", "production")}
+    assert parse("dev", as_api_key(raw("dev")), every).oci_deploy_auth == "apiKey"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://idcs-dreamscapedev.identity.oraclecloud.com",
+        "https://idcs-dreamscapedev.identity.oraclecloud.com:443",
+    ],
+)
+def test_two_environments_sharing_an_identity_domain(url: str) -> None:
+    """An identity domain holds one trust for GitHub's token issuer: one domain per environment."""
+    staging = edit(raw("staging"), "oci.identityDomainUrl", url)
+    with pytest.raises(
+        ConfigError,
+        match=r"oci\.identityDomainUrl: .* is stack dev's identity domain too; an identity domain holds one trust "
+        r"for GitHub's token issuer",
+    ):
+        parse("staging", staging, {"dev": raw("dev"), "production": raw("production")})
+    # The API key fallback has no trust, and no identity domain at all.
+    api = {name: as_api_key(raw(name), f"ci-{name}@example.com") for name in ("dev", "production")}
+    assert parse("staging", as_api_key(staging), api).oci.identity_domain_url is None
 
 
 def test_one_message_no_traceback_text() -> None:

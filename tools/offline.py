@@ -149,6 +149,112 @@ def _throwaway_ed25519(seed: str) -> dict[str, str]:
     }
 
 
+def _throwaway_key(a: pulumi_mocks.MockResourceArgs) -> dict[str, str]:
+    """What `tls.PrivateKey` computes, for its algorithm: ED25519 (the default here) or RSA."""
+    algorithm = str(a.inputs.get("algorithm", "ED25519")).upper()
+    if algorithm == "RSA":
+        return _throwaway_rsa(a.name, int(a.inputs.get("rsaBits") or 2048))
+    if algorithm != "ED25519":
+        raise ValueError(f"the offline engine makes ED25519 and RSA keys, not {algorithm}")
+    return _throwaway_ed25519(a.name)
+
+
+def _stream(seed: str):
+    """Endless bytes derived from `seed` (SHA-256 in counter mode): reproducible, never secret."""
+    counter = 0
+    while True:
+        yield from hashlib.sha256(f"offline:{seed}:{counter}".encode()).digest()
+        counter += 1
+
+
+def _integer(source, bits: int) -> int:
+    return int.from_bytes(bytes(next(source) for _ in range(bits // 8)), "big")
+
+
+_SMALL_PRIMES = [p for p in range(3, 2000, 2) if all(p % d for d in range(3, int(p**0.5) + 1, 2))]
+
+
+def _probable_prime(n: int, source) -> bool:
+    if any(n % p == 0 for p in _SMALL_PRIMES):
+        return False
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for _ in range(32):
+        x = pow(2 + _integer(source, 64) % (n - 3), d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+_RSA_KEYS: dict[tuple[str, int], dict[str, str]] = {}
+
+
+def _throwaway_rsa(seed: str, bits: int) -> dict[str, str]:
+    """A real RSA key pair derived from the resource name: stable across runs, never real."""
+    if (seed, bits) in _RSA_KEYS:
+        return _RSA_KEYS[(seed, bits)]
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    source = _stream(f"rsa:{seed}:{bits}")
+    exponent = 65537
+
+    def prime() -> int:
+        while True:
+            candidate = _integer(source, bits // 2) | (3 << (bits // 2 - 2)) | 1
+            if candidate % exponent != 1 and _probable_prime(candidate, source):
+                return candidate
+
+    p, q = prime(), prime()
+    d = pow(exponent, -1, (p - 1) * (q - 1))
+    numbers = rsa.RSAPrivateNumbers(
+        p,
+        q,
+        d,
+        rsa.rsa_crt_dmp1(d, p),
+        rsa.rsa_crt_dmq1(d, q),
+        rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(exponent, p * q),
+    )
+    key = numbers.private_key()
+    public = key.public_key()
+    openssh = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    blob = base64.b64decode(openssh.split()[1])
+    none = serialization.NoEncryption()
+    _RSA_KEYS[(seed, bits)] = {
+        "algorithm": "RSA",
+        "rsaBits": bits,
+        "privateKeyPem": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, none
+        ).decode(),
+        "privateKeyPemPkcs8": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, none
+        ).decode(),
+        "privateKeyOpenssh": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, none
+        ).decode(),
+        "publicKeyPem": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode(),
+        "publicKeyOpenssh": openssh + "\n",
+        "publicKeyFingerprintSha256": "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="),
+        "publicKeyFingerprintMd5": _md5_fingerprint(blob),
+    }
+    return _RSA_KEYS[(seed, bits)]
+
+
+def _md5_fingerprint(data: bytes) -> str:
+    """`aa:bb:...`: an MD5 digest as OCI shows an API key's fingerprint (of the key's DER)."""
+    return ":".join(f"{b:02x}" for b in hashlib.md5(data, usedforsecurity=False).digest())
+
+
 def _openssh_private_key(seed: bytes, public_blob: bytes) -> str:
     """An unencrypted OpenSSH ed25519 private key, byte-stable for a given key.
 
@@ -204,7 +310,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str = "eu-frankfurt-1") -> None:
         self.region = region
         self.resource_answers: dict[str, ResourceAnswer] = {
-            "tls:index/privateKey:PrivateKey": lambda a: _throwaway_ed25519(a.name),
+            "tls:index/privateKey:PrivateKey": _throwaway_key,
             "github:index/branch:Branch": self._new_branch,
             "github:index/repositoryPullRequest:RepositoryPullRequest": self._new_pull_request,
         }
@@ -425,6 +531,7 @@ class OciAnswers:
 
     def __init__(self, mocks: OfflineMocks) -> None:
         self.mocks = mocks
+        self.identity = IdentityAnswers(mocks)
         self.shape_domains: dict[str, tuple[int, ...]] = {"VM.Standard.E2.1.Micro": (3,)}
         """Domains that offer a shape, where not all do: the micro shape lives in one domain of the
         home region, as in Oracle's Always Free terms. Tests change this to play other regions."""
@@ -437,6 +544,7 @@ class OciAnswers:
             "oci:Core/instance:Instance": self._instance,
             "oci:Core/publicIp:PublicIp": self._public_ip,
             "oci:Bastion/bastion:Bastion": self._bastion,
+            **self.identity.resource_answers(),
         }
 
     def call_answers(self) -> dict[str, CallAnswer]:
@@ -622,6 +730,179 @@ class OciAnswers:
                     }
                 )
         return {**{k: v for k, v in args.items() if v is not None}, "id": "private-ips", "privateIps": found}
+
+
+class IdentityAnswers:
+    """OCI IAM (users, groups, API keys, policies) and an identity domain's SCIM resources (users,
+    groups, applications, identity propagation trusts), with the refusals the services give."""
+
+    TENANCY = "ocid1.tenancy.oc1..offline" + hashlib.sha256(b"tenancy").hexdigest()[:24]
+    """The tenancy the provider's credential belongs to: users and groups land there."""
+    DOMAIN_URL = re.compile(r"https://idcs-[0-9a-z]+\.identity\.[a-z0-9.-]+\.[a-z]+(:443)?")
+    MAX_POLICY_STATEMENTS = 50
+    """OCI's limit on the statements of one policy."""
+
+    def __init__(self, mocks: OfflineMocks) -> None:
+        self.mocks = mocks
+        self.primary_email_required = True
+        """The Default identity domain's "Primary email address required" setting (on by default)."""
+        self.scim: dict[str, dict[str, str]] = {"user": {}, "app": {}, "trust": {}}
+        """What each domain holds, by kind: user ids, application client ids, trust issuers (each to its domain)."""
+
+    def resource_answers(self) -> dict[str, ResourceAnswer]:
+        return {
+            "oci:Identity/user:User": self._user,
+            "oci:Identity/group:Group": self._group,
+            "oci:Identity/userGroupMembership:UserGroupMembership": self._membership,
+            "oci:Identity/userCapabilitiesManagement:UserCapabilitiesManagement": self._capabilities,
+            "oci:Identity/apiKey:ApiKey": self._api_key,
+            "oci:Identity/policy:Policy": self._policy,
+            "oci:Identity/domainsUser:DomainsUser": self._domains_user,
+            "oci:Identity/domainsGroup:DomainsGroup": self._domains_group,
+            "oci:Identity/domainsApp:DomainsApp": self._domains_app,
+            "oci:Identity/domainsIdentityPropagationTrust:DomainsIdentityPropagationTrust": self._trust,
+        }
+
+    def _created(self, resource_id: Any, prefix: str) -> dict[str, Any]:
+        if (
+            not isinstance(resource_id, str)
+            or not resource_id.startswith(prefix)
+            or resource_id not in self.mocks.created
+        ):
+            raise ValueError(f"{resource_id!r} names no {prefix.rstrip('.')} made in this run")
+        return self.mocks.created[resource_id]
+
+    def _tenancy_scoped(self, a: pulumi_mocks.MockResourceArgs, kind: str) -> dict[str, Any]:
+        """Users and groups: the tenancy, from the provider's credential when the program gives none."""
+        compartment = a.inputs.get("compartmentId") or self.TENANCY
+        if not compartment.startswith("ocid1.tenancy."):
+            raise ValueError(f"Create{kind}: 400 compartmentId must be the tenancy's OCID")
+        if not a.inputs.get("description"):
+            raise ValueError(f"Create{kind}: 400 description is required")
+        return {
+            "id": _ocid(kind.lower(), a.name, ""),
+            "compartmentId": compartment,
+            "state": "ACTIVE",
+            "timeCreated": "2026-06-01T08:00:00.000Z",
+        }
+
+    def _user(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        if self.primary_email_required and not a.inputs.get("email"):
+            raise ValueError("CreateUser: 400 IdcsConversionError: The primary email must be specified.")
+        return {**self._tenancy_scoped(a, "User"), "emailVerified": False, "isMfaActivated": False}
+
+    def _group(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        return self._tenancy_scoped(a, "Group")
+
+    def _membership(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        user = self._created(a.inputs.get("userId"), "ocid1.user.")
+        self._created(a.inputs.get("groupId"), "ocid1.group.")
+        return {"compartmentId": user["compartmentId"], "state": "ACTIVE", "inactiveState": "0"}
+
+    def _capabilities(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        self._created(a.inputs.get("userId"), "ocid1.user.")
+        return {"state": "ACTIVE"}
+
+    def _api_key(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """UploadApiKey: an RSA public key in PEM, 2048 bits or more; OCI computes its fingerprint."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        user = self._created(a.inputs.get("userId"), "ocid1.user.")
+        try:
+            public = serialization.load_pem_public_key(str(a.inputs.get("keyValue", "")).encode())
+        except ValueError:
+            raise ValueError("UploadApiKey: 400 the key is not a PEM public key") from None
+        if not isinstance(public, rsa.RSAPublicKey) or public.key_size < 2048:
+            raise ValueError("UploadApiKey: 400 the key must be RSA, 2048 bits or more")
+        der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        fingerprint = _md5_fingerprint(der)
+        user_id = a.inputs["userId"]
+        return {
+            "id": f"{user_id}/{fingerprint}",
+            "keyId": f"{user['compartmentId']}/{user_id}/{fingerprint}",
+            "fingerprint": fingerprint,
+            "state": "ACTIVE",
+            "timeCreated": "2026-06-01T08:00:00.000Z",
+        }
+
+    def _policy(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        statements = a.inputs.get("statements") or []
+        if not 1 <= len(statements) <= self.MAX_POLICY_STATEMENTS:
+            raise ValueError(f"CreatePolicy: 400 a policy holds 1 to {self.MAX_POLICY_STATEMENTS} statements")
+        for statement in statements:
+            if not re.match(r"(?i)(allow|endorse|admit|define) ", statement):
+                raise ValueError(f"CreatePolicy: 400 InvalidParameter: {statement!r} is not a policy statement")
+        if not a.inputs.get("name") or not a.inputs.get("description"):
+            raise ValueError("CreatePolicy: 400 name and description are required")
+        return {"id": _ocid("policy", a.name, ""), "state": "ACTIVE", "timeCreated": "2026-06-01T08:00:00.000Z"}
+
+    # --- an identity domain's SCIM resources ---
+
+    def _domain(self, a: pulumi_mocks.MockResourceArgs, schema: str) -> dict[str, Any]:
+        url = a.inputs.get("idcsEndpoint", "")
+        if not self.DOMAIN_URL.fullmatch(url):
+            raise ValueError(f"{a.typ}: idcsEndpoint {url!r} is not an identity domain URL")
+        if schema not in (a.inputs.get("schemas") or []):
+            raise ValueError(f"{a.typ}: 400 schemas must include {schema}")
+        scim_id = hashlib.sha256(f"scim:{a.name}".encode()).hexdigest()[:32]
+        return {"id": scim_id, "idcsEndpoint": url, "domainOcid": _ocid("domain", url, "")}
+
+    def _domains_user(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        answer = self._domain(a, "urn:ietf:params:scim:schemas:core:2.0:User")
+        if not a.inputs.get("userName"):
+            raise ValueError("POST /admin/v1/Users: 400 userName is required")
+        extension = a.inputs.get("urnietfparamsscimschemasoracleidcsextensionuserUser") or {}
+        if extension and "urn:ietf:params:scim:schemas:oracle:idcs:extension:user:User" not in a.inputs["schemas"]:
+            raise ValueError("POST /admin/v1/Users: 400 the user extension needs its schema in schemas")
+        if not extension.get("serviceUser") and self.primary_email_required and not a.inputs.get("emails"):
+            raise ValueError("POST /admin/v1/Users: 400 The primary email must be specified.")
+        self.scim["user"][answer["id"]] = a.inputs["idcsEndpoint"]
+        return {**answer, "ocid": _ocid("user", a.name, ""), "active": True}
+
+    def _domains_group(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        answer = self._domain(a, "urn:ietf:params:scim:schemas:core:2.0:Group")
+        users = self.scim["user"]
+        for member in a.inputs.get("members") or []:
+            if member.get("type") != "User" or users.get(member.get("value")) != a.inputs["idcsEndpoint"]:
+                raise ValueError(f"POST /admin/v1/Groups: 400 member {member!r} is no user of the domain")
+        return {**answer, "ocid": _ocid("group", a.name, "")}
+
+    def _domains_app(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        answer = self._domain(a, "urn:ietf:params:scim:schemas:oracle:idcs:App")
+        if (a.inputs.get("basedOnTemplate") or {}).get("value") != "CustomWebAppTemplateId":
+            raise ValueError("POST /admin/v1/Apps: 400 basedOnTemplate names no template this engine knows")
+        if a.inputs.get("clientType") == "confidential" and not (
+            a.inputs.get("isOauthClient") and a.inputs.get("allowedGrants")
+        ):
+            raise ValueError("POST /admin/v1/Apps: 400 a confidential client needs isOAuthClient and allowedGrants")
+        client_id = hashlib.sha256(f"client:{a.name}".encode()).hexdigest()[:32]
+        secret = "idcscs-" + hashlib.sha256(f"offline-secret:{a.name}".encode()).hexdigest()[:36]
+        name = a.inputs.get("name") or client_id
+        self.scim["app"][name] = a.inputs["idcsEndpoint"]
+        return {**answer, "name": name, "clientSecret": secret}
+
+    def _trust(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """POST /admin/v1/IdentityPropagationTrusts: one trust per issuer in a domain."""
+        answer = self._domain(a, "urn:ietf:params:scim:schemas:oracle:idcs:IdentityPropagationTrust")
+        url, issuer = a.inputs["idcsEndpoint"], a.inputs.get("issuer")
+        if a.inputs.get("type") not in ("JWT", "SAML", "SPNEGO", "AWS_CREDENTIAL", "X509"):
+            raise ValueError(f"{a.typ}: 400 type {a.inputs.get('type')!r} is not a token type")
+        if not a.inputs.get("name"):
+            raise ValueError(f"{a.typ}: 400 name is required")
+        if self.scim["trust"].get(f"{url} {issuer}"):
+            raise ValueError(f"{a.typ}: 409 a trust for issuer {issuer} already exists in {url}")
+        clients = a.inputs.get("oauthClients") or []
+        if not clients or any(self.scim["app"].get(c) != url for c in clients):
+            raise ValueError(f"{a.typ}: 400 oauthClients must name client ids of the domain's applications")
+        rules = a.inputs.get("impersonationServiceUsers") or []
+        if a.inputs.get("allowImpersonation") and not rules:
+            raise ValueError(f"{a.typ}: 400 impersonation is allowed but no service user is named")
+        for rule in rules:
+            if self.scim["user"].get(rule.get("value")) != url or not re.fullmatch(r"\S+ eq \S+", rule.get("rule", "")):
+                raise ValueError(f"{a.typ}: 400 impersonation rule {rule!r} is malformed or names no user")
+        self.scim["trust"][f"{url} {issuer}"] = answer["id"]
+        return answer
 
 
 def _image(ocid: str, name: str, system: str, version: str, created: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -4,9 +4,10 @@
 
 Runs the real program (`__main__.py` and the components) under Pulumi's mock engine with
 the stack's config merged from `Pulumi.yaml` and `Pulumi.<S>.yaml`, then prints the
-resource tree (type, name, parent) with key inputs and a count, the outputs, the
-OCI usage of every environment stack against the Always Free allowance, and the CIS OCI
-items the registered resources meet or not (tools/cis.py). Secrets print as
+resource tree (type, name, parent) with key inputs and a count, the outputs, what the
+deploy job's OCI identity may do (each statement of its policy, and the `DEPLOY_OCI_<ENV>`
+variable the job reads), the OCI usage of every environment stack against the Always Free
+allowance, and the CIS OCI items the registered resources meet or not (tools/cis.py). Secrets print as
 `[secret]`. `--json` writes the same as data; `--render-dir` writes every generated file
 exactly as it would be written (workflow and compose files at
 `DIR/<repository>@<branch>/<path>`, cloud-init at `DIR/oci/<resource>/user-data.yaml`).
@@ -32,6 +33,8 @@ from tools import cis, offline
 
 REPOSITORY_FILE = "github:index/repositoryFile:RepositoryFile"
 INSTANCE = "oci:Core/instance:Instance"
+POLICY = "oci:Identity/policy:Policy"
+VARIABLE = "github:index/actionsVariable:ActionsVariable"
 
 
 def summarize(value: Any) -> str:
@@ -77,6 +80,18 @@ def as_json(plan: offline.Plan) -> dict[str, Any]:
         "outputs": {k: offline.SECRET if k in plan.secret_outputs else v for k, v in plan.outputs.items()},
         "cisChecks": [check.as_json() for check in cis.checks(plan)],
     }
+
+
+def print_deploy_identity(plan: offline.Plan, out) -> None:
+    """Each statement of the deploy policy, as registered, and the variable naming the identity."""
+    for policy in plan.of_type(POLICY):
+        print(f"Policy {policy.plain('name')} ({policy.name}), in {policy.plain('compartmentId')}:", file=out)
+        for statement in policy.plain("statements") or []:
+            print(f"  {statement}", file=out)
+    for variable in plan.of_type(VARIABLE):
+        name = variable.plain("variableName") or ""
+        if name.startswith("DEPLOY_OCI_") and not offline.is_secret(variable.inputs.get("value")):
+            print(f"{name}: {variable.plain('value')}", file=out)
 
 
 def render(plan: offline.Plan, directory: Path) -> list[Path]:
@@ -137,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    - {item}", file=out)
         else:
             print(f"  {key}: {summarize(value)}", file=out)
+
+    print("\nWhat the deploy job's OCI identity may do:", file=out)
+    print_deploy_identity(plan, out)
 
     # The same report the cost guard checked before any resource was registered.
     print("\nOCI usage of all environment stacks against Oracle's Always Free allowance:", file=out)

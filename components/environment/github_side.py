@@ -6,13 +6,16 @@
   so a workflow edited on another infra branch cannot reach the environment; its reviewers
   and wait timer come from `protection`;
 - the deploy secrets, in one of two layouts: `repository` (the seed's names,
-  `VM_HOST_<ENV>`, `SSH_PRIVATE_KEY_<ENV>`, `SSH_KNOWN_HOSTS_<ENV>`, any GitHub plan) or
-  `environment` (`VM_HOST`, `SSH_PRIVATE_KEY`, `SSH_KNOWN_HOSTS` of environment `<env>`,
-  readable only by jobs that run in it);
+  `VM_HOST_<ENV>`, `SSH_PRIVATE_KEY_<ENV>`, `SSH_KNOWN_HOSTS_<ENV>`,
+  `OCI_DEPLOY_CREDENTIAL_<ENV>`, any GitHub plan) or `environment` (the same without the
+  suffix, secrets of environment `<env>`, readable only by jobs that run in it). The host is
+  the VM's private address, reached through the environment's bastion, and the known-hosts
+  line pins the host key under it;
 - repository variables the pipeline reads about this environment: `DEPLOY_PLATFORM_<ENV>`
-  (the Docker platform its images are built for) and `DEPLOY_URL_<ENV>`.
+  (the Docker platform its images are built for), `DEPLOY_URL_<ENV>` and `DEPLOY_OCI_<ENV>`
+  (how the deploy job reaches the bastion, nothing secret).
 
-It knows nothing of OCI: the host, keys and platform arrive as inputs.
+It knows nothing of OCI: the host, keys, credential and variable values arrive as inputs.
 """
 
 from __future__ import annotations
@@ -35,11 +38,16 @@ class GithubSideArgs:
     """The infra repository's default branch: the only one whose runs may deploy."""
     layout: str
     host: pulumi.Input[str]
+    """The address the deploy job's SSH reaches the VM at (its private address, through the bastion)."""
     ci_private_key_openssh: pulumi.Input[str]
     """Secret."""
     host_public_key_openssh: pulumi.Input[str]
     platform: str
     url: pulumi.Input[str]
+    oci_credential: pulumi.Input[str]
+    """Secret: what the deploy job signs its OCI calls with (`OCI_DEPLOY_CREDENTIAL`)."""
+    oci_access: pulumi.Input[str]
+    """`DEPLOY_OCI_<ENV>`'s JSON: the region, the bastion and the deploy identity, nothing secret."""
     reviewers: Sequence[str] = ()
     """User logins and `org/team` slugs."""
     wait_timer: int = 0
@@ -51,7 +59,8 @@ def required_token_permissions(layout: str, reviewers: Sequence[str]) -> tuple[s
     needs = [
         "repo (classic) / Administration: read and write (fine-grained): the environment and its branch policy",
         f"repo (classic) / {secrets}: read and write (fine-grained): the deploy secrets",
-        "repo (classic) / Variables: read and write (fine-grained): DEPLOY_PLATFORM_<ENV>, DEPLOY_URL_<ENV>",
+        "repo (classic) / Variables: read and write (fine-grained): DEPLOY_PLATFORM_<ENV>, DEPLOY_URL_<ENV>, "
+        "DEPLOY_OCI_<ENV>",
         "repo (classic) / Contents: read and write (fine-grained): the environment's compose file",
     ]
     if any("/" in r for r in reviewers):
@@ -103,6 +112,7 @@ class GithubSide(pulumi.ComponentResource):
             "SSH_KNOWN_HOSTS": pulumi.Output.all(host, args.host_public_key_openssh).apply(
                 lambda v: keys.known_hosts_line(v[0], v[1]) + "\n"
             ),
+            "OCI_DEPLOY_CREDENTIAL": pulumi.Output.secret(args.oci_credential),
         }
         for secret, secret_name in names.secret_names(args.environment, args.layout).items():
             suffix = secret.lower().replace("_", "-")
@@ -124,20 +134,15 @@ class GithubSide(pulumi.ComponentResource):
                     opts=child,
                 )
 
-        github.ActionsVariable(
-            f"{name}-platform",
-            repository=args.repository,
-            variable_name=names.platform_variable(args.environment),
-            value=args.platform,
-            opts=child,
-        )
-        github.ActionsVariable(
-            f"{name}-url",
-            repository=args.repository,
-            variable_name=names.url_variable(args.environment),
-            value=args.url,
-            opts=child,
-        )
+        variables = {
+            "platform": (names.platform_variable(args.environment), args.platform),
+            "url": (names.url_variable(args.environment), args.url),
+            "oci": (names.oci_variable(args.environment), args.oci_access),
+        }
+        for suffix, (variable_name, value) in variables.items():
+            github.ActionsVariable(
+                f"{name}-{suffix}", repository=args.repository, variable_name=variable_name, value=value, opts=child
+            )
 
         self.required_token_permissions = required_token_permissions(args.layout, args.reviewers)
         self.environment_name = environment.environment

@@ -184,6 +184,7 @@ class CentralArgs:
             deploy=settings.deploy,
             artifact_retention_days=settings.artifact_retention_days,
             auth=settings.auth,
+            oci_deploy_auth=settings.oci_deploy_auth,
         )
 
     def full_name(self, repo: SourceRepository) -> str:
