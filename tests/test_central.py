@@ -9,6 +9,7 @@ and build-test's own steps run with bash.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -512,10 +513,14 @@ def test_other_configurations_pass_the_same_static_checks(tmp_path: Path) -> Non
     )
     path = tmp_path / ".github" / "workflows" / "central-dispatch.yml"
     path.parent.mkdir(parents=True)
-    path.write_text(central.render(central.CentralArgs.from_settings(settings)))
+    args = central.CentralArgs.from_settings(settings)
+    path.write_text(central.render(args))
     document = yaml.safe_load(path.read_text())
     # Another registry: the VM gets no login and the deploy job no packages permission.
-    assert document["jobs"]["deploy"]["permissions"] == {"contents": "read"}
+    assert document["jobs"]["deploy"]["permissions"] == {"contents": "read", "id-token": "write"}
+    # With the API key fallback, no OIDC token either.
+    api_key = central.document(dataclasses.replace(args, oci_deploy_auth="apiKey"))
+    assert api_key["jobs"]["deploy"]["permissions"] == {"contents": "read"}
     assert "DEPLOY_REGISTRY_TOKEN" not in json.dumps(document["jobs"]["deploy"])
     for command in (
         [zizmor, "--offline", "--no-config", str(path)],
