@@ -451,9 +451,14 @@ def test_each_job_holds_only_what_its_tier_allows(plan_of) -> None:
         "build-test": {},
         "security-scan": {"contents": "read"},
         "publish": {"contents": "read", "packages": "write"},
-        "deploy": {"contents": "read", "packages": "read"},
+        # id-token: the job's own GitHub OIDC token, exchanged for the OCI session token that
+        # opens its bastion session (ociDeployAuth: workloadIdentity).
+        "deploy": {"contents": "read", "id-token": "write", "packages": "read"},
         "report": {"contents": "read"},  # the checkout of ci/ from the infra repository
     }
+    # Only the deploy job may ask for an OIDC token, and only it holds the OCI credential.
+    assert [j for j, job in jobs.items() if "id-token" in job["permissions"]] == ["deploy"]
+    assert [j for j, job in jobs.items() if "OCI_DEPLOY_CREDENTIAL" in json.dumps(job)] == ["deploy"]
     assert _secrets_named(jobs["build-test"]) == set()
     assert "github.token" not in json.dumps(jobs["build-test"])
     assert _secrets_named(jobs["publish"]) == {"GITHUB_TOKEN"}
