@@ -141,14 +141,7 @@ class GitHub:
         if data is not None:
             body = json.dumps(data).encode()
             headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.api_url + path, data=body, headers=headers, method=method)  # noqa: S310 - the API's https URL, or the tests' stand-in
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-                return Answer(response.status, response.read(), _lowercase(response.headers))
-        except urllib.error.HTTPError as error:
-            return Answer(error.code, error.read(), _lowercase(error.headers))
-        except (urllib.error.URLError, OSError, ValueError):
-            return Answer(0)
+        return send(method, self.api_url + path, headers, body)
 
     def post_status(self, repository: str, sha: str, state: str, description: str, target_url: str) -> Answer:
         """A commit status of this pipeline's context on `repository` at `sha`."""
@@ -162,6 +155,18 @@ class GitHub:
                 "context": STATUS_CONTEXT,
             },
         )
+
+
+def send(method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Answer:
+    """One HTTP request, whatever the answer (status 0: none came within TIMEOUT_SECONDS)."""
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310 - https APIs, or the tests' stand-ins
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+            return Answer(response.status, response.read(), _lowercase(response.headers))
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.read(), _lowercase(error.headers))
+    except (urllib.error.URLError, OSError, ValueError):
+        return Answer(0)
 
 
 def _lowercase(headers: Any) -> dict[str, str]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci.github import Answer, _lowercase
+from ci.github import Answer, send
 
 BASTION_API_VERSION = "20210331"
 WORKLOAD_IDENTITY = "workloadIdentity"
@@ -185,17 +185,6 @@ class Signer:
 # --- HTTP ------------------------------------------------------------------------------------------
 
 
-def _once(method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Answer:
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310 - OCI's https endpoints, or the tests' stand-in
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-            return Answer(response.status, response.read(), _lowercase(response.headers))
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, error.read(), _lowercase(error.headers))
-    except (urllib.error.URLError, OSError, ValueError):
-        return Answer(0)
-
-
 def _retried(call: Callable[[], Answer], sleep: Callable[[float], None], base_delay: float) -> Answer:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         answer = call()
@@ -225,7 +214,7 @@ class Client:
         self.base_delay = base_delay
 
     def call(self, what: str, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> Any:
-        answer = _retried(lambda: _once(method, url, headers, body), self.sleep, self.base_delay)
+        answer = _retried(lambda: send(method, url, headers, body), self.sleep, self.base_delay)
         if not answer.ok:
             status = f"HTTP {answer.status}" if answer.status else "no answer"
             raise OciError(f"{what}: {status} {_problem(answer)}".rstrip(), answer.status or None)

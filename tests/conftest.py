@@ -118,3 +118,16 @@ def docker_engine():
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="session")
+def bastion(docker_engine):
+    """A real sshd playing an OCI Bastion's SSH endpoint (tests/harness/sshd.py, `BastionServer`),
+    for the deploy tests that go through the bastion hop; same prerequisites as the deploy tests."""
+    from tests.harness.sshd import BastionServer
+
+    server = BastionServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -54,13 +54,6 @@ def vm(docker_engine: Engine) -> Iterator[DeployServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def bastion() -> Iterator[BastionServer]:
-    server = BastionServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def cloud(vm: DeployServer, bastion: BastionServer) -> Iterator[Cloud]:
     """The environment's bastion, in front of the VM, and OCI's APIs (tests/bastion_support.py)."""

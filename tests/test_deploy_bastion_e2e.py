@@ -26,6 +26,7 @@ from ci import config, deploy, oci
 from components.environment import deploy_program
 from components.workflows import central
 from tests import bastion_support
+from tests import test_deploy_e2e as deploy_e2e
 from tests.bastion_support import BASTION, CI_USER, CLIENT_SECRET, GONE, OTHER_BASTION, SERVICE_USER, Cloud
 from tests.central_support import deploy_checkout
 from tests.harness.oci_api import BastionSpec
@@ -56,13 +57,6 @@ def vm(docker_engine) -> Iterator[DeployServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def bastion() -> Iterator[BastionServer]:
-    server = BastionServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def cloud(vm: DeployServer, bastion: BastionServer, request: pytest.FixtureRequest) -> Iterator[Cloud]:
     with bastion_support.cloud(vm.port, bastion, getattr(request, "param", None)) as cloud:
@@ -87,23 +81,9 @@ def client_env(
     known_hosts: str | None = None,
     **changes: str,
 ) -> dict[str, str]:
-    runner_temp = tmp_path / "runner-temp"
-    runner_temp.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "TMPDIR": str(runner_temp),
-        "RUNNER_TEMP": str(runner_temp),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    env = deploy_e2e.client_env(server, tmp_path, images, known_hosts) | {
         "GITHUB_RUN_ID": "4242",
         "GITHUB_RUN_ATTEMPT": "1",
-        "VM_HOST": "127.0.0.1",
-        "SSH_PRIVATE_KEY": server.ci_key.path.read_text(),
-        "SSH_KNOWN_HOSTS": known_hosts or server.known_hosts_line,
-        "DEPLOY_IMAGES": images,
-        "DEPLOY_COMPOSE_FILE": COMPOSE_PATH,
-        "DEPLOY_SSH_USER": server.user,
-        "DEPLOY_SSH_PORT": str(server.port),
         "DEPLOY_OCI": cloud.access(auth),
         "OCI_DEPLOY_CREDENTIAL": cloud.credential(auth),
         **cloud.endpoints(),

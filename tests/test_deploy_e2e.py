@@ -1078,6 +1078,27 @@ def data_file(settings: config.Deploy = CLIENT_SETTINGS) -> str:
     return config.dumps(dataclasses.replace(shipped, deploy=settings))
 
 
+def client_env(server: DeployServer, tmp_path: Path, images: str, known_hosts: str | None = None) -> dict[str, str]:
+    """The deploy step's environment on a runner: its temporary directory, the deploy secrets of
+    the local VM, the images and the compose file."""
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir(exist_ok=True)
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "TMPDIR": str(runner_temp),
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "VM_HOST": "127.0.0.1",
+        "SSH_PRIVATE_KEY": server.ci_key.path.read_text(),
+        "SSH_KNOWN_HOSTS": known_hosts or server.known_hosts_line,
+        "DEPLOY_IMAGES": images,
+        "DEPLOY_COMPOSE_FILE": COMPOSE_PATH,
+        "DEPLOY_SSH_USER": server.user,
+        "DEPLOY_SSH_PORT": str(server.port),
+    }
+
+
 def run_client(
     server: DeployServer,
     tmp_path: Path,
@@ -1093,25 +1114,9 @@ def run_client(
         workspace.mkdir()
         generated = {central.DATA_PATH: data or data_file(), COMPOSE_PATH: compose_file(server)}
         deploy_checkout(workspace, generated)
-    runner_temp = tmp_path / "runner-temp"
-    runner_temp.mkdir(exist_ok=True)
-    summary = tmp_path / "summary.md"
+    env = client_env(server, tmp_path, images, known_hosts) | (login or {})
+    summary = Path(env["GITHUB_STEP_SUMMARY"])
     summary.unlink(missing_ok=True)
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "TMPDIR": str(runner_temp),
-        "RUNNER_TEMP": str(runner_temp),
-        "GITHUB_STEP_SUMMARY": str(summary),
-        "VM_HOST": "127.0.0.1",
-        "SSH_PRIVATE_KEY": server.ci_key.path.read_text(),
-        "SSH_KNOWN_HOSTS": known_hosts or server.known_hosts_line,
-        "DEPLOY_IMAGES": images,
-        "DEPLOY_COMPOSE_FILE": COMPOSE_PATH,
-        "DEPLOY_SSH_USER": server.user,
-        "DEPLOY_SSH_PORT": str(server.port),
-        **(login or {}),
-    }
     result = subprocess.run(
         [RUNNER_PYTHON, "-m", "ci.deploy"], env=env, capture_output=True, timeout=120, check=False, cwd=workspace
     )

@@ -48,6 +48,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pydantic
 from githubkit_schemas.v2026_03_10 import models
 
+from tests.harness import local_http
+
 API_VERSIONS = ("2022-11-28", "2026-03-10")
 """What GitHub accepts in X-GitHub-Api-Version; a request without the header gets the first."""
 DOCS = "https://docs.github.com/rest"
@@ -309,26 +311,11 @@ class GitHubAPI:
             pass
 
         Handler.api = api
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="github-api", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + self._startup_timeout
-        while not self._thread.is_alive():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the GitHub API stand-in did not start")
-            time.sleep(0.01)
+        self._server, self._thread = local_http.start(_Server, Handler, "GitHub API", 0.05, self._startup_timeout)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=self._startup_timeout)
-            if self._thread.is_alive():
-                raise RuntimeError("the GitHub API stand-in did not stop")
+        local_http.stop(self._server, self._thread, "GitHub API", self._startup_timeout)
         self._server = None
 
     # --- dispatching ----------------------------------------------------------------------

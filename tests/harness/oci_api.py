@@ -86,6 +86,8 @@ from oci._vendor.httpsig_cffi.verify import HeaderVerifier
 from oci.base_client import BaseClient, merge_type_mappings
 from oci.bastion import models
 
+from tests.harness import local_http
+
 API_VERSION = "20210331"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 UPST_ISSUER = "authService.oracle.com"
@@ -558,26 +560,11 @@ class OciApi:
             pass
 
         Handler.api = api
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="oci-api", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + self._startup_timeout
-        while not self._thread.is_alive():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the OCI API stand-in did not start")
-            time.sleep(0.01)
+        self._server, self._thread = local_http.start(_Server, Handler, "OCI API", 0.01, self._startup_timeout)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=self._startup_timeout)
-            if self._thread.is_alive():
-                raise RuntimeError("the OCI API stand-in did not stop")
+        local_http.stop(self._server, self._thread, "OCI API", self._startup_timeout)
         self._server = None
 
     # --- dispatching ----------------------------------------------------------------------

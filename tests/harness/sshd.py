@@ -84,6 +84,19 @@ def missing_prerequisites() -> list[str]:
     return problems
 
 
+def wait_for_sshd(process: subprocess.Popen, port: int, log_path: Path, seconds: float = 15) -> None:
+    """Until sshd answers with its banner on 127.0.0.1:`port`; RuntimeError with its log if it exits or stays silent."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sshd exited with {process.returncode}:\n{log_path.read_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
+            if probe.recv(64).startswith(b"SSH-2.0-"):
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"sshd did not answer on port {port} within {seconds} s:\n{log_path.read_text()}")
+
+
 def frames(compose: bytes | None, login: tuple[str, str, str] | None = None) -> bytes:
     """The program's stdin: an optional `login <registry> <user> <length>` frame, then the
     `compose <length>` frame."""
@@ -244,15 +257,7 @@ class DeployServer:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sshd exited with {self.process.returncode}:\n{self.log_path.read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=2) as probe:
-                if probe.recv(64).startswith(b"SSH-2.0-"):
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"sshd did not answer on port {self.port} within 15 s:\n{self.log_path.read_text()}")
+        wait_for_sshd(self.process, self.port, self.log_path)
 
     def stop(self) -> None:
         engine.terminate(self.process, timeout=5)
@@ -458,15 +463,8 @@ class BastionServer:
                 self.process = subprocess.Popen(
                     [SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
                 )
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"sshd exited with {self.process.returncode}:\n{self.log_path.read_text()}")
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                    if s.recv(64).startswith(b"SSH-2.0-"):
-                        return self
-                time.sleep(0.05)
-            raise RuntimeError(f"the bastion's sshd did not answer on port {self.port} within 15 s")
+            wait_for_sshd(self.process, self.port, self.log_path)
+            return self
         except BaseException:
             self.stop()
             raise
