@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -358,36 +359,47 @@ def session_name(env: Mapping[str, str]) -> str:
 
 @contextmanager
 def bastion_session(
-    req: Request, work: Path, env: Mapping[str, str], client: oci.Client
+    req: Request, work: Path, env: Mapping[str, str], client: oci.Client, clock=time.monotonic
 ) -> Iterator[tuple[oci.Session, Path]]:
     """An ACTIVE port-forwarding session to the VM for a key made here; deleted on the way out,
-    whatever happens inside (a failure to delete is a warning: the session expires anyway)."""
+    whatever happens inside (a failure to delete is a warning: the session expires anyway).
+
+    Stopped from outside (the runner's SIGINT, then SIGTERM, when the job is cancelled), the
+    delete gets one short attempt with both signals held back, so the second one cannot cut it
+    short. A session token too old to outlive the delete is exchanged again first."""
     assert req.route is not None
     route = req.route
     signer = oci.signer(route.access, route.credential, work, env, client)
+    signed_in = clock()
     key = work / "bastion_key"
-    made = subprocess.run(
-        ["ssh-keygen", "-q", "-t", "rsa", "-N", "", "-C", "dreamscape-deploy", "-f", str(key)],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    made = oci.tool("ssh-keygen", "-q", "-t", "rsa", "-N", "", "-C", "dreamscape-deploy", "-f", str(key))
     if made.returncode != 0:
         raise oci.OciError("ssh-keygen could not make the session's key")
     bastion = oci.Bastion(route.api_endpoint, signer, client)
     public_key = key.with_suffix(".pub").read_text().strip()
-    session_id = bastion.create(
-        route.access.bastion_id, req.host, req.port, public_key, session_name(env), req.session_ttl
-    )
-    print(f"Bastion session {session_id} to {req.host}:{req.port}", flush=True)
+    session_id = None
+    stopped = False
     try:
+        session_id = bastion.create(
+            route.access.bastion_id, req.host, req.port, public_key, session_name(env), req.session_ttl
+        )
+        print(f"Bastion session {session_id} to {req.host}:{req.port}", flush=True)
         yield bastion.wait_active(session_id), key
+    except (KeyboardInterrupt, SystemExit):
+        stopped = True
+        raise
     finally:
-        try:
-            bastion.delete(session_id)
-            print(f"Bastion session {session_id} deleted", flush=True)
-        except oci.OciError as error:
-            runner.annotate("warning", "Deploy", f"{error}; it expires {req.session_ttl}s after it opened")
+        if session_id is not None:
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                if route.access.auth == oci.WORKLOAD_IDENTITY and clock() - signed_in > oci.TOKEN_REFRESH_SECONDS:
+                    bastion.signer = oci.signer(route.access, route.credential, work, env, client)
+                bastion.delete(session_id, client.last_chance() if stopped else None)
+                print(f"Bastion session {session_id} deleted", flush=True)
+            except oci.OciError as error:
+                runner.annotate("warning", "Deploy", f"{error}; it expires {req.session_ttl}s after it opened")
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _ssh(command: list[str], req: Request, env: Mapping[str, str]) -> tuple[bytes, int]:

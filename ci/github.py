@@ -157,11 +157,13 @@ class GitHub:
         )
 
 
-def send(method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Answer:
-    """One HTTP request, whatever the answer (status 0: none came within TIMEOUT_SECONDS)."""
+def send(
+    method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float = TIMEOUT_SECONDS
+) -> Answer:
+    """One HTTP request, whatever the answer (status 0: none came within `timeout` seconds)."""
     request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310 - https APIs, or the tests' stand-ins
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return Answer(response.status, response.read(), _lowercase(response.headers))
     except urllib.error.HTTPError as error:
         return Answer(error.code, error.read(), _lowercase(error.headers))

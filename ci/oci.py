@@ -54,16 +54,33 @@ ACTIVE_WAIT_SECONDS = 300
 """How long a new session may take to become ACTIVE (OCI takes about a minute)."""
 POLL_SECONDS = 3
 TIMEOUT_SECONDS = 30
+LAST_CHANCE_SECONDS = 5
+"""The one attempt to delete a session when the job is being cancelled (the runner sends SIGINT,
+then SIGTERM 7.5 s later, then kills)."""
+TOKEN_REFRESH_SECONDS = 50 * 60
+"""A session token older than this is exchanged again before the session is deleted (it lives an hour)."""
 MAX_ATTEMPTS = 4
 BASE_DELAY_SECONDS = 2
 
-_REGION = re.compile(r"[a-z]{2,}-[a-z]+-[0-9]{1,2}", re.ASCII)
+REGION_PATTERN = r"^[a-z]{2,}(-[a-z]+)+-[0-9]{1,2}$"
+"""An OCI region identifier, such as eu-frankfurt-1 (settings checks `oci:region` with it too)."""
+_REGION = re.compile(REGION_PATTERN.strip("^$"), re.ASCII)
 _OCID = re.compile(r"ocid1\.[a-z0-9]+\.[a-z0-9-]+\.[a-z0-9-]*\.[a-z0-9._-]{1,255}", re.ASCII)
-_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?", re.ASCII)
+DOMAIN_URL_PATTERN = r"^https://idcs-[0-9a-z]+\.identity\.[a-z0-9.-]+\.[a-z]+(:443)?$"
+"""An identity domain's URL (settings checks `oci.identityDomainUrl` with it too)."""
+_DOMAIN_URL = re.compile(DOMAIN_URL_PATTERN.strip("^$") + r"|http://127\.0\.0\.1:[0-9]{1,5}", re.ASCII)
+"""An identity domain's URL, as settings admits it; or a local stand-in on the loopback address
+(the tests'): the client secret and the job's OIDC token never travel in clear to another host."""
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}", re.ASCII)
 _FINGERPRINT = re.compile(r"([0-9a-f]{2}:){15}[0-9a-f]{2}", re.ASCII)
 _HOST_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}", re.ASCII)
 _USER = re.compile(r"[A-Za-z0-9._-]{1,255}", re.ASCII)
+
+
+def commercial(region: str) -> bool:
+    """Whether the region is in OCI's commercial realm (oc1, `oraclecloud.com`), whose endpoint
+    names `Access` derives; government realms have domains of their own."""
+    return "-gov-" not in region
 
 
 class OciError(Exception):
@@ -99,7 +116,7 @@ class Access:
 
 
 _FIELDS = {
-    WORKLOAD_IDENTITY: {"domainUrl": _URL, "clientId": _CLIENT_ID},
+    WORKLOAD_IDENTITY: {"domainUrl": _DOMAIN_URL, "clientId": _CLIENT_ID},
     API_KEY: {"tenancy": _OCID, "user": _OCID, "fingerprint": _FINGERPRINT},
 }
 
@@ -137,8 +154,20 @@ def access(text: str, variable: str) -> Access:
 # --- keys and signatures (the runner's openssl) ------------------------------------------------
 
 
+TOOL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
+"""The whole environment of openssl and ssh-keygen: none of the job's secrets."""
+
+
+def tool(*args: str, data: bytes = b"") -> subprocess.CompletedProcess:
+    """`openssl` or `ssh-keygen`, bounded in time, with TOOL_ENV; OciError when it cannot run."""
+    try:
+        return subprocess.run(list(args), input=data, capture_output=True, timeout=60, check=False, env=TOOL_ENV)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise OciError(f"{args[0]} could not run: {type(error).__name__}") from None
+
+
 def _openssl(*args: str, data: bytes = b"") -> bytes:
-    done = subprocess.run(["openssl", *args], input=data, capture_output=True, timeout=60, check=False)
+    done = tool("openssl", *args, data=data)
     if done.returncode != 0:
         raise OciError(f"openssl {args[0]} failed: {done.stderr.decode('utf-8', 'replace').strip()[:200]}")
     return done.stdout
@@ -185,10 +214,10 @@ class Signer:
 # --- HTTP ------------------------------------------------------------------------------------------
 
 
-def _retried(call: Callable[[], Answer], sleep: Callable[[float], None], base_delay: float) -> Answer:
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+def _retried(call: Callable[[], Answer], attempts: int, sleep: Callable[[float], None], base_delay: float) -> Answer:
+    for attempt in range(1, attempts + 1):
         answer = call()
-        if not (answer.status in (0, 429) or answer.status >= 500) or attempt == MAX_ATTEMPTS:
+        if not (answer.status in (0, 429) or answer.status >= 500) or attempt == attempts:
             return answer
         sleep(base_delay * (1 << (attempt - 1)))
     raise AssertionError("unreachable")
@@ -207,14 +236,29 @@ def _problem(answer: Answer) -> str:
 
 
 class Client:
-    """Calls with retries; `sleep` and `base_delay` are for tests."""
+    """Calls with retries: `attempts` in all, each within `timeout` seconds; `sleep` and
+    `base_delay` are for tests."""
 
-    def __init__(self, sleep: Callable[[float], None] = time.sleep, base_delay: float = BASE_DELAY_SECONDS) -> None:
+    def __init__(
+        self,
+        sleep: Callable[[float], None] = time.sleep,
+        base_delay: float = BASE_DELAY_SECONDS,
+        attempts: int = MAX_ATTEMPTS,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> None:
         self.sleep = sleep
         self.base_delay = base_delay
+        self.attempts = attempts
+        self.timeout = timeout
+
+    def last_chance(self) -> Client:
+        """One short attempt: what a cancelled job has time for before the runner kills it."""
+        return Client(self.sleep, self.base_delay, attempts=1, timeout=LAST_CHANCE_SECONDS)
 
     def call(self, what: str, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> Any:
-        answer = _retried(lambda: send(method, url, headers, body), self.sleep, self.base_delay)
+        answer = _retried(
+            lambda: send(method, url, headers, body, self.timeout), self.attempts, self.sleep, self.base_delay
+        )
         if not answer.ok:
             status = f"HTTP {answer.status}" if answer.status else "no answer"
             raise OciError(f"{what}: {status} {_problem(answer)}".rstrip(), answer.status or None)
@@ -273,7 +317,7 @@ def exchange(access_: Access, client_secret: str, jwt: str, public_key: str, cli
 
 def signer(access_: Access, credential: str, work: Path, env: Mapping[str, str], client: Client) -> Signer:
     """The run's signer: a session token for a key made here, or the CI user's API key."""
-    key = work / "oci_api_key.pem"
+    key = work / f"oci_api_key-{uuid.uuid4().hex[:8]}.pem"
     if access_.auth == API_KEY:
         key.touch(mode=0o600, exist_ok=False)
         key.write_text(credential.strip() + "\n")
@@ -304,11 +348,17 @@ class Bastion:
         self.client = client
 
     def _call(
-        self, what: str, method: str, url: str, data: Any = None, headers: Mapping[str, str] | None = None
+        self,
+        what: str,
+        method: str,
+        url: str,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        client: Client | None = None,
     ) -> Any:
         body = None if data is None else json.dumps(data).encode()
-        signed = self.signer.headers(method, url, body)
-        return self.client.call(what, method, url, {**signed, **(headers or {}), "accept": "application/json"}, body)
+        signed = {**self.signer.headers(method, url, body), **(headers or {}), "accept": "application/json"}
+        return (client or self.client).call(what, method, url, signed, body)
 
     def create(self, bastion_id: str, ip: str, port: int, public_key: str, name: str, ttl: int) -> str:
         details = {
@@ -343,7 +393,7 @@ class Bastion:
             session = self.get(session_id)
             state = session.get("lifecycleState")
             if state == "ACTIVE":
-                return _session(session)
+                return _session(session_id, session)
             if state != "CREATING":
                 details = "".join(c for c in str(session.get("lifecycleDetails") or "") if c.isprintable())[:200]
                 raise OciError(f"the bastion session is {state}, not ACTIVE {details}".rstrip())
@@ -351,19 +401,19 @@ class Bastion:
                 raise OciError(f"the bastion session was not ACTIVE within {ACTIVE_WAIT_SECONDS}s")
             self.client.sleep(POLL_SECONDS)
 
-    def delete(self, session_id: str) -> None:
+    def delete(self, session_id: str, client: Client | None = None) -> None:
         """Delete the session (OCI answers 202 and deletes it in the background); one already
         DELETING or DELETED (409 IncorrectState) is as good."""
         try:
-            self._call("Delete the bastion session", "DELETE", f"{self.base}/{session_id}")
+            self._call("Delete the bastion session", "DELETE", f"{self.base}/{session_id}", client=client)
         except OciError as error:
             if error.status != 409:
                 raise
 
 
-def _session(data: Mapping[str, Any]) -> Session:
-    user = data.get("bastionUserName") or data.get("id")
+def _session(session_id: str, data: Mapping[str, Any]) -> Session:
+    user = data.get("bastionUserName") or session_id
     if not isinstance(user, str) or not _USER.fullmatch(user):
         raise OciError("the bastion session names no user to log in as")
     match = _HOST_KEY.search(str(data.get("bastionPublicHostKeyInfo") or ""))
-    return Session(id=str(data["id"]), user=user, host_key=match.group(0) if match else None)
+    return Session(id=session_id, user=user, host_key=match.group(0) if match else None)

@@ -497,9 +497,9 @@ _DEPLOY = _object(
     Deploy,
 )
 
-IDENTITY_DOMAIN_URL_PATTERN = r"^https://idcs-[0-9a-z]+\.identity\.[a-z0-9.-]+\.[a-z]+(:443)?$"
+IDENTITY_DOMAIN_URL_PATTERN = ci.oci.DOMAIN_URL_PATTERN
 """An identity domain's URL as its details page shows it (`Domain URL`), with no path."""
-REGION_PATTERN = r"^[a-z]{2,}(-[a-z]+)+-[0-9]{1,2}$"
+REGION_PATTERN = ci.oci.REGION_PATTERN
 """An OCI region identifier, like eu-frankfurt-1 or uk-gov-london-1."""
 
 _OCI = _object(
@@ -722,6 +722,11 @@ def _check_auth(settings: Settings, raw: Mapping[str, Any]) -> None:
 def _region(value: str | None) -> str | None:
     if value is not None and not rules._matches(REGION_PATTERN, value):
         raise ConfigError(f"oci:region: expected an OCI region identifier like eu-frankfurt-1, got {value!r}")
+    if value is not None and not ci.oci.commercial(value):
+        raise ConfigError(
+            f"oci:region: {value} is outside OCI's commercial realm (oraclecloud.com), the only one whose "
+            "bastion endpoints the deploy job knows"
+        )
     return value
 
 

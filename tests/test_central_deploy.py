@@ -78,7 +78,7 @@ def registry_path(server: DeployServer) -> str:
 
 
 def ssh_step_of(document: dict[str, Any]) -> dict[str, Any]:
-    [step] = [s for s in document["jobs"]["deploy"]["steps"] if s.get("run") == "python3 -m ci.deploy"]
+    [step] = [s for s in document["jobs"]["deploy"]["steps"] if s.get("run") == "exec python3 -m ci.deploy"]
     return step
 
 
@@ -257,7 +257,7 @@ def test_the_deploy_settings_of_the_config_travel_with_every_deploy(
     data = data_of(plan)
     step = ssh_step_of(document)
     assert json.loads(data)["deploy"] == {"lock_wait_seconds": 7, "wait_timeout_seconds": 42, "keep_releases": 2}
-    assert step["run"] == shipped["run"] == "python3 -m ci.deploy"
+    assert step["run"] == shipped["run"] == "exec python3 -m ci.deploy"
     assert step["env"] == shipped["env"], "the step is the same; only the data file differs"
     assert "${{" not in step["run"]
     assert '"keep_releases": 2' in data

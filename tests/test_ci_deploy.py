@@ -70,7 +70,7 @@ def test_the_job_binds_the_variables_the_client_reads() -> None:
     assert (deploy.HOST, deploy.PRIVATE_KEY, deploy.KNOWN_HOSTS, deploy.OCI_CREDENTIAL) == names.SECRETS
     assert names.SECRETS == ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL")
     document = central.document(central.CentralArgs.from_settings(settings_of("production")))
-    [step] = [s for s in document["jobs"]["deploy"]["steps"] if s.get("run") == "python3 -m ci.deploy"]
+    [step] = [s for s in document["jobs"]["deploy"]["steps"] if s.get("run") == "exec python3 -m ci.deploy"]
     assert set(step["env"]) == {
         "VM_HOST",
         "SSH_PRIVATE_KEY",

@@ -28,7 +28,7 @@ from components.workflows import central
 from tests import bastion_support
 from tests import test_deploy_e2e as deploy_e2e
 from tests.bastion_support import BASTION, CI_USER, CLIENT_SECRET, GONE, OTHER_BASTION, SERVICE_USER, Cloud
-from tests.central_support import deploy_checkout
+from tests.central_support import deploy_checkout, settings_of
 from tests.harness.oci_api import BastionSpec
 from tests.harness.sshd import BastionServer, DeployServer
 from tests.harness.workflow import RUNNER_PYTHON
@@ -240,7 +240,8 @@ def test_a_deploy_that_rolls_back_still_deletes_its_session(
 def test_a_cancelled_deploy_deletes_its_session(
     server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
 ) -> None:
-    """GitHub cancels a job with SIGINT, then SIGTERM: the client deletes its session on the way out."""
+    """GitHub cancels a job with SIGINT (then SIGTERM) to the step's shell; the step `exec`s the
+    client, so the client gets it and deletes its session on the way out."""
     assert (
         run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server))))[0].returncode
         == 0
@@ -248,8 +249,18 @@ def test_a_cancelled_deploy_deletes_its_session(
     vm_before = accepted(server.log_path.read_text(), server.user)
     slow = publish(server, {"gateway": image(server, "gateway", SHA3)}, "slow-20")
     env = client_env(server, bastion, cloud, tmp_path, pairs_text(slow))
+    [step] = [
+        s
+        for s in central.document(central.CentralArgs.from_settings(settings_of("production")))["jobs"]["deploy"][
+            "steps"
+        ]
+        if s.get("run", "").endswith("-m ci.deploy")
+    ]
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"] + "\n")
+    env["PATH"] = f"{Path(RUNNER_PYTHON).parent}:{env['PATH']}"
     process = subprocess.Popen(
-        [RUNNER_PYTHON, "-m", "ci.deploy"],
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
         env=env,
         cwd=workspace(server, tmp_path),
         stdout=subprocess.PIPE,
@@ -264,11 +275,11 @@ def test_a_cancelled_deploy_deletes_its_session(
         time.sleep(2)
         assert process.poll() is None, process.communicate()
         assert [s.state for s in cloud.api.sessions.values()][-1] == "ACTIVE"
-        process.send_signal(signal.SIGTERM)
-        stdout, _ = process.communicate(timeout=60)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=30)
     finally:
         process.kill()
-    assert process.returncode == 128 + signal.SIGTERM
+    assert process.returncode == -signal.SIGINT
     session = list(cloud.api.sessions.values())[-1]
     assert session.state in GONE
     assert f"Bastion session {session.id} deleted" in stdout.decode()

@@ -453,10 +453,14 @@ def test_identity_domain_urls_as_oci_shows_them(url: str) -> None:
 
 
 def test_the_oci_region_is_checked_when_given() -> None:
-    for region in ("eu-frankfurt-1", "us-ashburn-1", "uk-gov-london-1", "ap-chuncheon-1"):
+    for region in ("eu-frankfurt-1", "us-ashburn-1", "ap-chuncheon-1", "us-sanjose-1"):
         assert settings.parse(raw("dev"), "dev", oci_region=region).oci_region == region
     for region in ("Frankfurt", "eu-frankfurt", "eu_frankfurt_1", "FRA"):
         with pytest.raises(ConfigError, match=r"^oci:region: expected an OCI region identifier like eu-frankfurt-1"):
+            settings.parse(raw("dev"), "dev", oci_region=region)
+    # A government realm has endpoints of its own, which the deploy job does not know.
+    for region in ("uk-gov-london-1", "us-gov-ashburn-1"):
+        with pytest.raises(ConfigError, match=rf"^oci:region: {region} is outside OCI's commercial realm"):
             settings.parse(raw("dev"), "dev", oci_region=region)
 
 

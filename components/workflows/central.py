@@ -687,7 +687,9 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         "timeout-minutes": step_minutes,
         "env": {**env, "DEPLOY_COMPOSE_FILE": compose.path(environment)},
         "shell": "bash",
-        "run": _python("deploy"),
+        # exec: the runner's SIGINT and SIGTERM of a cancelled job reach the client itself, which
+        # then deletes its bastion session (bash would exit and leave it running).
+        "run": f"exec {_python('deploy')}",
     }
     return {
         "name": f"Deploy to {environment}",
