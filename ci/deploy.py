@@ -336,18 +336,24 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # the key's directory is removed on the way out
 
 
-def session_ttl(deploy: config.Deploy) -> int:
-    """Seconds the bastion session must live: becoming ACTIVE, then the whole deploy (the lock,
-    the pull, starting and maybe rolling back), with a minute to spare; within OCI's bounds.
-    The bastion's longest session (`oci.bastionSessionTtlSeconds`) must allow it."""
-    seconds = (
+def session_seconds(deploy: config.Deploy) -> int:
+    """Seconds a deploy through the bastion may take: the session becoming ACTIVE, then the
+    lock, the pull, starting and maybe rolling back, with a minute to spare."""
+    return (
         oci.ACTIVE_WAIT_SECONDS
         + deploy.lock_wait_seconds
         + deploy_program.PULL_TIMEOUT_SECONDS
         + 2 * deploy.wait_timeout_seconds
         + 60
     )
-    return min(max(oci.SESSION_TTL_SECONDS, -(-seconds // 60) * 60), oci.MAX_SESSION_TTL_SECONDS)
+
+
+def session_ttl(deploy: config.Deploy) -> int:
+    """The session's TTL: `session_seconds` rounded up to the minute, within OCI's bounds. The
+    bastion's longest session (`oci.bastionSessionTtlSeconds`) must allow it; settings refuses
+    deploy settings that need more than OCI's longest."""
+    seconds = -(-session_seconds(deploy) // 60) * 60
+    return min(max(oci.SESSION_TTL_SECONDS, seconds), oci.MAX_SESSION_TTL_SECONDS)
 
 
 def session_name(env: Mapping[str, str]) -> str:

@@ -817,6 +817,14 @@ def _check_network(oci: OciSettings) -> None:
 
 def _check_session_ttl(settings: Settings) -> None:
     """The bastion lets a session live as long as a deploy through it can take."""
+    longest = ci.deploy.session_seconds(settings.deploy)
+    if longest > ci.oci.MAX_SESSION_TTL_SECONDS:
+        raise ConfigError(
+            f"{PROJECT}:deploy: a deploy may take {longest} s with these settings (the session becoming "
+            "active, lockWaitSeconds, the pull, twice waitTimeoutSeconds), longer than the "
+            f"{ci.oci.MAX_SESSION_TTL_SECONDS} s an OCI bastion session can last; lower lockWaitSeconds or "
+            "waitTimeoutSeconds"
+        )
     needed = ci.deploy.session_ttl(settings.deploy)
     if settings.oci.bastion_session_ttl_seconds < needed:
         raise ConfigError(

@@ -125,6 +125,10 @@ def test_the_bastion_session_must_outlive_the_longest_deploy() -> None:
     )
     with pytest.raises(ConfigError, match=r"oci\.bastionSessionTtlSeconds: 2460 is shorter"):
         parse("staging", edit(config, "oci.bastionSessionTtlSeconds", needed - 60))
+    # Past OCI's longest session no bastion setting helps: the deploy settings are refused.
+    longest = edit(config, "deploy", {"lockWaitSeconds": 3600, "waitTimeoutSeconds": 3600})
+    with pytest.raises(ConfigError, match=r"^dreamscape-infra:deploy: a deploy may take 11760 s .* 10800 s"):
+        parse("staging", edit(longest, "oci.bastionSessionTtlSeconds", 10800))
 
 
 def edit(config: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
