@@ -46,11 +46,13 @@ def main(env: Mapping[str, str] | None = None) -> int:
     data = answer.json() if answer.ok else None
     head = data.get("object", {}).get("sha", "") if isinstance(data, dict) else ""
     if not answer.ok or not isinstance(head, str) or not head:
-        runner.annotate(
-            "error",
-            "Branch head",
-            f"HTTP {answer.status:03d} ({answer.message()}): check that {github.TOKEN_VARIABLE} may read {repository}",
-        )
+        reason = f"HTTP {answer.status:03d} ({answer.message()})"
+        if answer.status == 404:
+            # GitHub answers 404 both for a branch that is gone and for a repository the token cannot see.
+            reason += f": branch {branch} no longer exists in {repository}, or {github.TOKEN_VARIABLE} cannot read it"
+        else:
+            reason += f": check that {github.TOKEN_VARIABLE} may read {repository}"
+        runner.annotate("error", "Branch head", f"{reason}; nothing deployed")
         return 1
     gate = decide(sha, head, branch, manual=env.get("EVENT_NAME") == "workflow_dispatch")
     if gate.notice:

@@ -341,7 +341,10 @@ def test_a_superseded_run_reaches_no_vm_and_names_the_newer_commit(plan_of) -> N
 def test_the_branch_head_unreadable_fails_the_job_before_any_deploy(plan_of) -> None:
     result = run_gate(central_document(plan_of(STACK)), None, sha_of("no branch"))
     assert result.status == "failure"
-    assert "::error title=Branch head::HTTP 404 (Not Found): check that PIPELINE_TOKEN may read" in result.log
+    assert (
+        "::error title=Branch head::HTTP 404 (Not Found): branch main no longer exists in "
+        f"{SETTINGS.github_owner}/{SERVICES.name}, or PIPELINE_TOKEN cannot read it; nothing deployed"
+    ) in result.log
     assert [s.name for s in result.steps if s.ran][-1] == "Check that the commit is still the newest of its branch"
 
 
