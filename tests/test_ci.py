@@ -73,9 +73,8 @@ def test_each_module_a_job_runs_imports_from_that_jobs_own_checkout(tmp_path: Pa
     document = central.document(central.CentralArgs.from_settings(settings_of(stack)))
     ran: dict[str, str] = {}
     for job_id, job in document["jobs"].items():
-        modules = [
-            s["run"].removeprefix("python3 -m ") for s in job["steps"] if s.get("run", "").startswith("python3 -m ci.")
-        ]
+        runs = [s.get("run", "").removeprefix("exec ") for s in job["steps"]]
+        modules = [run.removeprefix("python3 -m ") for run in runs if run.startswith("python3 -m ci.")]
         if not modules:
             continue
         [checkout] = [
