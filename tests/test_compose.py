@@ -39,7 +39,7 @@ def test_each_stack_writes_its_own_compose_file(plan_of, stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_compose_spec_schema_accepts_it(plan_of, stack: str, tmp_path: Path) -> None:
-    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements-dev.txt)")
     path = tmp_path / "compose.yml"
     path.write_text(rendered_file(plan_of(stack), compose.path(stack))[1])
     result = subprocess.run(
@@ -49,7 +49,7 @@ def test_the_compose_spec_schema_accepts_it(plan_of, stack: str, tmp_path: Path)
 
 
 def test_the_schema_check_would_catch_a_broken_file(tmp_path: Path) -> None:
-    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements.txt)")
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements-dev.txt)")
     document = compose.document(settings_of("dev").source_repositories)
     document["services"]["auth-service"]["restart_policy"] = "always"  # no such key in a service
     path = tmp_path / "compose.yml"
