@@ -29,6 +29,7 @@ from tests import bastion_support
 from tests import test_deploy_e2e as deploy_e2e
 from tests.bastion_support import BASTION, CI_USER, CLIENT_SECRET, GONE, OTHER_BASTION, SERVICE_USER, Cloud
 from tests.central_support import deploy_checkout, settings_of
+from tests.harness import sshd
 from tests.harness.oci_api import BastionSpec
 from tests.harness.sshd import BastionServer, DeployServer
 from tests.harness.workflow import RUNNER_PYTHON
@@ -72,7 +73,6 @@ def server(vm: DeployServer) -> DeployServer:
 
 def client_env(
     server: DeployServer,
-    bastion: BastionServer,
     cloud: Cloud,
     tmp_path: Path,
     images: str,
@@ -127,7 +127,7 @@ def test_the_client_deploys_through_the_bastion_hop(
         accepted(server.log_path.read_text(), server.user),
         accepted(bastion.log(), bastion.user),
     )
-    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)))
+    env = client_env(server, cloud, tmp_path, pairs_text(v1(server)))
     with ArgvWatcher(os.getuid()) as watcher:
         result, summary = run_client(server, tmp_path, env)
     stdout, stderr = text(result)
@@ -167,7 +167,7 @@ def test_the_client_deploys_through_the_bastion_hop(
 def test_the_api_key_mode_deploys_through_the_bastion_hop(
     server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
 ) -> None:
-    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)), auth=oci.API_KEY)
+    env = client_env(server, cloud, tmp_path, pairs_text(v1(server)), auth=oci.API_KEY)
     result, _ = run_client(server, tmp_path, env)
     assert result.returncode == 0, (text(result), cloud.api.requests)
     assert {r.route for r in cloud.api.requests} == {"create-session", "get-session", "delete-session"}
@@ -180,15 +180,13 @@ def test_a_wrong_host_key_behind_the_bastion_fails_the_deploy(
     server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
 ) -> None:
     """The bastion hop succeeds; the VM behind it shows another host key than the pinned one."""
-    other = tmp_path / "other_host_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
-    algorithm, key = other.with_suffix(".pub").read_text().split()[:2]
+    other = sshd.keygen(tmp_path / "other_host_key")
     vm_before, bastion_before = (
         accepted(server.log_path.read_text(), server.user),
         accepted(bastion.log(), bastion.user),
     )
-    wrong = f"[127.0.0.1]:{server.port} {algorithm} {key}"
-    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)), known_hosts=wrong)
+    wrong = f"[127.0.0.1]:{server.port} {other}"
+    env = client_env(server, cloud, tmp_path, pairs_text(v1(server)), known_hosts=wrong)
     result, summary = run_client(server, tmp_path, env)
     stdout, stderr = text(result)
     assert result.returncode == 255, (stdout, stderr)
@@ -203,9 +201,7 @@ def test_a_wrong_host_key_behind_the_bastion_fails_the_deploy(
 @pytest.fixture
 def impostor_bastion(vm: DeployServer, bastion: BastionServer, tmp_path: Path) -> Iterator[Cloud]:
     """OCI names another host key for the bastion than the one its SSH endpoint shows."""
-    other = tmp_path / "bastion_host_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
-    host_key = " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    host_key = sshd.keygen(tmp_path / "bastion_host_key")
     with bastion_support.cloud(vm.port, bastion, BastionSpec(user_name=bastion.user, host_key=host_key)) as cloud:
         yield cloud
 
@@ -214,7 +210,7 @@ def test_a_bastion_showing_another_host_key_than_oci_names_gets_nothing(
     server: DeployServer, bastion: BastionServer, impostor_bastion: Cloud, tmp_path: Path
 ) -> None:
     bastion_before = accepted(bastion.log(), bastion.user)
-    env = client_env(server, bastion, impostor_bastion, tmp_path, pairs_text(v1(server)))
+    env = client_env(server, impostor_bastion, tmp_path, pairs_text(v1(server)))
     result, _ = run_client(server, tmp_path, env)
     stdout, stderr = text(result)
     assert result.returncode == 255, (stdout, stderr)
@@ -226,12 +222,9 @@ def test_a_bastion_showing_another_host_key_than_oci_names_gets_nothing(
 def test_a_deploy_that_rolls_back_still_deletes_its_session(
     server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
 ) -> None:
-    assert (
-        run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server))))[0].returncode
-        == 0
-    )
+    assert run_client(server, tmp_path, client_env(server, cloud, tmp_path, pairs_text(v1(server))))[0].returncode == 0
     bad = publish(server, {"gateway": image(server, "gateway", SHA3)}, "crash")
-    result, _ = run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(bad)))
+    result, _ = run_client(server, tmp_path, client_env(server, cloud, tmp_path, pairs_text(bad)))
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
     assert len(cloud.api.sessions) == 2 and cloud.sessions_left() == []
     assert server.running() == healthy(v1(server))
@@ -242,13 +235,10 @@ def test_a_cancelled_deploy_deletes_its_session(
 ) -> None:
     """GitHub cancels a job with SIGINT (then SIGTERM) to the step's shell; the step `exec`s the
     client, so the client gets it and deletes its session on the way out."""
-    assert (
-        run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server))))[0].returncode
-        == 0
-    )
+    assert run_client(server, tmp_path, client_env(server, cloud, tmp_path, pairs_text(v1(server))))[0].returncode == 0
     vm_before = accepted(server.log_path.read_text(), server.user)
     slow = publish(server, {"gateway": image(server, "gateway", SHA3)}, "slow-20")
-    env = client_env(server, bastion, cloud, tmp_path, pairs_text(slow))
+    env = client_env(server, cloud, tmp_path, pairs_text(slow))
     [step] = [
         s
         for s in central.document(central.CentralArgs.from_settings(settings_of("production")))["jobs"]["deploy"][
@@ -290,7 +280,7 @@ def test_a_refused_credential_stops_before_any_session_or_connection(
     server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
 ) -> None:
     connections = bastion.log().count("Connection from")
-    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)), OCI_DEPLOY_CREDENTIAL="not-the-secret")
+    env = client_env(server, cloud, tmp_path, pairs_text(v1(server)), OCI_DEPLOY_CREDENTIAL="not-the-secret")
     result, _ = run_client(server, tmp_path, env)
     stdout, _ = text(result)
     assert result.returncode == deploy.NO_BASTION_SESSION
@@ -302,7 +292,7 @@ def test_a_refused_credential_stops_before_any_session_or_connection(
 def test_a_bastion_the_policy_does_not_allow_is_refused(
     server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
 ) -> None:
-    env = client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server)))
+    env = client_env(server, cloud, tmp_path, pairs_text(v1(server)))
     env["DEPLOY_OCI"] = cloud.access(bastion_id=OTHER_BASTION)
     result, _ = run_client(server, tmp_path, env)
     assert result.returncode == deploy.NO_BASTION_SESSION
@@ -315,7 +305,7 @@ def test_a_session_that_fails_to_open_is_reported_and_deleted(
     server: DeployServer, bastion: BastionServer, cloud: Cloud, tmp_path: Path
 ) -> None:
     connections = bastion.log().count("Connection from")
-    result, _ = run_client(server, tmp_path, client_env(server, bastion, cloud, tmp_path, pairs_text(v1(server))))
+    result, _ = run_client(server, tmp_path, client_env(server, cloud, tmp_path, pairs_text(v1(server))))
     assert result.returncode == deploy.NO_BASTION_SESSION
     assert "no bastion session: the bastion session is FAILED, not ACTIVE" in text(result)[0]
     assert [r.route for r in cloud.api.requests][-1] == "delete-session"
@@ -327,8 +317,7 @@ def test_the_bastion_account_only_forwards_to_the_sessions_target(
 ) -> None:
     """What a session's key can do on the bastion: the one forward, no command, no other target."""
     key = tmp_path / "session_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
-    public = key.with_suffix(".pub").read_text().strip()
+    public = sshd.keygen(key)
     known = tmp_path / "bastion_known_hosts"
     known.write_text(f"[127.0.0.1]:{bastion.port} {bastion.host_key}\n")
     base = [

@@ -1173,10 +1173,7 @@ def test_the_deploy_client_logs_in_with_a_token_on_stdin(server: DeployServer, t
 
 
 def test_a_wrong_known_hosts_line_fails_before_anything_is_sent(server: DeployServer, tmp_path: Path) -> None:
-    other = tmp_path / "other_host_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=30)
-    algorithm, key = other.with_suffix(".pub").read_text().split()[:2]
-    wrong = f"[127.0.0.1]:{server.port} {algorithm} {key}"
+    wrong = f"[127.0.0.1]:{server.port} {sshd.keygen(tmp_path / 'other_host_key')}"
     accepted_before = server.log_path.read_text().count("Accepted publickey")
 
     result, summary = run_client(server, tmp_path, pairs_text(v1(server)), known_hosts=wrong)

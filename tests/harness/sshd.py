@@ -84,6 +84,48 @@ def missing_prerequisites() -> list[str]:
     return problems
 
 
+def keygen(path: Path, comment: str | None = None) -> str:
+    """A new ed25519 key pair at `path` (no passphrase); returns the public key `<type> <base64>`."""
+    comment_args = ["-C", comment] if comment is not None else []
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", *comment_args, "-f", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
+
+
+def base_config(port: int, host_key: Path) -> list[str]:
+    """What every test sshd sets, as Ubuntu's does: 127.0.0.1 only, its own host key, PAM,
+    keys only, strict modes."""
+    return [
+        "ListenAddress 127.0.0.1",
+        f"Port {port}",
+        f"HostKey {host_key}",
+        "PidFile none",
+        "UsePAM yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PubkeyAuthentication yes",
+        "StrictModes yes",
+    ]
+
+
+def check_config(config: Path) -> None:
+    """`sshd -t` on the file, with sshd's privilege separation directory in place."""
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    subprocess.run([SSHD, "-t", "-f", str(config)], check=True, capture_output=True, timeout=60)
+
+
+def remove_user(user: str) -> None:
+    """The throwaway system user and its group, gone."""
+    subprocess.run(["userdel", user], capture_output=True, check=False, timeout=60)
+    with contextlib.suppress(KeyError):
+        grp.getgrnam(user)
+        subprocess.run(["groupdel", user], capture_output=True, check=False, timeout=60)
+
+
 def wait_for_sshd(process: subprocess.Popen, port: int, log_path: Path, seconds: float = 15) -> None:
     """Until sshd answers with its banner on 127.0.0.1:`port`; RuntimeError with its log if it exits or stays silent."""
     deadline = time.monotonic() + seconds
@@ -169,7 +211,7 @@ class DeployServer:
 
     def _key(self, name: str) -> Key:
         path = self.base / "client" / name
-        self._run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path))
+        keygen(path, name)
         return Key(path, path.with_suffix(".pub").read_text().strip())
 
     def _install(self) -> None:
@@ -177,9 +219,7 @@ class DeployServer:
         etc = self.base / "etc"
         etc.mkdir(mode=0o700)
         self.host_key = etc / "ssh_host_ed25519_key"
-        self._run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key))
-        host_public = self.host_key.with_suffix(".pub").read_text().split()
-        self.known_hosts_line = f"[127.0.0.1]:{self.port} {host_public[0]} {host_public[1]}"
+        self.known_hosts_line = f"[127.0.0.1]:{self.port} {keygen(self.host_key)}"
         self.known_hosts.write_text(self.known_hosts_line + "\n")
 
         # The deploy user's home and keys, as cloud-init leaves them.
@@ -225,16 +265,8 @@ class DeployServer:
         }
         assert set(setenv) - {"PATH"} <= set(deploy_program.SETTINGS)
         config = [
-            "ListenAddress 127.0.0.1",
-            f"Port {self.port}",
-            f"HostKey {self.host_key}",
-            "PidFile none",
-            # As on Ubuntu's sshd: PAM, keys only, strict modes, the sftp subsystem.
-            "UsePAM yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PubkeyAuthentication yes",
-            "StrictModes yes",
+            *base_config(self.port, self.host_key),
+            # As on Ubuntu's sshd: the sftp subsystem.
             "AuthorizedKeysFile .ssh/authorized_keys",
             "Subsystem sftp /usr/lib/openssh/sftp-server",
             "AcceptEnv LANG LC_*",
@@ -246,8 +278,7 @@ class DeployServer:
         self.config.write_text("\n".join(config) + "\n")
 
     def _launch(self) -> None:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
-        self._run(SSHD, "-t", "-f", str(self.config))
+        check_config(self.config)
         mount_and_run = 'mount --bind "$1" "$2" && exec "$3" -D -e -f "$4"'
         target = str(Path(deploy_program.DEPLOY_PROGRAM_PATH).parent)
         with open(self.log_path, "ab") as log:
@@ -265,10 +296,7 @@ class DeployServer:
             self.clear_engine()
         if self._user_created:
             self._kill_user_processes()
-            subprocess.run(["userdel", self.user], capture_output=True, check=False, timeout=60)
-            with contextlib.suppress(KeyError):
-                grp.getgrnam(self.user)
-                subprocess.run(["groupdel", self.user], capture_output=True, check=False, timeout=60)
+            remove_user(self.user)
         if self._syslog is not None:
             with contextlib.suppress(OSError):
                 self._syslog.shutdown(socket.SHUT_RDWR)
@@ -423,25 +451,14 @@ class BastionServer:
             etc = self.base / "etc"
             etc.mkdir(mode=0o700)
             key = etc / "ssh_host_ed25519_key"
-            subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, capture_output=True
-            )
-            self.host_key = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+            self.host_key = keygen(key)
             self.authorized.parent.mkdir(mode=0o755)
             self._write_keys()
             config = etc / "sshd_config"
             config.write_text(
                 "\n".join(
                     [
-                        "ListenAddress 127.0.0.1",
-                        f"Port {self.port}",
-                        f"HostKey {key}",
-                        "PidFile none",
-                        "UsePAM yes",
-                        "PasswordAuthentication no",
-                        "KbdInteractiveAuthentication no",
-                        "PubkeyAuthentication yes",
-                        "StrictModes yes",
+                        *base_config(self.port, key),
                         f"AuthorizedKeysFile {self.authorized}",
                         f"AllowUsers {self.user}",
                         "AllowTcpForwarding local",
@@ -457,8 +474,7 @@ class BastionServer:
                 )
                 + "\n"
             )
-            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-            subprocess.run([SSHD, "-t", "-f", str(config)], check=True, capture_output=True, timeout=60)
+            check_config(config)
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(
                     [SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
@@ -492,8 +508,5 @@ class BastionServer:
     def stop(self) -> None:
         engine.terminate(self.process, timeout=5)
         if self._user_created:
-            subprocess.run(["userdel", self.user], capture_output=True, check=False, timeout=60)
-            with contextlib.suppress(KeyError):
-                grp.getgrnam(self.user)
-                subprocess.run(["groupdel", self.user], capture_output=True, check=False, timeout=60)
+            remove_user(self.user)
         shutil.rmtree(self.base, ignore_errors=True)
