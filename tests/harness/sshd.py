@@ -303,13 +303,31 @@ class DeployServer:
             self._syslog.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def _kill_user_processes(self) -> None:
-        """Programs a test left running as the throwaway user (found by uid, killed by pid)."""
+    def user_processes(self) -> list[int]:
+        """The pids of what runs as the throwaway user: the deploy program and its docker calls."""
+        pids = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 with contextlib.suppress(OSError):
                     if entry.stat().st_uid == self.uid:
-                        os.kill(int(entry.name), signal.SIGKILL)
+                        pids.append(int(entry.name))
+        return pids
+
+    def wait_idle(self, seconds: float = 90) -> bool:
+        """Until nothing runs as the throwaway user (a deploy whose client went away has finished
+        on its own); False if something still does after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while self.user_processes():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _kill_user_processes(self) -> None:
+        """Programs a test left running as the throwaway user (found by uid, killed by pid)."""
+        for pid in self.user_processes():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     # --- per test ------------------------------------------------------------------------------
 
