@@ -289,7 +289,11 @@ def test_the_key_directory_is_private_and_removed_even_on_failure(tmp_path: Path
         (1, False, "error: the program failed unexpectedly (misconfigured VM, full disk, a bug); read its stderr"),
         (2, False, "bad input: command, image reference, stdin or compose file refused; nothing changed"),
         (4, False, "lock timeout: another deploy held the lock for longer than the wait; nothing changed"),
-        (5, False, "rolled back: the new release failed; the release that ran before runs again and is healthy"),
+        (
+            5,
+            False,
+            "rolled back: the new release failed; the release that ran before runs, keeps the traffic and is healthy",
+        ),
         (
             6,
             False,

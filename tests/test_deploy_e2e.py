@@ -105,8 +105,8 @@ def ran(result: subprocess.CompletedProcess) -> list[list[str]]:
 
 
 def steps(result: subprocess.CompletedProcess) -> list[str]:
-    """`login`, `pull`, `up` for each docker command the program printed."""
-    return [next(w for w in argv if w in ("login", "pull", "up")) for argv in ran(result)]
+    """`login`, `pull`, `up`, `down` for each docker command the program printed."""
+    return [next(w for w in argv if w in ("login", "pull", "up", "down")) for argv in ran(result)]
 
 
 def pulled(result: subprocess.CompletedProcess) -> list[list[str]]:
@@ -158,7 +158,7 @@ def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeploySe
     assert {name: service["image"] for name, service in model["services"].items()} == v1(server)
 
     base = [
-        "docker", "compose", "--project-name", server.project, "--project-directory", str(directory),
+        "docker", "compose", "--project-name", f"{server.project}-blue", "--project-directory", str(directory),
         "--file", str(directory / "compose.yaml"), "--env-file", str(directory / ".env"),
     ]  # fmt: skip
     assert ran(result) == [
@@ -170,8 +170,14 @@ def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeploySe
     assert stdout.startswith("### dreamscape-deploy on ")
     assert ": deployed\n" in stdout
     assert f"| `auth-service` | `{v1(server)['auth-service']}` |" in stdout
-    assert f"Release `{release}` runs and is healthy." in stdout
+    assert f"Release `{release}` runs and is healthy in the blue slot." in stdout
     assert "Not deployed yet" not in stdout
+    # The container publishes on the blue slot's loopback port only; the edge listens on the published one.
+    assert model["services"]["auth-service"]["ports"] == [
+        {"mode": "ingress", "host_ip": "127.0.0.1", "target": PORTS["auth-service"], "protocol": "tcp",
+         "published": str(server.edge.slot_ports)},
+    ]  # fmt: skip
+    assert server.edge.live() == "blue"
 
     (line,) = server.syslog()
     assert re.search(r"dreamscape-deploy\[\d+\]: result=deployed release=" + release, line), line
@@ -198,7 +204,7 @@ def test_deploying_the_running_release_again_changes_nothing(server: DeployServe
 @pytest.mark.parametrize("by_hand", ["stop", "down"])
 def test_a_stack_stopped_by_hand_is_started_again_by_the_same_deploy(server: DeployServer, by_hand: str) -> None:
     release = deployed(server)
-    engine.docker("compose", "--project-name", server.project, by_hand)
+    engine.docker("compose", "--project-name", f"{server.project}-{server.edge.live()}", by_hand)
     assert all(state != "healthy" for _, state in server.running().values())
 
     status = text(server.ssh("status"))[0]
@@ -398,15 +404,17 @@ def test_a_failing_release_rolls_back_to_the_one_before(server: DeployServer, va
     result = server.deploy(bad, compose_file(server))
     stdout, stderr = text(result)
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], (stdout, stderr)
-    assert steps(result) == ["pull", "up", "up"]
+    assert steps(result) == ["pull", "up", "down", "up"]
     failed = release_of(ran(result)[1])
-    assert release_of(ran(result)[2]) == first and "--wait" in ran(result)[2], "the restored release is waited for"
+    assert ran(result)[2][3] == f"{server.project}-green", "the failed release's slot is removed"
+    assert release_of(ran(result)[3]) == first and "--wait" in ran(result)[3], "the running release is checked"
+    assert server.edge.live() == "blue" and server.idle_slot_containers() == []
     assert server.running() == healthy(v1(server))
     assert server.state()["current"] == first and server.state()["healthy"] is True
     assert answer(server) == "healthy"
     assert ": failed, rolled back" in stdout
     assert f"release `{failed}` failed at `docker compose up`; release `{first}` runs again" in stdout
-    assert f"container {server.project}-auth-service-1 is unhealthy" in stdout
+    assert f"container {server.project}-green-auth-service-1 is unhealthy" in stdout
     assert re.search(rf"result=rolled-back release={failed} step=compose-up restore={first}", server.syslog()[0])
 
 
@@ -438,15 +446,22 @@ def test_a_release_that_stays_starting_past_the_wait_timeout_rolls_back(server: 
     waited = time.monotonic() - began
     assert result.returncode == deploy_program.EXIT["ROLLED_BACK"], text(result)
     assert sshd.WAIT_TIMEOUT <= waited < sshd.WAIT_TIMEOUT + 20
-    assert f"application not healthy after {sshd.WAIT_TIMEOUT}s" in text(result)[0]
+    # Compose says so itself, or (it has exited 0 with the container still starting) the
+    # program's own look at Docker after the wait does.
+    said = text(result)[0]
+    assert f"application not healthy after {sshd.WAIT_TIMEOUT}s" in said or (
+        "docker shows after the wait: auth-service starting" in said
+    ), said
     assert server.state()["current"] == first
     assert server.running() == healthy(v1(server))
 
 
 def test_when_the_old_release_fails_too_the_deploy_says_the_environment_is_down(server: DeployServer) -> None:
     deployed(server)
-    # The running image is gone from the registry and from the engine's store (a clean-up on
-    # both sides): restoring the release before needs it again, and cannot get it.
+    # The running release was removed by hand and its image is gone from the registry and from
+    # the engine's store (a clean-up on both sides): restoring it needs the image again, and
+    # cannot get it.
+    engine.docker("compose", "--project-name", f"{server.project}-{server.edge.live()}", "down")
     old = v1(server)["auth-service"]
     server.engine.delete(old)
     engine.docker("rmi", "--force", old)
@@ -500,7 +515,8 @@ def test_a_fresh_environment_whose_first_release_is_unhealthy_has_nothing_to_res
     result = server.deploy(v1(server), compose_file(server))
     assert result.returncode == deploy_program.EXIT["ROLLBACK_FAILED"], text(result)
     assert "no earlier release exists to restore" in text(result)[0]
-    assert steps(result) == ["pull", "up"]
+    assert steps(result) == ["pull", "up", "down"], "the failed release is removed"
+    assert server.containers("blue") == [] and server.containers("green") == []
     assert server.state()["healthy"] is False and server.state()["current"] is None
 
 
@@ -526,7 +542,8 @@ def test_rollback_brings_back_the_previous_release(server: DeployServer) -> None
     assert status.returncode == 0
     assert f"- current: `{first}`" in text(status)[0]
     assert "- healthy: yes" in text(status)[0]
-    [row] = [line for line in text(status)[0].splitlines() if line.startswith(f"{server.project}-gateway-1 ")]
+    assert server.edge.live() == "blue" and server.idle_slot_containers() == []
+    [row] = [line for line in text(status)[0].splitlines() if line.startswith(f"{server.project}-blue-gateway-1 ")]
     assert v1(server)["gateway"] in row and "(healthy)" in row
 
 

@@ -48,7 +48,9 @@ def test_program_never_uses_a_shell() -> None:
 
 def test_contract_agrees_with_the_pipeline() -> None:
     assert PROGRAM.COMPONENT_PATTERN == rules.COMPONENT_PATTERN
-    assert PROGRAM.SETTINGS["DREAMSCAPE_DEPLOY_STATE_DIR"][0] == deploy_program.STATE_DIR
+    assert PROGRAM.SETTINGS["DREAMSCAPE_DEPLOY_STATE_DIR"] == deploy_program.STATE_DIR
+    assert PROGRAM.SETTINGS["DREAMSCAPE_DEPLOY_EDGE_DIR"] == deploy_program.EDGE_DIR
+    assert set(deploy_program.SETTINGS) == set(PROGRAM.SETTINGS), "every setting has its meaning"
     codes = [e.code for e in deploy_program.EXIT_CODES]
     assert len(set(codes)) == len(codes) == 7
     assert 255 not in codes, "ssh itself exits 255"
@@ -305,7 +307,20 @@ def test_frames_refuse(data: bytes, allowed: frozenset, message: str) -> None:
         ({"DREAMSCAPE_DEPLOY_WAIT_TIMEOUT": "9"}, "from 10 to 3600"),
         ({"DREAMSCAPE_DEPLOY_PULL_TIMEOUT": "0"}, "at least 1"),
         ({"DREAMSCAPE_DEPLOY_STATE_DIR": "relative/dir"}, "absolute path"),
-        ({"DREAMSCAPE_DEPLOY_PROJECT": "Bad Name"}, "not a compose project name"),
+        ({"DREAMSCAPE_DEPLOY_PROJECT": "Bad Name"}, "expected a compose project name"),
+        ({"DREAMSCAPE_DEPLOY_EDGE_DIR": "edge"}, "DREAMSCAPE_DEPLOY_EDGE_DIR='edge': expected an absolute path"),
+        ({"DREAMSCAPE_DEPLOY_EDGE_ADMIN": "/run/caddy admin"}, "expected an absolute path"),
+        (
+            {"DREAMSCAPE_DEPLOY_EDGE_BIND": "localhost"},
+            "DREAMSCAPE_DEPLOY_EDGE_BIND='localhost': expected an IP address",
+        ),
+        ({"DREAMSCAPE_DEPLOY_ACME_CA_ROOT": "ca.pem"}, "expected an absolute path"),
+        (
+            {"DREAMSCAPE_DEPLOY_SLOT_PORTS": "80"},
+            "DREAMSCAPE_DEPLOY_SLOT_PORTS='80': expected a whole number of at least 1024",
+        ),
+        ({"DREAMSCAPE_DEPLOY_SLOT_PORTS": "65510"}, "the slots' ports would pass 65535"),
+        ({"DREAMSCAPE_DEPLOY_DRAIN_TIMEOUT": "-1"}, "DREAMSCAPE_DEPLOY_DRAIN_TIMEOUT='-1'"),
     ],
 )
 def test_bad_settings_are_a_misconfiguration(environ: dict, message: str) -> None:
@@ -377,3 +392,182 @@ def test_leaving_services_out_keeps_everything_a_kept_service_uses() -> None:
 
     with pytest.raises(PROGRAM.BadInput, match="service web depends on api, which this environment has never"):
         PROGRAM.without_services(model, ["api"])
+
+
+# --- the edge and the slots ------------------------------------------------------------------------
+
+EDGE_SETTINGS = PROGRAM.load_settings({"DREAMSCAPE_DEPLOY_SLOT_PORTS": "30000"})
+
+
+def model_with(**services: dict) -> dict:
+    return {"name": "x", "services": {name: {"image": IMAGE, **spec} for name, spec in services.items()}}
+
+
+def port(published: str, target: int = 8080, **extra) -> dict:
+    return {"mode": "ingress", "target": target, "published": published, "protocol": "tcp", **extra}
+
+
+def test_each_published_port_becomes_a_site_with_a_loopback_port_per_slot() -> None:
+    model = model_with(gateway={"ports": [port("80")]}, web={"ports": [port("443", 3000)]}, auth={})
+    sites = PROGRAM.published_sites(model)
+    assert sites == [PROGRAM.Site(80, "gateway", 8080), PROGRAM.Site(443, "web", 3000)]
+    blue = PROGRAM.slotted(EDGE_SETTINGS, model, sites, "blue")
+    green = PROGRAM.slotted(EDGE_SETTINGS, model, sites, "green")
+    assert blue["services"]["gateway"]["ports"] == [port("30000", host_ip="127.0.0.1")]
+    assert green["services"]["gateway"]["ports"] == [port("30001", host_ip="127.0.0.1")]
+    assert blue["services"]["web"]["ports"] == [port("30002", 3000, host_ip="127.0.0.1")]
+    assert green["services"]["web"]["ports"] == [port("30003", 3000, host_ip="127.0.0.1")]
+    assert "ports" not in blue["services"]["auth"] and model["services"]["gateway"]["ports"] == [port("80")]
+
+
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        ([port("80", protocol="udp")], "the edge forwards one TCP port per entry"),
+        ([port("8000-8010")], "the edge forwards one TCP port per entry"),
+        ([{"mode": "ingress", "target": 8080, "protocol": "tcp"}], "the edge forwards one TCP port per entry"),
+        ([port("70000")], "not a port"),
+        ([port(str(p)) for p in range(1, 18)], "17 published ports; the edge forwards at most 16"),
+    ],
+)
+def test_what_the_edge_cannot_forward_is_refused(ports: list, message: str) -> None:
+    with pytest.raises(PROGRAM.BadInput, match=re.escape(message)):
+        PROGRAM.published_sites(model_with(gateway={"ports": ports}))
+
+
+def test_plain_http_on_443_is_refused() -> None:
+    model = model_with(web={"ports": [port("443")]})
+    with pytest.raises(PROGRAM.BadInput, match=r"publishes 443 without x-dreamscape-edge\.domain: 443 is HTTPS"):
+        PROGRAM.edge_domain(model, PROGRAM.published_sites(model))
+
+
+def test_two_services_on_one_port_are_refused() -> None:
+    model = model_with(a={"ports": [port("80")]}, b={"ports": [port("80")]})
+    with pytest.raises(PROGRAM.BadInput, match="port 80 is published by both a and b"):
+        PROGRAM.published_sites(model)
+
+
+def test_the_caddyfile_routes_each_site_to_the_slot_the_marker_names() -> None:
+    sites = [PROGRAM.Site(80, "gateway", 8080)]
+    text = PROGRAM.caddyfile(EDGE_SETTINGS, sites, None)
+    assert "admin unix//run/caddy/admin.sock" in text and "auto_https off" in text
+    assert "http://:80 {" in text
+    assert "\t\treverse_proxy 127.0.0.1:30001 127.0.0.1:30000 {" in text  # green first while marked
+    assert "\t\treverse_proxy 127.0.0.1:30000 127.0.0.1:30001 {" in text  # blue first otherwise
+    assert "try_files green" in text and f"root {deploy_program.EDGE_DIR}" in text
+    assert "Strict-Transport-Security" not in text and "acme_ca" not in text
+    assert text == PROGRAM.caddyfile(EDGE_SETTINGS, sites, None), "the same ports give the same text"
+
+
+def test_with_a_domain_the_caddyfile_asks_acme_for_it_and_sends_hsts() -> None:
+    sites = [PROGRAM.Site(80, "gateway", 8080)]
+    domain = PROGRAM.Domain("app.dreamscape.example", "https://acme.example/dir", "ops@dreamscape.example", 80, 443)
+    settings = PROGRAM.replace(EDGE_SETTINGS, acme_ca_root="/etc/ca.pem", edge_bind="127.0.0.1")
+    text = PROGRAM.caddyfile(settings, sites, domain)
+    assert "auto_https off" not in text
+    for line in ("acme_ca https://acme.example/dir", "email ops@dreamscape.example", "acme_ca_root /etc/ca.pem",
+                 "default_bind 127.0.0.1", "http_port 80", "https_port 443",
+                 'header Strict-Transport-Security "max-age=31536000"'):  # fmt: skip
+        assert f"\t{line}" in text, line
+    assert "\napp.dreamscape.example {\n" in text
+
+
+def test_caddy_accepts_the_caddyfile(tmp_path) -> None:
+    caddy = "/usr/bin/caddy"
+    if not __import__("pathlib").Path(caddy).exists():
+        pytest.skip("caddy not installed (.ci/run installs it)")
+    sites = [PROGRAM.Site(80, "gateway", 8080), PROGRAM.Site(8443, "web", 3000)]
+    domain = PROGRAM.Domain("app.dreamscape.example", "https://acme.example/dir", None, 80, 443)
+    for text in (PROGRAM.caddyfile(EDGE_SETTINGS, sites, None), PROGRAM.caddyfile(EDGE_SETTINGS, sites[:1], domain)):
+        path = tmp_path / "Caddyfile"
+        path.write_text(text)
+        result = subprocess.run([caddy, "adapt", "--config", str(path), "--adapter", "caddyfile", "--validate"],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "lb_policy" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extension", "message"),
+    [
+        ({"domain": "App.Example.com", "acmeDirectory": "https://a.example/dir"}, "not a lowercase DNS name"),
+        ({"domain": "app.example.com", "acmeDirectory": "http://a.example/dir"}, "not an https:// URL"),
+        ({"domain": "app.example.com", "acmeDirectory": "https://a/d", "acmeEmail": "x"}, "not an e-mail address"),
+        ({"domain": "app.example.com", "acmeDirectory": "https://a/d", "httpsPort": 0}, "httpsPort: 0 is not a port"),
+        ({"domain": "app.example.com", "acmeDirectory": "https://a/d", "tls": "off"}, "takes domain, acmeDirectory"),
+    ],
+)
+def test_a_bad_edge_extension_is_refused(extension: dict, message: str) -> None:
+    model = {**model_with(gateway={"ports": [port("80")]}), PROGRAM.EDGE_EXTENSION: extension}
+    with pytest.raises(PROGRAM.BadInput, match=re.escape(message)):
+        PROGRAM.edge_domain(model, PROGRAM.published_sites(model))
+
+
+def test_a_domain_needs_exactly_one_published_service() -> None:
+    extension = {"domain": "app.example.com", "acmeDirectory": "https://acme.example/dir"}
+    model = {**model_with(a={"ports": [port("80")]}, b={"ports": [port("443")]}), PROGRAM.EDGE_EXTENSION: extension}
+    with pytest.raises(PROGRAM.BadInput, match="serves one published service; the file publishes 2"):
+        PROGRAM.edge_domain(model, PROGRAM.published_sites(model))
+
+
+# --- the program as shipped in user_data ------------------------------------------------------------
+
+
+def _without_docstrings(tree: ast.AST) -> str:
+    class Strip(ast.NodeTransformer):
+        def generic_visit(self, node: ast.AST) -> ast.AST:
+            super().generic_visit(node)
+            for field in ("body", "orelse", "finalbody"):
+                body = getattr(node, field, None)
+                if isinstance(body, list) and body and all(isinstance(s, ast.stmt) for s in body):
+                    kept = [s for s in body if not deploy_program._is_docstring(s)]
+                    setattr(node, field, kept or [ast.Pass()])
+            return node
+
+    return ast.dump(Strip().visit(tree))
+
+
+def test_the_shipped_program_is_the_source_without_docstrings_and_comments() -> None:
+    source = (deploy_program.Path(deploy_program.__file__).with_name("deploy") / "dreamscape-deploy").read_text()
+    shipped = deploy_program.program_text()
+    assert _without_docstrings(ast.parse(shipped)) == _without_docstrings(ast.parse(source))
+    assert len(shipped) < len(source) * 0.8
+    assert '"""' not in shipped.split("\n", 2)[1], "the module docstring is gone"
+    assert not [line for line in shipped.splitlines()[1:] if line.lstrip().startswith("#")]
+
+
+def test_shipping_keeps_every_string_and_statement() -> None:
+    source = '''#!/usr/bin/python3 -I
+"""Module docstring."""
+import os  # a trailing remark
+
+
+class Empty(Exception):
+    """Only a docstring."""
+
+
+TEXT = """first
+
+# not a comment: part of the string
+    indented
+"""
+VALUE = 1
+"""An attribute docstring."""
+
+
+def f(x):
+    """Doc."""
+    if x:  # comment
+        return f"{x} # {TEXT}"
+    return (
+            x,
+    )
+'''
+    shipped = deploy_program.shipped(source)
+    namespace: dict = {}
+    exec(compile(shipped, "shipped", "exec"), namespace)  # noqa: S102 - the test's own text
+    assert namespace["TEXT"] == "first\n\n# not a comment: part of the string\n    indented\n"
+    assert namespace["f"](2) == "2 # " + namespace["TEXT"] and namespace["f"](0) == (0,)
+    assert issubclass(namespace["Empty"], Exception) and namespace["VALUE"] == 1
+    assert not [gone for gone in ("docstring", "trailing remark", "Doc.") if gone in shipped]
+    assert shipped.startswith("#!/usr/bin/python3 -I\nimport os\nclass Empty(Exception):\n pass\n")

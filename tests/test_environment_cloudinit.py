@@ -106,7 +106,7 @@ def test_firewall_saved_before_docker_arrives(stack, rendered) -> None:
     commands = yaml.safe_load(rendered[stack].read_text())["runcmd"]
     assert commands[0] == "set -eu"
     save = commands.index("netfilter-persistent save")
-    (install,) = [i for i, c in enumerate(commands) if "apt-get" in c and " install " in c]
+    (install,) = [i for i, c in enumerate(commands) if "apt-get" in c and " install " in c and "docker.io" in c]
     assert save < install
     assert all(package in commands[install].split() for package in cloudinit.DOCKER_PACKAGES)
     before_save = "\n".join(commands[:save])
@@ -197,7 +197,7 @@ APT_LINE_PACKAGES = ("docker.io", "docker-compose-v2")
 
 def _rendered_apt_line(rendered) -> str:
     commands = yaml.safe_load(rendered["production"].read_text())["runcmd"]
-    (line,) = [c for c in commands if "apt-get" in c and " install " in c]
+    (line,) = [c for c in commands if "apt-get" in c and " install " in c and "docker.io" in c]
     return line
 
 
@@ -259,7 +259,8 @@ def _run_first_boot(tmp_path, failing: str | None) -> tuple[subprocess.Completed
     bin_dir.mkdir()
     log = tmp_path / "calls"
     recorder = f'#!/bin/sh\necho "$(basename "$0") $*" >> {log}\n'
-    for name in ("iptables", "netfilter-persistent", "apt-get", "usermod", "install", "systemctl", "docker", "tee"):
+    names = ("iptables", "netfilter-persistent", "apt-get", "usermod", "install", "systemctl", "docker", "tee")
+    for name in (*names, "chown", "chmod", "caddy"):
         ending = "exec cat\n" if name == "tee" else "exit 100\n" if name == failing else "exit 0\n"
         body = recorder + ending
         (bin_dir / name).write_text(body)
@@ -288,6 +289,30 @@ def test_a_completed_first_boot_says_so(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert calls[-1] == f"logger -t {cloudinit.FIRST_BOOT_TAG} complete: "
     assert not any("FAILED" in c for c in calls)
+
+
+def test_the_edge_proxy_is_installed_after_its_configuration_and_reached_by_the_deploy_user(rendered) -> None:
+    document = yaml.safe_load(rendered["production"].read_text())
+    files = {f["path"]: f for f in document["write_files"]}
+    edge_file = f"{deploy_program.EDGE_DIR}/{deploy_program.CADDYFILE}"
+    assert files[edge_file]["content"] == deploy_program.initial_caddyfile()
+    assert f"admin unix/{deploy_program.EDGE_ADMIN}" in files[edge_file]["content"]
+    drop_in = files[cloudinit.CADDY_DROP_IN]["content"].splitlines()
+    assert f"ExecStart=/usr/bin/caddy run --config {edge_file} --adapter caddyfile" in drop_in
+    assert "UMask=0007" in drop_in and "RuntimeDirectory=caddy" in drop_in
+    assert deploy_program.EDGE_ADMIN.startswith("/run/caddy/"), "the socket lives in the runtime directory"
+
+    commands = document["runcmd"]
+    (caddy,) = [i for i, c in enumerate(commands) if "apt-get" in c and c.endswith(" caddy")]
+    (docker,) = [i for i, c in enumerate(commands) if "apt-get" in c and "docker.io" in c]
+    assert docker < caddy, "the edge forwards to containers: the engine comes first"
+    after = commands[caddy:]
+    assert "usermod -aG caddy deploy" in after
+    assert f"chown -R deploy:caddy {deploy_program.EDGE_DIR}" in after
+    assert f"chmod 2750 {deploy_program.EDGE_DIR}" in after
+    assert f"chmod 0640 {edge_file}" in after
+    assert after.index("systemctl daemon-reload") < after.index("systemctl restart caddy")
+    assert "systemctl enable caddy" in after
 
 
 def test_ci_key_comment_names_the_environment() -> None:

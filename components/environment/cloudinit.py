@@ -11,7 +11,11 @@ What the first boot sets up (Ubuntu on OCI):
   serves this very user-data (host private key included). Both saved with
   netfilter-persistent so they survive a reboot;
 - Docker engine and the compose plugin, installed only after the rules are saved, so the
-  saved rule set holds none of Docker's own chains (Docker re-creates those at each start).
+  saved rule set holds none of Docker's own chains (Docker re-creates those at each start);
+- the edge proxy: Ubuntu's `caddy` under systemd, listening on the published ports (80/443)
+  and forwarding to the slot the deploy program names (its Caddyfile and slot marker live in
+  EDGE_DIR, owned by the deploy user and readable by caddy's group; its admin API is a unix
+  socket only caddy's group reaches, and the deploy user is in that group).
 
 Changing anything here changes `user_data`, and OCI replaces an instance whose user_data
 changes: the reserved IP and the host key survive, the running release does not.
@@ -36,6 +40,9 @@ DEFAULT_USER = "ubuntu"
 """The default user of Canonical's Ubuntu images; admin keys go to it."""
 METADATA_SERVICE = "169.254.169.254/32"
 DOCKER_PACKAGES = ("docker.io", "docker-compose-v2")
+EDGE_PACKAGES = ("caddy",)
+"""Ubuntu 24.04's Caddy (2.6.2, universe): the version the deploy tests run (Debian 12's build)."""
+CADDY_DROP_IN = "/etc/systemd/system/caddy.service.d/dreamscape.conf"
 """Ubuntu's own builds of the engine and the compose plugin: security fixes arrive through
 the same unattended upgrades as the rest of the system, with no third-party apt key."""
 APT_LOCK_TIMEOUT_SECONDS = 900
@@ -127,9 +134,29 @@ def apt_install(packages: Sequence[str]) -> str:
     )
 
 
+def caddy_drop_in() -> str:
+    """caddy.service as the edge runs: its configuration from EDGE_DIR (which the deploy program
+    writes), and umask 007 so the admin socket in /run/caddy opens to caddy's group only."""
+    config = shlex.join(["--config", f"{deploy_program.EDGE_DIR}/{deploy_program.CADDYFILE}", "--adapter", "caddyfile"])
+    return "\n".join(
+        [
+            "[Service]",
+            "ExecStart=",
+            f"ExecStart=/usr/bin/caddy run {config}",
+            "ExecReload=",
+            f"ExecReload=/usr/bin/caddy reload {config} --force",
+            "UMask=0007",
+            "RuntimeDirectory=caddy",
+            "RuntimeDirectoryMode=0750",
+            "",
+        ]
+    )
+
+
 def runcmd() -> list[str]:
     """The first-boot commands, in order; `set -eu` stops at the first failure, which the trap reports."""
     deploy = deploy_program.DEPLOY_USER
+    edge = deploy_program.EDGE_DIR
     return [
         "set -eu",
         *first_boot_report(),
@@ -139,6 +166,17 @@ def runcmd() -> list[str]:
         shlex.join(["install", "-d", "-o", deploy, "-g", deploy, "-m", "0750", deploy_program.STATE_DIR]),
         "systemctl enable --now docker",
         "docker compose version",
+        # The package starts caddy with the drop-in and the first Caddyfile write_files left.
+        apt_install(EDGE_PACKAGES),
+        f"usermod -aG caddy {shlex.quote(deploy)}",
+        # setgid: what the deploy program writes there stays in caddy's group, readable by it.
+        shlex.join(["chown", "-R", f"{deploy}:caddy", edge]),
+        shlex.join(["chmod", "2750", edge]),
+        shlex.join(["chmod", "0640", f"{edge}/{deploy_program.CADDYFILE}"]),
+        "systemctl daemon-reload",
+        "systemctl enable caddy",
+        "systemctl restart caddy",
+        "caddy version",
     ]
 
 
@@ -182,6 +220,19 @@ def document(args: CloudInitArgs) -> dict[str, Any]:
                 "owner": "root:root",
                 "permissions": "0644",
                 "content": 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n',
+            },
+            {
+                "path": CADDY_DROP_IN,
+                "owner": "root:root",
+                "permissions": "0644",
+                "content": caddy_drop_in(),
+            },
+            {
+                # The edge before any deploy: its admin socket, no site (the first deploy adds them).
+                "path": f"{deploy_program.EDGE_DIR}/{deploy_program.CADDYFILE}",
+                "owner": "root:root",
+                "permissions": "0644",
+                "content": deploy_program.initial_caddyfile(),
             },
             {
                 "path": "/etc/docker/daemon.json",

@@ -4,7 +4,8 @@ small images, nothing fetched from the internet.
 What is real: the engine (`dockerd`, Debian trixie's `docker.io` 26.1), the Compose v2 plugin
 (`docker-compose` 2.26), two registries (Debian's `docker-registry`) on 127.0.0.1, one open
 and one behind htpasswd for the deploy's `login` frame, and images made with `docker import`
-from busybox-static: each one serves `/` and `/health` with busybox `httpd` on `$PORT` and
+from busybox-static: each one serves `/`, `/health` and `/cgi-bin/slow` (answers after a second)
+with busybox `httpd` on `$PORT`, logging each request, and
 exits at once on SIGTERM (its shell traps it), as a well-behaved service does.
 
 Image variants, each a different image (so a tag that points at one is a different release):
@@ -55,17 +56,26 @@ case "$mode" in
   crash) echo "crashing on purpose" >&2; exit 1 ;;
   slow-*) sleep "${mode#slow-}" & wait $! ;;
 esac
-mkdir -p /www
+mkdir -p /www/cgi-bin
 if [ "$mode" != unhealthy ]; then
   echo "$mode" > /www/index.html
   echo ok > /www/health
+  cat > /www/cgi-bin/slow <<'CGI'
+#!/bin/sh
+sleep 1
+echo "Content-Type: text/plain"
+echo
+cat /mode
+CGI
+  chmod 755 /www/cgi-bin/slow
 fi
-httpd -f -p "${PORT:-8080}" -h /www &
+# -v: each request in the container's log (`docker logs`), so a test can tell who was asked.
+httpd -f -v -p "${PORT:-8080}" -h /www &
 wait $!
 """
 VARIANTS = ("healthy", "unhealthy", "crash")
 """Built once per session; `slow-<s>` variants are built when first asked for."""
-APPLETS = ("sh", "httpd", "wget", "sleep", "cat", "rm", "mkdir", "echo", "kill", "ls", "true")
+APPLETS = ("sh", "httpd", "wget", "sleep", "cat", "rm", "mkdir", "echo", "kill", "ls", "true", "chmod", "nslookup")
 
 
 def missing_prerequisites() -> list[str]:

@@ -16,11 +16,16 @@ temporary directory changes except the throwaway user (removed on stop) and the 
 containers and images of this server's compose project (removed on reset and stop).
 
 sshd sets the program's settings through `SetEnv`, as an admin would on a VM: the state
-directory, a compose project of its own (so two servers share the engine), the system log
+directory, a compose project of its own (so two servers share the engine), its edge's
+directory, admin socket, loopback address and slot ports, the system log
 socket (a datagram socket the harness reads), a PATH where the packaged docker client comes
 first, and short fallbacks for the options a request leaves out (lock wait, health timeout,
 releases kept), each within the program's bounds. The pipeline's requests carry their own
 values, which win.
+
+In front of the releases runs the VM's edge proxy (tests/harness/edge.py), a Caddy of the
+server's own, on 127.0.0.1; the releases run in the two slot projects `<project>-blue` and
+`<project>-green`.
 
 Everything runs as root (sshd needs it); every wait is bounded.
 """
@@ -45,7 +50,8 @@ from pathlib import Path
 import yaml
 
 from components.environment import deploy_program
-from tests.harness import engine
+from tests.harness import edge, engine
+from tests.harness.edge import EdgeProxy
 from tests.harness.engine import Engine, free_port
 
 SSHD = "/usr/sbin/sshd"
@@ -75,6 +81,7 @@ def missing_prerequisites() -> list[str]:
     ):
         if shutil.which(tool) is None:
             problems.append(f"{tool} not installed (Debian package {package})")
+    problems += edge.missing_prerequisites()
     if os.geteuid() == 0:
         problems += engine.missing_prerequisites()
     if not problems:
@@ -158,8 +165,10 @@ class Key:
 
 
 class DeployServer:
-    def __init__(self, engine: Engine, user: str = "dsdeploy") -> None:
+    def __init__(self, engine: Engine, user: str = "dsdeploy", acme_ca_root: Path | None = None) -> None:
         self.engine = engine
+        self.acme_ca_root = acme_ca_root
+        """A CA the edge trusts for the ACME directory (the HTTPS tests' pebble)."""
         self.base = Path(tempfile.mkdtemp(prefix="dreamscape-deploy-e2e-"))
         self.base.chmod(0o755)
         self.user = f"{user}{os.getpid()}"[:32]
@@ -178,6 +187,8 @@ class DeployServer:
         self._messages: list[str] = []
         self._messages_lock = threading.Lock()
         self._user_created = False
+        self.edge = EdgeProxy(self.base, user=f"{self.user[:27]}-edge")
+        """The VM's Caddy in front of the slots (tests/harness/edge.py)."""
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -185,6 +196,7 @@ class DeployServer:
         try:
             self._create_user()
             self._install()
+            self.edge.start()
             self._launch()
         except BaseException:
             self.stop()
@@ -195,9 +207,10 @@ class DeployServer:
         subprocess.run(args, check=True, capture_output=True, timeout=60)
 
     def _create_user(self) -> None:
+        caddy_group = self.edge.create_user()
         self._run(
-            "useradd", "--system", "--user-group", "--no-create-home",
-            "--home-dir", str(self.home), "--shell", "/bin/bash", "--groups", "docker", self.user,
+            "useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(self.home),
+            "--shell", "/bin/bash", "--groups", f"docker,{grp.getgrgid(caddy_group).gr_name}", self.user,
         )  # fmt: skip
         self._user_created = True
         entry = pwd.getpwnam(self.user)
@@ -253,8 +266,10 @@ class DeployServer:
         # Read as a syslog daemon would: a datagram queue holds few messages, then `logger` blocks.
         threading.Thread(target=self._read_syslog, args=(self._syslog,), daemon=True).start()
 
+        edge_settings = self.edge.install(self.uid, self.acme_ca_root)
         # /usr/bin before /usr/local/bin: a static docker client there would shadow the packaged one.
         setenv = {
+            **edge_settings,
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin",
             "DREAMSCAPE_DEPLOY_STATE_DIR": str(self.state_dir),
             "DREAMSCAPE_DEPLOY_PROJECT": self.project,
@@ -294,6 +309,7 @@ class DeployServer:
         engine.terminate(self.process, timeout=5)
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             self.clear_engine()
+        self.edge.remove()
         if self._user_created:
             self._kill_user_processes()
             remove_user(self.user)
@@ -336,12 +352,15 @@ class DeployServer:
         shutil.rmtree(self.state_dir)
         self._owned(self.state_dir, 0o750)
         self.clear_engine()
+        self.edge.reset()
         self.syslog()
 
     def clear_engine(self) -> None:
-        """Remove the project's containers and network, and every image pulled from the test registries."""
-        project = ("compose", "--project-name", self.project)
-        engine.docker(*project, "down", "--volumes", "--remove-orphans", "--timeout", "2")
+        """Remove both slots' containers and networks, and every image pulled from the test registries."""
+        for project in self.projects:
+            engine.docker(
+                "compose", "--project-name", project, "down", "--volumes", "--remove-orphans", "--timeout", "2"
+            )
         registries = (self.engine.registry.host + "/", self.engine.auth_registry.host + "/")
         listed = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
         pulled = [name for name in listed if name.startswith(registries)]
@@ -360,16 +379,27 @@ class DeployServer:
             service["ports"] = [f"127.0.0.1:{self.http_port}:{str(port).rsplit(':', 1)[1]}"]
         return yaml.safe_dump(document, sort_keys=False)
 
-    def containers(self) -> list[dict]:
-        """The project's containers as `docker compose ps --all --format json` shows them."""
-        output = engine.docker("compose", "--project-name", self.project, "ps", "--all", "--format", "json")
+    @property
+    def projects(self) -> tuple[str, ...]:
+        """The compose projects of the two slots."""
+        return tuple(f"{self.project}-{slot}" for slot in deploy_program.SLOTS)
+
+    def containers(self, slot: str | None = None) -> list[dict]:
+        """A slot's containers (default: the slot the edge sends traffic to) as
+        `docker compose ps --all --format json` shows them."""
+        project = f"{self.project}-{slot or self.edge.live()}"
+        output = engine.docker("compose", "--project-name", project, "ps", "--all", "--format", "json")
         output = output.strip()
         if output.startswith("["):
             return json.loads(output)
         return [json.loads(line) for line in output.splitlines() if line.strip()]
 
+    def idle_slot_containers(self) -> list[dict]:
+        """What runs in the slot the edge does not send traffic to (nothing, between deploys)."""
+        return self.containers("green" if self.edge.live() == "blue" else "blue")
+
     def running(self) -> dict[str, tuple[str, str]]:
-        """service -> (image, health) of the project's containers; health is the container's
+        """service -> (image, health) of the live slot's containers; health is the container's
         state when it is not running or has no health check."""
         found: dict[str, tuple[str, str]] = {}
         for container in self.containers():

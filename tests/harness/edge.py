@@ -1,0 +1,199 @@
+"""The VM's edge proxy for the deploy tests: Debian's Caddy, run as the VM runs Ubuntu's.
+
+What is real: the `caddy` binary (Debian 12's 2.6.2, the version Ubuntu 24.04 ships), run with
+the command line of the VM's systemd drop-in (cloudinit.caddy_drop_in) as a throwaway system
+user of its own with the drop-in's umask 007, its configuration
+file in an edge directory owned by the deploy user and group-readable by caddy's group (setgid,
+as cloud-init makes it), its admin API on a unix socket the deploy user reaches through that
+group, and the same first configuration cloud-init writes (`deploy_program.initial_caddyfile`).
+The deploy program then configures it through the socket, exactly as on a VM.
+
+Listens on 127.0.0.1 only: the server's `SetEnv` gives the program `DREAMSCAPE_DEPLOY_EDGE_BIND`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from components.environment import cloudinit, deploy_program
+from tests.harness import engine
+
+CADDY = "/usr/bin/caddy"
+
+
+def missing_prerequisites() -> list[str]:
+    if not Path(CADDY).exists():
+        return [f"{CADDY} not installed (Debian package caddy; .ci/run installs it)"]
+    return []
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports on 127.0.0.1."""
+    for _ in range(200):
+        first = engine.free_port()
+        if first + count > 65535:
+            continue
+        probes = []
+        try:
+            for port in range(first, first + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=10)
+        self.socket_path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+class EdgeProxy:
+    """Caddy for one DeployServer: `directory` (the deploy user's), `admin` (its socket)."""
+
+    def __init__(self, base: Path, user: str) -> None:
+        self.base = base
+        self.user = user
+        """Caddy's throwaway user, one per server."""
+        self.directory = base / "edge"
+        self.run_dir = base / "run-caddy"
+        self.home = base / "caddy-home"
+        self.admin = self.run_dir / "admin.sock"
+        self.slot_ports = free_port_block(2 * deploy_program.MAX_PUBLISHED)
+        self.log_path = base / "caddy.log"
+        self.process: subprocess.Popen | None = None
+        self._user_created = False
+
+    def create_user(self) -> int:
+        """The caddy user; returns its group's id, which the deploy user joins."""
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(self.home),
+             "--shell", "/usr/sbin/nologin", self.user],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        self._user_created = True
+        entry = pwd.getpwnam(self.user)
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+        return self.gid
+
+    def install(self, deploy_uid: int, acme_ca_root: Path | None = None) -> dict[str, str]:
+        """The directories and first configuration; returns the program's settings for `SetEnv`."""
+        self.directory.mkdir(mode=0o750)
+        os.chown(self.directory, deploy_uid, self.gid)
+        self.directory.chmod(0o2750)
+        for path in (self.run_dir, self.home):
+            path.mkdir(mode=0o755)
+            os.chown(path, self.uid, self.gid)
+        self.settings = {
+            "DREAMSCAPE_DEPLOY_EDGE_DIR": str(self.directory),
+            "DREAMSCAPE_DEPLOY_EDGE_ADMIN": str(self.admin),
+            "DREAMSCAPE_DEPLOY_EDGE_BIND": "127.0.0.1",
+            "DREAMSCAPE_DEPLOY_SLOT_PORTS": str(self.slot_ports),
+            "DREAMSCAPE_DEPLOY_DRAIN_TIMEOUT": "10",
+        }
+        if acme_ca_root is not None:
+            self.settings["DREAMSCAPE_DEPLOY_ACME_CA_ROOT"] = str(acme_ca_root)
+        self.write_initial()
+        return self.settings
+
+    def write_initial(self) -> None:
+        """The configuration cloud-init writes before any deploy: the admin socket, no site."""
+        path = self.directory / deploy_program.CADDYFILE
+        path.write_text(deploy_program.initial_caddyfile(self.settings))
+        os.chown(path, self.uid, self.gid)
+        path.chmod(0o640)
+
+    def command(self) -> list[str]:
+        """The drop-in's ExecStart (what systemd runs on the VM), with this edge's directory."""
+        (line,) = [x for x in cloudinit.caddy_drop_in().splitlines() if x.startswith("ExecStart=/")]
+        args = shlex.split(line.removeprefix("ExecStart="))
+        return [arg.replace(deploy_program.EDGE_DIR, str(self.directory)) for arg in args]
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                user=self.uid,
+                group=self.gid,
+                extra_groups=[],
+                umask=0o007,
+                env={"HOME": str(self.home), "PATH": "/usr/bin:/bin"},
+                cwd=str(self.home),
+            )
+        deadline = time.monotonic() + 30
+        while not self.admin.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"caddy did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        engine.terminate(self.process, timeout=5)
+        self.process = None
+        with contextlib.suppress(FileNotFoundError):
+            self.admin.unlink()
+
+    def restart(self) -> None:
+        """As a reboot of the VM: Caddy starts again from the configuration file."""
+        self.stop()
+        self.start()
+
+    def reset(self) -> None:
+        """No slot marker and the first configuration, as on a VM that never saw a deploy."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / deploy_program.EDGE_MARKER).unlink()
+        self.write_initial()
+        self.load(self.directory.joinpath(deploy_program.CADDYFILE).read_text())
+
+    def load(self, caddyfile: str) -> None:
+        self.call("POST", "/load", caddyfile.encode(), "text/caddyfile")
+
+    def call(self, method: str, path: str, body: bytes = b"", content_type: str = "") -> bytes:
+        connection = _UnixConnection(self.admin)
+        try:
+            connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            connection.putheader("Host", "")
+            if content_type:
+                connection.putheader("Content-Type", content_type)
+            connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise RuntimeError(f"caddy answered {method} {path} with {response.status}: {data.decode()}")
+        return data
+
+    def live(self) -> str:
+        return "green" if (self.directory / deploy_program.EDGE_MARKER).exists() else "blue"
+
+    def remove(self) -> None:
+        self.stop()
+        if self._user_created:
+            from tests.harness.sshd import remove_user  # sshd.py builds on this module
+
+            remove_user(self.user)
+        shutil.rmtree(self.home, ignore_errors=True)
