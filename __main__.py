@@ -92,6 +92,9 @@ deploy_access = DeployAccess(
 )
 
 # --- what the infra repository's pipeline needs to deploy there ----------------------------
+# The environment's address: https://<domain> when the stack sets `edge.domain`, else plain HTTP
+# on the reserved IP.
+url = vm.public_ip.apply(settings.edge.url)
 github_side = GithubSide(
     f"{env}-github",
     GithubSideArgs(
@@ -104,7 +107,7 @@ github_side = GithubSide(
         ci_private_key_openssh=keys.ci_private_key_openssh,
         host_public_key_openssh=keys.host_public_key_openssh,
         platform=shapes.platform_of(oci_settings.shape),
-        url=pulumi.Output.concat("http://", vm.public_ip),
+        url=url,
         oci_credential=deploy_access.credential,
         oci_access=deploy_access.variable,
         reviewers=settings.protection.reviewers,
@@ -182,6 +185,7 @@ if writes_compose:
             commit=settings.commit,
             branch=github_facts.infra.default_branch,
             proposal=infra_proposal,
+            edge=settings.edge,
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )
@@ -196,6 +200,7 @@ if infra_proposal is not None:
 pulumi.export("environment", env)
 pulumi.export("ownsWiring", settings.owns_wiring)
 pulumi.export("host", vm.public_ip)
+pulumi.export("url", url)
 pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@", vm.public_ip))
 pulumi.export("instanceId", vm.instance_id)
 pulumi.export("privateIp", vm.private_ip)

@@ -38,7 +38,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 WEB_PORTS = (80, 443)
-"""The ports each environment's network opens to the internet; a component may publish on these."""
+"""The ports each environment's network opens to the internet: the edge proxy's HTTP and HTTPS."""
+HTTP_PORT = 80
+"""The one port a component publishes on (`hostPort`); with `edge.domain`, 443 serves it over HTTPS."""
 
 
 class ConfigError(pulumi.RunError):
@@ -115,6 +117,25 @@ class Deploy:
     """`--wait-timeout`: how long a release may take to become healthy."""
     keep_releases: int
     """`--keep`: releases kept on the VM."""
+
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """HTTPS at the VM's edge proxy: the environment's domain and where its certificate comes from."""
+
+    domain: str | None = None
+    """The DNS name served over HTTPS (its A record: the environment's reserved IP); None: plain HTTP on the IP."""
+    acme_directory: str = LETS_ENCRYPT
+    """The ACME server the edge gets the certificate from (Let's Encrypt's production directory by default)."""
+    acme_email: str | None = None
+    """The ACME account's contact: where the CA writes about expiring or revoked certificates."""
+
+    def url(self, public_ip: str) -> str:
+        """The environment's address: `https://<domain>`, or `http://<ip>` without a domain."""
+        return f"https://{self.domain}" if self.domain else f"http://{public_ip}"
 
 
 @dataclass(frozen=True)
@@ -194,6 +215,8 @@ class Settings:
     oci: OciSettings
     protection: Protection
     allow_paid_shapes: bool
+    edge: Edge = field(default_factory=Edge)
+    """HTTPS for the environment's domain, when it has one (the VM's edge proxy)."""
     infra_ruleset: bool = True
     """Rulesets that keep every identity but admins and maintainers from writing the infra repository's refs."""
     artifact_retention_days: int = 7
@@ -282,14 +305,12 @@ def _integer(low: int, high: int) -> Check:
     return check
 
 
-def _choice_of_ports(ports: tuple[int, ...]) -> Check:
-    def check(value: Any, path: str) -> int:
-        if isinstance(value, bool) or value not in ports:
-            allowed = " or ".join(str(p) for p in ports)
-            raise _fail(path, f"{allowed} (the only ports the environment's network opens to the internet)", value)
-        return value
-
-    return check
+def _host_port(value: Any, path: str) -> int:
+    """A component's published port: HTTP on 80. The edge proxy serves HTTPS on 443 itself, for
+    the component on 80, once `edge.domain` is set (plain HTTP on 443 is no web server's convention)."""
+    if isinstance(value, bool) or value != HTTP_PORT:
+        raise _fail(path, f"{HTTP_PORT} (HTTP; set edge.domain for HTTPS on 443)", value)
+    return value
 
 
 def _number(low: float, high: float) -> Check:
@@ -424,7 +445,7 @@ _COMPONENT = _object(
         "name": _Field(_string(rules.COMPONENT_PATTERN, "a component name: lowercase letters, digits, '-'")),
         "port": _Field(_integer(1, 65535), required=False),
         "healthPath": _Field(_string(r"^/[A-Za-z0-9._~/-]*$", "an absolute URL path like /health"), required=False),
-        "hostPort": _Field(_choice_of_ports(WEB_PORTS), required=False),
+        "hostPort": _Field(_host_port, required=False),
     },
     Component,
 )
@@ -495,6 +516,19 @@ _DEPLOY = _object(
         "keepReleases": _option(deploy_program.KEEP),
     },
     Deploy,
+)
+
+DOMAIN_PATTERN = deploy_program.DOMAIN_PATTERN
+ACME_DIRECTORY_PATTERN = deploy_program.ACME_PATTERN
+_EDGE = _object(
+    {
+        "domain": _Field(_string(DOMAIN_PATTERN, "a lowercase DNS name like app.example.com"), required=False),
+        "acmeDirectory": _Field(
+            _string(ACME_DIRECTORY_PATTERN, "an ACME directory URL (https://...)"), required=False, default=LETS_ENCRYPT
+        ),
+        "acmeEmail": _Field(_string(deploy_program.EMAIL_PATTERN, "an e-mail address"), required=False),
+    },
+    Edge,
 )
 
 IDENTITY_DOMAIN_URL_PATTERN = ci.oci.DOMAIN_URL_PATTERN
@@ -589,6 +623,7 @@ _TOP: dict[str, _Field] = {
     "armRunnerLabel": _Field(_string(r"^[A-Za-z0-9._-]+$", "a runner label"), required=False),
     "sourceRepositories": _Field(_list(_repository, unique=True, min_items=1)),
     "deploy": _Field(_DEPLOY, required=False),
+    "edge": _Field(_EDGE, required=False),
     "oci": _Field(_OCI),
     "protection": _Field(_PROTECTION, required=False),
     "allowPaidShapes": _Field(_boolean, required=False, default=False),
@@ -659,6 +694,7 @@ def parse(
         arm_runner_label=values["arm_runner_label"],
         source_repositories=values["source_repositories"],
         deploy=values["deploy"] or _DEPLOY({}, "deploy"),
+        edge=values["edge"] or Edge(),
         oci=values["oci"],
         protection=values["protection"] or Protection(),
         allow_paid_shapes=values["allow_paid_shapes"],
@@ -679,6 +715,7 @@ def parse(
         oci_region=_region(oci_region),
     )
     _check_components_unique(settings)
+    _check_edge(settings)
     _check_network(settings.oci)
     _check_session_ttl(settings)
     _check_shape(settings.oci)
@@ -799,6 +836,22 @@ def _check_components_unique(settings: Settings) -> None:
                         f"{comp.host_port} is already published by {ports[comp.host_port]}"
                     )
                 ports[comp.host_port] = comp.name
+
+
+def _check_edge(settings: Settings) -> None:
+    """With a domain the edge serves one component over HTTPS on 443 (HTTP on 80 redirects to it)."""
+    if settings.edge.domain is not None and len(settings.edge.domain) > 253:
+        raise ConfigError(f"{PROJECT}:edge.domain: longer than DNS allows (253 characters)")
+    if settings.edge.domain is None:
+        if settings.edge.acme_email is not None or settings.edge.acme_directory != LETS_ENCRYPT:
+            raise ConfigError(f"{PROJECT}:edge.domain: required with edge.acmeDirectory or edge.acmeEmail")
+        return
+    published = [c for r in settings.source_repositories if r.deployable for c in r.components if c.host_port]
+    if not published:
+        raise ConfigError(
+            f"{PROJECT}:edge.domain: serves the component published on hostPort 80 over HTTPS "
+            "(443, with 80 redirecting to it); published now: none"
+        )
 
 
 def _check_network(oci: OciSettings) -> None:

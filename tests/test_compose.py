@@ -155,3 +155,45 @@ def test_health_is_probed_every_second_while_a_service_starts(plan_of) -> None:
         assert seconds(health["start_period"]) > first_probe
         # Even a first probe that runs to its timeout ends inside the shortest wait.
         assert first_probe + seconds(health["timeout"]) < deploy_program.WAIT_TIMEOUT.low
+
+
+# --- the edge: a domain for HTTPS -----------------------------------------------------------------
+
+DOMAIN_EDGE = {"domain": "staging.dreamscape.example", "acmeEmail": "ops@dreamscape.example"}
+
+
+def test_a_stack_with_a_domain_sends_it_to_the_edge_and_uses_https(run_with, tmp_path: Path) -> None:
+    plan = run_with("staging", edge=DOMAIN_EDGE)
+    _, content = rendered_file(plan, compose.path("staging"))
+    document = yaml.safe_load(content)
+    assert document[deploy_program.EDGE_EXTENSION] == {
+        "domain": "staging.dreamscape.example",
+        "acmeDirectory": "https://acme-v02.api.letsencrypt.org/directory",
+        "acmeEmail": "ops@dreamscape.example",
+    }
+    assert plan.outputs["url"] == "https://staging.dreamscape.example"
+    variables = {
+        r.plain("variableName"): r.plain("value") for r in plan.of_type("github:index/actionsVariable:ActionsVariable")
+    }
+    assert variables["DEPLOY_URL_STAGING"] == "https://staging.dreamscape.example"
+    # Still a compose file: the spec allows top-level `x-` keys.
+    checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements-dev.txt)")
+    path = tmp_path / "compose.yml"
+    path.write_text(content)
+    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_without_a_domain_the_environment_is_plain_http_on_its_address(plan_of, stack: str) -> None:
+    plan = plan_of(stack)
+    _, content = rendered_file(plan, compose.path(stack))
+    assert deploy_program.EDGE_EXTENSION not in yaml.safe_load(content)
+    assert plan.outputs["url"] == f"http://{plan.outputs['host']}"
+
+
+def test_the_acme_directory_can_be_another_ca(run_with) -> None:
+    directory = "https://acme-staging-v02.api.letsencrypt.org/directory"
+    plan = run_with("staging", edge={**DOMAIN_EDGE, "acmeDirectory": directory})
+    document = yaml.safe_load(rendered_file(plan, compose.path("staging"))[1])
+    assert document[deploy_program.EDGE_EXTENSION]["acmeDirectory"] == directory

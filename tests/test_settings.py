@@ -373,6 +373,27 @@ BAD = [
         r"pipelineToken: required on the stack that owns the shared wiring \(production\): a token that reads "
         r"the source repositories and posts their commit statuses",
     ),
+    (
+        "edge domain not a DNS name",
+        "dev",
+        "edge",
+        {"domain": "Dreamscape_App"},
+        r"edge\.domain: expected a lowercase DNS name",
+    ),
+    (
+        "edge ACME directory not https",
+        "dev",
+        "edge",
+        {"domain": "dev.dreamscape.example", "acmeDirectory": "http://acme.example/dir"},
+        r"edge\.acmeDirectory: expected an ACME directory URL",
+    ),
+    (
+        "edge ACME account without a domain",
+        "dev",
+        "edge",
+        {"acmeEmail": "ops@dreamscape.example"},
+        r"edge\.domain: required with",
+    ),
 ]
 
 
@@ -514,3 +535,22 @@ def test_one_message_no_traceback_text() -> None:
         parse("dev", edit(raw("dev"), "oci.ocpus", True))
     assert str(error.value).count("\n") == 0
     assert str(error.value).startswith("dreamscape-infra:oci.ocpus:")
+
+
+def test_a_domain_serves_the_one_component_published_on_80() -> None:
+    config = edit(raw("dev"), "edge", {"domain": "dev.dreamscape.example"})
+    assert parse("dev", config).edge.domain == "dev.dreamscape.example"
+    assert parse("dev", config).edge.url("192.0.2.1") == "https://dev.dreamscape.example"
+    assert parse("dev", raw("dev")).edge.url("192.0.2.1") == "http://192.0.2.1"
+    [(i, j)] = [
+        (i, j)
+        for i, repo in enumerate(config["sourceRepositories"])
+        for j, component in enumerate(repo["components"])
+        if component.get("hostPort") == 80
+    ]
+    unpublished = edit(config, f"sourceRepositories[{i}].components[{j}].hostPort", ...)
+    with pytest.raises(ConfigError, match=r"published now: none"):
+        parse("dev", unpublished)
+    too_long = ".".join(["a" * 63] * 4)  # 255 characters, each label valid
+    with pytest.raises(ConfigError, match=r"edge\.domain: longer than DNS allows"):
+        parse("dev", edit(config, "edge.domain", too_long))

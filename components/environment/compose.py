@@ -24,7 +24,7 @@ import pulumi
 
 from components import delivery
 from components.environment import deploy_program
-from components.settings import Commit, Component, SourceRepository
+from components.settings import Commit, Component, Edge, SourceRepository
 from components.workflows import emit
 
 SOURCE = "components/environment/compose.py"
@@ -94,15 +94,25 @@ def has_services(repositories: Iterable[SourceRepository]) -> bool:
     return any(repo.deployable for repo in repositories)
 
 
-def document(repositories: Iterable[SourceRepository]) -> dict[str, Any]:
+def edge_extension(edge: Edge) -> dict[str, Any]:
+    """`x-dreamscape-edge`: the domain the VM's edge proxy serves over HTTPS, and its ACME account."""
+    extension: dict[str, Any] = {"domain": edge.domain, "acmeDirectory": edge.acme_directory}
+    if edge.acme_email:
+        extension["acmeEmail"] = edge.acme_email
+    return extension
+
+
+def document(repositories: Iterable[SourceRepository], edge: Edge | None = None) -> dict[str, Any]:
     services = {c.name: service(c) for repo in repositories if repo.deployable for c in repo.components}
     if not services:
         raise ValueError("no deployable component: the environment's compose file would be empty")
+    if edge is not None and edge.domain:
+        return {deploy_program.EDGE_EXTENSION: edge_extension(edge), "services": services}
     return {"services": services}
 
 
-def render(repositories: Iterable[SourceRepository]) -> str:
-    return emit.dump(document(repositories), SOURCE)
+def render(repositories: Iterable[SourceRepository], edge: Edge | None = None) -> str:
+    return emit.dump(document(repositories, edge), SOURCE)
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,8 @@ class ComposeFileArgs:
     """The infra repository's default branch, where the central pipeline reads the file."""
     proposal: delivery.Proposal | None = None
     """With `fileDelivery: pullRequest`: the proposal for `branch` the file joins (the caller opens it)."""
+    edge: Edge | None = None
+    """The environment's domain for HTTPS, if it has one."""
 
 
 class ComposeFile(pulumi.ComponentResource):
@@ -129,7 +141,7 @@ class ComposeFile(pulumi.ComponentResource):
             args.infra_repository,
             args.branch,
             self.path,
-            render(args.source_repositories),
+            render(args.source_repositories, args.edge),
             args.commit,
             self,
             proposal=args.proposal,
