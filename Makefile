@@ -48,7 +48,7 @@ state-backend: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(PY) tools/bench.py
 
-## bench-deploy: the deploy on the real Docker engine: deploy and rollback times, failed requests (root)
+## bench-deploy: the deploy on the real Docker engine behind the edge: deploy and rollback times, failed requests (root)
 .PHONY: bench-deploy
 bench-deploy: $(VENV)/.dev-installed
 	$(PY) tools/bench_deploy.py
