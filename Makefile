@@ -22,11 +22,11 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 plan: $(VENV)/.installed
 	$(PY) tools/plan.py --stack $(STACK)
 
-## test: ruff (format check and lint), then every test
+## test: ruff (format check and lint), then every test, in two workers (the engine's tests all in one)
 test: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo 'pytest collected no tests: that is a failure, not a pass' >&2; exit 1; fi; \
 	  exit $$rc
 

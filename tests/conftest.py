@@ -131,3 +131,12 @@ def bastion(docker_engine):
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (`make test` runs two workers), every test on the Docker engine runs
+    in one worker, one after the other, as they would alone: they share the engine and time
+    their waits; the other tests spread over both workers."""
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("engine"))
