@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ class Component:
     """HTTP path the container answers on when healthy."""
     host_port: int | None = None
     """Published on the VM at this port (80/443 are open to the internet); None: not published."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Plain environment variables (name, value), sorted: the project's `env`, then the stack's
+    `componentEnv` over it. Never secrets."""
+    volumes: tuple[tuple[str, str], ...] = ()
+    """Named volumes (name, container path), kept across deploys and rollbacks."""
+
+    def volume(self, name: str) -> str:
+        """The compose volume of one of its volumes: `<component>-<name>`."""
+        return f"{self.name}-{name}"
 
 
 @dataclass(frozen=True)
@@ -381,6 +391,17 @@ def _artifact_path(value: Any, path: str) -> str:
     return value
 
 
+def _object_of(item: Check) -> Check:
+    """`{key: value}` with free keys, each value checked by `item`."""
+
+    def check(value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _fail(path, "a map", value)
+        return {key: item(entry, f"{path}.{key}") for key, entry in value.items()}
+
+    return check
+
+
 def _list(item: Check, unique: bool = False, min_items: int = 0, max_items: int | None = None) -> Check:
     def check(value: Any, path: str) -> tuple:
         if not isinstance(value, list) or len(value) < min_items or (max_items is not None and len(value) > max_items):
@@ -440,12 +461,69 @@ DEFAULT_ARTIFACTS = ("reports", "test-results")
 """Where test runners usually write their reports. Build outputs and coverage (which embeds the
 source) are left out by default: artifacts of a public infra repository are public."""
 
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"
+MAX_ENV = 100
+MAX_ENV_VALUE = 4096
+RESERVED_ENV = ("PORT",)
+"""Set by the program itself: `PORT` is the component's `port`."""
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|ACCESS_KEY|SIGNING_KEY|CREDENTIAL")
+SECRET_VALUE = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\b(ghp_|gho_|ghs_|github_pat_|xox[abp]-|AKIA[0-9A-Z]{16})"
+)
+"""A value that is a secret whatever its name: a private key, a GitHub, Slack or AWS credential."""
+
+
+def _env_map(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    """`{NAME: value}`: plain configuration, never a secret (refused by name or by shape)."""
+    if not isinstance(value, dict):
+        raise _fail(path, "a map of NAME: value", value)
+    if len(value) > MAX_ENV:
+        raise ConfigError(f"{PROJECT}:{path}: {len(value)} variables; at most {MAX_ENV}")
+    for name, text in value.items():
+        where = f"{PROJECT}:{path}.{name}"
+        if not isinstance(name, str) or not rules._matches(ENV_NAME_PATTERN, name):
+            raise ConfigError(f"{where}: not a variable name (upper case letters, digits and _, {ENV_NAME_PATTERN})")
+        if name in RESERVED_ENV:
+            raise ConfigError(f"{where}: set by the deploy from the component's port; remove it")
+        if SECRET_NAME.search(name):
+            raise ConfigError(f"{where}: names a secret; plain config is committed and printed, secrets never are")
+        if not isinstance(text, str):
+            raise _fail(f"{path}.{name}", "a string (quote numbers and booleans)", text)
+        if len(text) > MAX_ENV_VALUE or any(ord(c) < 32 and c != "\t" for c in text):
+            raise ConfigError(f"{where}: at most {MAX_ENV_VALUE} characters on one line")
+        if SECRET_VALUE.search(text):
+            raise ConfigError(f"{where}: holds a credential; plain config is committed and printed, secrets never are")
+    return tuple(sorted(value.items()))
+
+
+VOLUME_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
+MAX_VOLUMES = 10
+
+
+def _volume_map(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    """`{name: /container/path}`: named volumes, kept across releases."""
+    if not isinstance(value, dict) or not value or len(value) > MAX_VOLUMES:
+        raise _fail(path, f"a map of 1 to {MAX_VOLUMES} name: /container/path", value)
+    for name, target in value.items():
+        if not isinstance(name, str) or not rules._matches(VOLUME_NAME_PATTERN, name):
+            raise ConfigError(f"{PROJECT}:{path}.{name}: not a volume name (lowercase letters, digits, '-')")
+        if (
+            not isinstance(target, str)
+            or not re.fullmatch(r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]", target)
+            or ".." in target
+        ):
+            raise _fail(f"{path}.{name}", "an absolute path inside the container, not /", target)
+    return tuple(sorted(value.items()))
+
+
 _COMPONENT = _object(
     {
         "name": _Field(_string(rules.COMPONENT_PATTERN, "a component name: lowercase letters, digits, '-'")),
         "port": _Field(_integer(1, 65535), required=False),
         "healthPath": _Field(_string(r"^/[A-Za-z0-9._~/-]*$", "an absolute URL path like /health"), required=False),
         "hostPort": _Field(_host_port, required=False),
+        "env": _Field(_env_map, required=False, default=()),
+        "volumes": _Field(_volume_map, required=False, default=()),
     },
     Component,
 )
@@ -633,6 +711,7 @@ _TOP: dict[str, _Field] = {
     "repositoryRules": _Field(_RULES, required=False),
     "actionsSettings": _Field(_boolean, required=False, default=True),
     "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
+    "componentEnv": _Field(_object_of(_env_map), required=False),
     "ociDeployAuth": _Field(_string(choices=ci.oci.AUTH_MODES), required=False, default=ci.oci.WORKLOAD_IDENTITY),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
@@ -715,6 +794,7 @@ def parse(
         oci_region=_region(oci_region),
     )
     _check_components_unique(settings)
+    settings = _with_component_env(settings, values["component_env"] or {})
     _check_edge(settings)
     _check_network(settings.oci)
     _check_session_ttl(settings)
@@ -836,6 +916,43 @@ def _check_components_unique(settings: Settings) -> None:
                         f"{comp.host_port} is already published by {ports[comp.host_port]}"
                     )
                 ports[comp.host_port] = comp.name
+
+
+def _with_component_env(settings: Settings, overrides: Mapping[str, tuple[tuple[str, str], ...]]) -> Settings:
+    """The stack's `componentEnv` over each deployable component's project-wide `env`."""
+    deployable = {c.name for r in settings.source_repositories if r.deployable for c in r.components}
+    for i, repo in enumerate(settings.source_repositories):
+        for j, component in enumerate(repo.components):
+            for key, given in (("env", component.env), ("volumes", component.volumes)):
+                if given and not repo.deployable:
+                    raise ConfigError(
+                        f"{PROJECT}:sourceRepositories[{i}].components[{j}].{key}: {repo.name} is not deployable; "
+                        "its components never run on the VMs"
+                    )
+    for name in overrides:
+        if name not in deployable:
+            raise ConfigError(
+                f"{PROJECT}:componentEnv.{name}: not a component of a deployable repository "
+                f"({', '.join(sorted(deployable)) or 'none'})"
+            )
+    if not overrides:
+        return settings
+
+    def merged(component: Component) -> Component:
+        if component.name not in overrides:
+            return component
+        env = dict(component.env) | dict(overrides[component.name])
+        if len(env) > MAX_ENV:
+            raise ConfigError(
+                f"{PROJECT}:componentEnv.{component.name}: {len(env)} variables with env; at most {MAX_ENV}"
+            )
+        return replace(component, env=tuple(sorted(env.items())))
+
+    repositories = tuple(
+        replace(r, components=tuple(merged(c) for c in r.components)) if r.deployable else r
+        for r in settings.source_repositories
+    )
+    return replace(settings, source_repositories=repositories)
 
 
 def _check_edge(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import threading
@@ -197,3 +198,49 @@ def test_the_acme_directory_can_be_another_ca(run_with) -> None:
     plan = run_with("staging", edge={**DOMAIN_EDGE, "acmeDirectory": directory})
     document = yaml.safe_load(rendered_file(plan, compose.path("staging"))[1])
     assert document[deploy_program.EDGE_EXTENSION]["acmeDirectory"] == directory
+
+
+# --- configuration and volumes per component ---------------------------------------------------------
+
+
+def auth_service_with(**changes) -> SourceRepository:
+    settings = settings_of("dev")
+    [services] = [r for r in settings.source_repositories if r.name == "dreamscape-services"]
+    components = tuple(
+        dataclasses.replace(c, **changes) if c.name == "auth-service" else c for c in services.components
+    )
+    return dataclasses.replace(services, components=components)
+
+
+def test_a_components_variables_are_its_environment_with_dollar_signs_kept_literal() -> None:
+    repository = auth_service_with(env=(("FEATURE_FLAGS", "a,b"), ("GREETING", "costs $5 or ${NOT_A_VARIABLE}")))
+    service = compose.document([repository])["services"]["auth-service"]
+    assert service["environment"] == {
+        "PORT": "3001",
+        "FEATURE_FLAGS": "a,b",
+        "GREETING": "costs $$5 or $${NOT_A_VARIABLE}",
+    }
+
+
+def test_a_components_volumes_are_named_after_it() -> None:
+    repository = auth_service_with(volumes=(("data", "/var/lib/auth"), ("uploads", "/srv/uploads")))
+    document = compose.document([repository])
+    assert document["services"]["auth-service"]["volumes"] == [
+        "auth-service-data:/var/lib/auth",
+        "auth-service-uploads:/srv/uploads",
+    ]
+    assert document["volumes"] == {"auth-service-data": {}, "auth-service-uploads": {}}
+    assert "volumes" not in document["services"]["user-service"]
+
+
+def test_the_stack_file_overrides_a_components_variables(run_with, stack_config) -> None:
+    repositories = stack_config("staging")["sourceRepositories"]
+    for repository in repositories:
+        for component in repository["components"]:
+            if component["name"] == "auth-service":
+                component["env"] = {"LOG_LEVEL": "info", "REGION_NAME": "eu"}
+    plan = run_with("staging", sourceRepositories=repositories, componentEnv={"auth-service": {"LOG_LEVEL": "debug"}})
+    document = yaml.safe_load(rendered_file(plan, compose.path("staging"))[1])
+    environment = document["services"]["auth-service"]["environment"]
+    assert environment == {"PORT": "3001", "LOG_LEVEL": "debug", "REGION_NAME": "eu"}
+    assert document["services"]["user-service"]["environment"] == {"PORT": "3002", "LOG_LEVEL": "info"}

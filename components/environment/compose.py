@@ -80,12 +80,15 @@ def service(component: Component) -> dict[str, Any]:
         # the file run by hand without the variable stops with this message.
         "image": f"${{{variable}:?{component.name} has no image yet: this environment never deployed it}}",
         "restart": RESTART,
-        "environment": {"PORT": str(component.port)},
+        # Compose interpolates `$` in values: `$$` is a literal dollar sign.
+        "environment": {"PORT": str(component.port), **{k: v.replace("$", "$$") for k, v in component.env}},
         "healthcheck": {"test": ["CMD-SHELL", health_command(component.port, component.health_path)], **HEALTH},
         "logging": LOGS,
     }
     if component.host_port is not None:
         spec["ports"] = [f"{component.host_port}:{component.port}"]
+    if component.volumes:
+        spec["volumes"] = [f"{component.volume(name)}:{path}" for name, path in component.volumes]
     return spec
 
 
@@ -103,12 +106,22 @@ def edge_extension(edge: Edge) -> dict[str, Any]:
 
 
 def document(repositories: Iterable[SourceRepository], edge: Edge | None = None) -> dict[str, Any]:
+    repositories = tuple(repositories)
     services = {c.name: service(c) for repo in repositories if repo.deployable for c in repo.components}
     if not services:
         raise ValueError("no deployable component: the environment's compose file would be empty")
+    document: dict[str, Any] = {}
     if edge is not None and edge.domain:
-        return {deploy_program.EDGE_EXTENSION: edge_extension(edge), "services": services}
-    return {"services": services}
+        document[deploy_program.EDGE_EXTENSION] = edge_extension(edge)
+    document["services"] = services
+    # Named volumes: the deploy program gives each one name shared by both slots, and never
+    # removes one (a release's `down` keeps volumes), so data outlives every release.
+    volumes = {
+        c.volume(name): {} for repo in repositories if repo.deployable for c in repo.components for name, _ in c.volumes
+    }
+    if volumes:
+        document["volumes"] = volumes
+    return document
 
 
 def render(repositories: Iterable[SourceRepository], edge: Edge | None = None) -> str:
