@@ -20,7 +20,7 @@ import yaml
 
 from components.environment import compose, deploy_program
 from components.settings import Edge
-from tests.harness import acme
+from tests.harness import acme, edge
 from tests.harness.acme import Pebble
 from tests.harness.engine import Engine, free_port
 from tests.harness.sshd import DeployServer
@@ -38,7 +38,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 @pytest.fixture(scope="module")
 def https_port() -> int:
-    return free_port()
+    return edge.free_port_block(1)
 
 
 @pytest.fixture(scope="module")

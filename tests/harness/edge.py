@@ -17,6 +17,7 @@ import contextlib
 import http.client
 import os
 import pwd
+import random
 import shlex
 import shutil
 import socket
@@ -36,25 +37,34 @@ def missing_prerequisites() -> list[str]:
     return []
 
 
+_TAKEN: set[int] = set()
+"""Ports handed out by free_port_block in this process."""
+
+
 def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free ports on 127.0.0.1."""
+    """The first of `count` consecutive free ports on 127.0.0.1, below the kernel's ephemeral
+    range: the slots' containers bind them again at every start, and a port in that range may
+    meanwhile be the source port of any outgoing connection (as on a VM, whose slot ports,
+    20000 up, sit below it too)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        first = engine.free_port()
-        if first + count > 65535:
-            continue
+        first = random.randrange(10000, low - count)
+        if _TAKEN & set(range(first, first + count)):
+            continue  # another server of this run has them, even while nothing listens there
         probes = []
         try:
             for port in range(first, first + count):
                 probe = socket.socket()
                 probes.append(probe)
                 probe.bind(("127.0.0.1", port))
+            _TAKEN.update(range(first, first + count))
             return first
         except OSError:
             continue
         finally:
             for probe in probes:
                 probe.close()
-    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 below {low}")
 
 
 class _UnixConnection(http.client.HTTPConnection):

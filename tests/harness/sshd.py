@@ -175,8 +175,9 @@ class DeployServer:
         self.project = self.user
         """The compose project every release of this server runs under."""
         self.port = free_port()
-        self.http_port = free_port()
-        """Where the tests' compose files publish the gateway, on 127.0.0.1."""
+        self.http_port = edge.free_port_block(1)
+        """Where the tests' compose files publish the gateway, on 127.0.0.1 (the edge listens
+        there from the first deploy on: a port outside the ephemeral range stays free until then)."""
         self.home = self.base / "home"
         self.state_dir = self.base / "state"
         self.log_path = self.base / "sshd.log"
