@@ -11,6 +11,7 @@ from components.environment.github_side import GithubSide, GithubSideArgs
 from components.environment.instance import Instance, InstanceArgs, availability_domain
 from components.environment.keys import Keys, KeysArgs
 from components.environment.network import Network, NetworkArgs
+from components.environment.program_store import ProgramStore, ProgramStoreArgs
 from components.workflows import central, project
 
 settings = settings_module.load()
@@ -42,12 +43,23 @@ network = Network(
         freeform_tags=tags,
     ),
 )
+program_store = ProgramStore(
+    f"{env}-program",
+    ProgramStoreArgs(
+        environment=env,
+        compartment_id=oci_settings.compartment_id,
+        region=settings.oci_region,
+        freeform_tags=tags,
+    ),
+)
 user_data = cloudinit.user_data(
     env,
     keys.host_private_key_openssh,
     keys.host_public_key_openssh,
     keys.ci_public_key_openssh,
     oci_settings.admin_ssh_keys,
+    program_store.url,
+    program_store.sha256,
 )
 vm = Instance(
     f"{env}-vm",

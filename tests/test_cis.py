@@ -15,7 +15,18 @@ from tools import cis, offline
 from tools import plan as plan_tool
 
 STACKS = ["dev", "staging", "production"]
-ITEMS = ["CIS 2.1", "CIS 2.2", "CIS 2.3", "CIS 2.4", "CIS 2.5", "CIS 3.1", "CIS 3.3", "design"]
+ITEMS = [
+    "CIS 2.1",
+    "CIS 2.2",
+    "CIS 2.3",
+    "CIS 2.4",
+    "CIS 2.5",
+    "CIS 3.1",
+    "CIS 3.3",
+    "CIS 5.1.1",
+    "CIS 5.1.3",
+    "design",
+]
 
 
 def unmet(plan: offline.Plan) -> dict[str, tuple[str, ...]]:
@@ -80,6 +91,8 @@ def test_a_vcn_whose_default_list_nothing_adopts_fails_the_ssh_and_default_list_
         (INSTANCE, {"isPvEncryptionInTransitEnabled": None}, {"3.3"}),
         (INSTANCE, {"createVnicDetails": {"assignPublicIp": "true"}}, {"design"}),
         ("oci:Core/publicIp:PublicIp", {"lifetime": "EPHEMERAL"}, {"design"}),
+        ("oci:ObjectStorage/bucket:Bucket", {"accessType": "ObjectRead"}, {"5.1.1"}),
+        ("oci:ObjectStorage/bucket:Bucket", {"versioning": "Disabled"}, {"5.1.3"}),
     ],
 )
 def test_each_item_fails_when_one_input_breaks_it(plan_of, type_, inputs, failing) -> None:
@@ -122,6 +135,6 @@ def test_plan_prints_the_checks(tmp_path: Path) -> None:
     section = result.stdout.split("CIS OCI Foundations Benchmark 2.0 items, checked on the registered resources:\n")[1]
     lines = section.splitlines()
     assert lines[0] == "  met      CIS 2.1  no security list admits 0.0.0.0/0 to port 22"
-    assert [line.split()[:3] for line in lines[:7]] == [["met", "CIS", ref[4:]] for ref in ITEMS[:7]]
-    assert lines[7].split()[:2] == ["met", "design"]
+    assert [line.split()[:3] for line in lines[:9]] == [["met", "CIS", ref[4:]] for ref in ITEMS[:9]]
+    assert lines[9].split()[:2] == ["met", "design"]
     assert json.loads((tmp_path / "plan.json").read_text())["cisChecks"][0]["ref"] == "CIS 2.1"

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
 
 from components.environment import cloudinit, deploy_program
 from tests.conftest import require_tool
+from tests.harness import local_http
 from tools import offline
 from tools import plan as plan_tool
 
@@ -28,6 +33,15 @@ def rendered(tmp_path_factory) -> dict[str, Path]:
         written = plan_tool.render(offline.run(stack), tmp_path_factory.mktemp(stack))
         (out[stack],) = [p for p in written if p.name == "user-data.yaml"]
     return out
+
+
+_PLANS: dict[str, offline.Plan] = {}
+
+
+def plan_of_stack(stack: str) -> offline.Plan:
+    if stack not in _PLANS:
+        _PLANS[stack] = offline.run(stack)
+    return _PLANS[stack]
 
 
 def key_output(plan: offline.Plan, name: str, output: str) -> str:
@@ -91,9 +105,21 @@ def test_deploy_user_is_locked_and_its_only_key_is_the_forced_command_line(stack
 def test_deploy_program_and_system_files(stack, rendered) -> None:
     doc = yaml.safe_load(rendered[stack].read_text())
     files = {f["path"]: f for f in doc["write_files"]}
-    program = files[deploy_program.DEPLOY_PROGRAM_PATH]
-    assert program["content"] == deploy_program.program_text()
-    assert (program["permissions"], program["owner"]) == ("0755", "root:root")
+    # The program comes from the environment's bucket, checked against its hash: user_data
+    # holds the URL and the hash, never the program (OCI caps metadata at 32,000 bytes).
+    assert deploy_program.DEPLOY_PROGRAM_PATH not in files
+    plan = plan_of_stack(stack)
+    (read,) = plan.of_type("oci:ObjectStorage/preauthrequest:Preauthrequest")
+    url = f"https://objectstorage.eu-frankfurt-1.oraclecloud.com{read.outputs['accessUri']}"
+    sha256 = hashlib.sha256(deploy_program.program_text().encode()).hexdigest()
+    commands = doc["runcmd"]
+    start = commands.index(cloudinit.program_install(url, sha256)[0])
+    assert commands[start : start + 4] == cloudinit.program_install(url, sha256)
+    (stored,) = plan.of_type("oci:ObjectStorage/storageObject:StorageObject")
+    assert stored.plain("content") == deploy_program.program_text()
+    assert read.plain("accessType") == "ObjectRead" and read.plain("objectName") == stored.plain("object")
+    (bucket,) = plan.of_type("oci:ObjectStorage/bucket:Bucket")
+    assert bucket.plain("accessType") == "NoPublicAccess"
     upgrades = files["/etc/apt/apt.conf.d/20auto-upgrades"]["content"]
     assert 'APT::Periodic::Unattended-Upgrade "1";' in upgrades.splitlines()
     assert "unattended-upgrades" in doc["packages"]
@@ -260,6 +286,7 @@ def _run_first_boot(tmp_path, failing: str | None) -> tuple[subprocess.Completed
     log = tmp_path / "calls"
     recorder = f'#!/bin/sh\necho "$(basename "$0") $*" >> {log}\n'
     names = ("iptables", "netfilter-persistent", "apt-get", "usermod", "install", "systemctl", "docker", "tee")
+    names += ("curl", "sha256sum", "mv")
     for name in (*names, "chown", "chmod", "caddy"):
         ending = "exec cat\n" if name == "tee" else "exit 100\n" if name == failing else "exit 0\n"
         body = recorder + ending
@@ -268,7 +295,7 @@ def _run_first_boot(tmp_path, failing: str | None) -> tuple[subprocess.Completed
     (bin_dir / "logger").write_text(f'#!/bin/sh\necho "logger $*: $(cat)" >> {log}\n')
     (bin_dir / "logger").chmod(0o755)
     script = tmp_path / "runcmd.sh"
-    script.write_text("\n".join(cloudinit.runcmd()) + "\n")
+    script.write_text("\n".join(cloudinit.runcmd("https://objectstorage.example/p/x/o/p", "0" * 64)) + "\n")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     result = subprocess.run(
         ["sh", str(script)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
@@ -317,3 +344,71 @@ def test_the_edge_proxy_is_installed_after_its_configuration_and_reached_by_the_
 
 def test_ci_key_comment_names_the_environment() -> None:
     assert cloudinit.ci_key_comment("staging") == "dreamscape-ci-staging"
+
+
+class _Program(BaseHTTPRequestHandler):
+    body = b""
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def program_server():
+    server, thread = local_http.start(ThreadingHTTPServer, _Program, "program", 0.05, 10)
+    _Program.requests = []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        local_http.stop(server, thread, "program", 10)
+
+
+def _install(tmp_path: Path, url: str, sha256: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """The rendered install lines under sh with `set -eu`, as cloud-init runs runcmd."""
+    target = tmp_path / "dreamscape-deploy"
+    script = tmp_path / "install.sh"
+    script.write_text("\n".join(["set -eu", *cloudinit.program_install(url, sha256, str(target))]) + "\n")
+    result = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120, check=False)
+    return result, target
+
+
+def test_the_program_is_installed_when_its_hash_matches(tmp_path, program_server) -> None:
+    _Program.body = deploy_program.program_text().encode()
+    sha256 = hashlib.sha256(_Program.body).hexdigest()
+    result, target = _install(tmp_path, f"{program_server}/p/token/n/ns/b/bucket/o/dreamscape-deploy", sha256)
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == _Program.body
+    assert target.stat().st_mode & 0o777 == 0o755
+    assert _Program.requests == ["/p/token/n/ns/b/bucket/o/dreamscape-deploy"]
+    assert not (tmp_path / "dreamscape-deploy.download").exists()
+
+
+def test_a_program_whose_hash_differs_is_never_installed(tmp_path, program_server) -> None:
+    expected = hashlib.sha256(deploy_program.program_text().encode()).hexdigest()
+    _Program.body = deploy_program.program_text().encode() + b"\nimport os; os.system('id')\n"
+    result, target = _install(tmp_path, f"{program_server}/p/token/o/dreamscape-deploy", expected)
+    assert result.returncode != 0
+    assert not target.exists()
+    assert "FAILED" in result.stdout + result.stderr
+
+
+def test_an_unreachable_store_stops_the_first_boot(tmp_path) -> None:
+    """Nothing listens there: curl gives up after its retries, and the boot stops without a program."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lines = cloudinit.program_install(f"http://127.0.0.1:{port}/p", "0" * 64, str(tmp_path / "p"))
+    lines[0] = lines[0].replace("--retry 10", "--retry 1")  # the same command, fewer waits
+    script = tmp_path / "install.sh"
+    script.write_text("\n".join(["set -eu", *lines]) + "\n")
+    result = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0
+    assert not (tmp_path / "p").exists()

@@ -1,4 +1,4 @@
-"""The CIS OCI Foundations Benchmark (2.0) networking and compute items a stack's plan meets.
+"""The CIS OCI Foundations Benchmark (2.0) networking, compute and storage items a stack's plan meets.
 
 Each item is checked on the resources the program registered, with their inputs as sent, so
 the summary follows the code and the config (`oci.sshAllowedCidrs: ["0.0.0.0/0"]` fails 2.3)
@@ -21,6 +21,7 @@ DEFAULT_SECURITY_LIST = "oci:Core/defaultSecurityList:DefaultSecurityList"
 NSG_RULE = "oci:Core/networkSecurityGroupSecurityRule:NetworkSecurityGroupSecurityRule"
 INSTANCE = "oci:Core/instance:Instance"
 PUBLIC_IP = "oci:Core/publicIp:PublicIp"
+BUCKET = "oci:ObjectStorage/bucket:Bucket"
 TCP, ICMP, ALL = "6", "1", "all"
 OCI_DEFAULT_INGRESS = ({"protocol": TCP, "source": "0.0.0.0/0", "tcpOptions": {"min": 22, "max": 22}},)
 """The TCP rule OCI puts in every VCN's default security list (besides ICMP): kept unless adopted."""
@@ -130,6 +131,18 @@ def boot_volume_encrypted_in_transit(plan: offline.Plan) -> Iterator[str]:
             yield f"{r.name} attaches its boot volume without in-transit encryption"
 
 
+def buckets_private(plan: offline.Plan) -> Iterator[str]:
+    for r in plan.of_type(BUCKET):
+        if r.plain("accessType") != "NoPublicAccess":
+            yield f"{r.name} is readable without a credential ({r.plain('accessType')})"
+
+
+def buckets_versioned(plan: offline.Plan) -> Iterator[str]:
+    for r in plan.of_type(BUCKET):
+        if r.plain("versioning") != "Enabled":
+            yield f"{r.name} keeps no earlier versions of its objects"
+
+
 def reserved_public_ips_only(plan: offline.Plan) -> Iterator[str]:
     for r in plan.of_type(INSTANCE):
         if (r.plain("createVnicDetails") or {}).get("assignPublicIp") != "false":
@@ -147,6 +160,8 @@ ITEMS: tuple[tuple[str, str, Callable[[offline.Plan], Iterator[str]]], ...] = (
     ("CIS 2.5", "every VCN's default security list admits nothing but ICMP within the VCN", default_lists_closed),
     ("CIS 3.1", "instances have the legacy (v1) metadata endpoints off", legacy_metadata_off),
     ("CIS 3.3", "instances encrypt the boot volume attachment in transit", boot_volume_encrypted_in_transit),
+    ("CIS 5.1.1", "no Object Storage bucket is public", buckets_private),
+    ("CIS 5.1.3", "every Object Storage bucket keeps versions", buckets_versioned),
     ("design", "no public IP but the reserved one", reserved_public_ips_only),
 )
 

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import runpy
+import string
 import sys
 import threading
 from collections.abc import Callable
@@ -157,6 +158,15 @@ def _throwaway_key(a: pulumi_mocks.MockResourceArgs) -> dict[str, str]:
     if algorithm != "ED25519":
         raise ValueError(f"the offline engine makes ED25519 and RSA keys, not {algorithm}")
     return _throwaway_ed25519(a.name)
+
+
+def _throwaway_password(a: pulumi_mocks.MockResourceArgs) -> dict[str, str]:
+    """What `random.RandomPassword` computes (letters and digits here), derived from the resource
+    name: stable across runs, never real."""
+    alphabet = string.ascii_letters + string.digits
+    source = _stream(f"password:{a.name}")
+    result = "".join(alphabet[next(source) % len(alphabet)] for _ in range(int(a.inputs.get("length") or 16)))
+    return {"result": result, "bcryptHash": "$2a$10$offline" + hashlib.sha256(result.encode()).hexdigest()[:46]}
 
 
 def _stream(seed: str):
@@ -311,6 +321,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
         self.region = region
         self.resource_answers: dict[str, ResourceAnswer] = {
             "tls:index/privateKey:PrivateKey": _throwaway_key,
+            "random:index/randomPassword:RandomPassword": _throwaway_password,
             "github:index/branch:Branch": self._new_branch,
             "github:index/repositoryPullRequest:RepositoryPullRequest": self._new_pull_request,
         }
@@ -544,6 +555,9 @@ class OciAnswers:
             "oci:Core/instance:Instance": self._instance,
             "oci:Core/publicIp:PublicIp": self._public_ip,
             "oci:Bastion/bastion:Bastion": self._bastion,
+            "oci:ObjectStorage/bucket:Bucket": self._bucket,
+            "oci:ObjectStorage/storageObject:StorageObject": self._object,
+            "oci:ObjectStorage/preauthrequest:Preauthrequest": self._read_request,
             **self.identity.resource_answers(),
         }
 
@@ -553,10 +567,48 @@ class OciAnswers:
             "oci:Identity/getAvailabilityDomains:getAvailabilityDomains": self.availability_domains,
             "oci:Core/getShapes:getShapes": self.shapes,
             "oci:Core/getPrivateIps:getPrivateIps": self.private_ips,
+            "oci:ObjectStorage/getNamespace:getNamespace": self.namespace,
         }
 
     def _ocid(self, kind: str, name: str) -> str:
         return _ocid(kind, name, self.mocks.region)
+
+    NAMESPACE = "offlinetenancy"
+    """The tenancy's Object Storage namespace (a tenancy has one)."""
+
+    def namespace(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"namespace": self.NAMESPACE, "id": self.NAMESPACE, **args}
+
+    def _bucket(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """CreateBucket: its name unique in the namespace; the provider's id is `n/<ns>/b/<name>`."""
+        namespace, name = a.inputs.get("namespace"), a.inputs.get("name")
+        if namespace != self.NAMESPACE:
+            raise ValueError(f"CreateBucket: namespace {namespace!r} is not the tenancy's ({self.NAMESPACE})")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,256}", name or ""):
+            raise ValueError(f"CreateBucket: {name!r} is not a bucket name")
+        if any(o.get("bucketId") and o.get("name") == name for o in list(self.mocks.created.values())):
+            raise ValueError(f"CreateBucket: 409 BucketAlreadyExists ({name})")
+        return {"id": f"n/{namespace}/b/{name}", "bucketId": self._ocid("bucket", a.name), "etag": "offline"}
+
+    def _object(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        bucket, name = a.inputs.get("bucket"), a.inputs.get("object")
+        if not any(o.get("bucketId") and o.get("name") == bucket for o in list(self.mocks.created.values())):
+            raise ValueError(f"PutObject: 404 BucketNotFound ({bucket})")
+        content = str(a.inputs.get("content") or "").encode()
+        md5 = base64.b64encode(hashlib.md5(content, usedforsecurity=False).digest()).decode()
+        return {"id": f"n/{self.NAMESPACE}/b/{bucket}/o/{name}", "contentMd5": md5, "contentLength": str(len(content))}
+
+    def _read_request(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """CreatePreauthenticatedRequest: the path that, after the region's endpoint, reads the object."""
+        bucket, name = a.inputs.get("bucket"), a.inputs.get("objectName")
+        if f"n/{self.NAMESPACE}/b/{bucket}/o/{name}" not in self.mocks.created:
+            raise ValueError(f"CreatePreauthenticatedRequest: 404 ObjectNotFound ({bucket}/{name})")
+        token = hashlib.sha256(f"offline-par:{a.name}".encode()).hexdigest()
+        return {
+            "id": f"n/{self.NAMESPACE}/b/{bucket}/p/{token[:16]}",
+            "accessUri": f"/p/{token}/n/{self.NAMESPACE}/b/{bucket}/o/{name}",
+            "timeCreated": "2026-05-01T00:00:00Z",
+        }
 
     def _vcn(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
         return {
@@ -570,12 +622,12 @@ class OciAnswers:
     def _default_security_list(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
         """The provider adopts the list it is given: its id is that OCID, which must be a VCN's default list."""
         managed = a.inputs.get("manageDefaultResourceId")
-        vcns = [o for o in self.mocks.created.values() if o.get("defaultSecurityListId") == managed]
+        vcns = [o for o in list(self.mocks.created.values()) if o.get("defaultSecurityListId") == managed]
         if len(vcns) != 1:
             raise ValueError(f"UpdateSecurityList: {managed!r} is not the default security list of a VCN")
         return {
             "id": managed,
-            "vcnId": next(i for i, o in self.mocks.created.items() if o is vcns[0]),
+            "vcnId": next(i for i, o in list(self.mocks.created.items()) if o is vcns[0]),
             "compartmentId": vcns[0].get("compartmentId", ""),
             "state": "AVAILABLE",
             "timeCreated": "2026-06-01T08:00:00.000Z",
@@ -699,7 +751,7 @@ class OciAnswers:
     def private_ips(self, args: dict[str, Any]) -> dict[str, Any]:
         """Private IPs by address and subnet: the primary IP of the instance that holds it."""
         found = []
-        for resource_id, outputs in self.mocks.created.items():
+        for resource_id, outputs in list(self.mocks.created.items()):
             vnic = outputs.get("createVnicDetails") or {}
             if (
                 outputs.get("privateIp") == args.get("ipAddress")
@@ -1037,11 +1089,21 @@ def stack_config(stack: str, project_dir: Path = ROOT) -> tuple[dict[str, str], 
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[key] = PLACEHOLDER_PREFIX + key.split(":", 1)[1]
             secret_keys.append(key)
+        elif isinstance(value, dict) and any(_is_secure(v) for v in value.values()):
+            # `pulumi config set --secret --path 'key.NAME'`: the whole key is secret.
+            name = key.split(":", 1)[1]
+            placeholders = {k: PLACEHOLDER_PREFIX + f"{name}.{k}" if _is_secure(v) else v for k, v in value.items()}
+            config[key] = json.dumps(placeholders)
+            secret_keys.append(key)
         elif isinstance(value, str):
             config[key] = value
         else:
             config[key] = json.dumps(value)
     return config, secret_keys
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
 
 
 # --- running -------------------------------------------------------------------------------
@@ -1091,11 +1153,19 @@ def _run(
     # fail noisily at interpreter exit. Each run gets its own executor; its threads are ended
     # and their loops closed when the run is over.
     executor = ThreadPoolExecutor(thread_name_prefix="offline-engine")
-    _ensure_event_loop().set_default_executor(executor)
+    loop = _ensure_event_loop()
+    loop.set_default_executor(executor)
     monitor = RecordingMonitor(mocks)
     try:
         return _run_with(monitor, stack, project_dir, config, secret_keys, mocks, program)
     finally:
+        # A run that failed stops at its first failed registration and leaves the others'
+        # tasks on the loop, which the next run in this process shares: end them here.
+        leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         executor.shutdown(wait=True)
         for loop in monitor.worker_loops:
             if not loop.is_closed():

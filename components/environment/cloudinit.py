@@ -4,7 +4,9 @@ What the first boot sets up (Ubuntu on OCI):
 - the pinned ed25519 host key (the image's host keys deleted, no other type made), password
   login off, root login off, admin keys for the default user `ubuntu`;
 - a locked `deploy` user whose one `authorized_keys` line forces the deploy program;
-- the deploy program at DEPLOY_PROGRAM_PATH, its state directory;
+- the deploy program at DEPLOY_PROGRAM_PATH, downloaded from the environment's Object Storage
+  bucket and installed only if its SHA-256 is the one written here (components/environment/
+  program_store.py), and its state directory;
 - unattended security upgrades;
 - iptables: 80/443 accepted in INPUT (Oracle's images reject all but 22), and a
   DOCKER-USER rule that drops container traffic to the instance metadata service, which
@@ -63,6 +65,9 @@ class CloudInitArgs:
     host_public_key_openssh: str
     ci_public_key_openssh: str
     admin_ssh_keys: Sequence[str]
+    program_url: str
+    """Where the deploy program is downloaded from (a pre-authenticated request: secret)."""
+    program_sha256: str
 
 
 @dataclass(frozen=True)
@@ -153,13 +158,32 @@ def caddy_drop_in() -> str:
     )
 
 
-def runcmd() -> list[str]:
+def program_install(url: str, sha256: str, path: str = deploy_program.DEPLOY_PROGRAM_PATH) -> list[str]:
+    """Download the deploy program, and install it only if its SHA-256 is `sha256`.
+
+    curl retries for a while (the network may come up after cloud-init starts), and the file
+    lands under its final name only once checked: a failure leaves no program, which the first
+    boot's report then names.
+    """
+    download = f"{path}.download"
+    return [
+        shlex.join(["curl", "--fail", "--silent", "--show-error", "--retry", "10", "--retry-all-errors"])
+        + " "
+        + shlex.join(["--max-time", "120", "--output", download, url]),
+        f"echo {shlex.quote(f'{sha256}  {download}')} | sha256sum --check --strict --quiet",
+        shlex.join(["chmod", "0755", download]),
+        shlex.join(["mv", download, path]),
+    ]
+
+
+def runcmd(program_url: str, program_sha256: str) -> list[str]:
     """The first-boot commands, in order; `set -eu` stops at the first failure, which the trap reports."""
     deploy = deploy_program.DEPLOY_USER
     edge = deploy_program.EDGE_DIR
     return [
         "set -eu",
         *first_boot_report(),
+        *program_install(program_url, program_sha256),
         *firewall_commands(),
         apt_install(DOCKER_PACKAGES),
         f"usermod -aG docker {shlex.quote(deploy)}",
@@ -210,12 +234,6 @@ def document(args: CloudInitArgs) -> dict[str, Any]:
         "packages": ["unattended-upgrades", "iptables-persistent", "netfilter-persistent"],
         "write_files": [
             {
-                "path": deploy_program.DEPLOY_PROGRAM_PATH,
-                "owner": "root:root",
-                "permissions": "0755",
-                "content": deploy_program.program_text(),
-            },
-            {
                 "path": "/etc/apt/apt.conf.d/20auto-upgrades",
                 "owner": "root:root",
                 "permissions": "0644",
@@ -243,7 +261,7 @@ def document(args: CloudInitArgs) -> dict[str, Any]:
                 "content": json.dumps({"live-restore": True, "log-driver": "local"}, indent=2) + "\n",
             },
         ],
-        "runcmd": runcmd(),
+        "runcmd": runcmd(args.program_url, args.program_sha256),
     }
 
 
@@ -288,10 +306,12 @@ def user_data(
     host_public_key_openssh: pulumi.Input[str],
     ci_public_key_openssh: pulumi.Input[str],
     admin_ssh_keys: Sequence[str],
+    program_url: pulumi.Input[str],
+    program_sha256: str,
 ) -> pulumi.Output[str]:
     """`render()` over the keys' Outputs; secret, since it carries the host private key."""
     return pulumi.Output.secret(
-        pulumi.Output.all(host_private_key_openssh, host_public_key_openssh, ci_public_key_openssh).apply(
-            lambda k: render(CloudInitArgs(environment, k[0], k[1], k[2], tuple(admin_ssh_keys)))
+        pulumi.Output.all(host_private_key_openssh, host_public_key_openssh, ci_public_key_openssh, program_url).apply(
+            lambda k: render(CloudInitArgs(environment, k[0], k[1], k[2], tuple(admin_ssh_keys), k[3], program_sha256))
         )
     )

@@ -42,8 +42,13 @@ _SOURCE = Path(__file__).with_name("deploy") / "dreamscape-deploy"
 
 def program_text() -> str:
     """The program exactly as installed on the VM: the source without its docstrings, comments
-    and blank lines (`shipped`), since it travels in user_data, which OCI caps at 32,000 bytes."""
-    return shipped(_SOURCE.read_text())
+    and blank lines (`shipped`), about two thirds of its size.
+
+    Made once per process, when this module is imported: CPython 3.11 before 3.11.8 fails
+    `ast.parse` now and then while another thread compiles (gh-106905), and the Pulumi engine
+    runs the program's callbacks on threads of its own.
+    """
+    return _PROGRAM_TEXT
 
 
 def shipped(source: str) -> str:
@@ -128,6 +133,7 @@ def load_program() -> ModuleType:
 
 
 _PROGRAM = load_program()
+_PROGRAM_TEXT = shipped(_SOURCE.read_text())
 
 
 @dataclass(frozen=True)
