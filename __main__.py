@@ -6,6 +6,7 @@ import pulumi_github as github
 from components import delivery, preflight, wiring
 from components import settings as settings_module
 from components.environment import cloudinit, compose, shapes
+from components.environment.app_secrets import AppSecrets, AppSecretsArgs
 from components.environment.deploy_access import DeployAccess, DeployAccessArgs, deploy_job_subjects
 from components.environment.github_side import GithubSide, GithubSideArgs
 from components.environment.instance import Instance, InstanceArgs, availability_domain
@@ -24,6 +25,8 @@ github_provider = github.Provider("github", owner=settings.github_owner)
 github_facts = preflight.look_up(settings, pulumi.InvokeOptions(provider=github_provider))
 for warning in preflight.warnings(github_facts, settings):
     pulumi.log.warn(warning)
+for unused in settings.unused:
+    pulumi.log.warn(f"{unused}: declared, and no component names it (it is made and started all the same)")
 domain = availability_domain(
     oci_settings.compartment_id, oci_settings.shape, oci_settings.availability_domain, pulumi.InvokeOptions()
 )
@@ -107,6 +110,10 @@ deploy_access = DeployAccess(
 # The environment's address: https://<domain> when the stack sets `edge.domain`, else plain HTTP
 # on the reserved IP.
 url = vm.public_ip.apply(settings.edge.url)
+app_secrets = AppSecrets(
+    f"{env}-app-secrets",
+    AppSecretsArgs(environment=env, secrets=settings.secrets, values=settings.secret_values),
+)
 github_side = GithubSide(
     f"{env}-github",
     GithubSideArgs(
@@ -122,6 +129,7 @@ github_side = GithubSide(
         url=url,
         oci_credential=deploy_access.credential,
         oci_access=deploy_access.variable,
+        app_secrets=app_secrets.value,
         reviewers=settings.protection.reviewers,
         wait_timer=settings.protection.wait_timer,
     ),
@@ -198,6 +206,7 @@ if writes_compose:
             branch=github_facts.infra.default_branch,
             proposal=infra_proposal,
             edge=settings.edge,
+            accessories=settings.accessories,
         ),
         opts=pulumi.ResourceOptions(providers=[github_provider]),
     )
@@ -223,5 +232,14 @@ pulumi.export("workflowFiles", workflow_files)
 pulumi.export("branchesCreated", list(github_facts.branches_to_create))
 pulumi.export("availabilityDomain", vm.availability_domain)
 pulumi.export("githubTokenNeeds", token_needs)
+# Which secrets each component and accessory gets: names only, never a value.
+pulumi.export(
+    "appSecrets",
+    {
+        name: list(settings.secrets_of(name))
+        for name in [*(c.name for c in settings.deployed_components), *(a.name for a in settings.accessories)]
+        if settings.secrets_of(name)
+    },
+)
 pulumi.export("composeFile", compose_file.location if compose_file else None)
 pulumi.export("pendingPullRequests", delivery.pending([p.reference for p in proposals]))

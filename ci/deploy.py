@@ -2,8 +2,8 @@
 
     python3 -m ci.deploy
 
-Inputs (environment): VM_HOST, SSH_PRIVATE_KEY, SSH_KNOWN_HOSTS and OCI_DEPLOY_CREDENTIAL
-(the run's environment's deploy secrets, which the job binds by expression), DEPLOY_OCI (the
+Inputs (environment): VM_HOST, SSH_PRIVATE_KEY, SSH_KNOWN_HOSTS, OCI_DEPLOY_CREDENTIAL and
+APP_SECRETS (the run's environment's deploy secrets, which the job binds by expression), DEPLOY_OCI (the
 environment's `DEPLOY_OCI_<ENV>` variable: its bastion and how to sign OCI calls), DEPLOY_IMAGES (`<component>=<image>`
 pairs, separated by whitespace), DEPLOY_COMPOSE_FILE, and optionally DEPLOY_REGISTRY,
 DEPLOY_REGISTRY_USER and DEPLOY_REGISTRY_TOKEN (a short-lived login the VM pulls with),
@@ -24,14 +24,16 @@ the one that carries the deploy and is verified against the pinned line, end to 
 bastion sees only encrypted bytes. The session is deleted however the step ends (a failure,
 a cancelled job's SIGTERM); one left behind by a killed runner expires with its TTL. Without
 DEPLOY_OCI, ssh connects to VM_HOST directly (a runner inside the VCN). The
-compose file (and the registry token, when there is one) reach the program on ssh's stdin in
-its frame format, never on a command line. The program's exit code becomes a message (255:
+compose file, the registry token (when there is one) and the containers' secrets (APP_SECRETS,
+when it names any) reach the program on ssh's stdin in its frame format, never on a command
+line, and no value of them is ever printed. The program's exit code becomes a message (255:
 ssh itself failed; 10: no bastion session), and its Markdown summary goes to the log and the job summary.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shlex
@@ -44,6 +46,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field as _field
 from pathlib import Path
 
 from ci import config, oci, runner
@@ -59,6 +62,8 @@ COMPOSE_FILE = "DEPLOY_COMPOSE_FILE"
 REGISTRY = "DEPLOY_REGISTRY"
 REGISTRY_USER = "DEPLOY_REGISTRY_USER"
 REGISTRY_TOKEN = "DEPLOY_REGISTRY_TOKEN"  # noqa: S105 - a variable name, not a credential
+APP_SECRETS = "APP_SECRETS"
+"""`{NAME: value}` as JSON: the environment's secrets for its containers (its stack writes them)."""
 SSH_USER = "DEPLOY_SSH_USER"
 SSH_PORT = "DEPLOY_SSH_PORT"
 """The VM's SSH user and port; only tests set them (a local sshd on another port)."""
@@ -68,7 +73,7 @@ BASTION_API = "DEPLOY_BASTION_API"
 BASTION_SSH = "DEPLOY_BASTION_SSH"
 """The Bastion API's endpoint and the bastion's SSH `host:port`; the region's unless set, and
 only tests set them (local stand-ins)."""
-SECRET_VARIABLES = (PRIVATE_KEY, KNOWN_HOSTS, REGISTRY_TOKEN, OCI_CREDENTIAL, oci.ID_TOKEN_TOKEN)
+SECRET_VARIABLES = (PRIVATE_KEY, KNOWN_HOSTS, REGISTRY_TOKEN, OCI_CREDENTIAL, APP_SECRETS, oci.ID_TOKEN_TOKEN)
 """Left out of ssh's own environment: they reach it through files and stdin only."""
 
 DEFAULT_PORT = 22
@@ -134,6 +139,8 @@ class Request:
     """None: ssh straight to the host."""
     session_ttl: int = 0
     """The bastion session's TTL (`session_ttl`); with a route only."""
+    secrets: bytes = _field(default=b"", repr=False)
+    """APP_SECRETS as sent (empty: no secrets frame)."""
 
 
 def options(deploy: config.Deploy) -> tuple[str, ...]:
@@ -205,6 +212,7 @@ def request(env: Mapping[str, str], root: Path | str = ".") -> Request:
         if not _matches(deploy_program.USERNAME_PATTERN, login.username):
             raise InputError(f"{REGISTRY_USER} is not a user name")
     route = _route(env, host)
+    secrets = app_secrets(env.get(APP_SECRETS, ""))
     return Request(
         host=host,
         user=user,
@@ -217,7 +225,27 @@ def request(env: Mapping[str, str], root: Path | str = ".") -> Request:
         login=login,
         route=route,
         session_ttl=session_ttl(settings.deploy) if route else 0,
+        secrets=secrets,
     )
+
+
+def app_secrets(text: str) -> bytes:
+    """APP_SECRETS checked with the program's rules (names only in any message); empty when it
+    names no secret, and then no frame is sent."""
+    if not text.strip():
+        return b""
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    if not isinstance(values, dict) or not all(
+        _matches(deploy_program.SECRET_NAME_PATTERN, k) and isinstance(v, str) and v for k, v in values.items()
+    ):
+        raise InputError(f"{APP_SECRETS} is not one JSON object of NAME: value: check the environment's deploy secrets")
+    data = json.dumps(values, sort_keys=True).encode() if values else b""
+    if len(data) > deploy_program.MAX_SECRETS_BYTES:
+        raise InputError(f"{APP_SECRETS} is {len(data)} bytes; at most {deploy_program.MAX_SECRETS_BYTES}")
+    return data
 
 
 def _route(env: Mapping[str, str], host: str) -> Route | None:
@@ -243,12 +271,15 @@ def _route(env: Mapping[str, str], host: str) -> Route | None:
 
 def stdin(req: Request) -> bytes:
     """The program's stdin: with a login, `login <registry> <user> <length>` and the token; then
-    `compose <length>` and the file."""
+    `compose <length>` and the file; with secrets, `secrets <length>` and their JSON."""
     data = b""
     if req.login is not None:
         token = req.login.token.encode()
         data += f"login {req.login.registry} {req.login.username} {len(token)}\n".encode() + token
-    return data + f"compose {len(req.compose)}\n".encode() + req.compose
+    data += f"compose {len(req.compose)}\n".encode() + req.compose
+    if req.secrets:
+        data += f"secrets {len(req.secrets)}\n".encode() + req.secrets
+    return data
 
 
 def proxy_command(route: Route, session: oci.Session, key: Path, known_hosts: Path, ssh: str = "ssh") -> str:

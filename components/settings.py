@@ -65,9 +65,32 @@ class Component:
     `componentEnv` over it. Never secrets."""
     volumes: tuple[tuple[str, str], ...] = ()
     """Named volumes (name, container path), kept across deploys and rollbacks."""
+    secrets: tuple[str, ...] = ()
+    """Names of the environment's secrets (`secrets`) it gets as files, `<NAME>_FILE` pointing at each."""
+    accessories: tuple[str, ...] = ()
+    """Accessories it reaches: their network, and their secrets as its own."""
 
     def volume(self, name: str) -> str:
         """The compose volume of one of its volumes: `<component>-<name>`."""
+        return f"{self.name}-{name}"
+
+
+@dataclass(frozen=True)
+class Accessory:
+    """A stateful service beside the components (a database, a cache): started by the first
+    deploy, then never recreated or stopped by a deploy or a rollback."""
+
+    name: str
+    image: str
+    """Pinned by digest: `registry/path:tag@sha256:<64 hex>`."""
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[str, ...] = ()
+    """Its secrets; every component that names the accessory gets them too."""
+    volumes: tuple[tuple[str, str], ...] = ()
+    health_check: str | None = None
+    """A shell command run in the container; exit 0 is healthy."""
+
+    def volume(self, name: str) -> str:
         return f"{self.name}-{name}"
 
 
@@ -259,6 +282,30 @@ class Settings:
     """App mode: the dispatch App's private key, held by every source repository."""
     pipeline_app_private_key: pulumi.Output[str] | None = field(default=None, compare=False)
     """App mode: the pipeline App's private key, held by the infra repository only."""
+    secrets: tuple[tuple[str, str], ...] = ()
+    """The environment's secrets for its containers: (name, `generated` or `config`), sorted."""
+    secret_values: Mapping[str, pulumi.Output[str]] = field(default_factory=dict, compare=False)
+    """The stack's `secretValues`: each `config` secret's value (secret Outputs)."""
+    accessories: tuple[Accessory, ...] = ()
+
+    @property
+    def unused(self) -> list[str]:
+        """Declared secrets and accessories that nothing names: made and started all the same."""
+        items = (*self.deployed_components, *self.accessories)
+        secrets = {n for item in items for n in granted_secrets(item, self.accessories)}
+        named = {a for c in self.deployed_components for a in c.accessories}
+        return [f"secrets.{n}" for n, _ in self.secrets if n not in secrets] + [
+            f"accessories: {a.name}" for a in self.accessories if a.name not in named
+        ]
+
+    @property
+    def deployed_components(self) -> tuple[Component, ...]:
+        return tuple(c for r in self.source_repositories if r.deployable for c in r.components)
+
+    def secrets_of(self, name: str) -> tuple[str, ...]:
+        """The secrets a deployed component or an accessory gets, sorted."""
+        items = (*self.deployed_components, *self.accessories)
+        return granted_secrets(next(i for i in items if i.name == name), self.accessories)
 
     @property
     def auth(self) -> credentials.Auth:
@@ -277,6 +324,15 @@ class Settings:
     @property
     def owns_wiring(self) -> bool:
         return self.environment == self.wiring_stack
+
+
+def granted_secrets(item: Component | Accessory, accessories: tuple[Accessory, ...]) -> tuple[str, ...]:
+    """The secrets a component or an accessory gets, sorted: its own, and a component's accessories'."""
+    names = set(item.secrets)
+    for accessory in accessories:
+        if accessory.name in getattr(item, "accessories", ()):
+            names |= set(accessory.secrets)
+    return tuple(sorted(names))
 
 
 # --- a small strict schema -----------------------------------------------------------------
@@ -516,6 +572,30 @@ def _volume_map(value: Any, path: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
+SECRET_KINDS = ("generated", "config")
+"""`generated`: a random value the stack makes once and keeps; `config`: set with
+`pulumi config set --secret --path 'secretValues.<NAME>' <value>` per stack."""
+MAX_SECRETS = 50
+MAX_SECRET_BYTES = 16 * 1024
+MAX_SECRETS_BYTES = 40 * 1024
+"""All of an environment's secret values together: they travel as one GitHub secret (48 KB at most)."""
+GENERATED_SECRET_LENGTH = 48
+"""Letters and digits: about 285 bits, and safe in a URL or a connection string."""
+
+
+def _secret_kinds(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or len(value) > MAX_SECRETS:
+        raise _fail(path, f"a map of at most {MAX_SECRETS} NAME: generated | config", value)
+    for name, kind in value.items():
+        if not isinstance(name, str) or not rules._matches(ENV_NAME_PATTERN, name):
+            raise ConfigError(f"{PROJECT}:{path}.{name}: not a variable name (upper case letters, digits and _)")
+        _string(choices=SECRET_KINDS)(kind, f"{path}.{name}")
+    return tuple(sorted(value.items()))
+
+
+_SECRET_NAMES = _list(_string(ENV_NAME_PATTERN, "a secret's name (upper case letters, digits and _)"), unique=True)
+_ACCESSORY_NAMES = _list(_string(rules.COMPONENT_PATTERN, "an accessory's name"), unique=True)
+
 _COMPONENT = _object(
     {
         "name": _Field(_string(rules.COMPONENT_PATTERN, "a component name: lowercase letters, digits, '-'")),
@@ -524,8 +604,31 @@ _COMPONENT = _object(
         "hostPort": _Field(_host_port, required=False),
         "env": _Field(_env_map, required=False, default=()),
         "volumes": _Field(_volume_map, required=False, default=()),
+        "secrets": _Field(_SECRET_NAMES, required=False, default=()),
+        "accessories": _Field(_ACCESSORY_NAMES, required=False, default=()),
     },
     Component,
+)
+
+
+def _pinned_image(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not deploy_program.is_image(value) or "@sha256:" not in value:
+        raise _fail(
+            path, "an image pinned by digest, registry included (docker.io/library/postgres:17@sha256:...)", value
+        )
+    return value
+
+
+_ACCESSORY = _object(
+    {
+        "name": _Field(_string(rules.COMPONENT_PATTERN, "an accessory name: lowercase letters, digits, '-'")),
+        "image": _Field(_pinned_image),
+        "env": _Field(_env_map, required=False, default=()),
+        "secrets": _Field(_SECRET_NAMES, required=False, default=()),
+        "volumes": _Field(_volume_map, required=False, default=()),
+        "healthCheck": _Field(_string(r"^[^\n]{1,1000}$", "a one-line shell command"), required=False),
+    },
+    Accessory,
 )
 
 
@@ -712,11 +815,18 @@ _TOP: dict[str, _Field] = {
     "actionsSettings": _Field(_boolean, required=False, default=True),
     "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
     "componentEnv": _Field(_object_of(_env_map), required=False),
+    "secrets": _Field(_secret_kinds, required=False, default=()),
+    "accessories": _Field(_list(_ACCESSORY, unique=True, max_items=10), required=False, default=()),
     "ociDeployAuth": _Field(_string(choices=ci.oci.AUTH_MODES), required=False, default=ci.oci.WORKLOAD_IDENTITY),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""
 
 SECRET_KEYS = ("dispatchToken", "pipelineToken", "dispatchAppPrivateKey", "pipelineAppPrivateKey")
+SECRET_VALUES = "secretValues"  # noqa: S105 - a config key
+"""`{NAME: value}`, set with `pulumi config set --secret --path 'secretValues.NAME'`: the values of
+the environment's `config` secrets. Read on its own (`secret_values`); its values are never shown."""
+SECRET_FILE_SUFFIX = "_FILE"  # noqa: S105 - a variable name suffix
+"""A secret reaches a container as a file; `<NAME>_FILE` names its path (the official images' convention)."""
 WIRING_SECRETS = {
     "token": {
         "dispatchToken": "a token that creates dispatch events on the infra repository, and nothing else",
@@ -743,11 +853,13 @@ def parse(
     pipeline_token: pulumi.Output[str] | None = None,
     app_private_keys: Mapping[str, pulumi.Output[str] | None] | None = None,
     oci_region: str | None = None,
+    secret_values: Mapping[str, pulumi.Output[str]] | None = None,
 ) -> Settings:
     """Validate a stack's merged config (keys without namespace, values decoded).
 
     `sibling_stacks` maps each other stack's name to its merged plain config; it feeds the
     checks that span environments. `oci_region` is the OCI provider's `oci:region`, when known.
+    `secret_values` is the stack's `secretValues`, name by name (read by `load`, never printed).
     """
     unknown = sorted(set(raw) - set(_TOP))
     if unknown:
@@ -758,7 +870,7 @@ def parse(
             f"{PROJECT}:environment: expected one of {', '.join(rules.ENVIRONMENTS)} "
             f"(it defaults to the stack name), got {environment!r}"
         )
-    values = _object(_TOP, dict)({k: v for k, v in raw.items() if k not in SECRET_KEYS}, "")
+    values = _object(_TOP, dict)({k: v for k, v in raw.items() if k not in (*SECRET_KEYS, SECRET_VALUES)}, "")
     settings = Settings(
         stack=stack,
         environment=environment,
@@ -792,8 +904,12 @@ def parse(
         pipeline_app_private_key=(app_private_keys or {}).get("pipelineAppPrivateKey"),
         oci_deploy_auth=values["oci_deploy_auth"],
         oci_region=_region(oci_region),
+        secrets=values["secrets"],
+        secret_values=dict(secret_values or {}),
+        accessories=values["accessories"],
     )
     _check_components_unique(settings)
+    _check_app_secrets(settings)
     settings = _with_component_env(settings, values["component_env"] or {})
     _check_edge(settings)
     _check_network(settings.oci)
@@ -916,6 +1032,59 @@ def _check_components_unique(settings: Settings) -> None:
                         f"{comp.host_port} is already published by {ports[comp.host_port]}"
                     )
                 ports[comp.host_port] = comp.name
+
+
+def _check_app_secrets(settings: Settings) -> None:
+    """Every secret and accessory named is declared, and each `config` secret has its value in
+    this stack (`secretValues`); no value is ever shown."""
+    declared = dict(settings.secrets)
+    accessories = {a.name for a in settings.accessories}
+    places: list[tuple[str, Any]] = []
+    for i, repo in enumerate(settings.source_repositories):
+        for j, component in enumerate(repo.components):
+            where = f"sourceRepositories[{i}].components[{j}]"
+            if (component.secrets or component.accessories) and not repo.deployable:
+                key = "secrets" if component.secrets else "accessories"
+                raise ConfigError(
+                    f"{PROJECT}:{where}.{key}: {repo.name} is not deployable; its components never run on the VMs"
+                )
+            places.append((where, component))
+    places += [(f"accessories[{i}]", a) for i, a in enumerate(settings.accessories)]
+    components = {c.name for c in settings.deployed_components}
+    for i, accessory in enumerate(settings.accessories):
+        if accessory.name in components:
+            raise ConfigError(f"{PROJECT}:accessories[{i}].name: {accessory.name!r} is also a component's name")
+    for where, item in places:
+        for k, name in enumerate(item.secrets):
+            if name not in declared:
+                raise ConfigError(
+                    f"{PROJECT}:{where}.secrets[{k}]: {name} is not one of the environment's secrets; declare it "
+                    f"under secrets ({name}: generated, or {name}: config)"
+                )
+        for k, name in enumerate(getattr(item, "accessories", ())):
+            if name not in accessories:
+                raise ConfigError(
+                    f"{PROJECT}:{where}.accessories[{k}]: no accessory {name!r} "
+                    f"(accessories: {', '.join(sorted(accessories)) or 'none'})"
+                )
+        env_names = {key for key, _ in item.env}
+        for name in settings.secrets_of(item.name) if item.name in components | accessories else ():
+            if f"{name}{SECRET_FILE_SUFFIX}" in env_names:
+                raise ConfigError(
+                    f"{PROJECT}:{where}.env.{name}{SECRET_FILE_SUFFIX}: set by the deploy (the path of secret {name})"
+                )
+    for name in settings.secret_values:
+        if declared.get(name) != "config":
+            raise ConfigError(
+                f"{PROJECT}:secretValues.{name}: not a `config` secret of secrets "
+                f"({name} is {declared.get(name, 'not declared')}); pulumi config rm --path secretValues.{name}"
+            )
+    for name, kind in settings.secrets:
+        if kind == "config" and name not in settings.secret_values:
+            raise ConfigError(
+                f"{PROJECT}:secretValues.{name}: required, missing; "
+                f"pulumi config set --secret --path 'secretValues.{name}' <value> (or pipe it on stdin)"
+            )
 
 
 def _with_component_env(settings: Settings, overrides: Mapping[str, tuple[tuple[str, str], ...]]) -> Settings:
@@ -1206,6 +1375,8 @@ def load() -> Settings:
     config = pulumi.Config(PROJECT)
     raw: dict[str, Any] = {}
     for key in _config_keys():
+        if key == SECRET_VALUES:
+            continue
         if key in SECRET_KEYS:
             raw[key] = "[secret]"
             continue
@@ -1227,7 +1398,49 @@ def load() -> Settings:
         pipeline_token=secrets["pipelineToken"],
         app_private_keys={key: secrets[key] for key in ("dispatchAppPrivateKey", "pipelineAppPrivateKey")},
         oci_region=region,
+        secret_values=secret_values(
+            pulumi.runtime.get_config(f"{PROJECT}:{SECRET_VALUES}"),
+            pulumi.runtime.is_config_secret(f"{PROJECT}:{SECRET_VALUES}"),
+        ),
     )
+
+
+def secret_values(text: str | None, encrypted: bool = True) -> dict[str, pulumi.Output[str]]:
+    """The stack's `secretValues` (its config text, decrypted by the engine) as secret Outputs.
+
+    Checked by name and size only: an error names the key, never the value. Read from the raw
+    config so that `pulumi.Config` does not warn about reading a secret as plain text.
+    """
+    if text is None:
+        return {}
+    if not encrypted:
+        raise ConfigError(
+            f"{PROJECT}:{SECRET_VALUES}: set in plain text; remove it from the stack file and set each value "
+            f"with pulumi config set --secret --path '{SECRET_VALUES}.<NAME>' <value>"
+        )
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError:
+        values = None
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{PROJECT}:{SECRET_VALUES}: expected a map of NAME: value; set each with "
+            f"pulumi config set --secret --path '{SECRET_VALUES}.<NAME>' <value>"
+        )
+    total = 0
+    for name, value in values.items():
+        where = f"{PROJECT}:{SECRET_VALUES}.{name}"
+        if not rules._matches(ENV_NAME_PATTERN, name):
+            raise ConfigError(f"{where}: not a variable name (upper case letters, digits and _)")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a non-empty string (set it with --secret)")
+        size = len(value.encode())
+        if size > MAX_SECRET_BYTES:
+            raise ConfigError(f"{where}: {size} bytes; at most {MAX_SECRET_BYTES}")
+        total += size
+    if total > MAX_SECRETS_BYTES:
+        raise ConfigError(f"{PROJECT}:{SECRET_VALUES}: {total} bytes in all; at most {MAX_SECRETS_BYTES}")
+    return {name: pulumi.Output.secret(value) for name, value in sorted(values.items())}
 
 
 _STRING_KEYS = frozenset(

@@ -235,7 +235,7 @@ def test_dispatch_token_reaches_only_the_api_and_checkout_steps(document) -> Non
     others = {(job, name) for job, _, _, names in found for name in names if name != central.TOKEN}
     assert others == {("publish", "GITHUB_TOKEN"), ("deploy", "GITHUB_TOKEN")} | {
         ("deploy", f"{secret}_{env.upper()}")
-        for secret in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL")
+        for secret in ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL", "APP_SECRETS")
         for env in rules.ENVIRONMENTS
     }
     for job_id, step in steps(document):

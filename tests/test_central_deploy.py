@@ -35,7 +35,7 @@ from tests.central_support import (
     sha_of,
     stand_in,
 )
-from tests.harness import sshd
+from tests.harness import engine, sshd
 from tests.harness.engine import Engine
 from tests.harness.sshd import BastionServer, DeployServer
 from tests.harness.workflow import Context, JobResult, run_job
@@ -49,9 +49,8 @@ SETTINGS = settings_of(STACK)
 @pytest.fixture(scope="module")
 def vm(docker_engine: Engine) -> Iterator[DeployServer]:
     # Its own throwaway user and compose project, so it can share the session with the deploy tests.
-    server = DeployServer(docker_engine, user="dscentral").start()
-    yield server
-    server.stop()
+    with DeployServer(docker_engine, user="dscentral") as server:
+        yield server
 
 
 @pytest.fixture
@@ -69,7 +68,7 @@ def server(vm: DeployServer) -> DeployServer:
 
 @pytest.fixture(scope="module")
 def compose_text(plan_of, vm: DeployServer) -> str:
-    return vm.local(rendered_file(plan_of(STACK), compose.path(STACK))[1])
+    return vm.stand_in_accessories(vm.local(rendered_file(plan_of(STACK), compose.path(STACK))[1]))
 
 
 def registry_path(server: DeployServer) -> str:
@@ -137,11 +136,13 @@ def run_deploy(
                 "SSH_PRIVATE_KEY_PRODUCTION": server.ci_key.path.read_text(),
                 "SSH_KNOWN_HOSTS_PRODUCTION": server.known_hosts_line,
                 "OCI_DEPLOY_CREDENTIAL_PRODUCTION": cloud.credential(),
+                "APP_SECRETS_PRODUCTION": json.dumps(server.secrets_for(compose_text)),
                 # Another environment's secrets are there too, and must not be used.
                 "VM_HOST_STAGING": "192.0.2.1",
                 "SSH_PRIVATE_KEY_STAGING": "not this key",
                 "SSH_KNOWN_HOSTS_STAGING": "not this line",
                 "OCI_DEPLOY_CREDENTIAL_STAGING": "not this secret",
+                "APP_SECRETS_STAGING": json.dumps({"JWT_SIGNING_KEY": "not these secrets"}),
             },
             vars={
                 "DEPLOY_OCI_PRODUCTION": cloud.access(),
@@ -218,6 +219,11 @@ def test_a_fresh_environment_is_deployed_one_repository_at_a_time(plan_of, serve
     waiting = ", ".join(f"`{c}`" for c in sorted(names(FRONTEND)))
     assert f"Not deployed yet (no image here so far, so not part of this release): {waiting}." in result.summary
     assert logged_in_only_on_stdin(server, result)
+    # The containers' secrets came from production's APP_SECRETS, on stdin, and were never shown.
+    [auth] = [c["ID"] for c in server.containers() if c["Service"] == "auth-service"]
+    read = engine.docker("exec", auth, "sh", "-c", 'cat "$JWT_SIGNING_KEY_FILE"')
+    assert read == server.secrets_for(compose_text)["JWT_SIGNING_KEY"]
+    assert not [v for v in server.secrets_for(compose_text).values() if v in result.log + result.summary]
 
     frontend_sha = built(server, names(FRONTEND), sha_of("first frontend release"))
     result = run_deploy(document, server, compose_text, FRONTEND, names(FRONTEND), frontend_sha, data, cloud=cloud)
@@ -282,7 +288,9 @@ def test_a_deploy_that_rolls_back_fails_the_job(plan_of, server, compose_text, c
     registry = server.engine.auth_registry
     before = built(server, DEPLOYABLE, sha_of("bootstrap"))
     pairs = {c: image(server, c, before) for c in DEPLOYABLE}
-    assert server.deploy(pairs, compose_text, login=(registry.host, registry.user, registry.password)).returncode == 0
+    login = (registry.host, registry.user, registry.password)
+    secrets = server.secrets_for(compose_text)
+    assert server.deploy(pairs, compose_text, login=login, secrets=secrets).returncode == 0
     sha = built(server, ["auth-service"], sha_of("broken release"), "crash")
     result = run_deploy(document, server, compose_text, SERVICES, ["auth-service"], sha, data, cloud=cloud)
     assert result.status == "failure"

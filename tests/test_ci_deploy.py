@@ -9,6 +9,7 @@ deploy program it runs in test_deploy_e2e.py and, inside the rendered job, test_
 from __future__ import annotations
 
 import dataclasses
+import json
 import stat
 import subprocess
 from pathlib import Path
@@ -67,8 +68,9 @@ def run(root: Path, env: dict[str, str], path: Path | None = None) -> subprocess
 
 def test_the_job_binds_the_variables_the_client_reads() -> None:
     """The deploy job binds each deploy secret to its base name, which the client reads."""
-    assert (deploy.HOST, deploy.PRIVATE_KEY, deploy.KNOWN_HOSTS, deploy.OCI_CREDENTIAL) == names.SECRETS
-    assert names.SECRETS == ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL")
+    bound = (deploy.HOST, deploy.PRIVATE_KEY, deploy.KNOWN_HOSTS, deploy.OCI_CREDENTIAL, deploy.APP_SECRETS)
+    assert bound == names.SECRETS
+    assert names.SECRETS == ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL", "APP_SECRETS")
     document = central.document(central.CentralArgs.from_settings(settings_of("production")))
     [step] = [s for s in document["jobs"]["deploy"]["steps"] if s.get("run") == "exec python3 -m ci.deploy"]
     assert set(step["env"]) == {
@@ -76,6 +78,7 @@ def test_the_job_binds_the_variables_the_client_reads() -> None:
         "SSH_PRIVATE_KEY",
         "SSH_KNOWN_HOSTS",
         "OCI_DEPLOY_CREDENTIAL",
+        "APP_SECRETS",
         "DEPLOY_OCI",
         "DEPLOY_IMAGES",
         "DEPLOY_COMPOSE_FILE",
@@ -322,14 +325,19 @@ exit 255
 """
 
 
-def test_ssh_gets_no_secret_in_its_environment_and_a_failure_is_summarised(tmp_path: Path) -> None:
-    """An `ssh` on PATH that records its environment and stdin (the real one runs in test_deploy_e2e.py)."""
-    root = workspace(tmp_path)
+def recording_ssh(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory with FAKE_SSH as `ssh`, and the stem of the files it records to."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "ssh").write_text(FAKE_SSH)
     (bin_dir / "ssh").chmod(0o755)
-    record = tmp_path / "ssh"
+    return bin_dir, tmp_path / "ssh"
+
+
+def test_ssh_gets_no_secret_in_its_environment_and_a_failure_is_summarised(tmp_path: Path) -> None:
+    """An `ssh` on PATH that records its environment and stdin (the real one runs in test_deploy_e2e.py)."""
+    root = workspace(tmp_path)
+    bin_dir, record = recording_ssh(tmp_path)
     summary = tmp_path / "summary.md"
     login = {"DEPLOY_REGISTRY": "ghcr.io", "DEPLOY_REGISTRY_USER": "acme", "DEPLOY_REGISTRY_TOKEN": TOKEN}
     env = inputs(**login) | {"RECORD": str(record), "GITHUB_STEP_SUMMARY": str(summary)}
@@ -345,3 +353,45 @@ def test_ssh_gets_no_secret_in_its_environment_and_a_failure_is_summarised(tmp_p
     assert TOKEN not in environment + record.with_suffix(".argv").read_text() + result.stdout + result.stderr
     assert record.with_suffix(".stdin").read_bytes().startswith(f"login ghcr.io acme {len(TOKEN)}\n{TOKEN}".encode())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("dreamscape-deploy-")], "the key's directory is gone"
+
+
+APP_VALUE = "app-secret-value-0b1c2d3e4f5a6b7c"
+
+
+def test_the_containers_secrets_go_last_on_stdin_as_the_program_reads_them() -> None:
+    payload = deploy.app_secrets('{"POSTGRES_PASSWORD": "p\\u00e4ss", "JWT_SIGNING_KEY": "k"}')
+    assert payload == b'{"JWT_SIGNING_KEY": "k", "POSTGRES_PASSWORD": "p\\u00e4ss"}'
+    data = deploy.stdin(request(compose=b"ab\n", secrets=payload))
+    assert data == b"compose 3\nab\nsecrets " + str(len(payload)).encode() + b"\n" + payload
+    assert deploy.app_secrets("") == deploy.app_secrets("{}") == b"", "no secrets: no frame"
+    assert deploy.stdin(request(compose=b"ab\n")) == b"compose 3\nab\n"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not json " + APP_VALUE,
+        f'["{APP_VALUE}"]',
+        f'{{"lower_case": "{APP_VALUE}"}}',
+        '{"EMPTY": ""}',
+        f'{{"NUMBER": 1, "X": "{APP_VALUE}"}}',
+    ],
+)
+def test_app_secrets_the_program_would_refuse_are_refused_without_showing_them(tmp_path: Path, value: str) -> None:
+    result = run(workspace(tmp_path), inputs(APP_SECRETS=value))
+    assert result.returncode == 2
+    assert "::error title=Deploy::APP_SECRETS is not one JSON object of NAME: value" in result.stdout
+    assert APP_VALUE not in result.stdout + result.stderr
+
+
+def test_app_secrets_reach_ssh_on_stdin_only(tmp_path: Path) -> None:
+    root = workspace(tmp_path)
+    bin_dir, record = recording_ssh(tmp_path)
+    env = inputs(APP_SECRETS=json.dumps({"JWT_SIGNING_KEY": APP_VALUE}))
+    env |= {"RECORD": str(record), "PATH": f"{bin_dir}:/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path)}
+    result = run(root, env, bin_dir)
+    assert result.returncode == 255
+    shown = record.with_suffix(".env").read_text() + record.with_suffix(".argv").read_text()
+    assert APP_VALUE not in shown + result.stdout + result.stderr
+    assert "APP_SECRETS=" not in record.with_suffix(".env").read_text()
+    assert record.with_suffix(".stdin").read_bytes().endswith(f'{{"JWT_SIGNING_KEY": "{APP_VALUE}"}}'.encode())

@@ -34,7 +34,8 @@ def test_each_stack_writes_its_own_compose_file(plan_of, stack: str) -> None:
     assert resource.plain("overwriteOnCreate") is True
     others = [compose.path(s) for s in STACKS if s != stack]
     assert not [r for r in plan.of_type(resource.type) if r.plain("file") in others]
-    assert content == compose.render(settings_of(stack).source_repositories)
+    settings = settings_of(stack)
+    assert content == compose.render(settings.source_repositories, settings.edge, settings.accessories)
     assert plan.outputs["composeFile"] == f"dreamscape-infra@main:deploy/compose.{stack}.yml"
 
 
@@ -51,7 +52,8 @@ def test_the_compose_spec_schema_accepts_it(plan_of, stack: str, tmp_path: Path)
 
 def test_the_schema_check_would_catch_a_broken_file(tmp_path: Path) -> None:
     checker = require_tool("check-jsonschema", "PyPI check-jsonschema (requirements-dev.txt)")
-    document = compose.document(settings_of("dev").source_repositories)
+    settings = settings_of("dev")
+    document = compose.document(settings.source_repositories, accessories=settings.accessories)
     document["services"]["auth-service"]["restart_policy"] = "always"  # no such key in a service
     path = tmp_path / "compose.yml"
     path.write_text(yaml.safe_dump(document))
@@ -61,9 +63,9 @@ def test_the_schema_check_would_catch_a_broken_file(tmp_path: Path) -> None:
 
 def test_one_service_per_deployable_component() -> None:
     settings = settings_of("production")
-    services = compose.document(settings.source_repositories)["services"]
+    services = compose.document(settings.source_repositories, accessories=settings.accessories)["services"]
     components = deployable_components(settings.source_repositories)
-    assert list(services) == [c.name for c in components]
+    assert list(services) == [c.name for c in components] + ["postgres"]
     for component in components:
         service = services[component.name]
         variable = IMAGE.match(service["image"])
@@ -206,9 +208,9 @@ def test_the_acme_directory_can_be_another_ca(run_with) -> None:
 def auth_service_with(**changes) -> SourceRepository:
     settings = settings_of("dev")
     [services] = [r for r in settings.source_repositories if r.name == "dreamscape-services"]
-    components = tuple(
-        dataclasses.replace(c, **changes) if c.name == "auth-service" else c for c in services.components
-    )
+    # Without the shipped accessory and secrets, which have their own tests below.
+    plain = [dataclasses.replace(c, secrets=(), accessories=()) for c in services.components]
+    components = tuple(dataclasses.replace(c, **changes) if c.name == "auth-service" else c for c in plain)
     return dataclasses.replace(services, components=components)
 
 
@@ -239,8 +241,14 @@ def test_the_stack_file_overrides_a_components_variables(run_with, stack_config)
         for component in repository["components"]:
             if component["name"] == "auth-service":
                 component["env"] = {"LOG_LEVEL": "info", "REGION_NAME": "eu"}
+            if component["name"] == "user-service":
+                component["env"] = {"LOG_LEVEL": "info"}
     plan = run_with("staging", sourceRepositories=repositories, componentEnv={"auth-service": {"LOG_LEVEL": "debug"}})
     document = yaml.safe_load(rendered_file(plan, compose.path("staging"))[1])
-    environment = document["services"]["auth-service"]["environment"]
-    assert environment == {"PORT": "3001", "LOG_LEVEL": "debug", "REGION_NAME": "eu"}
-    assert document["services"]["user-service"]["environment"] == {"PORT": "3002", "LOG_LEVEL": "info"}
+
+    def plain(service: str) -> dict[str, str]:
+        environment = document["services"][service]["environment"]
+        return {k: v for k, v in environment.items() if not k.endswith("_FILE")}
+
+    assert plain("auth-service") == {"PORT": "3001", "LOG_LEVEL": "debug", "REGION_NAME": "eu"}
+    assert plain("user-service") == {"PORT": "3002", "LOG_LEVEL": "info"}

@@ -53,9 +53,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def vm(docker_engine) -> Iterator[DeployServer]:
-    server = DeployServer(docker_engine, user="dsbhop").start()
-    yield server
-    server.stop()
+    with DeployServer(docker_engine, user="dsbhop") as server:
+        yield server
 
 
 @pytest.fixture

@@ -34,12 +34,9 @@ AUTH = Component(
 
 @pytest.fixture(scope="module")
 def data_server(docker_engine: Engine) -> Iterator[DeployServer]:
-    server = DeployServer(docker_engine, user="dsdata").start()
-    try:
+    with DeployServer(docker_engine, user="dsdata") as server:
         yield server
-    finally:
-        server.stop()
-        engine.docker("volume", "rm", "--force", volume_name(server))
+    engine.docker("volume", "rm", "--force", volume_name(server))
 
 
 @pytest.fixture

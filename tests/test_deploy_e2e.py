@@ -80,11 +80,8 @@ def publish(server: DeployServer, pairs: dict[str, str], variant: str = "healthy
 
 @pytest.fixture(scope="session")
 def deploy_server(docker_engine: Engine) -> Iterator[DeployServer]:
-    server = DeployServer(docker_engine).start()
-    try:
+    with DeployServer(docker_engine) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -599,19 +596,24 @@ def test_the_shortest_health_wait_is_enough_for_the_production_compose_file(serv
     """The golden production file (four services, production's health timings): a healthy
     release and the restore of one both pass with `--wait-timeout 10`, the lowest accepted."""
     shortest = str(deploy_program.WAIT_TIMEOUT.low)
-    production = server.local(rendered_file(plan_of("production"), compose.path("production"))[1])
-    services = list(yaml.safe_load(production)["services"])
+    production = server.stand_in_accessories(
+        server.local(rendered_file(plan_of("production"), compose.path("production"))[1])
+    )
+    document = yaml.safe_load(production)
+    accessories = document[deploy_program.ACCESSORIES_EXTENSION]
+    services = [name for name in document["services"] if name not in accessories]
     pairs = publish(server, {name: image(server, name, SHA1) for name in services})
+    secrets = server.secrets_for(production)
 
-    result = server.deploy(pairs, production, flags=("--wait-timeout", shortest))
+    result = server.deploy(pairs, production, flags=("--wait-timeout", shortest), secrets=secrets)
     assert result.returncode == 0, text(result)
     assert server.running() == healthy(pairs)
     assert answer(server) == "healthy", "the gateway's published port answers"
 
     bad = publish(server, {"gateway": image(server, "gateway", SHA2)}, "crash")
-    failed = server.deploy(bad, production, flags=("--wait-timeout", shortest))
+    failed = server.deploy(bad, production, flags=("--wait-timeout", shortest), secrets=secrets)
     assert failed.returncode == deploy_program.EXIT["ROLLED_BACK"], text(failed)
-    assert wait_timeouts(failed) == [shortest, shortest]
+    assert wait_timeouts(failed) == [shortest] * 3, "the accessories, the new release, the one restored"
     assert server.running() == healthy(pairs)
 
 

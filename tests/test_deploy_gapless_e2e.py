@@ -29,11 +29,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def gapless_server(docker_engine: Engine) -> Iterator[DeployServer]:
-    server = DeployServer(docker_engine, user="dsgapless").start()
-    try:
+    with DeployServer(docker_engine, user="dsgapless") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -242,6 +242,7 @@ def test_parse_command_refuses(text: str | None, message: str) -> None:
 
 
 DEPLOY = frozenset({"compose", "login"})
+SECRETS = frozenset({"compose", "login", "secrets"})
 
 
 def frames(data: bytes, allowed=DEPLOY):
@@ -258,6 +259,13 @@ def test_frames_carry_compose_and_login_in_either_order() -> None:
         assert (parsed.login.registry, parsed.login.username, parsed.login.token) == ("ghcr.io", "ci-bot", "secret")
         assert "secret" not in repr(parsed.login)
     assert frames(b"") == PROGRAM.Frames(None, None)
+
+
+def test_the_secrets_frame_is_one_object_never_shown() -> None:
+    payload = b'{"JWT_SIGNING_KEY": "k\\u00e9y", "POSTGRES_PASSWORD": "pw"}'
+    parsed = frames(b"secrets %d\n" % len(payload) + payload, SECRETS)
+    assert parsed.secrets == {"JWT_SIGNING_KEY": "k\u00e9y", "POSTGRES_PASSWORD": "pw"}
+    assert "pw" not in repr(parsed)
 
 
 @pytest.mark.parametrize(
@@ -287,6 +295,16 @@ def test_frames_carry_compose_and_login_in_either_order() -> None:
         (b"login ghcr.io u 5000\n", DEPLOY, "at most 4096 accepted"),
         (b"login ghcr.io u 3\na b", DEPLOY, "printable ASCII without spaces"),
         (b"login ghcr.io u 1\nxlogin ghcr.io u 1\nx", DEPLOY, "two login frames"),
+        (b"secrets 2\n{}", DEPLOY, "this command reads compose or login"),
+        (b"secrets 4\nnope", SECRETS, "secrets frame is not JSON"),
+        (b'secrets 5\n["x"]', SECRETS, "not one object of NAME: non-empty string"),
+        (b'secrets 10\n{"a": "v"}', SECRETS, "not one object of NAME: non-empty string"),
+        (b'secrets 9\n{"A": ""}', SECRETS, "not one object of NAME: non-empty string"),
+        (b'secrets 8\n{"A": 1}', SECRETS, "not one object of NAME: non-empty string"),
+        (b'secrets 15\n{"A/../B": "v"}', SECRETS, "not one object of NAME: non-empty string"),
+        (b"secrets 65537\n", SECRETS, "at most 65536 accepted"),
+        (b"secrets 2\n{}secrets 2\n{}", SECRETS, "one secrets frame"),
+        (b"secrets\n", SECRETS, "one secrets frame"),
     ],
 )
 def test_frames_refuse(data: bytes, allowed: frozenset, message: str) -> None:

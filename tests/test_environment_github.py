@@ -39,10 +39,18 @@ def expected_values(plan: offline.Plan, stack: str) -> dict[str, str]:
         "SSH_PRIVATE_KEY": offline._unwrap(plan.named(f"{stack}-keys-ci").outputs["privateKeyOpenssh"]),
         "SSH_KNOWN_HOSTS": f"{host} ssh-ed25519 {host_public.split()[1]}\n",
         "OCI_DEPLOY_CREDENTIAL": offline._unwrap(plan.named(f"{stack}-deploy-access-client").outputs["clientSecret"]),
+        # The shipped config's two generated secrets, each its own random password.
+        "APP_SECRETS": json.dumps(
+            {
+                name: offline._unwrap(plan.named(f"{stack}-secret-{name.lower().replace('_', '-')}").outputs["result"])
+                for name in ("JWT_SIGNING_KEY", "POSTGRES_PASSWORD")
+            },
+            sort_keys=True,
+        ),
     }
 
 
-DEPLOY_SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL")
+DEPLOY_SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL", "APP_SECRETS")
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -63,7 +71,7 @@ def test_repository_layout_writes_the_seeds_secret_names(stack, plan_of) -> None
 def test_environment_layout_writes_environment_secrets(stack, run_with) -> None:
     plan = run_with(stack, deploySecretLayout="environment")
     secrets = {r.plain("secretName"): r for r in _own(plan, ENV_SECRET)}
-    assert sorted(secrets) == ["OCI_DEPLOY_CREDENTIAL", "SSH_KNOWN_HOSTS", "SSH_PRIVATE_KEY", "VM_HOST"]
+    assert sorted(secrets) == ["APP_SECRETS", "OCI_DEPLOY_CREDENTIAL", "SSH_KNOWN_HOSTS", "SSH_PRIVATE_KEY", "VM_HOST"]
     for name, value in expected_values(plan, stack).items():
         assert secrets[name].plain("environment") == stack
         assert secrets[name].plain("repository") == "dreamscape-infra"
@@ -182,6 +190,7 @@ def test_secret_names_per_layout() -> None:
         "SSH_PRIVATE_KEY": "SSH_PRIVATE_KEY_STAGING",
         "SSH_KNOWN_HOSTS": "SSH_KNOWN_HOSTS_STAGING",
         "OCI_DEPLOY_CREDENTIAL": "OCI_DEPLOY_CREDENTIAL_STAGING",
+        "APP_SECRETS": "APP_SECRETS_STAGING",
     }
     assert names.oci_variable("staging") == "DEPLOY_OCI_STAGING"
     assert names.secret_names("staging", "environment") == {n: n for n in names.SECRETS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -478,6 +479,79 @@ BAD = [
         {"auth-service": {"API_TOKEN": "b"}},
         r"componentEnv\.auth-service\.API_TOKEN: names a secret",
     ),
+    (
+        "secret of no kind",
+        "dev",
+        "secrets",
+        {"JWT_SIGNING_KEY": "random"},
+        r"secrets\.JWT_SIGNING_KEY: expected one of",
+    ),
+    ("secret bad name", "dev", "secrets", {"jwt": "generated"}, r"secrets\.jwt: not a variable name"),
+    (
+        "config secret without its value",
+        "dev",
+        "secrets",
+        {"JWT_SIGNING_KEY": "generated", "POSTGRES_PASSWORD": "config"},
+        r"secretValues\.POSTGRES_PASSWORD: required, missing; pulumi config set --secret --path "
+        r"'secretValues\.POSTGRES_PASSWORD' <value>",
+    ),
+    (
+        "component names an undeclared secret",
+        "dev",
+        "sourceRepositories[0].components[0].secrets",
+        ["STRIPE_API_KEY"],
+        r"components\[0\]\.secrets\[0\]: STRIPE_API_KEY is not one of the environment's secrets; declare it",
+    ),
+    (
+        "component names an unknown accessory",
+        "dev",
+        "sourceRepositories[0].components[0].accessories",
+        ["redis"],
+        r"components\[0\]\.accessories\[0\]: no accessory 'redis' \(accessories: postgres\)",
+    ),
+    (
+        "secrets on a component that never runs",
+        "dev",
+        "sourceRepositories[2].components[0].secrets",
+        ["JWT_SIGNING_KEY"],
+        r"sourceRepositories\[2\]\.components\[0\]\.secrets: dreamscape-tests is not deployable",
+    ),
+    (
+        "accessory image by tag only",
+        "dev",
+        "accessories[0].image",
+        "docker.io/library/postgres:17-alpine",
+        r"accessories\[0\]\.image: expected an image pinned by digest",
+    ),
+    (
+        "accessory image without its registry",
+        "dev",
+        "accessories[0].image",
+        "postgres@sha256:" + "a" * 64,
+        r"accessories\[0\]\.image: expected an image pinned by digest, registry included",
+    ),
+    (
+        "accessory named like a component",
+        "dev",
+        "accessories[0].name",
+        "gateway",
+        r"accessories\[0\]\.name: 'gateway' is also a component's name",
+    ),
+    (
+        "accessory names an undeclared secret",
+        "dev",
+        "accessories[0].secrets",
+        ["REDIS_PASSWORD"],
+        r"accessories\[0\]\.secrets\[0\]: REDIS_PASSWORD is not one of the environment's secrets",
+    ),
+    (
+        "accessory health check on two lines",
+        "dev",
+        "accessories[0].healthCheck",
+        "true\nfalse",
+        r"accessories\[0\]\.healthCheck: expected a one-line shell command",
+    ),
+    ("accessory unknown key", "dev", "accessories[0].ports", ["5432:5432"], r"accessories\[0\]\.ports: unknown key"),
 ]
 
 
@@ -638,3 +712,68 @@ def test_a_domain_serves_the_one_component_published_on_80() -> None:
     too_long = ".".join(["a" * 63] * 4)  # 255 characters, each label valid
     with pytest.raises(ConfigError, match=r"edge\.domain: longer than DNS allows"):
         parse("dev", edit(config, "edge.domain", too_long))
+
+
+def test_the_shipped_components_get_the_signing_key_and_the_accessorys_password() -> None:
+    s = parse("production", raw("production"))
+    assert s.secrets == (("JWT_SIGNING_KEY", "generated"), ("POSTGRES_PASSWORD", "generated"))
+    assert [a.name for a in s.accessories] == ["postgres"]
+    assert s.accessories[0].image.startswith("docker.io/library/postgres:17-alpine@sha256:")
+    assert s.secrets_of("auth-service") == s.secrets_of("user-service") == ("JWT_SIGNING_KEY", "POSTGRES_PASSWORD")
+    assert s.secrets_of("postgres") == ("POSTGRES_PASSWORD",)
+    assert s.secrets_of("gateway") == ()
+    assert s.unused == []
+
+
+def test_a_variable_cannot_take_the_name_of_a_secrets_path() -> None:
+    config = raw("dev")
+    config["secrets"]["DATABASE_URL"] = "generated"
+    services = config["sourceRepositories"][0]["components"][0]
+    services["secrets"] = ["DATABASE_URL"]
+    services["env"] = {"DATABASE_URL_FILE": "/etc/db"}
+    with pytest.raises(ConfigError, match=r"components\[0\]\.env\.DATABASE_URL_FILE: set by the deploy"):
+        parse("dev", config)
+
+
+def test_what_nothing_names_is_reported_unused() -> None:
+    config = raw("dev")
+    config["secrets"]["SPARE_KEY"] = "generated"
+    for component in config["sourceRepositories"][0]["components"]:
+        component.pop("accessories")
+    # The accessory still gets its password: only the spare key and the accessory are unnamed.
+    assert parse("dev", config).unused == ["secrets.SPARE_KEY", "accessories: postgres"]
+
+
+SECRET_VALUE = "sk_live_0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("text", "encrypted", "message"),
+    [
+        (json.dumps({"STRIPE_API_KEY": SECRET_VALUE}), False, r"secretValues: set in plain text; remove it"),
+        ("not json " + SECRET_VALUE, True, r"secretValues: expected a map of NAME: value"),
+        (json.dumps({"stripe": SECRET_VALUE}), True, r"secretValues\.stripe: not a variable name"),
+        ('{"STRIPE_API_KEY": 5}', True, r"secretValues\.STRIPE_API_KEY: expected a non-empty string"),
+        (
+            json.dumps({"STRIPE_API_KEY": "x" * 16385}),
+            True,
+            r"secretValues\.STRIPE_API_KEY: 16385 bytes; at most 16384",
+        ),
+        (
+            "{" + ", ".join(f'"K{i}": "{"x" * 16000}"' for i in range(3)) + "}",
+            True,
+            r"secretValues: 48000 bytes in all; at most 40960",
+        ),
+    ],
+)
+def test_secret_values_are_checked_by_name_and_size_never_shown(text: str, encrypted: bool, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        settings.secret_values(text, encrypted)
+    assert SECRET_VALUE not in str(raised.value)
+
+
+def test_a_value_for_a_generated_secret_is_refused() -> None:
+    values = settings.secret_values(json.dumps({"JWT_SIGNING_KEY": SECRET_VALUE}))
+    with pytest.raises(ConfigError, match=r"secretValues\.JWT_SIGNING_KEY: not a `config` secret") as raised:
+        settings.parse(raw("dev"), "dev", secret_values=values)
+    assert SECRET_VALUE not in str(raised.value)

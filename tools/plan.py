@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}:", file=out)
             for item in value:
                 print(f"    - {item}", file=out)
+        elif isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+            print(f"  {key}:", file=out)  # appSecrets: one line per component, its secrets' names
+            for name, items in value.items():
+                print(f"    {name}: {', '.join(map(str, items))}", file=out)
         else:
             print(f"  {key}: {summarize(value)}", file=out)
 

@@ -24,7 +24,15 @@ import pulumi
 
 from components import delivery
 from components.environment import deploy_program
-from components.settings import Commit, Component, Edge, SourceRepository
+from components.settings import (
+    SECRET_FILE_SUFFIX,
+    Accessory,
+    Commit,
+    Component,
+    Edge,
+    SourceRepository,
+    granted_secrets,
+)
 from components.workflows import emit
 
 SOURCE = "components/environment/compose.py"
@@ -70,7 +78,20 @@ def health_command(port: int, health_path: str) -> str:
     return f'wget -q -O /dev/null {url} || curl -fsS -o /dev/null {url} || node -e "{node}"'
 
 
-def service(component: Component) -> dict[str, Any]:
+SECRETS_DIRECTORY = "./secrets"
+"""Where the deploy program writes each secret's file, in the release's directory (relative to it)."""
+
+
+def secret_files(names: Iterable[str]) -> dict[str, Any]:
+    """A service's secrets: each mounted at /run/secrets/<NAME>, `<NAME>_FILE` naming the path."""
+    names = sorted(names)
+    return {
+        "environment": {f"{n}{SECRET_FILE_SUFFIX}": f"/run/secrets/{n}" for n in names},
+        "secrets": [{"source": n, "target": n} for n in names],
+    }
+
+
+def service(component: Component, accessories: tuple[Accessory, ...] = ()) -> dict[str, Any]:
     if component.port is None or component.health_path is None:
         raise ValueError(f"component {component.name} has no port or healthPath: it cannot be deployed")
     variable = deploy_program.image_variable(component.name)
@@ -89,6 +110,31 @@ def service(component: Component) -> dict[str, Any]:
         spec["ports"] = [f"{component.host_port}:{component.port}"]
     if component.volumes:
         spec["volumes"] = [f"{component.volume(name)}:{path}" for name, path in component.volumes]
+    _add_secrets(spec, granted_secrets(component, accessories))
+    if component.accessories:
+        spec["networks"] = ["default", *sorted(component.accessories)]
+    return spec
+
+
+def _add_secrets(spec: dict[str, Any], names: tuple[str, ...]) -> None:
+    if names:
+        files = secret_files(names)
+        spec["environment"] = {**spec.get("environment", {}), **files["environment"]}
+        spec["secrets"] = files["secrets"]
+
+
+def accessory_service(accessory: Accessory) -> dict[str, Any]:
+    """An accessory: its pinned image, on its own network, which only the components naming it join."""
+    spec: dict[str, Any] = {"image": accessory.image, "restart": RESTART}
+    if accessory.env:
+        spec["environment"] = {k: v.replace("$", "$$") for k, v in accessory.env}
+    _add_secrets(spec, tuple(sorted(accessory.secrets)))
+    if accessory.health_check:
+        spec["healthcheck"] = {"test": ["CMD-SHELL", accessory.health_check], **HEALTH}
+    spec["logging"] = LOGS
+    if accessory.volumes:
+        spec["volumes"] = [f"{accessory.volume(name)}:{path}" for name, path in accessory.volumes]
+    spec["networks"] = [accessory.name]
     return spec
 
 
@@ -105,27 +151,43 @@ def edge_extension(edge: Edge) -> dict[str, Any]:
     return extension
 
 
-def document(repositories: Iterable[SourceRepository], edge: Edge | None = None) -> dict[str, Any]:
+def document(
+    repositories: Iterable[SourceRepository], edge: Edge | None = None, accessories: tuple[Accessory, ...] = ()
+) -> dict[str, Any]:
     repositories = tuple(repositories)
-    services = {c.name: service(c) for repo in repositories if repo.deployable for c in repo.components}
+    components = [c for repo in repositories if repo.deployable for c in repo.components]
+    known = {a.name for a in accessories}
+    for component in components:
+        missing = sorted(set(component.accessories) - known)
+        if missing:
+            raise ValueError(f"component {component.name} names accessories that are not given: {', '.join(missing)}")
+    services = {c.name: service(c, accessories) for c in components}
     if not services:
         raise ValueError("no deployable component: the environment's compose file would be empty")
     document: dict[str, Any] = {}
     if edge is not None and edge.domain:
         document[deploy_program.EDGE_EXTENSION] = edge_extension(edge)
+    if accessories:
+        document[deploy_program.ACCESSORIES_EXTENSION] = [a.name for a in accessories]
+        services |= {a.name: accessory_service(a) for a in accessories}
+        document["networks"] = {a.name: {} for a in accessories}
     document["services"] = services
     # Named volumes: the deploy program gives each one name shared by both slots, and never
     # removes one (a release's `down` keeps volumes), so data outlives every release.
-    volumes = {
-        c.volume(name): {} for repo in repositories if repo.deployable for c in repo.components for name, _ in c.volumes
-    }
+    volumes = {item.volume(name): {} for item in (*components, *accessories) for name, _ in item.volumes}
     if volumes:
         document["volumes"] = volumes
+    # The values never appear here: the deploy sends them, and the program writes each file.
+    secrets = sorted({n for item in (*components, *accessories) for n in granted_secrets(item, accessories)})
+    if secrets:
+        document["secrets"] = {n: {"file": f"{SECRETS_DIRECTORY}/{n}"} for n in secrets}
     return document
 
 
-def render(repositories: Iterable[SourceRepository], edge: Edge | None = None) -> str:
-    return emit.dump(document(repositories, edge), SOURCE)
+def render(
+    repositories: Iterable[SourceRepository], edge: Edge | None = None, accessories: tuple[Accessory, ...] = ()
+) -> str:
+    return emit.dump(document(repositories, edge, accessories), SOURCE)
 
 
 @dataclass(frozen=True)
@@ -141,6 +203,7 @@ class ComposeFileArgs:
     """With `fileDelivery: pullRequest`: the proposal for `branch` the file joins (the caller opens it)."""
     edge: Edge | None = None
     """The environment's domain for HTTPS, if it has one."""
+    accessories: tuple[Accessory, ...] = ()
 
 
 class ComposeFile(pulumi.ComponentResource):
@@ -154,7 +217,7 @@ class ComposeFile(pulumi.ComponentResource):
             args.infra_repository,
             args.branch,
             self.path,
-            render(args.source_repositories, args.edge),
+            render(args.source_repositories, args.edge, args.accessories),
             args.commit,
             self,
             proposal=args.proposal,

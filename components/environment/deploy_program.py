@@ -220,6 +220,11 @@ CADDYFILE: str = _PROGRAM.CADDYFILE
 EDGE_MARKER: str = _PROGRAM.EDGE_MARKER
 EDGE_EXTENSION: str = _PROGRAM.EDGE_EXTENSION
 """The compose file's top-level key for the domain served over HTTPS (`x-dreamscape-edge`)."""
+ACCESSORIES_EXTENSION: str = _PROGRAM.ACCESSORIES_EXTENSION
+"""The compose file's top-level list of accessories (`x-dreamscape-accessories`)."""
+SECRET_NAME_PATTERN: str = _PROGRAM.SECRET_NAME_PATTERN
+MAX_SECRETS_BYTES: int = _PROGRAM.MAX_SECRETS_BYTES
+"""The secrets frame's size limit: all of an environment's secret values, as JSON."""
 SLOTS: tuple[str, ...] = _PROGRAM.SLOTS
 DOMAIN_PATTERN: str = _PROGRAM.DOMAIN_PATTERN
 """A domain the edge serves over HTTPS (lowercase DNS name, at least two labels)."""

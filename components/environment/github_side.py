@@ -7,7 +7,7 @@
   and wait timer come from `protection`;
 - the deploy secrets, in one of two layouts: `repository` (the seed's names,
   `VM_HOST_<ENV>`, `SSH_PRIVATE_KEY_<ENV>`, `SSH_KNOWN_HOSTS_<ENV>`,
-  `OCI_DEPLOY_CREDENTIAL_<ENV>`, any GitHub plan) or `environment` (the same without the
+  `OCI_DEPLOY_CREDENTIAL_<ENV>`, `APP_SECRETS_<ENV>`, any GitHub plan) or `environment` (the same without the
   suffix, secrets of environment `<env>`, readable only by jobs that run in it). The host is
   the VM's private address, reached through the environment's bastion, and the known-hosts
   line pins the host key under it;
@@ -48,6 +48,8 @@ class GithubSideArgs:
     """Secret: what the deploy job signs its OCI calls with (`OCI_DEPLOY_CREDENTIAL`)."""
     oci_access: pulumi.Input[str]
     """`DEPLOY_OCI_<ENV>`'s JSON: the region, the bastion and the deploy identity, nothing secret."""
+    app_secrets: pulumi.Input[str] = "{}"
+    """Secret: the environment's secrets for its containers as one JSON object (`APP_SECRETS`)."""
     reviewers: Sequence[str] = ()
     """User logins and `org/team` slugs."""
     wait_timer: int = 0
@@ -113,6 +115,7 @@ class GithubSide(pulumi.ComponentResource):
                 lambda v: keys.known_hosts_line(v[0], v[1]) + "\n"
             ),
             "OCI_DEPLOY_CREDENTIAL": pulumi.Output.secret(args.oci_credential),
+            "APP_SECRETS": pulumi.Output.secret(args.app_secrets),
         }
         for secret, secret_name in names.secret_names(args.environment, args.layout).items():
             suffix = secret.lower().replace("_", "-")

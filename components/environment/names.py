@@ -10,10 +10,12 @@ LAYOUTS = ("repository", "environment")
 """`repository`: secrets of the infra repository, one set per environment (every GitHub plan);
 `environment`: secrets of GitHub environment `<env>`, visible only to jobs that run in it."""
 
-SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL")
+SECRETS = ("VM_HOST", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS", "OCI_DEPLOY_CREDENTIAL", "APP_SECRETS")
 """VM_HOST is the VM's private address (the deploy reaches it through the environment's bastion);
 OCI_DEPLOY_CREDENTIAL is what the deploy job signs its OCI calls with: the OAuth client secret of
-the workload identity federation, or the CI user's API private key (see `oci_variable`)."""
+the workload identity federation, or the CI user's API private key (see `oci_variable`);
+APP_SECRETS is the environment's secrets for its containers, `{NAME: value}` as JSON
+(components/environment/app_secrets.py), which the deploy sends to the VM on stdin."""
 
 
 def secret_names(environment: str, layout: str) -> dict[str, str]:

@@ -146,15 +146,20 @@ def wait_for_sshd(process: subprocess.Popen, port: int, log_path: Path, seconds:
     raise RuntimeError(f"sshd did not answer on port {port} within {seconds} s:\n{log_path.read_text()}")
 
 
-def frames(compose: bytes | None, login: tuple[str, str, str] | None = None) -> bytes:
+def frames(
+    compose: bytes | None, login: tuple[str, str, str] | None = None, secrets: dict[str, str] | None = None
+) -> bytes:
     """The program's stdin: an optional `login <registry> <user> <length>` frame, then the
-    `compose <length>` frame."""
+    `compose <length>` frame, then an optional `secrets <length>` frame."""
     data = b""
     if login is not None:
         registry, user, token = login
         data += f"login {registry} {user} {len(token.encode())}\n".encode() + token.encode()
     if compose is not None:
         data += f"compose {len(compose)}\n".encode() + compose
+    if secrets is not None:
+        payload = json.dumps(secrets).encode()
+        data += f"secrets {len(payload)}\n".encode() + payload
     return data
 
 
@@ -203,6 +208,12 @@ class DeployServer:
             self.stop()
             raise
         return self
+
+    def __enter__(self) -> DeployServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def _run(self, *args: str) -> None:
         subprocess.run(args, check=True, capture_output=True, timeout=60)
@@ -358,7 +369,7 @@ class DeployServer:
 
     def clear_engine(self) -> None:
         """Remove both slots' containers and networks, and every image pulled from the test registries."""
-        for project in self.projects:
+        for project in (*self.projects, self.accessories_project):
             engine.docker(
                 "compose", "--project-name", project, "down", "--volumes", "--remove-orphans", "--timeout", "2"
             )
@@ -380,10 +391,32 @@ class DeployServer:
             service["ports"] = [f"127.0.0.1:{self.http_port}:{str(port).rsplit(':', 1)[1]}"]
         return yaml.safe_dump(document, sort_keys=False)
 
+    def stand_in_accessories(self, compose_text: str) -> str:
+        """The file with each accessory (`x-dreamscape-accessories`) run from the harness's busybox
+        image, answering on 5432 with a health check to match: the pinned images of Docker Hub
+        cannot be pulled here. Everything else, its secrets and networks included, stays as rendered."""
+        document = yaml.safe_load(compose_text)
+        for name in document.get(deploy_program.ACCESSORIES_EXTENSION) or []:
+            service = document["services"][name]
+            service["image"] = self.engine.publish(self.engine.registry.image(f"accessories/{name}", "stand-in"))
+            service.setdefault("environment", {})["PORT"] = "5432"
+            service["healthcheck"]["test"] = ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:5432/health"]
+        return yaml.safe_dump(document, sort_keys=False)
+
+    @staticmethod
+    def secrets_for(compose_text: str) -> dict[str, str]:
+        """A test value for each secret the file names (what APP_SECRETS would carry)."""
+        names = yaml.safe_load(compose_text).get("secrets") or {}
+        return {name: f"test-value-of-{name.lower()}" for name in names}
+
     @property
     def projects(self) -> tuple[str, ...]:
         """The compose projects of the two slots."""
         return tuple(f"{self.project}-{slot}" for slot in deploy_program.SLOTS)
+
+    @property
+    def accessories_project(self) -> str:
+        return f"{self.project}-accessories"
 
     def containers(self, slot: str | None = None) -> list[dict]:
         """A slot's containers (default: the slot the edge sends traffic to) as
@@ -446,12 +479,12 @@ class DeployServer:
         return subprocess.run(args, input=stdin, capture_output=True, timeout=timeout, check=False)
 
     def deploy(
-        self, pairs: dict[str, str], compose: str, login=None, flags: tuple[str, ...] = (), **kwargs
+        self, pairs: dict[str, str], compose: str, login=None, flags: tuple[str, ...] = (), secrets=None, **kwargs
     ) -> subprocess.CompletedProcess:
-        """`deploy <flags> <component>=<image> ...`, the compose file (and a login) framed on stdin;
-        `flags` are the program's options, such as `("--keep", "2")`."""
+        """`deploy <flags> <component>=<image> ...`, the compose file (and a login, and secrets)
+        framed on stdin; `flags` are the program's options, such as `("--keep", "2")`."""
         command = ["deploy", *flags, *(f"{c}={i}" for c, i in pairs.items())]
-        return self.ssh(*command, stdin=frames(compose.encode(), login), **kwargs)
+        return self.ssh(*command, stdin=frames(compose.encode(), login, secrets), **kwargs)
 
     def start_deploy(self, pairs: dict[str, str], compose: str, flags: tuple[str, ...] = ()) -> subprocess.Popen:
         """A deploy running in the background (for the lock tests)."""
