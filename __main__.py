@@ -78,6 +78,7 @@ vm = Instance(
         user_data=user_data,
         image_id=oci_settings.image_id,
         ubuntu_version=oci_settings.ubuntu_version,
+        boot_volume_backups=oci_settings.boot_volume_backups,
         availability_domain=domain,
         availability_domain_pinned=oci_settings.availability_domain is not None,
         freeform_tags=tags,

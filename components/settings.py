@@ -187,6 +187,8 @@ class OciSettings:
     """Who may connect to the bastion's sessions (OCI's client CIDR block allowlist)."""
     bastion_session_ttl_seconds: int = 1800
     """The longest a bastion session may stay open (OCI accepts 1800 to 10800)."""
+    boot_volume_backups: int = 0
+    """Weekly backups of the boot volume kept (its Docker volumes included); 0: none."""
     image_id: str | None = None
     """Pinned image OCID; None: the newest Canonical Ubuntu `ubuntu_version` image for the shape."""
     availability_domain: str | None = None
@@ -742,6 +744,7 @@ _OCI = _object(
             _list(_cidr, min_items=1, max_items=BASTION_CLIENT_CIDRS_MAX), required=False, default=("0.0.0.0/0",)
         ),
         "bastionSessionTtlSeconds": _Field(_integer(*BASTION_SESSION_TTL_SECONDS), required=False, default=1800),
+        "bootVolumeBackups": _Field(_integer(0, 52), required=False, default=0),
         "identityDomainUrl": _Field(
             _string(
                 IDENTITY_DOMAIN_URL_PATTERN, "an identity domain URL like https://idcs-<id>.identity.oraclecloud.com"

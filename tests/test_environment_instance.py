@@ -218,7 +218,8 @@ def test_instance_and_ip_are_children_of_the_instance_component(stack, runs) -> 
     plan = runs[stack][0]
     component = plan.named(f"{stack}-vm")
     assert component.type == "dreamscape:environment:Instance"
-    assert sorted(r.name for r in plan.children_of(component)) == [f"{stack}-vm-instance", f"{stack}-vm-ip"]
+    backups = [f"{stack}-vm-backups", f"{stack}-vm-backups-boot"] if stack == "production" else []
+    assert sorted(r.name for r in plan.children_of(component)) == [*backups, f"{stack}-vm-instance", f"{stack}-vm-ip"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -291,3 +292,39 @@ def test_shape_sizes_outside_what_oracle_accepts_stop_before_any_resource(
         run_with("production", mocks=mocks, oci={**stack_config("production")["oci"], **oci_change})
     assert mocks.created == {}
     assert mocks.calls == []
+
+
+POLICY = "oci:Core/volumeBackupPolicy:VolumeBackupPolicy"
+ASSIGNMENT = "oci:Core/volumeBackupPolicyAssignment:VolumeBackupPolicyAssignment"
+
+
+def test_production_backs_its_boot_volume_up_weekly_keeping_four(runs) -> None:
+    plan = runs["production"][0]
+    policy = only(plan, POLICY)
+    assert policy.plain("schedules") == [
+        {
+            "backupType": "INCREMENTAL",
+            "period": "ONE_WEEK",
+            "dayOfWeek": "SUNDAY",
+            "hourOfDay": 3,
+            "offsetType": "STRUCTURED",
+            "timeZone": "UTC",
+            "retentionSeconds": 4 * 7 * 24 * 3600,
+        }
+    ]
+    assignment = only(plan, ASSIGNMENT)
+    assert assignment.plain("assetId") == only(plan, INSTANCE).outputs["bootVolumeId"]
+    assert assignment.plain("policyId") == policy.id
+    for stack in ("dev", "staging"):
+        assert runs[stack][0].of_type(POLICY) == [] and runs[stack][0].of_type(ASSIGNMENT) == []
+
+
+def test_the_offline_engine_refuses_a_schedule_oci_would_refuse() -> None:
+    import pulumi_oci as oci
+
+    def program() -> None:
+        schedule = {**instance.backup_schedule(2), "period": "WEEKLY"}
+        oci.core.VolumeBackupPolicy("bad", compartment_id="ocid1.compartment.oc1..x", schedules=[schedule])
+
+    with pytest.raises(ValueError, match=r"schedules\[\]\.period 'WEEKLY' not in"):
+        offline.run_program(program)

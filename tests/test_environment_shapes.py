@@ -160,6 +160,7 @@ def test_pure_report_counts_hours_and_names_contributors() -> None:
     class Oci:
         def __init__(self, shape: str, ocpus: float, memory: float, boot: int) -> None:
             self.shape, self.ocpus, self.memory_gbs, self.boot_volume_gbs = shape, ocpus, memory, boot
+            self.boot_volume_backups = 0
 
     report = shapes.allowance_report(
         [("a", Oci("VM.Standard.A1.Flex", 2, 12, 50)), ("b", Oci("VM.Standard.A1.Flex", 1, 1, 50))]
@@ -214,3 +215,27 @@ def test_plan_of_a_paid_shape_says_what_it_costs(tmp_path) -> None:
     assert "Paid usage at list price: about $68.45/month" in result.stdout
     # Another stack that did not opt in still plans: production's cost is production's choice.
     assert plan_cli(project, "staging").returncode == 0
+
+
+def test_volume_backups_past_the_five_free_are_refused_and_priced() -> None:
+    configs = with_oci(stack_files(), "staging", bootVolumeBackups=2)  # production keeps 4
+    for stack in ("staging", "production"):
+        with pytest.raises(
+            ConfigError,
+            match=r"allowPaidShapes: .*Volume backups 6 of 5 kept free \(about \$1\.27/month\)",
+        ):
+            parse(stack, configs)
+    parse("dev", configs)  # dev keeps none: not its excess to fix
+    paid = copy.deepcopy(configs)
+    for stack in STACKS:
+        paid[stack]["allowPaidShapes"] = True
+    report = settings.stack_allowance_report("production")
+    assert "Volume backups: 4 of 5 kept (boot volumes, weekly)" in report.lines()
+    parse("staging", paid)
+
+
+def test_no_backups_unless_a_stack_asks() -> None:
+    configs = stack_files()
+    del configs["production"]["oci"]["bootVolumeBackups"]
+    assert parse("production", configs).oci.boot_volume_backups == 0
+    assert parse("production", stack_files()).oci.boot_volume_backups == 4

@@ -555,6 +555,8 @@ class OciAnswers:
             "oci:Core/instance:Instance": self._instance,
             "oci:Core/publicIp:PublicIp": self._public_ip,
             "oci:Bastion/bastion:Bastion": self._bastion,
+            "oci:Core/volumeBackupPolicy:VolumeBackupPolicy": self._backup_policy,
+            "oci:Core/volumeBackupPolicyAssignment:VolumeBackupPolicyAssignment": self._backup_assignment,
             "oci:ObjectStorage/bucket:Bucket": self._bucket,
             "oci:ObjectStorage/storageObject:StorageObject": self._object,
             "oci:ObjectStorage/preauthrequest:Preauthrequest": self._read_request,
@@ -572,6 +574,33 @@ class OciAnswers:
 
     def _ocid(self, kind: str, name: str) -> str:
         return _ocid(kind, name, self.mocks.region)
+
+    def _backup_policy(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """CreateVolumeBackupPolicy: each schedule's values among those the OCI SDK's model allows."""
+        from oci.core.models import VolumeBackupSchedule
+
+        for schedule in a.inputs.get("schedules") or []:
+            for key, prefix in (
+                ("backupType", "BACKUP_TYPE_"),
+                ("period", "PERIOD_"),
+                ("dayOfWeek", "DAY_OF_WEEK_"),
+                ("offsetType", "OFFSET_TYPE_"),
+                ("timeZone", "TIME_ZONE_"),
+            ):
+                allowed = {v for k, v in vars(VolumeBackupSchedule).items() if k.startswith(prefix)}
+                if key in schedule and schedule[key] not in allowed:
+                    raise ValueError(f"CreateVolumeBackupPolicy: schedules[].{key} {schedule[key]!r} not in {allowed}")
+            if not 0 <= int(schedule.get("hourOfDay", 0)) <= 23 or int(schedule.get("retentionSeconds", 0)) <= 0:
+                raise ValueError("CreateVolumeBackupPolicy: hourOfDay 0-23 and a positive retentionSeconds")
+        return {"destinationRegion": None, "timeCreated": "2026-06-01T08:00:00.000Z"}
+
+    def _backup_assignment(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        asset, policy = a.inputs.get("assetId"), a.inputs.get("policyId")
+        if not str(asset).startswith("ocid1.bootvolume.") and not str(asset).startswith("ocid1.volume."):
+            raise ValueError(f"CreateVolumeBackupPolicyAssignment: {asset!r} is no volume")
+        if policy not in self.mocks.created:
+            raise ValueError(f"CreateVolumeBackupPolicyAssignment: no policy {policy!r}")
+        return {"timeCreated": "2026-06-01T08:00:00.000Z"}
 
     NAMESPACE = "offlinetenancy"
     """The tenancy's Object Storage namespace (a tenancy has one)."""

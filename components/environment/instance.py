@@ -12,6 +12,10 @@
   it survives an instance replacement, so the host in CI's secrets stays valid.
 - CIS OCI Foundations items: legacy (v1) metadata endpoints disabled, in-transit encryption
   of the boot volume attachment where the shape supports it.
+- Backups (`oci.bootVolumeBackups: N`): a policy that backs the boot volume up every Sunday at
+  03:00 UTC, incrementally, keeping the last N, assigned to the VM's boot volume. The boot
+  volume holds the Docker volumes (an accessory's database too), so a backup is a
+  crash-consistent copy of the environment's data, as after a power cut.
 """
 
 from __future__ import annotations
@@ -28,6 +32,22 @@ from components.environment import cloudinit, shapes
 from components.settings import PROJECT, ConfigError
 
 UBUNTU = "Canonical Ubuntu"
+WEEK_SECONDS = 7 * 24 * 3600
+
+
+def backup_schedule(kept: int) -> dict[str, Any]:
+    """Every Sunday at 03:00 UTC, incremental, kept `kept` weeks (so `kept` backups at most)."""
+    return {
+        "backup_type": "INCREMENTAL",
+        "period": "ONE_WEEK",
+        "day_of_week": "SUNDAY",
+        "hour_of_day": 3,
+        "offset_type": "STRUCTURED",
+        "time_zone": "UTC",
+        "retention_seconds": kept * WEEK_SECONDS,
+    }
+
+
 IMAGE_SOURCE_PATH = "sourceDetails.sourceId"
 """The engine's property path of the instance's image, as `ignore_changes` names it."""
 AVAILABILITY_DOMAIN_PATH = "availabilityDomain"
@@ -51,6 +71,8 @@ class InstanceArgs:
     """True when `oci.availabilityDomain` names it: changing the pin then moves (replaces) the VM."""
     image_id: str | None = None
     ubuntu_version: str = "24.04"
+    boot_volume_backups: int = 0
+    """Weekly boot volume backups kept; 0: no backup policy."""
     freeform_tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -202,6 +224,22 @@ class Instance(pulumi.ComponentResource):
             freeform_tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
         )
+
+        if args.boot_volume_backups:
+            policy = oci.core.VolumeBackupPolicy(
+                f"{name}-backups",
+                compartment_id=args.compartment_id,
+                display_name=f"dreamscape-{args.environment}-weekly",
+                schedules=[backup_schedule(args.boot_volume_backups)],
+                freeform_tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            oci.core.VolumeBackupPolicyAssignment(
+                f"{name}-backups-boot",
+                asset_id=vm.boot_volume_id,
+                policy_id=policy.id,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         self.instance_id = vm.id
         self.private_ip = vm.private_ip

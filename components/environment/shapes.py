@@ -49,6 +49,9 @@ FAMILIES: dict[str, Family] = {
 PRICES_SOURCE = "https://www.oracle.com/cloud/compute/pricing/ and https://www.oracle.com/cloud/storage/pricing/"
 PRICES_AS_OF = "2026-06"
 BLOCK_VOLUME_GB_MONTH_USD = 0.0425
+BACKUP_GB_MONTH_USD = 0.0255
+"""Volume backups are billed as Object Storage Standard; an incremental one holds what changed,
+so pricing each at its whole volume overestimates."""
 """Balanced block volume (the boot volume default): $0.0255 storage + 10 VPUs x $0.0017, per GB-month."""
 
 
@@ -148,6 +151,8 @@ class Allowance:
     """Block volume storage free, boot volumes included."""
     min_boot_volume_gbs: float
     """The smallest boot volume Oracle creates (LaunchInstance refuses less); each instance has one."""
+    volume_backups: int = 5
+    """Block and boot volume backups kept free, across the tenancy."""
 
 
 ALWAYS_FREE = Allowance(
@@ -172,6 +177,7 @@ class Sized(Protocol):
     ocpus: float
     memory_gbs: float
     boot_volume_gbs: int
+    boot_volume_backups: int
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,8 @@ class Row:
     ocpus: float
     memory_gbs: float
     boot_volume_gbs: float
+    backups: int = 0
+    """Boot volume backups the environment keeps (`oci.bootVolumeBackups`)."""
 
     @property
     def ocpu_hours(self) -> float:
@@ -235,6 +243,7 @@ class AllowanceReport:
             "a1_memory_gb_hours": sum(r.memory_gb_hours for r in a1),
             "micro_instances": sum(1 for r in self.rows if SHAPES[r.shape].free_pool == "E2.1.Micro"),
             "boot_volume_gbs": sum(r.boot_volume_gbs for r in self.rows),
+            "backups": sum(r.backups for r in self.rows),
             "ocpus": sum(r.ocpus for r in self.rows),
             "memory_gbs": sum(r.memory_gbs for r in self.rows),
         }
@@ -260,6 +269,7 @@ class AllowanceReport:
         )
         out.append(f"E2.1.Micro: {t['micro_instances']} of {free.micro_instances} instances")
         out.append(f"Block volume: {_n(t['boot_volume_gbs'])} of {_n(free.block_volume_gbs)} GB (boot volumes)")
+        out.append(f"Volume backups: {t['backups']} of {free.volume_backups} kept (boot volumes, weekly)")
         if self.within:
             out.append("Within Oracle's Always Free allowance: $0.00/month.")
         else:
@@ -273,7 +283,9 @@ class AllowanceReport:
 def allowance_report(environments: Iterable[tuple[str, Sized]], allowance: Allowance = ALWAYS_FREE) -> AllowanceReport:
     """Usage of every environment against the allowance, and what goes past it costs."""
     rows = tuple(
-        Row(env, oci.shape, float(oci.ocpus), float(oci.memory_gbs), float(oci.boot_volume_gbs))
+        Row(
+            env, oci.shape, float(oci.ocpus), float(oci.memory_gbs), float(oci.boot_volume_gbs), oci.boot_volume_backups
+        )
         for env, oci in environments
     )
     excesses: list[Excess] = []
@@ -318,6 +330,13 @@ def allowance_report(environments: Iterable[tuple[str, Sized]], allowance: Allow
         BLOCK_VOLUME_GB_MONTH_USD,
         rows,
     )
+    backups = [r for r in rows if r.backups]
+    kept = sum(r.backups for r in backups)
+    if kept > allowance.volume_backups:
+        # Priced at most: each extra backup as large as its whole boot volume.
+        largest = max(r.boot_volume_gbs for r in backups)
+        price = (kept - allowance.volume_backups) * largest * BACKUP_GB_MONTH_USD
+        excesses.append(Excess("Volume backups", kept, allowance.volume_backups, "kept", price, _names(backups)))
     return AllowanceReport(rows=rows, excesses=tuple(excesses), allowance=allowance)
 
 
