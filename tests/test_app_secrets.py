@@ -10,6 +10,7 @@ from tests.central_support import rendered_file
 from tests.conftest import copy_project
 from tests.test_plan import plan_cli
 from tools import offline
+from tools import plan as plan_tool
 
 SECRET = "github:index/actionsSecret:ActionsSecret"
 PASSWORD = "random:index/randomPassword:RandomPassword"
@@ -32,7 +33,7 @@ def test_generated_secrets_are_random_passwords_made_once_per_environment(plan_o
         assert password.plain("length") == 48 and password.plain("special") is False
 
 
-def test_every_value_travels_in_the_one_secret_the_deploy_job_reads(run_with, stack_config) -> None:
+def test_every_value_travels_in_the_one_secret_the_deploy_job_reads(run_with, stack_config, tmp_path) -> None:
     config = with_stripe(stack_config)
     plan = run_with(
         "staging",
@@ -52,7 +53,12 @@ def test_every_value_travels_in_the_one_secret_the_deploy_job_reads(run_with, st
     assert "gateway" not in plan.outputs["appSecrets"]
     file = rendered_file(plan, compose.path("staging"))[1]
     assert "STRIPE_API_KEY_FILE: /run/secrets/STRIPE_API_KEY" in file
-    assert STRIPE not in file and generated not in file
+    # No file the stack writes (the compose file, workflows, user_data) holds a value, nor
+    # anything the plan shows: its JSON prints every input and output with secrets masked.
+    written = plan_tool.render(plan, tmp_path)
+    assert written and not [p for p in written if STRIPE in p.read_text() or generated in p.read_text()]
+    shown = json.dumps(plan_tool.as_json(plan))
+    assert STRIPE not in shown and generated not in shown
 
 
 def test_a_config_secret_from_the_stack_file_is_planned_and_never_printed(tmp_path, stack_config) -> None:

@@ -14,7 +14,6 @@ Listens on 127.0.0.1 only: the server's `SetEnv` gives the program `DREAMSCAPE_D
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import pwd
 import random
@@ -24,6 +23,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from components.environment import cloudinit, deploy_program
 from tests.harness import engine
@@ -65,17 +65,6 @@ def free_port_block(count: int) -> int:
             for probe in probes:
                 probe.close()
     raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 below {low}")
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=10)
-        self.socket_path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
 
 
 class EdgeProxy:
@@ -181,21 +170,10 @@ class EdgeProxy:
         self.call("POST", "/load", caddyfile.encode(), "text/caddyfile")
 
     def call(self, method: str, path: str, body: bytes = b"", content_type: str = "") -> bytes:
-        connection = _UnixConnection(self.admin)
-        try:
-            connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-            connection.putheader("Host", "")
-            if content_type:
-                connection.putheader("Content-Type", content_type)
-            connection.putheader("Content-Length", str(len(body)))
-            connection.endheaders(body)
-            response = connection.getresponse()
-            data = response.read()
-        finally:
-            connection.close()
-        if response.status != 200:
-            raise RuntimeError(f"caddy answered {method} {path} with {response.status}: {data.decode()}")
-        return data
+        """A request to Caddy's admin socket, made by the deploy program's own client."""
+        program = deploy_program.load_program()
+        settings = SimpleNamespace(edge_admin=str(self.admin), edge_dir=self.directory)
+        return program.Edge(settings)._call(method, path, body, content_type)
 
     def live(self) -> str:
         return "green" if (self.directory / deploy_program.EDGE_MARKER).exists() else "blue"
