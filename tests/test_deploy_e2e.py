@@ -181,6 +181,26 @@ def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeploySe
     assert "client=127.0.0.1" in line
 
 
+def test_a_service_in_another_services_network_namespace_is_seen_running_as_deployed(server: DeployServer) -> None:
+    """Compose labels a `network_mode: service:<name>` container with a hash of the resolved
+    `container:<id>`, never the one `config --hash` prints: the same release again is still
+    NO_CHANGE, not restarted."""
+    document = yaml.safe_load(compose_file(server))
+    sidecar = dict(document["services"]["gateway"])
+    sidecar["image"] = f"${{{deploy_program.image_variable('sidecar')}:?sidecar has no image yet}}"
+    sidecar["network_mode"] = "service:auth-service"
+    sidecar["environment"] = {"PORT": "9090"}
+    sidecar["healthcheck"] = {**sidecar["healthcheck"], "test": ["CMD-SHELL", compose.health_command(9090, "/health")]}
+    document["services"]["sidecar"] = sidecar
+    text_ = yaml.safe_dump(document, sort_keys=False)
+    pairs = publish(server, {**v1(server), "sidecar": image(server, "sidecar", SHA1)})
+    assert server.deploy(pairs, text_).returncode == 0
+    before = container_ids(server)
+    again = server.deploy(pairs, text_)
+    assert again.returncode == deploy_program.EXIT["NO_CHANGE"], text(again)
+    assert container_ids(server) == before
+
+
 def test_deploying_the_running_release_again_changes_nothing(server: DeployServer) -> None:
     release = deployed(server)
     before = container_ids(server)
