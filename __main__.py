@@ -16,6 +16,10 @@ from components.environment.program_store import ProgramStore, ProgramStoreArgs
 from components.workflows import central, project
 
 settings = settings_module.load()
+# The shipped files' example values: planned offline (with a warning), refused for real.
+example_warning = settings_module.check_examples(settings, offline=settings_module.engine_is_offline())
+if example_warning:
+    pulumi.log.warn(example_warning)
 env = settings.environment
 oci_settings = settings.oci
 tags = {"project": "dreamscape", "environment": env, "managed-by": "pulumi"}

@@ -845,6 +845,51 @@ APP_KEYS = ("dispatchAppClientId", "pipelineAppClientId", "dispatchAppPrivateKey
 """The keys of app mode, and of app mode only."""
 
 
+# --- example values --------------------------------------------------------------------------
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "oci.compartmentId": tuple(f"ocid1.compartment.oc1..aaaaaaaadreamscape{env}" for env in rules.ENVIRONMENTS),
+    "oci.identityDomainUrl": tuple(
+        f"https://idcs-dreamscape{env}.identity.oraclecloud.com" for env in rules.ENVIRONMENTS
+    ),
+}
+"""The values the shipped stack files carry in place of a tenancy's own: the offline plan plans
+them (reviews, tests, this repository's preview) and warns; the real engine refuses them. The
+GitHub names (`githubOwner`, reviewers, teams) are Dreamscape's own, and the real engine's
+lookups refuse a repository or team the credential cannot see."""
+
+
+def example_keys(settings: Settings) -> list[str]:
+    """The keys still at one of their example values, in EXAMPLES' order."""
+    values: dict[str, tuple[str, ...]] = {
+        "oci.compartmentId": (settings.oci.compartment_id,),
+        "oci.identityDomainUrl": (settings.oci.identity_domain_url or "",),
+    }
+    return [key for key, examples in EXAMPLES.items() if set(values[key]) & set(examples)]
+
+
+def check_examples(settings: Settings, offline: bool) -> str | None:
+    """The warning to print offline; under the real engine, a ConfigError naming each example."""
+    keys = example_keys(settings)
+    if not keys:
+        return None
+    listed = ", ".join(f"{PROJECT}:{key}" for key in keys)
+    if offline:
+        return f"still at their example values, which `pulumi up` refuses: {listed}"
+    raise ConfigError(
+        f"{listed}: still at the example values this repository ships; set your own (README, Configuration)"
+    )
+
+
+def engine_is_offline() -> bool:
+    """Whether the program runs under the SDK's mock engine (the offline plan and the tests)
+    rather than the Pulumi engine of `pulumi preview` and `pulumi up`."""
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.settings import SETTINGS
+
+    return isinstance(SETTINGS.monitor, MockMonitor)
+
+
 # --- reading -------------------------------------------------------------------------------
 
 

@@ -83,8 +83,9 @@ def test_header_and_security_settings(stack, rendered, plan_of, stack_config) ->
         "ed25519_private": key_output(plan, f"{stack}-keys-host", "privateKeyOpenssh"),
         "ed25519_public": key_output(plan, f"{stack}-keys-host", "publicKeyOpenssh").strip(),
     }
-    # Admin keys go to the default user (ubuntu), unrestricted; nobody else gets them.
-    assert doc["ssh_authorized_keys"] == stack_config(stack)["oci"]["adminSshKeys"]
+    # No admin key ships in the repository: whoever held its private half would log in.
+    assert "ssh_authorized_keys" not in doc
+    assert "adminSshKeys" not in stack_config(stack)["oci"]
     assert doc["users"][0] == "default"
 
 
@@ -412,3 +413,14 @@ def test_an_unreachable_store_stops_the_first_boot(tmp_path) -> None:
     result = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode != 0
     assert not (tmp_path / "p").exists()
+
+
+def test_admin_keys_go_to_the_default_user_only(run_with, stack_config, tmp_path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "admin")], check=True)
+    admin = (tmp_path / "admin.pub").read_text().strip()
+    plan = run_with("staging", oci={**stack_config("staging")["oci"], "adminSshKeys": [admin]})
+    (written,) = [p for p in plan_tool.render(plan, tmp_path / "out") if p.name == "user-data.yaml"]
+    doc = yaml.safe_load(written.read_text())
+    assert doc["ssh_authorized_keys"] == [admin]
+    (deploy,) = [u for u in doc["users"] if isinstance(u, dict)]
+    assert admin not in deploy["ssh_authorized_keys"]

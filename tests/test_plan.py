@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components import settings as settings_module
 from tests.conftest import ROOT, copy_project
 from tests.test_settings import BAD, edit, raw
 from tools import offline
@@ -130,5 +131,69 @@ def test_the_programs_warnings_open_the_plan(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Offline plan of stack dev")
-    assert lines[2].startswith("warning: dev: SSH is open to 0.0.0.0/0 (oci.sshAllowedCidrs)")
-    assert "warning:" not in plan_cli("--stack", "dev").stdout  # the shipped dev stack warns of nothing
+    assert lines[2].startswith("warning: still at their example values")
+    assert lines[3].startswith("warning: dev: SSH is open to 0.0.0.0/0 (oci.sshAllowedCidrs)")
+    shipped = [line for line in plan_cli("--stack", "dev").stdout.splitlines() if line.startswith("warning:")]
+    assert len(shipped) == 1, "the shipped dev stack warns of its example values only"
+
+
+EXAMPLE_KEYS = {stack: ["oci.compartmentId", "oci.identityDomainUrl"] for stack in ("dev", "staging", "production")}
+"""The shipped stack files' stand-ins for a tenancy's own values."""
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "production"])
+def test_the_plan_of_the_shipped_files_opens_naming_every_example_value(stack: str) -> None:
+    result = plan_cli("--stack", stack)
+    assert result.returncode == 0, result.stderr
+    listed = ", ".join(f"dreamscape-infra:{key}" for key in EXAMPLE_KEYS[stack])
+    assert result.stdout.splitlines()[2] == (
+        f"warning: still at their example values, which `pulumi up` refuses: {listed}"
+    )
+
+
+_RECORDING = offline.RecordingMonitor
+
+
+class _Engine:
+    """A resource monitor that is not the SDK's mock one: what the program sees under `pulumi up`
+    (everything else of the offline run, its answers and records, stays)."""
+
+    def __init__(self, mocks: offline.OfflineMocks) -> None:
+        self._inner = _RECORDING(mocks)
+
+    def __getattr__(self, name: str):
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def outside_the_mock_engine(
+    stack: str, config: dict | None = None, mocks: offline.OfflineMocks | None = None
+) -> tuple[offline.Plan | None, offline.OfflineMocks]:
+    mocks = mocks or offline.OfflineMocks()
+    original = offline.RecordingMonitor
+    offline.RecordingMonitor = lambda m: _Engine(m)  # type: ignore[assignment, misc]
+    try:
+        values, secret_keys = offline.stack_config(stack)
+        return offline.run(stack, config={**values, **(config or {})}, secret_keys=secret_keys, mocks=mocks), mocks
+    finally:
+        offline.RecordingMonitor = original  # type: ignore[misc]
+
+
+def test_the_real_engine_refuses_the_example_values_before_anything_is_registered() -> None:
+    mocks = offline.OfflineMocks()
+    with pytest.raises(settings_module.ConfigError) as refused:
+        outside_the_mock_engine("production", mocks=mocks)
+    assert mocks.created == {} and mocks.calls == []
+    listed = ", ".join(f"dreamscape-infra:{key}" for key in EXAMPLE_KEYS["production"])
+    assert str(refused.value).startswith(f"{listed}: still at the example values this repository ships")
+
+
+def test_the_real_engine_plans_a_stack_with_values_of_its_own() -> None:
+    oci = dict(raw("staging")["oci"])
+    oci["compartmentId"] = "ocid1.compartment.oc1..aaaaaaaaacmestaging"
+    oci["identityDomainUrl"] = "https://idcs-acmestaging.identity.oraclecloud.com"
+    config = {"dreamscape-infra:oci": json.dumps(oci)}
+    plan, _ = outside_the_mock_engine("staging", config)
+    assert plan is not None and plan.of_type("oci:Core/instance:Instance")
+    assert not [w for w in plan.warnings if "example" in w]

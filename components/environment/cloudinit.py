@@ -217,7 +217,8 @@ def document(args: CloudInitArgs) -> dict[str, Any]:
             "ed25519_private": args.host_private_key_openssh,
             "ed25519_public": args.host_public_key_openssh.strip(),
         },
-        "ssh_authorized_keys": list(args.admin_ssh_keys),
+        # Admin keys for the default user; none ships (cloud-init refuses an empty list).
+        **({"ssh_authorized_keys": list(args.admin_ssh_keys)} if args.admin_ssh_keys else {}),
         "users": [
             "default",
             {
