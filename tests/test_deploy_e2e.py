@@ -201,6 +201,27 @@ def test_a_service_in_another_services_network_namespace_is_seen_running_as_depl
     assert container_ids(server) == before
 
 
+def test_nothing_is_deployed_before_the_first_boot_says_complete(server: DeployServer) -> None:
+    """Until cloud-init's last line, Docker or the edge may be missing: deploy and rollback refuse,
+    changing nothing, and `status` tells how far the VM is."""
+    server.first_boot.unlink()
+    waiting = server.deploy(v1(server), compose_file(server))
+    assert waiting.returncode == deploy_program.EXIT["ERROR"], text(waiting)
+    assert "The VM's first boot is still running: nothing was changed." in text(waiting)[0]
+    assert server.state() == {} and server.containers("blue") == []
+    assert "- first boot: still running" in server.ssh("status").stdout.decode()
+    assert "result=not-ready first-boot=running" in " ".join(server.syslog())
+
+    server.first_boot.write_text("FAILED (exit 100)\n")
+    failed = server.ssh("rollback")
+    assert failed.returncode == deploy_program.EXIT["ERROR"]
+    assert "ended FAILED (exit 100), see /var/log/cloud-init-output.log" in text(failed)[0]
+
+    server.first_boot.write_text("complete\n")
+    deployed(server)
+    assert "- first boot: complete" in server.ssh("status").stdout.decode()
+
+
 def test_deploying_the_running_release_again_changes_nothing(server: DeployServer) -> None:
     release = deployed(server)
     before = container_ids(server)

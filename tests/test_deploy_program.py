@@ -333,6 +333,7 @@ def test_frames_refuse(data: bytes, allowed: frozenset, message: str) -> None:
             "DREAMSCAPE_DEPLOY_EDGE_BIND='localhost': expected an IP address",
         ),
         ({"DREAMSCAPE_DEPLOY_ACME_CA_ROOT": "ca.pem"}, "expected an absolute path"),
+        ({"DREAMSCAPE_DEPLOY_FIRST_BOOT": "first-boot"}, "expected an absolute path"),
         (
             {"DREAMSCAPE_DEPLOY_SLOT_PORTS": "80"},
             "DREAMSCAPE_DEPLOY_SLOT_PORTS='80': expected a whole number of at least 1024",

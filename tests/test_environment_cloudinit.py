@@ -296,7 +296,10 @@ def _run_first_boot(tmp_path, failing: str | None) -> tuple[subprocess.Completed
     (bin_dir / "logger").write_text(f'#!/bin/sh\necho "logger $*: $(cat)" >> {log}\n')
     (bin_dir / "logger").chmod(0o755)
     script = tmp_path / "runcmd.sh"
-    script.write_text("\n".join(cloudinit.runcmd("https://objectstorage.example/p/x/o/p", "0" * 64)) + "\n")
+    marker = tmp_path / "first-boot"
+    script.write_text(
+        "\n".join(cloudinit.runcmd("https://objectstorage.example/p/x/o/p", "0" * 64, str(marker))) + "\n"
+    )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     result = subprocess.run(
         ["sh", str(script)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
@@ -307,6 +310,7 @@ def _run_first_boot(tmp_path, failing: str | None) -> tuple[subprocess.Completed
 def test_a_failed_first_boot_says_so_and_stops(tmp_path) -> None:
     result, calls = _run_first_boot(tmp_path, failing="apt-get")
     assert result.returncode == 100  # cloud-init sees the failure: `cloud-init status` says error
+    assert (tmp_path / "first-boot").read_text() == "FAILED (exit 100)\n", "what the deploy program's status shows"
     assert not any(c.startswith(("usermod", "systemctl")) for c in calls)  # nothing after the failure ran
     assert calls[-1].startswith(f"logger -t {cloudinit.FIRST_BOOT_TAG}: {cloudinit.FIRST_BOOT_TAG}: FAILED (exit 100)")
     assert any(c == "tee -a /dev/console" for c in calls)  # and on the console OCI's console history shows
@@ -315,6 +319,7 @@ def test_a_failed_first_boot_says_so_and_stops(tmp_path) -> None:
 def test_a_completed_first_boot_says_so(tmp_path) -> None:
     result, calls = _run_first_boot(tmp_path, failing=None)
     assert result.returncode == 0, result.stderr
+    assert (tmp_path / "first-boot").read_text() == "complete\n", "deploys wait for this"
     assert calls[-1] == f"logger -t {cloudinit.FIRST_BOOT_TAG} complete: "
     assert not any("FAILED" in c for c in calls)
 

@@ -116,17 +116,21 @@ def firewall_commands(rules: Sequence[IptablesRule] = FIREWALL) -> list[str]:
     return lines
 
 
-def first_boot_report() -> list[str]:
-    """An exit trap: the first boot's outcome in the system log and, on failure, on the console.
+def first_boot_report(marker: str = deploy_program.FIRST_BOOT_FILE) -> list[str]:
+    """An exit trap: the first boot's outcome in the system log, in `marker` (which the deploy
+    program's `status` shows, and whose `complete` its deploys wait for) and, on failure, on the
+    console.
 
     cloud-init also marks a failed `runcmd` (`cloud-init status --long` says `error`); this says
     it where an operator without SSH looks first. runcmd runs under /bin/sh: no ERR trap.
     """
     failed = f"{FIRST_BOOT_TAG}: FAILED (exit $rc); see /var/log/cloud-init-output.log"
+    target = shlex.quote(marker)
     return [
         'first_boot_done() { rc=$?; if [ "$rc" -eq 0 ]; then '
-        f"logger -t {FIRST_BOOT_TAG} complete; "
-        f'else echo "{failed}" | tee -a /dev/console | logger -t {FIRST_BOOT_TAG}; fi; }}',
+        f"echo complete > {target}; logger -t {FIRST_BOOT_TAG} complete; "
+        f'else echo "FAILED (exit $rc)" > {target}; '
+        f'echo "{failed}" | tee -a /dev/console | logger -t {FIRST_BOOT_TAG}; fi; }}',
         "trap first_boot_done EXIT",
     ]
 
@@ -176,13 +180,13 @@ def program_install(url: str, sha256: str, path: str = deploy_program.DEPLOY_PRO
     ]
 
 
-def runcmd(program_url: str, program_sha256: str) -> list[str]:
+def runcmd(program_url: str, program_sha256: str, marker: str = deploy_program.FIRST_BOOT_FILE) -> list[str]:
     """The first-boot commands, in order; `set -eu` stops at the first failure, which the trap reports."""
     deploy = deploy_program.DEPLOY_USER
     edge = deploy_program.EDGE_DIR
     return [
         "set -eu",
-        *first_boot_report(),
+        *first_boot_report(marker),
         *program_install(program_url, program_sha256),
         *firewall_commands(),
         apt_install(DOCKER_PACKAGES),

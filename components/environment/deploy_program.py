@@ -181,6 +181,8 @@ _SETTING_MEANINGS: dict[str, str] = {
     "DREAMSCAPE_DEPLOY_SLOT_PORTS": "the first of the 127.0.0.1 ports the two slots publish on, two per published port",
     "DREAMSCAPE_DEPLOY_DRAIN_TIMEOUT": "seconds the old slot may take to finish its requests after the switch",
     "DREAMSCAPE_DEPLOY_ACME_CA_ROOT": "a CA certificate file the edge trusts for the ACME server; empty: the system's",
+    "DREAMSCAPE_DEPLOY_FIRST_BOOT": "the file the VM's first boot writes when it ends (`complete`, or "
+    "`FAILED (exit <n>)`); deploy and rollback refuse until it says complete",
 }
 if set(_SETTING_MEANINGS) != set(_PROGRAM.SETTINGS) or set(EXIT_MEANINGS) != {e.name for e in _PROGRAM.Exit}:
     raise RuntimeError("the deploy program's settings or exit codes and their meanings here disagree")
@@ -212,6 +214,8 @@ MAX_IMAGE_LENGTH: int = _PROGRAM.MAX_IMAGE_LENGTH
 MAX_PUBLISHED: int = _PROGRAM.MAX_PUBLISHED
 """Published ports a compose file may have (each takes two loopback ports, one per slot)."""
 
+FIRST_BOOT_FILE: str = SETTINGS["DREAMSCAPE_DEPLOY_FIRST_BOOT"][0]
+"""Where the first boot's outcome is written (root's, readable by every user)."""
 EDGE_DIR: str = SETTINGS["DREAMSCAPE_DEPLOY_EDGE_DIR"][0]
 """The edge proxy's directory: its Caddyfile (written by the program) and the slot marker."""
 EDGE_ADMIN: str = SETTINGS["DREAMSCAPE_DEPLOY_EDGE_ADMIN"][0]

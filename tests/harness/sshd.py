@@ -185,6 +185,8 @@ class DeployServer:
         there from the first deploy on: a port outside the ephemeral range stays free until then)."""
         self.home = self.base / "home"
         self.state_dir = self.base / "state"
+        self.first_boot = self.base / "first-boot"
+        """What cloud-init's first boot writes when it ends; `complete` here, as on a booted VM."""
         self.log_path = self.base / "sshd.log"
         self.syslog_path = self.base / "log" / "syslog.sock"
         self.known_hosts = self.base / "client" / "known_hosts"
@@ -247,6 +249,8 @@ class DeployServer:
         self.known_hosts_line = f"[127.0.0.1]:{self.port} {keygen(self.host_key)}"
         self.known_hosts.write_text(self.known_hosts_line + "\n")
 
+        self.first_boot.write_text("complete\n")
+        self.first_boot.chmod(0o644)
         # The deploy user's home and keys, as cloud-init leaves them.
         self.ci_key = self._key("ci")
         self.control_key = self._key("control")
@@ -289,6 +293,7 @@ class DeployServer:
             "DREAMSCAPE_DEPLOY_WAIT_TIMEOUT": str(WAIT_TIMEOUT),
             "DREAMSCAPE_DEPLOY_KEEP": str(KEEP),
             "DREAMSCAPE_DEPLOY_LOG_SOCKET": str(self.syslog_path),
+            "DREAMSCAPE_DEPLOY_FIRST_BOOT": str(self.first_boot),
         }
         assert set(setenv) - {"PATH"} <= set(deploy_program.SETTINGS)
         config = [
@@ -363,6 +368,7 @@ class DeployServer:
         """A VM that never saw a deploy and an engine with nothing of this server's on it."""
         shutil.rmtree(self.state_dir)
         self._owned(self.state_dir, 0o750)
+        self.first_boot.write_text("complete\n")
         self.clear_engine()
         self.edge.reset()
         self.syslog()
