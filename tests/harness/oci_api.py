@@ -56,13 +56,21 @@ Every request is recorded (`requests`): method, target as sent, route, headers, 
 principal it acted as, status, error code and why it was refused. `fail_next(route, ...)`
 makes the next requests to a route answer a given status and code, before anything else
 is checked.
+
+With `platform=Platform(...)` (tests/harness/oci_platform.py) the same server also plays the
+Container Instances API (20210415), the VNIC read of the Core API (20160918) and the Load
+Balancer API's backends and work requests (20170115), signed and checked the same way; a
+principal reaches them only through its `PlatformGrant` (`Principal.platform`). Its module
+docstring describes the routes and the simulation.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import hashlib
+import importlib
 import json
 import secrets
 import threading
@@ -72,9 +80,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -87,6 +96,9 @@ from oci.base_client import BaseClient, merge_type_mappings
 from oci.bastion import models
 
 from tests.harness import local_http
+
+if TYPE_CHECKING:
+    from tests.harness.oci_platform import Platform, PlatformGrant
 
 API_VERSION = "20210331"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -154,16 +166,21 @@ class ApiKey:
 @dataclass(frozen=True)
 class Principal:
     """An OCI user and what its IAM policy allows: creating, reading and deleting sessions on
-    `bastions`, port forwarding to `target` (private IP, port) only."""
+    `bastions`, port forwarding to `target` (private IP, port) only; and, with `platform`,
+    container instances, VNICs and load balancer backends as the grant says."""
 
     user: str
     """The user's OCID."""
-    bastions: Iterable[str]
+    bastions: Iterable[str] = ()
     """Bastion OCIDs (kept as a frozenset)."""
-    target: tuple[str, int]
+    target: tuple[str, int] | None = None
+    """None: no session target at all."""
     api_key: ApiKey | None = None
     """None: the user has no API key (a service user reached through the token exchange)."""
     tenancy: str = TENANCY
+    platform: PlatformGrant | None = None
+    """What it may do on the Container Instances, VNIC and Load Balancer routes; None: nothing
+    (every such request is 404 NotAuthorizedOrNotFound)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bastions", frozenset(self.bastions))
@@ -354,8 +371,10 @@ class _Call:
     headers: dict[str, str]
     body: bytes
     param: str | None
-    """The session id of /sessions/{id}."""
+    """The first path parameter: the session id of /sessions/{id}."""
     principal: str | None = None
+    params: tuple[str, ...] = ()
+    """Every path parameter, URL-decoded, in order."""
 
 
 class _RefusalError(Exception):
@@ -382,27 +401,52 @@ def _oauth_error(status: int, error: str, description: str) -> _RefusalError:
     )
 
 
-_SDK = object.__new__(BaseClient)
-"""The SDK's (de)serializer, without a client's connection or signer (`sanitize_for_serialization`
-reads the type mappings only)."""
-_SDK.complex_type_mappings = models.bastion_type_mapping
-_SDK.type_mappings = merge_type_mappings(BaseClient.primitive_type_map, models.bastion_type_mapping)
+@cache
+def serializer(type_mapping_name: str = "bastion") -> BaseClient:
+    """The SDK's (de)serializer for one service's models (`bastion`, `container_instances`,
+    `load_balancer`, `core`), without a client's connection or signer
+    (`sanitize_for_serialization` reads the type mappings only)."""
+    mapping = type_mapping(type_mapping_name)
+    sdk = object.__new__(BaseClient)
+    sdk.complex_type_mappings = mapping
+    sdk.type_mappings = merge_type_mappings(BaseClient.primitive_type_map, mapping)
+    return sdk
+
+
+@cache
+def type_mapping(name: str) -> dict[str, type]:
+    """`oci.<name>.models.<name>_type_mapping`: the SDK's models of one service, by type name."""
+    module = importlib.import_module(f"oci.{name}.models")
+    return getattr(module, f"{name}_type_mapping")
+
+
+_SDK = serializer("bastion")
+"""The bastion models' serializer."""
 
 _PRIMITIVES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float)}
 
 
-def sdk_model(data: Any, type_name: str, where: str = "") -> Any:
-    """`data` (parsed JSON) as the SDK's bastion model `type_name`, refused as OCI refuses a body:
-    400 InvalidParameter for an unknown field, a wrong type or enum value, 400 MissingParameter
-    for a missing required field."""
-    cls = models.bastion_type_mapping[type_name]
+def sdk_model(data: Any, type_name: str, where: str = "", type_mapping: Mapping[str, type] | None = None) -> Any:
+    """`data` (parsed JSON) as the SDK's model `type_name` of `type_mapping` (by default the
+    bastion's, `oci.bastion.models.bastion_type_mapping`), refused as OCI refuses a body: 400
+    InvalidParameter for an unknown field, a wrong type or enum value (the SDK's enum setters),
+    an unknown polymorphic type, 400 MissingParameter for a missing required field (the
+    SDK's `[Required]` marks) or discriminator. Nested models, lists and maps of them are
+    checked the same way; `where` prefixes the field names in the messages."""
+    mapping = models.bastion_type_mapping if type_mapping is None else type_mapping
+    cls = mapping[type_name]
     if not isinstance(data, dict):
         raise _oci_error(400, "InvalidParameter", f"{where or 'body'} must be a JSON object")
-    if hasattr(cls, "get_subtype"):  # a polymorphic base: its only attribute is the discriminator
-        [discriminator] = cls().attribute_map.values()
+    if hasattr(cls, "get_subtype"):  # polymorphic: the discriminator names the concrete model
+        discriminator = _discriminator(_polymorphic_base(cls))
         if data.get(discriminator) is None:
             raise _oci_error(400, "MissingParameter", f"Missing required field {where}{discriminator}")
-        cls = models.bastion_type_mapping[cls.get_subtype(data)]
+        concrete = mapping.get(cls.get_subtype(data))
+        if concrete is None or "get_subtype" in vars(concrete) or not issubclass(concrete, cls):
+            raise _oci_error(
+                400, "InvalidParameter", f"Invalid value for {where}{discriminator}: {data[discriminator]!r}"
+            )
+        cls = concrete
     instance = cls()
     by_json = {name: attr for attr, name in instance.attribute_map.items()}
     unknown = sorted(set(data) - set(by_json))
@@ -415,10 +459,7 @@ def sdk_model(data: Any, type_name: str, where: str = "") -> Any:
             if "[Required]" in (getattr(cls, attr).__doc__ or ""):
                 raise _oci_error(400, "MissingParameter", f"Missing required field {where}{name}")
             continue
-        if swagger_type in models.bastion_type_mapping:
-            value = sdk_model(value, swagger_type, f"{where}{name}.")
-        elif not _of_type(value, swagger_type):
-            raise _oci_error(400, "InvalidParameter", f"{where}{name} must be of type {swagger_type}")
+        value = _sdk_value(value, swagger_type, f"{where}{name}", mapping)
         try:
             setattr(instance, attr, value)
         except ValueError as error:
@@ -426,7 +467,66 @@ def sdk_model(data: Any, type_name: str, where: str = "") -> Any:
     return instance
 
 
+def _sdk_value(value: Any, swagger_type: str, where: str, mapping: Mapping[str, type]) -> Any:
+    if swagger_type in mapping:
+        return sdk_model(value, swagger_type, f"{where}.", mapping)
+    if swagger_type.startswith("list[") and _has_model(swagger_type, mapping):
+        if not isinstance(value, list):
+            raise _oci_error(400, "InvalidParameter", f"{where} must be of type {swagger_type}")
+        inner = _SDK.extract_list_item_type_from_swagger_type(swagger_type)
+        return [_sdk_value(item, inner, f"{where}[{i}]", mapping) for i, item in enumerate(value)]
+    if swagger_type.startswith("dict(") and _has_model(swagger_type, mapping):
+        if not isinstance(value, dict):
+            raise _oci_error(400, "InvalidParameter", f"{where} must be of type {swagger_type}")
+        inner = _SDK.extract_dict_value_type_from_swagger_type(swagger_type)
+        return {key: _sdk_value(item, inner, f"{where}.{key}", mapping) for key, item in value.items()}
+    if not _of_type(value, swagger_type):
+        raise _oci_error(400, "InvalidParameter", f"{where} must be of type {swagger_type}")
+    return value
+
+
+def _has_model(swagger_type: str, mapping: Mapping[str, type]) -> bool:
+    """Whether a list or dict type holds models (checked field by field) rather than primitives."""
+    inner = swagger_type
+    while inner.startswith(("list[", "dict(")):
+        if inner.startswith("list["):
+            inner = _SDK.extract_list_item_type_from_swagger_type(inner)
+        else:
+            inner = _SDK.extract_dict_value_type_from_swagger_type(inner)
+    return inner in mapping
+
+
+def _polymorphic_base(cls: type) -> type:
+    """The class that defines `get_subtype` (the model named by the API's field type)."""
+    return next(klass for klass in cls.__mro__ if "get_subtype" in vars(klass))
+
+
+@cache
+def _discriminator(base: type) -> str:
+    """The JSON field `base.get_subtype` reads: found by letting it read a dict that records."""
+
+    class _Probe(dict):
+        read: str | None = None
+
+        def __getitem__(self, key: str) -> Any:
+            self.read = key
+            raise KeyError(key)
+
+        def get(self, key: str, default: Any = None) -> Any:
+            self.read = key
+            raise KeyError(key)
+
+    probe = _Probe()
+    with contextlib.suppress(KeyError):
+        base.get_subtype(probe)
+    if probe.read is None:
+        raise ValueError(f"cannot tell the discriminator of {base.__name__}")
+    return probe.read
+
+
 def _of_type(value: Any, swagger_type: str) -> bool:
+    if swagger_type == "object":
+        return True
     if swagger_type in _PRIMITIVES:
         return isinstance(value, _PRIMITIVES[swagger_type]) and not (isinstance(value, bool) and swagger_type != "bool")
     if swagger_type.startswith("dict("):
@@ -442,28 +542,62 @@ def _ocid(kind: str, region: str) -> str:
     return f"ocid1.{kind}.oc1.{region}.{secrets.token_hex(30)}"
 
 
+CONTAINER_INSTANCES_VERSION = "20210415"
+CORE_VERSION = "20160918"
+LOAD_BALANCER_VERSION = "20170115"
+_BACKENDS = f"/{LOAD_BALANCER_VERSION}/loadBalancers/{{}}/backendSets/{{}}/backends"
+
 _ROUTES: list[tuple[str, str, str]] = [
     ("id-token", "GET", "/_apis/idtoken"),
     ("jwks", "GET", "/.well-known/jwks"),
     ("token-exchange", "POST", "/oauth2/v1/token"),
     ("create-session", "POST", f"/{API_VERSION}/sessions"),
-    ("get-session", "GET", f"/{API_VERSION}/sessions/"),
-    ("delete-session", "DELETE", f"/{API_VERSION}/sessions/"),
+    ("get-session", "GET", f"/{API_VERSION}/sessions/{{}}"),
+    ("delete-session", "DELETE", f"/{API_VERSION}/sessions/{{}}"),
+    ("create-container-instance", "POST", f"/{CONTAINER_INSTANCES_VERSION}/containerInstances"),
+    ("list-container-instances", "GET", f"/{CONTAINER_INSTANCES_VERSION}/containerInstances"),
+    ("get-container-instance", "GET", f"/{CONTAINER_INSTANCES_VERSION}/containerInstances/{{}}"),
+    ("delete-container-instance", "DELETE", f"/{CONTAINER_INSTANCES_VERSION}/containerInstances/{{}}"),
+    ("get-container", "GET", f"/{CONTAINER_INSTANCES_VERSION}/containers/{{}}"),
+    ("get-container-work-request", "GET", f"/{CONTAINER_INSTANCES_VERSION}/workRequests/{{}}"),
+    ("get-vnic", "GET", f"/{CORE_VERSION}/vnics/{{}}"),
+    ("create-backend", "POST", _BACKENDS),
+    ("list-backends", "GET", _BACKENDS),
+    ("get-backend", "GET", f"{_BACKENDS}/{{}}"),
+    ("update-backend", "PUT", f"{_BACKENDS}/{{}}"),
+    ("delete-backend", "DELETE", f"{_BACKENDS}/{{}}"),
+    ("get-backend-health", "GET", f"{_BACKENDS}/{{}}/health"),
+    ("get-lb-work-request", "GET", f"/{LOAD_BALANCER_VERSION}/loadBalancerWorkRequests/{{}}"),
 ]
-"""(name, method, path); a path ending in / takes one more segment, the session id."""
+"""(name, method, path); `{}` is one path segment, a parameter (URL-decoded: a backend's
+`10.0.1.5%3A8080` is `10.0.1.5:8080`)."""
 _BASTION_ROUTES = ("create-session", "get-session", "delete-session")
+PLATFORM_ROUTES = tuple(
+    name
+    for name, _, path in _ROUTES
+    if path.startswith((f"/{CONTAINER_INSTANCES_VERSION}/", f"/{CORE_VERSION}/", f"/{LOAD_BALANCER_VERSION}/"))
+)
+"""The routes `Platform` answers (tests/harness/oci_platform.py)."""
+_OCI_ROUTES = frozenset(_BASTION_ROUTES + PLATFORM_ROUTES)
+"""Routes that answer OCI's error format and an opc-request-id."""
 
 
-def _route(method: str, path: str) -> tuple[str, str | None] | None:
+def _route(method: str, path: str) -> tuple[str, tuple[str, ...]] | None:
+    segments = path.split("/")
     for name, route_method, route_path in _ROUTES:
-        if method != route_method:
+        pattern = route_path.split("/")
+        if method != route_method or len(pattern) != len(segments):
             continue
-        if route_path.endswith("/"):
-            rest = path.removeprefix(route_path)
-            if path.startswith(route_path) and rest and "/" not in rest:
-                return name, rest
-        elif path == route_path:
-            return name, None
+        params = []
+        for want, got in zip(pattern, segments, strict=True):
+            if want == "{}":
+                if not got:
+                    break
+                params.append(unquote(got))
+            elif want != got:
+                break
+        else:
+            return name, tuple(params)
     return None
 
 
@@ -473,17 +607,20 @@ class OciApi:
     def __init__(
         self,
         *,
-        bastions: Mapping[str, BastionSpec],
+        bastions: Mapping[str, BastionSpec] | None = None,
         principals: Iterable[Principal] = (),
         trust: Trust | None = None,
         issuer: Issuer | None = None,
         region: str = "eu-frankfurt-1",
         on_active: Callable[[BastionSession], None] | None = None,
         on_deleted: Callable[[BastionSession], None] | None = None,
+        platform: Platform | None = None,
         startup_timeout: float = 5.0,
     ) -> None:
+        """`platform`: the Container Instances, VNIC and Load Balancer state the platform routes
+        answer from (None: they answer 404 NotAuthorizedOrNotFound to everyone)."""
         self.region = region
-        self.bastions = dict(bastions)
+        self.bastions = dict(bastions or {})
         self.principals = {p.user: p for p in principals}
         if trust is not None and trust.user not in self.principals:
             raise ValueError(f"the trust's service user {trust.user} is not one of the principals")
@@ -493,6 +630,9 @@ class OciApi:
         self.issuer = issuer
         self.on_active = on_active
         self.on_deleted = on_deleted
+        self.platform = platform
+        if platform is not None:
+            platform.attach(region)
         self.sessions: dict[str, BastionSession] = {}
         self.tokens: dict[str, Upst] = {}
         """UPSTs the exchange issued, by token."""
@@ -509,7 +649,8 @@ class OciApi:
 
     @property
     def url(self) -> str:
-        """Base URL of every route: the identity domain's URL and the bastion endpoint."""
+        """Base URL of every route: the identity domain's URL and every service's endpoint
+        (the SDK clients' `service_endpoint`)."""
         if self._server is None:
             raise RuntimeError("the OCI API stand-in is not running")
         host, port = self._server.server_address[:2]
@@ -540,7 +681,7 @@ class OciApi:
         if route not in {name for name, _, _ in _ROUTES}:
             raise ValueError(f"unknown route {route!r}")
         message = message or code
-        if route in _BASTION_ROUTES:
+        if route in _OCI_ROUTES:
             body: dict[str, str] = {"code": code, "message": message}
         elif route == "token-exchange":
             body = {"error": code, "error_description": message}
@@ -574,7 +715,8 @@ class OciApi:
         arrived = time.monotonic()
         path = urlsplit(target).path
         matched = _route(method, path)
-        call = _Call(method, target, headers, body, matched[1] if matched else None)
+        params = matched[1] if matched else ()
+        call = _Call(method, target, headers, body, params[0] if params else None, params=params)
         if matched is None:
             reply = _not_found(f"no route for {method} {path}").reply
         else:
@@ -583,13 +725,16 @@ class OciApi:
                 reply = queue.popleft() if queue else None
             if reply is None:
                 try:
-                    reply = getattr(self, "_" + matched[0].replace("-", "_"))(call)
+                    if matched[0] in PLATFORM_ROUTES:
+                        reply = self._platform_call(matched[0], call)
+                    else:
+                        reply = getattr(self, "_" + matched[0].replace("-", "_"))(call)
                 except _RefusalError as refused:
                     reply = refused.reply
                 except Exception as error:  # a fault of the stand-in or a hook: kept for the test to see
                     self.errors.append(error)
                     reply = _oci_error(500, "InternalServerError", "Internal server error", repr(error)).reply
-        if matched is None or matched[0] in _BASTION_ROUTES or matched[0] == "token-exchange":
+        if matched is None or matched[0] in _OCI_ROUTES or matched[0] == "token-exchange":
             reply.headers.setdefault("opc-request-id", uuid.uuid4().hex.upper())
         with self._lock:
             self.requests.append(
@@ -608,6 +753,13 @@ class OciApi:
                 )
             )
         return reply
+
+    def _platform_call(self, route: str, call: _Call) -> Reply:
+        """A platform route: signed by a principal with a grant, answered by the platform."""
+        caller = self._authenticate(call)
+        if self.platform is None or caller.platform is None:
+            raise _not_found(f"{caller.user} has no grant on the platform")
+        return self.platform.answer(route, call, caller.platform)
 
     # --- GitHub's OIDC endpoint -------------------------------------------------------------
 
