@@ -7,6 +7,7 @@ from components import delivery, preflight, wiring
 from components import settings as settings_module
 from components.environment import cloudinit, compose, shapes
 from components.environment.app_secrets import AppSecrets, AppSecretsArgs
+from components.environment.container_platform import ContainerPlatform, ContainerPlatformArgs
 from components.environment.deploy_access import DeployAccess, DeployAccessArgs, deploy_job_subjects
 from components.environment.github_side import GithubSide, GithubSideArgs
 from components.environment.instance import Instance, InstanceArgs, availability_domain
@@ -35,8 +36,8 @@ domain = availability_domain(
     oci_settings.compartment_id, oci_settings.shape, oci_settings.availability_domain, pulumi.InvokeOptions()
 )
 
-# --- this stack's environment: network, keys, VM (OCI knows nothing of GitHub) -------------
-keys = Keys(f"{env}-keys", KeysArgs(environment=env))
+# --- this stack's environment: network, then a VM or a load balancer for container instances --
+containers = oci_settings.container_instances
 network = Network(
     f"{env}-network",
     NetworkArgs(
@@ -47,78 +48,105 @@ network = Network(
         ssh_allowed_cidrs=oci_settings.ssh_allowed_cidrs,
         bastion_client_cidrs=oci_settings.bastion_client_cidrs,
         bastion_session_ttl_seconds=oci_settings.bastion_session_ttl_seconds,
+        container_ports=tuple(c.port for c in settings.deployed_components if c.port) if containers else (),
         freeform_tags=tags,
     ),
 )
-program_store = ProgramStore(
-    f"{env}-program",
-    ProgramStoreArgs(
-        environment=env,
-        compartment_id=oci_settings.compartment_id,
-        region=settings.oci_region,
-        freeform_tags=tags,
-    ),
-)
-user_data = cloudinit.user_data(
-    env,
-    keys.host_private_key_openssh,
-    keys.host_public_key_openssh,
-    keys.ci_public_key_openssh,
-    oci_settings.admin_ssh_keys,
-    program_store.url,
-    program_store.sha256,
-)
-vm = Instance(
-    f"{env}-vm",
-    InstanceArgs(
-        environment=env,
-        compartment_id=oci_settings.compartment_id,
-        shape=oci_settings.shape,
-        ocpus=oci_settings.ocpus,
-        memory_gbs=oci_settings.memory_gbs,
-        boot_volume_gbs=oci_settings.boot_volume_gbs,
-        subnet_id=network.subnet_id,
-        nsg_ids=[network.nsg_id],
-        user_data=user_data,
-        image_id=oci_settings.image_id,
-        ubuntu_version=oci_settings.ubuntu_version,
-        boot_volume_backups=oci_settings.boot_volume_backups,
-        availability_domain=domain,
-        availability_domain_pinned=oci_settings.availability_domain is not None,
-        freeform_tags=tags,
-    ),
-)
-
-# --- the deploy job's OCI identity: sessions on this bastion to this VM, nothing else --------
-deploy_access = DeployAccess(
-    f"{env}-deploy-access",
-    DeployAccessArgs(
-        environment=env,
-        mode=settings.oci_deploy_auth,
-        compartment_id=oci_settings.compartment_id,
-        region=settings.oci_region,
-        bastion_id=network.bastion_id,
-        instance_id=vm.instance_id,
-        vm_private_ip=vm.private_ip,
-        identity_domain_url=oci_settings.identity_domain_url,
-        subjects=(
-            deploy_job_subjects(github_facts.infra.full_name, github_facts.infra.repo_id, github_facts.owner_id, env)
-            if github_facts.owner_id is not None
-            else ()
-        ),
-        ci_user_email=oci_settings.ci_user_email,
-        freeform_tags=tags,
-    ),
-)
-
-# --- what the infra repository's pipeline needs to deploy there ----------------------------
-# The environment's address: https://<domain> when the stack sets `edge.domain`, else plain HTTP
-# on the reserved IP.
-url = vm.public_ip.apply(settings.edge.url)
 app_secrets = AppSecrets(
     f"{env}-app-secrets",
     AppSecretsArgs(environment=env, secrets=settings.secrets, values=settings.secret_values),
 )
+deploy_auth = dict(
+    environment=env,
+    mode=settings.oci_deploy_auth,
+    compartment_id=oci_settings.compartment_id,
+    region=settings.oci_region,
+    identity_domain_url=oci_settings.identity_domain_url,
+    subjects=(
+        deploy_job_subjects(github_facts.infra.full_name, github_facts.infra.repo_id, github_facts.owner_id, env)
+        if github_facts.owner_id is not None
+        else ()
+    ),
+    ci_user_email=oci_settings.ci_user_email,
+    freeform_tags=tags,
+)
+vm = keys = platform = None
+if containers:
+    platform = ContainerPlatform(
+        f"{env}-containers",
+        ContainerPlatformArgs(
+            environment=env,
+            compartment_id=oci_settings.compartment_id,
+            availability_domain=domain,
+            shape=oci_settings.shape,
+            ocpus=oci_settings.ocpus,
+            memory_gbs=oci_settings.memory_gbs,
+            subnet_id=network.subnet_id,
+            subnet_domain=network.subnet_domain,
+            load_balancer_nsg_id=network.nsg_id,
+            app_nsg_id=network.app_nsg_id,
+            components=settings.deployed_components,
+            accessories=settings.accessories,
+            app_secrets=app_secrets.value,
+            freeform_tags=tags,
+        ),
+    )
+    # The deploy job's OCI identity: container instances in this compartment, this load balancer's backends.
+    deploy_access = DeployAccess(f"{env}-deploy-access", DeployAccessArgs(**deploy_auth, release=platform.release))
+    host = platform.public_ip
+else:
+    keys = Keys(f"{env}-keys", KeysArgs(environment=env))
+    program_store = ProgramStore(
+        f"{env}-program",
+        ProgramStoreArgs(
+            environment=env,
+            compartment_id=oci_settings.compartment_id,
+            region=settings.oci_region,
+            freeform_tags=tags,
+        ),
+    )
+    user_data = cloudinit.user_data(
+        env,
+        keys.host_private_key_openssh,
+        keys.host_public_key_openssh,
+        keys.ci_public_key_openssh,
+        oci_settings.admin_ssh_keys,
+        program_store.url,
+        program_store.sha256,
+    )
+    vm = Instance(
+        f"{env}-vm",
+        InstanceArgs(
+            environment=env,
+            compartment_id=oci_settings.compartment_id,
+            shape=oci_settings.shape,
+            ocpus=oci_settings.ocpus,
+            memory_gbs=oci_settings.memory_gbs,
+            boot_volume_gbs=oci_settings.boot_volume_gbs,
+            subnet_id=network.subnet_id,
+            nsg_ids=[network.nsg_id],
+            user_data=user_data,
+            image_id=oci_settings.image_id,
+            ubuntu_version=oci_settings.ubuntu_version,
+            boot_volume_backups=oci_settings.boot_volume_backups,
+            availability_domain=domain,
+            availability_domain_pinned=oci_settings.availability_domain is not None,
+            freeform_tags=tags,
+        ),
+    )
+    # The deploy job's OCI identity: sessions on this bastion to this VM, nothing else.
+    deploy_access = DeployAccess(
+        f"{env}-deploy-access",
+        DeployAccessArgs(
+            **deploy_auth, bastion_id=network.bastion_id, instance_id=vm.instance_id, vm_private_ip=vm.private_ip
+        ),
+    )
+    host = vm.public_ip
+
+# --- what the infra repository's pipeline needs to deploy there ----------------------------
+# The environment's address: https://<domain> when the stack sets `edge.domain`, else plain HTTP
+# on the reserved IP (the VM's, or the load balancer's).
+url = host.apply(settings.edge.url)
 github_side = GithubSide(
     f"{env}-github",
     GithubSideArgs(
@@ -127,9 +155,9 @@ github_side = GithubSide(
         deploy_branch=github_facts.infra.default_branch,
         layout=settings.deploy_secret_layout,
         # The deploy job reaches the VM through the bastion, at its address in the subnet.
-        host=vm.private_ip,
-        ci_private_key_openssh=keys.ci_private_key_openssh,
-        host_public_key_openssh=keys.host_public_key_openssh,
+        host=vm.private_ip if vm else None,
+        ci_private_key_openssh=keys.ci_private_key_openssh if keys else None,
+        host_public_key_openssh=keys.host_public_key_openssh if keys else None,
         platform=shapes.platform_of(oci_settings.shape),
         url=url,
         oci_credential=deploy_access.credential,
@@ -225,17 +253,22 @@ if infra_proposal is not None:
 
 pulumi.export("environment", env)
 pulumi.export("ownsWiring", settings.owns_wiring)
-pulumi.export("host", vm.public_ip)
+pulumi.export("target", oci_settings.target)
+pulumi.export("host", host)
 pulumi.export("url", url)
-pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@", vm.public_ip))
-pulumi.export("instanceId", vm.instance_id)
-pulumi.export("privateIp", vm.private_ip)
-pulumi.export("bastionId", network.bastion_id)
 pulumi.export("deployPolicy", deploy_access.policy_statements)
-pulumi.export("hostKeyFingerprint", keys.host_key_fingerprint)
+if vm and keys:
+    pulumi.export("sshCommand", pulumi.Output.concat(f"ssh {cloudinit.DEFAULT_USER}@", vm.public_ip))
+    pulumi.export("instanceId", vm.instance_id)
+    pulumi.export("privateIp", vm.private_ip)
+    pulumi.export("bastionId", network.bastion_id)
+    pulumi.export("hostKeyFingerprint", keys.host_key_fingerprint)
+if platform:
+    pulumi.export("loadBalancerId", platform.load_balancer_id)
+    pulumi.export("accessoryInstanceIds", platform.accessory_ids)
 pulumi.export("workflowFiles", workflow_files)
 pulumi.export("branchesCreated", list(github_facts.branches_to_create))
-pulumi.export("availabilityDomain", vm.availability_domain)
+pulumi.export("availabilityDomain", vm.availability_domain if vm else domain)
 pulumi.export("githubTokenNeeds", token_needs)
 # Which secrets each component and accessory gets: names only, never a value.
 pulumi.export(

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
 
-from ci import config, oci, runner
+from ci import config, instances, oci, runner
 from components import rules
 from components.environment import deploy_program
 
@@ -484,6 +484,13 @@ def run(req: Request, env: Mapping[str, str], client: oci.Client | None = None) 
 
 def main(env: Mapping[str, str] | None = None, root: Path | str = ".") -> int:
     env = os.environ if env is None else env
+    if instances.is_container_target(env.get(OCI_ACCESS, "")):
+        # The environment runs on container instances: a new instance per release (ci/instances.py).
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            return instances.main(env, root)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     try:
         req = request(env, root)
     except InputError as refused:

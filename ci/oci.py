@@ -105,6 +105,20 @@ class Access:
     user: str = ""
     fingerprint: str = ""
 
+    @classmethod
+    def of(cls, data: Mapping[str, Any], bastion_id: str = "") -> Access:
+        """The identity fields of a variable already checked (`access`, or ci/instances.py's)."""
+        return cls(
+            region=data["region"],
+            bastion_id=bastion_id,
+            auth=data["auth"],
+            domain_url=data.get("domainUrl", "").rstrip("/"),
+            client_id=data.get("clientId", ""),
+            tenancy=data.get("tenancy", ""),
+            user=data.get("user", ""),
+            fingerprint=data.get("fingerprint", ""),
+        )
+
     @property
     def api_endpoint(self) -> str:
         return f"https://bastion.{self.region}.oci.oraclecloud.com"
@@ -115,7 +129,7 @@ class Access:
         return f"host.bastion.{self.region}.oci.oraclecloud.com"
 
 
-_FIELDS = {
+AUTH_FIELDS = {
     WORKLOAD_IDENTITY: {"domainUrl": _DOMAIN_URL, "clientId": _CLIENT_ID},
     API_KEY: {"tenancy": _OCID, "user": _OCID, "fingerprint": _FINGERPRINT},
 }
@@ -132,23 +146,14 @@ def access(text: str, variable: str) -> Access:
     auth = data.get("auth")
     if auth not in AUTH_MODES:
         raise ValueError(f"{variable}.auth is {auth!r}; expected one of {', '.join(AUTH_MODES)}")
-    expected = {"region": _REGION, "bastionId": _OCID, "auth": re.compile(auth), **_FIELDS[auth]}
+    expected = {"region": _REGION, "bastionId": _OCID, "auth": re.compile(auth), **AUTH_FIELDS[auth]}
     for key in sorted(set(data) - set(expected)):
         raise ValueError(f"{variable}.{key} is not a field of auth {auth}")
     for key, pattern in expected.items():
         value = data.get(key)
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ValueError(f"{variable}.{key} is missing or malformed")
-    return Access(
-        region=data["region"],
-        bastion_id=data["bastionId"],
-        auth=auth,
-        domain_url=data.get("domainUrl", "").rstrip("/"),
-        client_id=data.get("clientId", ""),
-        tenancy=data.get("tenancy", ""),
-        user=data.get("user", ""),
-        fingerprint=data.get("fingerprint", ""),
-    )
+    return Access.of(data, data["bastionId"])
 
 
 # --- keys and signatures (the runner's openssl) ------------------------------------------------
@@ -255,13 +260,18 @@ class Client:
         """One short attempt: what a cancelled job has time for before the runner kills it."""
         return Client(self.sleep, self.base_delay, attempts=1, timeout=LAST_CHANCE_SECONDS)
 
-    def call(self, what: str, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> Any:
+    def answer(self, what: str, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> Answer:
+        """The successful answer, headers included; OciError naming `what` otherwise."""
         answer = _retried(
             lambda: send(method, url, headers, body, self.timeout), self.attempts, self.sleep, self.base_delay
         )
         if not answer.ok:
             status = f"HTTP {answer.status}" if answer.status else "no answer"
             raise OciError(f"{what}: {status} {_problem(answer)}".rstrip(), answer.status or None)
+        return answer
+
+    def call(self, what: str, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> Any:
+        answer = self.answer(what, method, url, headers, body)
         return answer.json() if answer.body else None
 
 

@@ -38,6 +38,11 @@ PROJECT = "dreamscape-infra"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+VM = "vm"
+CONTAINER_INSTANCES = "containerInstances"
+TARGETS = (VM, CONTAINER_INSTANCES)
+"""`oci.target`: what runs an environment's containers (docs/environment.md compares them)."""
+
 WEB_PORTS = (80, 443)
 """The ports each environment's network opens to the internet: the edge proxy's HTTP and HTTPS."""
 HTTP_PORT = 80
@@ -201,6 +206,13 @@ class OciSettings:
     ci_user_email: str | None = None
     """`ociDeployAuth: apiKey`: the e-mail address of the dedicated CI user (identity domains
     require a primary e-mail address unless told otherwise)."""
+    target: str = "vm"
+    """What runs the containers: `vm` (one VM, deploys over SSH through the bastion) or
+    `containerInstances` (a container instance per release behind a load balancer)."""
+
+    @property
+    def container_instances(self) -> bool:
+        return self.target == CONTAINER_INSTANCES
 
 
 @dataclass(frozen=True)
@@ -724,7 +736,13 @@ _OCI = _object(
         "compartmentId": _Field(
             _string(r"^ocid1\.(compartment|tenancy)\.[a-z0-9.-]+\.[A-Za-z0-9._-]+$", "a compartment OCID")
         ),
-        "shape": _Field(_string(r"^VM\.[A-Za-z0-9.]+$", "an OCI VM shape like VM.Standard.A1.Flex")),
+        "shape": _Field(
+            _string(
+                r"^(VM|CI)\.[A-Za-z0-9.]+$",
+                "an OCI VM shape like VM.Standard.A1.Flex, or a container instance shape like CI.Standard.A1.Flex",
+            )
+        ),
+        "target": _Field(_string(choices=TARGETS), required=False, default=VM),
         "ocpus": _Field(_number(0.125, 128)),
         "memoryGbs": _Field(_number(1, 2048)),
         "bootVolumeGbs": _Field(
@@ -961,7 +979,9 @@ def parse(
     settings = _with_component_env(settings, values["component_env"] or {})
     _check_edge(settings)
     _check_network(settings.oci)
-    _check_session_ttl(settings)
+    _check_target(settings)
+    if not settings.oci.container_instances:
+        _check_session_ttl(settings)
     _check_shape(settings.oci)
     _check_protection(settings)
     _check_auth(settings, raw)
@@ -969,7 +989,9 @@ def parse(
     _check_rules(settings)
     if sibling_stacks:
         _check_across_stacks(settings, sibling_stacks)
-    _check_allowance(settings, allowance_report(environment, settings.oci, sibling_stacks or {}))
+    _check_allowance(
+        settings, allowance_report(environment, settings.oci, sibling_stacks or {}, len(settings.accessories))
+    )
     return settings
 
 
@@ -1202,6 +1224,56 @@ def _check_network(oci: OciSettings) -> None:
         )
 
 
+VM_ONLY_KEYS = (
+    ("sshAllowedCidrs", "ssh_allowed_cidrs"),
+    ("adminSshKeys", "admin_ssh_keys"),
+    ("bootVolumeBackups", "boot_volume_backups"),
+    ("imageId", "image_id"),
+)
+"""`oci` keys about the VM: with `target: containerInstances` there is no VM for them to act on."""
+
+
+def _check_target(settings: Settings) -> None:
+    """The shape matches the target; a container instance target has what its load balancer and
+    its one network namespace need, and nothing that only a VM has."""
+    oci = settings.oci
+    kind = "CI." if oci.container_instances else "VM."
+    if not oci.shape.startswith(kind):
+        like = [name for name in shapes.SHAPES if name.startswith(kind)]
+        raise ConfigError(
+            f"{PROJECT}:oci.shape: {oci.shape} does not run oci.target {oci.target}; expected one of {', '.join(like)}"
+        )
+    if not oci.container_instances:
+        return
+    for key, attribute in VM_ONLY_KEYS:
+        if getattr(oci, attribute):
+            raise ConfigError(
+                f"{PROJECT}:oci.{key}: acts on the VM, and oci.target {CONTAINER_INSTANCES} has none; remove it"
+            )
+    if settings.edge.domain is not None:
+        raise ConfigError(
+            f"{PROJECT}:edge.domain: HTTPS is served by the VM's edge proxy; with oci.target "
+            f"{CONTAINER_INSTANCES} the load balancer serves plain HTTP on 80 (docs/environment.md)"
+        )
+    published = [c.name for c in settings.deployed_components if c.host_port]
+    if not published:
+        raise ConfigError(
+            f"{PROJECT}:sourceRepositories: oci.target {CONTAINER_INSTANCES} serves the component published on "
+            "hostPort 80 through the load balancer; publish one"
+        )
+    # One container instance holds every component, in one network namespace.
+    ports: dict[int, str] = {}
+    for component in settings.deployed_components:
+        if component.port in ports:
+            raise ConfigError(
+                f"{PROJECT}:sourceRepositories: {component.name} and {ports[component.port]} both listen on "
+                f"{component.port}; with oci.target {CONTAINER_INSTANCES} the components share one network "
+                "namespace, so each needs a port of its own"
+            )
+        if component.port is not None:
+            ports[component.port] = component.name
+
+
 def _check_session_ttl(settings: Settings) -> None:
     """The bastion lets a session live as long as a deploy through it can take."""
     longest = ci.deploy.session_seconds(settings.deploy)
@@ -1262,9 +1334,10 @@ MAX_REVIEWERS = 6
 
 
 def allowance_report(
-    environment: str, oci: OciSettings, siblings: Mapping[str, Mapping[str, Any]]
+    environment: str, oci: OciSettings, siblings: Mapping[str, Mapping[str, Any]], accessories: int = 0
 ) -> shapes.AllowanceReport:
-    """This environment and its sibling stacks against the Always Free allowance.
+    """This environment and its sibling stacks against the Always Free allowance (`accessories`:
+    how many the project declares, each an instance of its own with container instances).
 
     A sibling whose `oci` object does not validate is left out: its own stack reports it.
     """
@@ -1277,14 +1350,20 @@ def allowance_report(
         if sibling.shape in shapes.SHAPES:
             usage.setdefault(raw.get("environment", name), sibling)
     order = {env: i for i, env in enumerate(rules.ENVIRONMENTS)}
-    return shapes.allowance_report(sorted(usage.items(), key=lambda item: (order.get(item[0], 99), item[0])))
+    return shapes.allowance_report(
+        sorted(usage.items(), key=lambda item: (order.get(item[0], 99), item[0])), accessories=accessories
+    )
 
 
 def stack_allowance_report(stack: str, project_dir: Path = PROJECT_DIR) -> shapes.AllowanceReport:
     """The report of a stack file and its siblings, as the offline plan prints it."""
     raw = merged_plain_config(stack, project_dir)
+    accessories = raw.get("accessories")
     return allowance_report(
-        raw.get("environment", stack), _OCI(raw.get("oci"), "oci"), sibling_stacks(stack, project_dir)
+        raw.get("environment", stack),
+        _OCI(raw.get("oci"), "oci"),
+        sibling_stacks(stack, project_dir),
+        len(accessories) if isinstance(accessories, list) else 0,
     )
 
 

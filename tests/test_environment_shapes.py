@@ -161,6 +161,7 @@ def test_pure_report_counts_hours_and_names_contributors() -> None:
         def __init__(self, shape: str, ocpus: float, memory: float, boot: int) -> None:
             self.shape, self.ocpus, self.memory_gbs, self.boot_volume_gbs = shape, ocpus, memory, boot
             self.boot_volume_backups = 0
+            self.target = "vm"
 
     report = shapes.allowance_report(
         [("a", Oci("VM.Standard.A1.Flex", 2, 12, 50)), ("b", Oci("VM.Standard.A1.Flex", 1, 1, 50))]

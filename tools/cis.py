@@ -143,6 +143,9 @@ def buckets_versioned(plan: offline.Plan) -> Iterator[str]:
             yield f"{r.name} keeps no earlier versions of its objects"
 
 
+CONTAINER_INSTANCE = "oci:ContainerEngine/containerInstance:ContainerInstance"
+
+
 def reserved_public_ips_only(plan: offline.Plan) -> Iterator[str]:
     for r in plan.of_type(INSTANCE):
         if (r.plain("createVnicDetails") or {}).get("assignPublicIp") != "false":
@@ -150,6 +153,9 @@ def reserved_public_ips_only(plan: offline.Plan) -> Iterator[str]:
     for r in plan.of_type(PUBLIC_IP):
         if r.plain("lifetime") != "RESERVED":
             yield f"{r.name} is a {r.plain('lifetime')} public IP"
+    for r in plan.of_type(CONTAINER_INSTANCE):
+        if any(vnic.get("isPublicIpAssigned") for vnic in r.plain("vnics") or []):
+            yield f"{r.name} has an ephemeral public IP (its pulls use it; its NSG admits no one)"
 
 
 ITEMS: tuple[tuple[str, str, Callable[[offline.Plan], Iterator[str]]], ...] = (

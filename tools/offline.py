@@ -560,6 +560,10 @@ class OciAnswers:
             "oci:ObjectStorage/bucket:Bucket": self._bucket,
             "oci:ObjectStorage/storageObject:StorageObject": self._object,
             "oci:ObjectStorage/preauthrequest:Preauthrequest": self._read_request,
+            "oci:LoadBalancer/loadBalancer:LoadBalancer": self._load_balancer,
+            "oci:LoadBalancer/backendSet:BackendSet": self._backend_set,
+            "oci:LoadBalancer/listener:Listener": self._listener,
+            "oci:ContainerEngine/containerInstance:ContainerInstance": self._container_instance,
             **self.identity.resource_answers(),
         }
 
@@ -570,6 +574,86 @@ class OciAnswers:
             "oci:Core/getShapes:getShapes": self.shapes,
             "oci:Core/getPrivateIps:getPrivateIps": self.private_ips,
             "oci:ObjectStorage/getNamespace:getNamespace": self.namespace,
+            "oci:ContainerInstances/getContainerInstanceShapes:getContainerInstanceShapes": self.container_shapes,
+        }
+
+    CONTAINER_SHAPES = ("CI.Standard.A1.Flex", "CI.Standard.E3.Flex", "CI.Standard.E4.Flex")
+
+    def container_shapes(self, args: dict[str, Any]) -> dict[str, Any]:
+        """ListContainerInstanceShapes in one availability domain."""
+        domain = args.get("availabilityDomain")
+        offered = [
+            name
+            for name in self.CONTAINER_SHAPES
+            if domain is None or domain in {self.domain_name(n) for n in self.shape_domains.get(name, self.DOMAINS)}
+        ]
+        return {
+            **{k: v for k, v in args.items() if v is not None},
+            "id": "container-instance-shapes",
+            "containerInstanceShapeCollections": [{"items": [{"name": name} for name in offered]}],
+        }
+
+    def _load_balancer(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """CreateLoadBalancer: a flexible shape within 10..8000 Mbps, subnets and reserved IPs that exist."""
+        if a.inputs.get("shape") != "flexible":
+            raise ValueError("CreateLoadBalancer: fixed shapes are deprecated; use shape flexible")
+        details = a.inputs.get("shapeDetails") or {}
+        low, high = details.get("minimumBandwidthInMbps"), details.get("maximumBandwidthInMbps")
+        if not all(isinstance(v, (int, float)) and v == int(v) for v in (low, high)) or not 10 <= low <= high <= 8000:
+            raise ValueError("CreateLoadBalancer: shapeDetails needs 10 <= minimum <= maximum <= 8000 Mbps")
+        for subnet in a.inputs.get("subnetIds") or []:
+            if "cidrBlock" not in self.mocks.created.get(subnet, {}):
+                raise ValueError(f"CreateLoadBalancer: subnetIds names no subnet: {subnet}")
+        addresses = []
+        for reserved in a.inputs.get("reservedIps") or []:
+            ip = self.mocks.created.get(reserved.get("id"), {})
+            if ip.get("lifetime") != "RESERVED":
+                raise ValueError("CreateLoadBalancer: reservedIps[].id names no reserved public IP")
+            addresses.append({"ipAddress": ip["ipAddress"], "isPublic": True, "reservedIp": [reserved]})
+        return {
+            "state": "ACTIVE",
+            "ipAddressDetails": addresses,
+            "ipAddresses": [address["ipAddress"] for address in addresses],
+            "timeCreated": "2026-06-01T08:00:00.000Z",
+        }
+
+    def _backend_set(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        balancer = self.mocks.created.get(a.inputs.get("loadBalancerId"), {})
+        if balancer.get("shape") != "flexible":
+            raise ValueError("CreateBackendSet: loadBalancerId names no load balancer")
+        checker = a.inputs.get("healthChecker") or {}
+        if checker.get("protocol") not in ("HTTP", "TCP"):
+            raise ValueError("CreateBackendSet: healthChecker.protocol must be HTTP or TCP")
+        return {"backends": [], "state": "SUCCEEDED"}
+
+    def _listener(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        balancer_id = a.inputs.get("loadBalancerId")
+        sets = [
+            o.get("name")
+            for o in list(self.mocks.created.values())
+            if o.get("loadBalancerId") == balancer_id and "healthChecker" in o
+        ]
+        if a.inputs.get("defaultBackendSetName") not in sets:
+            raise ValueError("CreateListener: defaultBackendSetName names no backend set of the load balancer")
+        return {"state": "SUCCEEDED"}
+
+    def _container_instance(self, a: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """CreateContainerInstance: a shape Container Instances offers, a VNIC in a subnet that exists."""
+        if a.inputs.get("shape") not in self.CONTAINER_SHAPES:
+            raise ValueError(f"CreateContainerInstance: shape {a.inputs.get('shape')!r} is not a container shape")
+        [vnic] = a.inputs.get("vnics") or [{}]
+        if "cidrBlock" not in self.mocks.created.get(vnic.get("subnetId"), {}):
+            raise ValueError("CreateContainerInstance: vnics[0].subnetId names no subnet")
+        declared = {v.get("name") for v in _unwrap(a.inputs.get("volumes")) or []}
+        for container in a.inputs.get("containers") or []:
+            for mount in container.get("volumeMounts") or []:
+                if mount.get("volumeName") not in declared:
+                    raise ValueError(f"CreateContainerInstance: volume {mount.get('volumeName')!r} is not declared")
+        return {
+            "state": "ACTIVE",
+            "containerCount": len(a.inputs.get("containers") or []),
+            "vnics": [{**vnic, "vnicId": self._ocid("vnic", a.name)}],
+            "timeCreated": "2026-06-01T08:00:00.000Z",
         }
 
     def _ocid(self, kind: str, name: str) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_oci as oci
@@ -65,10 +66,13 @@ class DeployAccessArgs:
     """Where the bastion and the VM live; the policy is attached there."""
     region: str
     """Where the deploy job calls the Bastion API."""
-    bastion_id: pulumi.Input[str]
-    instance_id: pulumi.Input[str]
-    vm_private_ip: pulumi.Input[str]
+    bastion_id: pulumi.Input[str] | None = None
+    instance_id: pulumi.Input[str] | None = None
+    vm_private_ip: pulumi.Input[str] | None = None
     """The one address sessions may forward to (port 22)."""
+    release: pulumi.Input[Mapping[str, Any]] | None = None
+    """Container instances instead of a VM: where a release goes and the load balancer it joins
+    (container_platform.release_variable); None for a VM."""
     identity_domain_url: str | None = None
     """workloadIdentity: the domain of the service user, the OAuth client and the trust."""
     subjects: Sequence[str] = ()
@@ -137,9 +141,39 @@ def deploy_policy(
     ]
 
 
+def container_policy(group_id: str, compartment_id: str, load_balancer_id: str) -> list[str]:
+    """The deploy identity's whole policy with container instances: make and delete them in the
+    environment's compartment, with a VNIC in its subnet and NSG, and change the backends of its
+    load balancer.
+
+    Oracle's "Container Instances Policy Reference" lists what CreateContainerInstance needs
+    (`manage compute-container-instances` with `compute-containers`, `use vnics`, `use subnets`),
+    `use network-security-groups` is what attaching an NSG to a VNIC takes, and the Load
+    Balancing reference puts CreateBackend, UpdateBackend and DeleteBackend under `use
+    load-balancers`, narrowed here to this one by `target.loadbalancer.id`. Container instances
+    are not narrowed further: the accessories' instances, in the same compartment, are within
+    reach of this identity (docs/environment.md says so).
+    """
+    who = f"Allow group id {group_id}"
+    where = location(compartment_id)
+    return [
+        f"{who} to manage compute-container-family in {where}",
+        f"{who} to use vnics in {where}",
+        f"{who} to use subnets in {where}",
+        f"{who} to use network-security-groups in {where}",
+        f"{who} to use load-balancers in {where} where target.loadbalancer.id = '{load_balancer_id}'",
+    ]
+
+
 def access_variable(region: str, bastion_id: str, auth: Mapping[str, str]) -> str:
     """`DEPLOY_OCI_<ENV>`: one JSON object, compact with sorted keys, that ci/oci.py reads."""
     return json.dumps({"region": region, "bastionId": bastion_id, **auth}, sort_keys=True, separators=(",", ":"))
+
+
+def release_access_variable(region: str, release: Mapping[str, Any], auth: Mapping[str, str]) -> str:
+    """`DEPLOY_OCI_<ENV>` with container instances: the region, the release's place and the
+    identity, which ci/instances.py reads."""
+    return json.dumps({"region": region, **release, **auth}, sort_keys=True, separators=(",", ":"))
 
 
 class DeployAccess(pulumi.ComponentResource):
@@ -161,21 +195,30 @@ class DeployAccess(pulumi.ComponentResource):
         else:
             raise ValueError(f"unknown OCI deploy auth mode {args.mode!r}")
 
-        statements = pulumi.Output.all(group_id, args.bastion_id, args.instance_id, args.vm_private_ip).apply(
-            lambda v: deploy_policy(v[0], args.compartment_id, v[1], v[2], v[3])
-        )
+        if args.release is not None:
+            release = pulumi.Output.from_input(args.release)
+            statements = pulumi.Output.all(group_id, release).apply(
+                lambda v: container_policy(v[0], args.compartment_id, v[1]["loadBalancerId"])
+            )
+            description = f"Container instances and load balancer backends for {purpose}"
+            self.variable = pulumi.Output.all(release, auth).apply(lambda v: release_access_variable(args.region, *v))
+        else:
+            statements = pulumi.Output.all(group_id, args.bastion_id, args.instance_id, args.vm_private_ip).apply(
+                lambda v: deploy_policy(v[0], args.compartment_id, v[1], v[2], v[3])
+            )
+            description = f"Bastion sessions to the VM for {purpose}"
+            self.variable = pulumi.Output.all(args.bastion_id, auth).apply(lambda v: access_variable(args.region, *v))
         oci.identity.Policy(
             f"{name}-policy",
             compartment_id=args.compartment_id,
             name=display,
-            description=f"Bastion sessions to the VM for {purpose}",
+            description=description,
             statements=statements,
             freeform_tags=dict(args.freeform_tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
 
         self.credential = pulumi.Output.secret(credential)
-        self.variable = pulumi.Output.all(args.bastion_id, auth).apply(lambda v: access_variable(args.region, *v))
         self.policy_statements = statements
         self.register_outputs({"variable": self.variable, "policyStatements": self.policy_statements})
 

@@ -37,11 +37,12 @@ class GithubSideArgs:
     deploy_branch: str
     """The infra repository's default branch: the only one whose runs may deploy."""
     layout: str
-    host: pulumi.Input[str]
-    """The address the deploy job's SSH reaches the VM at (its private address, through the bastion)."""
-    ci_private_key_openssh: pulumi.Input[str]
+    host: pulumi.Input[str] | None
+    """The address the deploy job's SSH reaches the VM at (its private address, through the
+    bastion); None with container instances (then no SSH secret at all)."""
+    ci_private_key_openssh: pulumi.Input[str] | None
     """Secret."""
-    host_public_key_openssh: pulumi.Input[str]
+    host_public_key_openssh: pulumi.Input[str] | None
     platform: str
     url: pulumi.Input[str]
     oci_credential: pulumi.Input[str]
@@ -107,17 +108,22 @@ class GithubSide(pulumi.ComponentResource):
             opts=child,
         )
 
-        host = pulumi.Output.from_input(args.host)
         values = {
-            "VM_HOST": host,
-            "SSH_PRIVATE_KEY": pulumi.Output.secret(args.ci_private_key_openssh),
-            "SSH_KNOWN_HOSTS": pulumi.Output.all(host, args.host_public_key_openssh).apply(
-                lambda v: keys.known_hosts_line(v[0], v[1]) + "\n"
-            ),
             "OCI_DEPLOY_CREDENTIAL": pulumi.Output.secret(args.oci_credential),
             "APP_SECRETS": pulumi.Output.secret(args.app_secrets),
         }
+        if args.host is not None:
+            host = pulumi.Output.from_input(args.host)
+            values |= {
+                "VM_HOST": host,
+                "SSH_PRIVATE_KEY": pulumi.Output.secret(args.ci_private_key_openssh),
+                "SSH_KNOWN_HOSTS": pulumi.Output.all(host, args.host_public_key_openssh).apply(
+                    lambda v: keys.known_hosts_line(v[0], v[1]) + "\n"
+                ),
+            }
         for secret, secret_name in names.secret_names(args.environment, args.layout).items():
+            if secret not in values:
+                continue
             suffix = secret.lower().replace("_", "-")
             if args.layout == "repository":
                 github.ActionsSecret(

@@ -92,10 +92,12 @@ def _get(item: Any, key: str) -> Any:
 
 AVAILABILITY_DOMAINS = "oci:Identity/getAvailabilityDomains:getAvailabilityDomains"
 SHAPES = "oci:Core/getShapes:getShapes"
+CONTAINER_SHAPES = "oci:ContainerInstances/getContainerInstanceShapes:getContainerInstanceShapes"
 
 
 def availability_domain(compartment_id: str, shape: str, pinned: str | None, opts: pulumi.InvokeOptions) -> str:
-    """The availability domain the VM launches in: `pinned`, or the first one that offers `shape`.
+    """The availability domain the VM (or the container instances) launch in: `pinned`, or the
+    first one that offers `shape`.
 
     Shapes differ by domain (`VM.Standard.E2.1.Micro` exists only in some domains of the home
     region), so each domain's shapes are listed (`getShapes`) and the first that offers the
@@ -115,6 +117,10 @@ def availability_domain(compartment_id: str, shape: str, pinned: str | None, opt
     domains = [d["name"] for d in listed]
 
     def offers(domain: str) -> bool:
+        if shape.startswith("CI."):  # a container instance shape: Container Instances lists its own
+            found = invoke(CONTAINER_SHAPES, {"compartmentId": compartment_id, "availabilityDomain": domain})
+            collections = found.get("containerInstanceShapeCollections") or []
+            return any(s.get("name") == shape for c in collections for s in c.get("items") or [])
         found = invoke(SHAPES, {"compartmentId": compartment_id, "availabilityDomain": domain, "shape": shape})
         return any(s.get("name") == shape for s in found.get("shapes") or [])
 

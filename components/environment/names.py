@@ -18,6 +18,10 @@ APP_SECRETS is the environment's secrets for its containers, `{NAME: value}` as 
 (components/environment/app_secrets.py), which the deploy sends to the VM on stdin."""
 
 
+CONTAINER_SECRETS = ("OCI_DEPLOY_CREDENTIAL", "APP_SECRETS")
+"""The deploy secrets of an environment on container instances: no VM, no SSH, no host key."""
+
+
 def secret_names(environment: str, layout: str) -> dict[str, str]:
     """Each deploy secret's name in the chosen layout."""
     if layout not in LAYOUTS:

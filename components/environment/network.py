@@ -16,6 +16,13 @@ live in a network security group attached to its VNIC.
 The default list, attached to nothing, is still managed, with no rule: CIS OCI Foundations
 2.1 and 2.5 flag OCI's rules on any list, attached or not, and a subnet added by hand would
 carry them.
+
+With `oci.target: containerInstances` there is no VM, no bastion and no SSH at all: two NSGs
+instead of the VM's. The load balancer's (`nsg_id`) admits the web from anywhere on 80; the
+containers' (`app_nsg_id`) admits the load balancer on the components' ports and its own
+members (a release's instance reaching an accessory's), nothing else. Container instances pull
+their images over their own VNIC, through the internet gateway: their VNICs have public
+addresses, which this NSG keeps closed.
 """
 
 from __future__ import annotations
@@ -27,13 +34,14 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_oci as oci
 
-from components.settings import WEB_PORTS
+from components.settings import HTTP_PORT, WEB_PORTS
 
 ANYWHERE = "0.0.0.0/0"
 TCP = "6"
 ICMP = "1"
 ALL_PROTOCOLS = "all"
 SSH_PORT = 22
+NSG_PEER = "NETWORK_SECURITY_GROUP"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,9 @@ class NetworkArgs:
     """Who may connect to the bastion's sessions; opening one also takes an OCI credential."""
     bastion_session_ttl_seconds: int = 1800
     """The longest a bastion session may stay open."""
+    container_ports: tuple[int, ...] = ()
+    """Container instances target: the components' ports, which the load balancer reaches; empty
+    for a VM (then the VM's rules, the bastion and SSH)."""
     freeform_tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -61,6 +72,8 @@ class Rule:
     peer: pulumi.Input[str]
     port: int | None = None
     description: str = ""
+    peer_type: str = "CIDR_BLOCK"
+    """Or NETWORK_SECURITY_GROUP, the peer then an NSG's OCID."""
 
 
 def rules_for(args: NetworkArgs, bastion_endpoint: pulumi.Input[str]) -> tuple[Rule, ...]:
@@ -76,6 +89,26 @@ def rules_for(args: NetworkArgs, bastion_endpoint: pulumi.Input[str]) -> tuple[R
     return tuple(rules)
 
 
+def load_balancer_rules(vcn_cidr: str) -> tuple[Rule, ...]:
+    """The load balancer's NSG: the web from anywhere on 80; out to the VCN (its backends)."""
+    return (
+        Rule("lb-http", "INGRESS", TCP, ANYWHERE, HTTP_PORT, "web traffic on 80"),
+        Rule("lb-egress", "EGRESS", TCP, vcn_cidr, None, "to the backends in the VCN"),
+    )
+
+
+def container_rules(ports: tuple[int, ...], load_balancer_nsg: pulumi.Input[str], own_nsg: pulumi.Input[str]):
+    """The containers' NSG: the load balancer on each component's port, its own members on any
+    TCP port (an accessory), all egress (image pulls)."""
+    rules = [
+        Rule(f"app-{port}", "INGRESS", TCP, load_balancer_nsg, port, f"the load balancer to {port}", NSG_PEER)
+        for port in sorted(set(ports))
+    ]
+    rules.append(Rule("app-members", "INGRESS", TCP, own_nsg, None, "releases to accessories", NSG_PEER))
+    rules.append(Rule("app-egress", "EGRESS", ALL_PROTOCOLS, ANYWHERE, None, "all outbound traffic"))
+    return tuple(rules)
+
+
 def dns_label(environment: str) -> str:
     """A VCN DNS label: a letter first, letters and digits only, at most 15 characters."""
     return ("ds" + "".join(c for c in environment if c.isalnum()))[:15]
@@ -85,10 +118,15 @@ class Network(pulumi.ComponentResource):
     vcn_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str]
     nsg_id: pulumi.Output[str]
-    bastion_id: pulumi.Output[str]
-    """The OCID sessions are opened on (`oci bastion session create-port-forwarding --bastion-id`)."""
-    bastion_endpoint_ip: pulumi.Output[str]
-    """The bastion's private endpoint in the subnet: where sessions reach the VM from."""
+    """The VM's NSG; with container instances, the load balancer's."""
+    app_nsg_id: pulumi.Output[str] | None
+    """Container instances only: the NSG of every container instance."""
+    bastion_id: pulumi.Output[str] | None
+    """The OCID sessions are opened on (`oci bastion session create-port-forwarding --bastion-id`); VM only."""
+    bastion_endpoint_ip: pulumi.Output[str] | None
+    """The bastion's private endpoint in the subnet: where sessions reach the VM from; VM only."""
+    subnet_domain: pulumi.Output[str]
+    """The subnet's DNS domain (`public.<vcn label>.oraclevcn.com`): a VNIC's hostname label resolves in it."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dreamscape:environment:Network", name, None, opts)
@@ -150,7 +188,9 @@ class Network(pulumi.ComponentResource):
             ],
             # The bastion's private endpoint is a VNIC of this subnet without an NSG, so this list
             # decides what it may send: SSH to the subnet, where its sessions lead.
-            egress_security_rules=[
+            egress_security_rules=[]
+            if args.container_ports
+            else [
                 {
                     "protocol": TCP,
                     "destination": args.subnet_cidr,
@@ -187,42 +227,22 @@ class Network(pulumi.ComponentResource):
             freeform_tags=tags,
             opts=child,
         )
-        nsg = oci.core.NetworkSecurityGroup(
-            f"{name}-nsg",
-            compartment_id=compartment,
-            vcn_id=vcn.id,
-            display_name=f"dreamscape-{args.environment}-vm",
-            freeform_tags=tags,
-            opts=child,
-        )
-        bastion = oci.bastion.Bastion(
-            f"{name}-bastion",
-            bastion_type="STANDARD",
-            compartment_id=compartment,
-            target_subnet_id=subnet.id,
-            client_cidr_block_allow_lists=list(args.bastion_client_cidrs),
-            max_session_ttl_in_seconds=args.bastion_session_ttl_seconds,
-            name=f"dreamscape-{args.environment}",
-            freeform_tags=tags,
-            opts=child,
-        )
-        endpoint_cidr = bastion.private_endpoint_ip_address.apply(lambda ip: f"{ip}/32")
-        for rule in rules_for(args, endpoint_cidr):
-            if (
-                rule.direction == "INGRESS"
-                and rule.port == SSH_PORT
-                and isinstance(rule.peer, str)
-                and _is_anywhere(rule.peer)
-            ):
-                pulumi.log.warn(
-                    f"{args.environment}: SSH is open to {rule.peer} (oci.sshAllowedCidrs); "
-                    "only keys can log in, see the README on what that costs",
-                    resource=self,
-                )
+
+        def security_group(suffix: str, display: str) -> oci.core.NetworkSecurityGroup:
+            return oci.core.NetworkSecurityGroup(
+                f"{name}-{suffix}",
+                compartment_id=compartment,
+                vcn_id=vcn.id,
+                display_name=f"dreamscape-{args.environment}-{display}",
+                freeform_tags=tags,
+                opts=child,
+            )
+
+        def add(group: pulumi.Input[str], rule: Rule) -> None:
             peer_key = "source" if rule.direction == "INGRESS" else "destination"
             oci.core.NetworkSecurityGroupSecurityRule(
                 f"{name}-{rule.suffix}",
-                network_security_group_id=nsg.id,
+                network_security_group_id=group,
                 direction=rule.direction,
                 protocol=rule.protocol,
                 description=rule.description,
@@ -230,20 +250,61 @@ class Network(pulumi.ComponentResource):
                 tcp_options=(
                     {"destination_port_range": {"min": rule.port, "max": rule.port}} if rule.port is not None else None
                 ),
-                **{peer_key: rule.peer, f"{peer_key}_type": "CIDR_BLOCK"},
+                **{peer_key: rule.peer, f"{peer_key}_type": rule.peer_type},
                 opts=child,
             )
+
+        self.app_nsg_id: pulumi.Output[str] | None = None
+        self.bastion_id: pulumi.Output[str] | None = None
+        self.bastion_endpoint_ip: pulumi.Output[str] | None = None
+        if args.container_ports:
+            nsg = security_group("lb-nsg", "lb")
+            app = security_group("app-nsg", "containers")
+            for rule in load_balancer_rules(args.vcn_cidr):
+                add(nsg.id, rule)
+            for rule in container_rules(args.container_ports, nsg.id, app.id):
+                add(app.id, rule)
+            self.app_nsg_id = app.id
+        else:
+            nsg = security_group("nsg", "vm")
+            bastion = oci.bastion.Bastion(
+                f"{name}-bastion",
+                bastion_type="STANDARD",
+                compartment_id=compartment,
+                target_subnet_id=subnet.id,
+                client_cidr_block_allow_lists=list(args.bastion_client_cidrs),
+                max_session_ttl_in_seconds=args.bastion_session_ttl_seconds,
+                name=f"dreamscape-{args.environment}",
+                freeform_tags=tags,
+                opts=child,
+            )
+            endpoint_cidr = bastion.private_endpoint_ip_address.apply(lambda ip: f"{ip}/32")
+            for rule in rules_for(args, endpoint_cidr):
+                if (
+                    rule.direction == "INGRESS"
+                    and rule.port == SSH_PORT
+                    and isinstance(rule.peer, str)
+                    and _is_anywhere(rule.peer)
+                ):
+                    pulumi.log.warn(
+                        f"{args.environment}: SSH is open to {rule.peer} (oci.sshAllowedCidrs); "
+                        "only keys can log in, see the README on what that costs",
+                        resource=self,
+                    )
+                add(nsg.id, rule)
+            self.bastion_id = bastion.id
+            self.bastion_endpoint_ip = bastion.private_endpoint_ip_address
 
         self.vcn_id = vcn.id
         self.subnet_id = subnet.id
         self.nsg_id = nsg.id
-        self.bastion_id = bastion.id
-        self.bastion_endpoint_ip = bastion.private_endpoint_ip_address
+        self.subnet_domain = subnet.subnet_domain_name
         self.register_outputs(
             {
                 "vcnId": self.vcn_id,
                 "subnetId": self.subnet_id,
                 "nsgId": self.nsg_id,
+                "appNsgId": self.app_nsg_id,
                 "bastionId": self.bastion_id,
                 "bastionEndpointIp": self.bastion_endpoint_ip,
             }

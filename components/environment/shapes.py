@@ -1,4 +1,5 @@
-"""The VM shapes an environment can use, Oracle's Always Free allowance, and what the rest costs.
+"""The shapes an environment can use (VMs and container instances), Oracle's Always Free
+allowance, and what the rest costs.
 
 Pure Python, no Pulumi. Settings validation and the offline plan both call
 `allowance_report()`, so the figures the plan prints are the figures the cost guard enforces.
@@ -119,8 +120,27 @@ SHAPES: dict[str, Shape] = {
         Shape("VM.Standard.E3.Flex", "E3", (1, 100), (1, 1024), (1, 64)),
         Shape("VM.Standard.E4.Flex", "E4", (1, 114), (1, 1760), (1, 64)),
         Shape("VM.Standard.E5.Flex", "E5", (1, 94), (1, 1049), (1, 64)),
+        # Container instances (oci.target: containerInstances), billed at their family's compute
+        # rates: no Always Free allowance covers them, A1 included.
+        Shape("CI.Standard.A1.Flex", "A1", (1, 76), (1, 488), (1, 64)),
+        Shape("CI.Standard.E3.Flex", "E3", (1, 64), (1, 1024), (1, 64)),
+        Shape("CI.Standard.E4.Flex", "E4", (1, 64), (1, 1024), (1, 64)),
     )
 }
+CONTAINER_SHAPES_SOURCE = "https://docs.oracle.com/en-us/iaas/Content/container-instances/container-instance-shapes.htm"
+CONTAINER_PRICES_SOURCE = "https://www.oracle.com/cloud/cloud-native/container-instances/pricing/"
+"""Container instances cost the OCPU and memory of their shape at Compute's rates, nothing more."""
+
+ACCESSORY_OCPUS = 1
+ACCESSORY_MEMORY_GBS = 2
+"""The size of each accessory's own container instance (oci.target: containerInstances)."""
+
+LOAD_BALANCER_BANDWIDTH_MBPS = 10
+"""The flexible load balancer's bandwidth, minimum and maximum: the Always Free size."""
+LOAD_BALANCER_HOUR_USD = 0.0113
+LOAD_BALANCER_MBPS_HOUR_USD = 0.0001
+"""List prices of a flexible load balancer beyond the free one: an hour of it, and an hour of
+each Mbps of its bandwidth (https://www.oracle.com/cloud/networking/load-balancing/pricing/)."""
 
 
 def shape(name: str) -> Shape:
@@ -153,6 +173,8 @@ class Allowance:
     """The smallest boot volume Oracle creates (LaunchInstance refuses less); each instance has one."""
     volume_backups: int = 5
     """Block and boot volume backups kept free, across the tenancy."""
+    load_balancers: int = 1
+    """Flexible load balancers of 10 Mbps free, across the tenancy."""
 
 
 ALWAYS_FREE = Allowance(
@@ -178,6 +200,7 @@ class Sized(Protocol):
     memory_gbs: float
     boot_volume_gbs: int
     boot_volume_backups: int
+    target: str
 
 
 @dataclass(frozen=True)
@@ -189,6 +212,8 @@ class Row:
     boot_volume_gbs: float
     backups: int = 0
     """Boot volume backups the environment keeps (`oci.bootVolumeBackups`)."""
+    load_balancers: int = 0
+    """Load balancers the environment has: one for container instances, none for a VM."""
 
     @property
     def ocpu_hours(self) -> float:
@@ -244,6 +269,7 @@ class AllowanceReport:
             "micro_instances": sum(1 for r in self.rows if SHAPES[r.shape].free_pool == "E2.1.Micro"),
             "boot_volume_gbs": sum(r.boot_volume_gbs for r in self.rows),
             "backups": sum(r.backups for r in self.rows),
+            "load_balancers": sum(r.load_balancers for r in self.rows),
             "ocpus": sum(r.ocpus for r in self.rows),
             "memory_gbs": sum(r.memory_gbs for r in self.rows),
         }
@@ -270,6 +296,10 @@ class AllowanceReport:
         out.append(f"E2.1.Micro: {t['micro_instances']} of {free.micro_instances} instances")
         out.append(f"Block volume: {_n(t['boot_volume_gbs'])} of {_n(free.block_volume_gbs)} GB (boot volumes)")
         out.append(f"Volume backups: {t['backups']} of {free.volume_backups} kept (boot volumes, weekly)")
+        out.append(
+            f"Load balancers: {t['load_balancers']} of {free.load_balancers} "
+            f"(flexible, {LOAD_BALANCER_BANDWIDTH_MBPS} Mbps)"
+        )
         if self.within:
             out.append("Within Oracle's Always Free allowance: $0.00/month.")
         else:
@@ -280,14 +310,41 @@ class AllowanceReport:
         return out
 
 
-def allowance_report(environments: Iterable[tuple[str, Sized]], allowance: Allowance = ALWAYS_FREE) -> AllowanceReport:
-    """Usage of every environment against the allowance, and what goes past it costs."""
-    rows = tuple(
-        Row(
-            env, oci.shape, float(oci.ocpus), float(oci.memory_gbs), float(oci.boot_volume_gbs), oci.boot_volume_backups
+def row(environment: str, oci: Sized, accessories: int = 0) -> Row:
+    """What an environment runs: its VM and boot volume; or its release's container instance,
+    one instance per accessory and the load balancer (no boot volume, no backups)."""
+    if oci.target == "containerInstances":
+        return Row(
+            environment,
+            oci.shape,
+            float(oci.ocpus) + accessories * ACCESSORY_OCPUS,
+            float(oci.memory_gbs) + accessories * ACCESSORY_MEMORY_GBS,
+            0.0,
+            load_balancers=1,
         )
-        for env, oci in environments
+    return Row(
+        environment,
+        oci.shape,
+        float(oci.ocpus),
+        float(oci.memory_gbs),
+        float(oci.boot_volume_gbs),
+        oci.boot_volume_backups,
     )
+
+
+LOAD_BALANCER_MONTH_USD = (
+    LOAD_BALANCER_HOUR_USD + LOAD_BALANCER_BANDWIDTH_MBPS * LOAD_BALANCER_MBPS_HOUR_USD
+) * HOURS_PER_MONTH
+
+
+def allowance_report(
+    environments: Iterable[tuple[str, Sized]], allowance: Allowance = ALWAYS_FREE, accessories: int = 0
+) -> AllowanceReport:
+    """Usage of every environment against the allowance, and what goes past it costs.
+
+    `accessories`: how many the project declares; each is a container instance of its own in an
+    environment whose target is container instances."""
+    rows = tuple(row(env, oci, accessories) for env, oci in environments)
     excesses: list[Excess] = []
     a1 = [r for r in rows if shape(r.shape).free_pool == "A1"]
     a1_family = FAMILIES["A1"]
@@ -337,6 +394,15 @@ def allowance_report(environments: Iterable[tuple[str, Sized]], allowance: Allow
         largest = max(r.boot_volume_gbs for r in backups)
         price = (kept - allowance.volume_backups) * largest * BACKUP_GB_MONTH_USD
         excesses.append(Excess("Volume backups", kept, allowance.volume_backups, "kept", price, _names(backups)))
+    balanced = [r for r in rows if r.load_balancers]
+    excesses += _over(
+        "Flexible load balancers",
+        sum(r.load_balancers for r in balanced),
+        allowance.load_balancers,
+        f"at {LOAD_BALANCER_BANDWIDTH_MBPS} Mbps",
+        LOAD_BALANCER_MONTH_USD,
+        balanced,
+    )
     return AllowanceReport(rows=rows, excesses=tuple(excesses), allowance=allowance)
 
 

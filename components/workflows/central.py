@@ -51,6 +51,7 @@ from typing import Any
 import ci.config
 import ci.deploy
 import ci.github
+import ci.instances
 import ci.oci
 import ci.plan
 import ci.report
@@ -292,12 +293,14 @@ severities_from = ci.scan.severities_from
 
 
 def deploy_timeout(deploy: Deploy) -> int:
-    """Minutes for the deploy step: opening the bastion session, waiting for the lock, pulling,
-    starting, maybe rolling back."""
-    seconds = (
+    """Minutes for the deploy step, the longer of the two targets': on a VM, opening the bastion
+    session, waiting for the lock, pulling, starting, maybe rolling back; on container
+    instances, the new instance becoming ACTIVE, healthy, then OK behind the load balancer."""
+    vm = (
         ci.oci.ACTIVE_WAIT_SECONDS + deploy.lock_wait_seconds + PULL_ALLOWANCE_SECONDS + 2 * deploy.wait_timeout_seconds
     )
-    return math.ceil(seconds / 60) + 5
+    containers = ci.instances.CREATE_WAIT_SECONDS + 2 * deploy.wait_timeout_seconds + ci.instances.SWITCH_SECONDS
+    return math.ceil(max(vm, containers) / 60) + 5
 
 
 # --- shell pieces ------------------------------------------------------------------------------
@@ -681,14 +684,15 @@ def _deploy_job(args: CentralArgs) -> dict[str, Any]:
         }
     step_minutes = deploy_timeout(args.deploy)
     ssh_step = {
-        "name": f"Deploy to {environment} over SSH through its bastion",
+        "name": f"Deploy to {environment}",
         # A superseded run deploys nothing: the newer commit's own run deploys it.
         "if": "steps.newest.outputs.superseded == ''",
         "timeout-minutes": step_minutes,
         "env": {**env, "DEPLOY_COMPOSE_FILE": compose.path(environment)},
         "shell": "bash",
         # exec: the runner's SIGINT and SIGTERM of a cancelled job reach the client itself, which
-        # then deletes its bastion session (bash would exit and leave it running).
+        # then deletes its bastion session, or the new container instance that never took
+        # traffic (bash would exit and leave them).
         "run": f"exec {_python('deploy')}",
     }
     return {
