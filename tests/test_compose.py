@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -71,9 +73,8 @@ def test_one_service_per_deployable_component() -> None:
         variable = IMAGE.match(service["image"])
         assert variable and variable.group(1) == deploy_program.image_variable(component.name)
         assert service["restart"] == "unless-stopped"
-        [kind, command] = service["healthcheck"]["test"]
-        assert kind == "CMD-SHELL"
-        assert f"http://127.0.0.1:{component.port}{component.health_path}" in command
+        assert service["healthcheck"]["test"] == compose.health_test(component.port, component.health_path)
+        assert service["healthcheck"]["test"][-1] == f"http://127.0.0.1:{component.port}{component.health_path}"
         if component.host_port is None:
             assert "ports" not in service
         else:
@@ -125,18 +126,41 @@ def health_server():
     thread.join(timeout=5)
 
 
+@pytest.fixture
+def probe(tmp_path: Path) -> Callable[[list[str]], list[str]]:
+    """The health test as the container runs it: this machine's busybox-static (what the VM
+    mounts) at a path of the same name as the container's."""
+    require_tool(compose.PROBE_SOURCE, "busybox-static")
+    mounted = tmp_path / Path(compose.PROBE).name
+    shutil.copy2(compose.PROBE_SOURCE, mounted)
+
+    def argv(test: list[str]) -> list[str]:
+        assert test[:2] == ["CMD", compose.PROBE]
+        return [str(mounted), *test[2:]]
+
+    return argv
+
+
 @pytest.mark.parametrize(("path", "healthy"), [("/health", True), ("/broken", False)])
-def test_the_health_command_follows_the_answer(health_server: int, path: str, healthy: bool) -> None:
-    require_tool("curl", "curl")
-    command = compose.health_command(health_server, path)
-    result = subprocess.run(["sh", "-c", command], capture_output=True, timeout=30)
+def test_the_health_check_follows_the_answer(health_server: int, probe, path: str, healthy: bool) -> None:
+    result = subprocess.run(probe(compose.health_test(health_server, path)), capture_output=True, timeout=30)
     assert (result.returncode == 0) is healthy, result.stderr
 
 
-def test_the_health_command_fails_when_nothing_listens(health_server: int) -> None:
-    require_tool("curl", "curl")
-    command = compose.health_command(1, "/health")
-    assert subprocess.run(["sh", "-c", command], capture_output=True, timeout=30).returncode != 0
+def test_the_health_check_fails_when_nothing_listens(probe) -> None:
+    assert subprocess.run(probe(compose.health_test(1, "/health")), capture_output=True, timeout=30).returncode != 0
+
+
+def test_every_component_gets_the_probe_read_only_and_no_client_of_its_image() -> None:
+    document = compose.document([auth_service_with()])
+    for service in document["services"].values():
+        assert service["volumes"][0] == {
+            "type": "bind",
+            "source": "/bin/busybox",
+            "target": "/run/dreamscape/busybox",
+            "read_only": True,
+        }
+        assert service["healthcheck"]["test"][:3] == ["CMD", "/run/dreamscape/busybox", "wget"]
 
 
 def seconds(duration: str) -> float:
@@ -228,11 +252,12 @@ def test_a_components_volumes_are_named_after_it() -> None:
     repository = auth_service_with(volumes=(("data", "/var/lib/auth"), ("uploads", "/srv/uploads")))
     document = compose.document([repository])
     assert document["services"]["auth-service"]["volumes"] == [
+        compose.probe_mount(),
         "auth-service-data:/var/lib/auth",
         "auth-service-uploads:/srv/uploads",
     ]
     assert document["volumes"] == {"auth-service-data": {}, "auth-service-uploads": {}}
-    assert "volumes" not in document["services"]["user-service"]
+    assert document["services"]["user-service"]["volumes"] == [compose.probe_mount()]
 
 
 def test_the_stack_file_overrides_a_components_variables(run_with, stack_config) -> None:

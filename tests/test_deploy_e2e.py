@@ -53,12 +53,13 @@ def compose_file(server: DeployServer, **health: str) -> str:
     policy, health check with the production command), auth-service published on 127.0.0.1."""
     services = {}
     for name, port in PORTS.items():
-        check = ["CMD-SHELL", compose.health_command(port, "/health")]
+        check = compose.health_test(port, "/health")
         services[name] = {
             "image": f"${{{deploy_program.image_variable(name)}:?{name} has no image yet}}",
             "restart": "unless-stopped",
             "environment": {"PORT": str(port)},
             "healthcheck": {"test": check, **FAST_HEALTH, **health},
+            "volumes": [compose.probe_mount()],
         }
     services["auth-service"]["ports"] = [f"127.0.0.1:{server.http_port}:{PORTS['auth-service']}"]
     return yaml.safe_dump({"services": services}, sort_keys=False)
@@ -181,6 +182,22 @@ def test_deploy_pulls_and_starts_the_release_with_health_checks(server: DeploySe
     assert "client=127.0.0.1" in line
 
 
+def test_an_image_without_any_http_client_deploys_healthy(server: DeployServer) -> None:
+    """The health check runs the VM's busybox, mounted into the container: the image needs nothing
+    but to serve HTTP on its port."""
+    pairs = {c: image(server, c, "bare") for c in PORTS}
+    for component, reference in pairs.items():
+        server.engine.publish(reference, f"bare-{PORTS[component]}")
+    bare = engine.Variant("bare-8080").local
+    for client in ("/bin/sh", "/bin/wget", "/usr/bin/wget", "/usr/bin/curl", "/usr/bin/node", "/bin/busybox"):
+        with pytest.raises(RuntimeError, match="exited 127"):
+            engine.docker("run", "--rm", "--entrypoint", client, bare, "--help")
+    result = server.deploy(pairs, compose_file(server))
+    assert result.returncode == 0, text(result)
+    assert server.running() == {c: (ref, "healthy") for c, ref in pairs.items()}
+    assert answer(server) == "bare"
+
+
 def test_a_service_in_another_services_network_namespace_is_seen_running_as_deployed(server: DeployServer) -> None:
     """Compose labels a `network_mode: service:<name>` container with a hash of the resolved
     `container:<id>`, never the one `config --hash` prints: the same release again is still
@@ -190,7 +207,7 @@ def test_a_service_in_another_services_network_namespace_is_seen_running_as_depl
     sidecar["image"] = f"${{{deploy_program.image_variable('sidecar')}:?sidecar has no image yet}}"
     sidecar["network_mode"] = "service:auth-service"
     sidecar["environment"] = {"PORT": "9090"}
-    sidecar["healthcheck"] = {**sidecar["healthcheck"], "test": ["CMD-SHELL", compose.health_command(9090, "/health")]}
+    sidecar["healthcheck"] = {**sidecar["healthcheck"], "test": compose.health_test(9090, "/health")}
     document["services"]["sidecar"] = sidecar
     text_ = yaml.safe_dump(document, sort_keys=False)
     pairs = publish(server, {**v1(server), "sidecar": image(server, "sidecar", SHA1)})
@@ -415,8 +432,9 @@ def test_an_optional_dependency_on_a_component_never_deployed_is_dropped(server:
 
 def test_what_only_a_left_out_component_uses_is_left_out_with_it(server: DeployServer) -> None:
     document = yaml.safe_load(compose_file(server))
-    document["services"]["auth-service"] |= {"volumes": ["auth-data:/data"], "networks": ["back", "shared"]}
-    document["services"]["gateway"] |= {"volumes": ["cache:/cache"], "networks": ["shared"]}
+    auth, gateway = document["services"]["auth-service"], document["services"]["gateway"]
+    auth |= {"volumes": [*auth["volumes"], "auth-data:/data"], "networks": ["back", "shared"]}
+    gateway |= {"volumes": [*gateway["volumes"], "cache:/cache"], "networks": ["shared"]}
     document |= {"volumes": {"auth-data": {}, "cache": {}}, "networks": {"back": {}, "shared": {}}}
     result = server.deploy({"gateway": v1(server)["gateway"]}, yaml.safe_dump(document))
     assert result.returncode == 0, text(result)

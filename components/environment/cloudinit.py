@@ -41,7 +41,9 @@ from components.workflows import emit
 DEFAULT_USER = "ubuntu"
 """The default user of Canonical's Ubuntu images; admin keys go to it."""
 METADATA_SERVICE = "169.254.169.254/32"
-DOCKER_PACKAGES = ("docker.io", "docker-compose-v2")
+DOCKER_PACKAGES = ("docker.io", "docker-compose-v2", "busybox-static")
+"""busybox-static: the statically linked busybox each component's health check runs, mounted
+read-only into its container (compose.PROBE), so an image needs no HTTP client of its own."""
 EDGE_PACKAGES = ("caddy",)
 """Ubuntu 24.04's Caddy (2.6.2, universe): the version the deploy tests run (Debian 12's build)."""
 CADDY_DROP_IN = "/etc/systemd/system/caddy.service.d/dreamscape.conf"

@@ -67,15 +67,27 @@ def path(environment: str) -> str:
     return f"{DIRECTORY}/compose.{environment}.yml"
 
 
-def health_command(port: int, health_path: str) -> str:
-    """Healthy when the service answers 2xx/3xx at its path, with whichever client the image has.
+PROBE_SOURCE = "/bin/busybox"
+"""The VM's statically linked busybox (cloud-init installs `busybox-static`): it needs no library
+of the image, and has the VM's architecture, which is the images' (DEPLOY_PLATFORM_<ENV>)."""
+PROBE = "/run/dreamscape/busybox"
+"""Where each component's container sees it, read-only. Named `busybox`: busybox picks the
+applet from its own name unless that is `busybox`, then from its first argument."""
 
-    `wget` (busybox, alpine images), `curl`, or `node` (node images without either); a client
-    that is missing fails with 127 and the next one is tried, so only the answer decides.
+
+def probe_mount() -> dict[str, Any]:
+    return {"type": "bind", "source": PROBE_SOURCE, "target": PROBE, "read_only": True}
+
+
+def health_test(port: int, health_path: str) -> list[str]:
+    """Healthy when the service answers 2xx/3xx at its path on its port.
+
+    The client is the VM's busybox `wget`, mounted into the container, not one of the image:
+    any image that serves HTTP on its port passes, a distroless or `FROM scratch` one too. It
+    runs in the container's network namespace, so it asks the service itself, on 127.0.0.1.
+    Docker's own `timeout` bounds it (busybox 1.35's `wget -T` crashes in its static build).
     """
-    url = f"http://127.0.0.1:{port}{health_path}"
-    node = f"fetch('{url}').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
-    return f'wget -q -O /dev/null {url} || curl -fsS -o /dev/null {url} || node -e "{node}"'
+    return ["CMD", PROBE, "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{health_path}"]
 
 
 SECRETS_DIRECTORY = "./secrets"
@@ -103,13 +115,12 @@ def service(component: Component, accessories: tuple[Accessory, ...] = ()) -> di
         "restart": RESTART,
         # Compose interpolates `$` in values: `$$` is a literal dollar sign.
         "environment": {"PORT": str(component.port), **{k: v.replace("$", "$$") for k, v in component.env}},
-        "healthcheck": {"test": ["CMD-SHELL", health_command(component.port, component.health_path)], **HEALTH},
+        "healthcheck": {"test": health_test(component.port, component.health_path), **HEALTH},
         "logging": LOGS,
+        "volumes": [probe_mount(), *(f"{component.volume(name)}:{path}" for name, path in component.volumes)],
     }
     if component.host_port is not None:
         spec["ports"] = [f"{component.host_port}:{component.port}"]
-    if component.volumes:
-        spec["volumes"] = [f"{component.volume(name)}:{path}" for name, path in component.volumes]
     _add_secrets(spec, granted_secrets(component, accessories))
     if component.accessories:
         spec["networks"] = ["default", *sorted(component.accessories)]

@@ -13,7 +13,10 @@ Image variants, each a different image (so a tag that points at one is a differe
 - `unhealthy`: runs, never answers (a release whose health check fails);
 - `crash`: exits 1 at once (a crash loop under `restart: unless-stopped`);
 - `slow-<s>`: answers after <s> seconds (a release that holds the lock for a while, or stays
-  "starting" past the health wait).
+  "starting" past the health wait);
+- `bare-<port>`: answers `bare` on `/` and `/health` on <port>, from an image with no HTTP
+  client and no shell: its one binary is named `server`, linked only as `httpd`, which the image
+  runs directly (no `sh`, `wget`, `curl`, `node`, nor `busybox` to call one through).
 
 `/usr/bin/docker` is named explicitly: a static client elsewhere on PATH (`/usr/local/bin`
 here) may be another version than the packaged engine and plugin. `.ci/run` installs all of
@@ -76,6 +79,7 @@ wait $!
 VARIANTS = ("healthy", "unhealthy", "crash")
 """Built once per session; `slow-<s>` variants are built when first asked for."""
 APPLETS = ("sh", "httpd", "wget", "sleep", "cat", "rm", "mkdir", "echo", "kill", "ls", "true", "chmod", "nslookup")
+BARE = "bare-"
 
 
 def missing_prerequisites() -> list[str]:
@@ -297,6 +301,8 @@ class Engine:
             return built
         root = self.base / "rootfs" / variant
         (root / "bin").mkdir(parents=True)
+        if variant.startswith(BARE):
+            return self._build_bare(built, root, int(variant.removeprefix(BARE)))
         shutil.copy2(BUSYBOX, root / "bin" / "busybox")
         for applet in APPLETS:
             (root / "bin" / applet).symlink_to("busybox")
@@ -309,6 +315,21 @@ class Engine:
                 tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
         docker("import", "--change", 'CMD ["/serve"]', "--change", "ENV PORT=8080", str(archive), built.local)
         self._built.add(variant)
+        return built
+
+    def _build_bare(self, built: Variant, root: Path, port: int) -> Variant:
+        shutil.copy2(BUSYBOX, root / "bin" / "server")
+        (root / "bin" / "httpd").symlink_to("server")
+        (root / "www").mkdir()
+        (root / "www" / "index.html").write_text("bare\n")
+        (root / "www" / "health").write_text("ok\n")
+        archive = root.with_suffix(".tar")
+        with tarfile.open(archive, "w") as tar:
+            for path in sorted(root.rglob("*")):
+                tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
+        command = json.dumps(["/bin/httpd", "-f", "-v", "-p", str(port), "-h", "/www"])
+        docker("import", "--change", f"CMD {command}", str(archive), built.local)
+        self._built.add(built.name)
         return built
 
     def publish(self, reference: str, variant: str = "healthy") -> str:
