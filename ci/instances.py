@@ -72,6 +72,7 @@ BACKEND_WAIT_SECONDS = 300
 SWITCH_SECONDS = 300
 """What the load balancer changes of one deploy take together (each a work request of seconds)."""
 POLL_SECONDS = 5
+MAX_PAGES = 20
 SECRETS_DIRECTORY = "/run/secrets"
 TAG_ENVIRONMENT = "environment"
 TAG_RELEASE = "dreamscape-release"
@@ -92,7 +93,8 @@ _DOMAIN = re.compile(r"[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63}){1,6}", re.ASCII)
 _AD = re.compile(r"[A-Za-z0-9]{1,8}:[A-Z0-9-]{1,64}", re.ASCII)
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}", re.ASCII)
 _PATH = re.compile(r"/[A-Za-z0-9._~/-]*", re.ASCII)
-_TAG = re.compile(r"[A-Za-z0-9-]{1,100}", re.ASCII)
+_LOOPBACK = re.compile(r"http://127\.0\.0\.1:[0-9]{1,5}", re.ASCII)
+"""The only base DEPLOY_OCI_API may name: the signed bodies carry the secrets and the token."""
 
 
 class InputError(Exception):
@@ -130,6 +132,13 @@ class Platform:
     backend_sets: Mapping[str, int]
     """Backend set name (the published component's) -> the container port it sends to."""
     containers: tuple[Container, ...]
+
+
+_DIGEST = re.compile(r".+@sha256:[0-9a-f]{64}", re.ASCII)
+
+
+def pinned(image: str) -> bool:
+    return deploy_program.is_image(image) and _DIGEST.fullmatch(image) is not None
 
 
 def is_container_target(text: str) -> bool:
@@ -234,6 +243,8 @@ class Request:
     """(registry, user, token) the instance pulls with, or None."""
     wait_timeout: int = 180
     run_name: str = "local"
+    api_base: str | None = None
+    """DEPLOY_OCI_API: a stand-in on the loopback address (tests); None: OCI's endpoints."""
 
 
 def request(env: Mapping[str, str], root: Path | str = ".") -> Request:
@@ -250,6 +261,9 @@ def request(env: Mapping[str, str], root: Path | str = ".") -> Request:
     except deploy.InputError as error:
         raise InputError(str(error)) from None
     images = dict(w.split("=", 1) for w in words)
+    for component, image in images.items():
+        if not pinned(image):
+            raise InputError(f"{deploy.IMAGES}: {component}'s image is not pinned by digest (<image>@sha256:<64 hex>)")
     names = {c.name for c in found.containers}
     for component in sorted(set(images) - names):
         raise InputError(f"{deploy.IMAGES}: {component} is not a component of this environment")
@@ -269,7 +283,11 @@ def request(env: Mapping[str, str], root: Path | str = ".") -> Request:
         settings = config.load(root)
     except config.ConfigError as error:
         raise InputError(str(error)) from None
+    api_base = env.get(API_OVERRIDE) or None
+    if api_base is not None and not _LOOPBACK.fullmatch(api_base):
+        raise InputError(f"{API_OVERRIDE} may only name a stand-in on http://127.0.0.1:<port>")
     return Request(
+        api_base=api_base,
         platform=found,
         credential=credential,
         images=images,
@@ -321,13 +339,22 @@ class Api:
         return (answer.json() if answer.body else None), answer.headers
 
     # Container Instances
-    def instances(self, compartment_id: str) -> list[dict[str, Any]]:
-        path = f"/{CONTAINERS_API}/containerInstances?compartmentId={quote(compartment_id)}&limit=100"
-        data, _ = self.call("List the container instances", "containers", "GET", path)
-        items = data.get("items") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise oci.OciError("List the container instances: the answer holds no items")
-        return [i for i in items if isinstance(i, dict)]
+    def instances(self, compartment_id: str, client: oci.Client | None = None) -> list[dict[str, Any]]:
+        """Every container instance of the compartment, page after page (deleted ones too)."""
+        found: list[dict[str, Any]] = []
+        page = ""
+        for _ in range(MAX_PAGES):
+            path = f"/{CONTAINERS_API}/containerInstances?compartmentId={quote(compartment_id)}&limit=100{page}"
+            data, headers = self.call("List the container instances", "containers", "GET", path, client=client)
+            items = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise oci.OciError("List the container instances: the answer holds no items")
+            found += [i for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
+            following = headers.get("opc-next-page")
+            if not following:
+                return found
+            page = f"&page={quote(following)}"
+        raise oci.OciError(f"List the container instances: more than {MAX_PAGES} pages")
 
     def instance(self, instance_id: str) -> dict[str, Any]:
         data, _ = self.call(
@@ -533,6 +560,9 @@ class Deploy:
     promoted: bool = False
     pending: str | None = None
     """The load balancer work request this deploy sent and has not seen end (a stop may cut its wait)."""
+    changes_started: float | None = None
+    creating: bool = False
+    """The create was sent (its answer may not have come)."""
     steps: list[str] = field(default_factory=list)
 
     @property
@@ -547,7 +577,7 @@ class Deploy:
         self.api.client.sleep(POLL_SECONDS)
 
     def wait_work(self, work_id: str) -> None:
-        deadline = self.clock() + BACKEND_WAIT_SECONDS
+        deadline = min(self.clock() + BACKEND_WAIT_SECONDS, self.switch_deadline())
         while True:
             state = self.api.work_request(work_id).get("lifecycleState")
             if state == "SUCCEEDED":
@@ -572,23 +602,32 @@ class Deploy:
     ) -> None:
         """One backend change, applied. The load balancer takes one change at a time and answers
         409 while another is under way (one a stopped deploy left, say): wait and send again."""
-        deadline = self.clock() + BACKEND_WAIT_SECONDS
+        deadline = min(self.clock() + BACKEND_WAIT_SECONDS, self.switch_deadline())
         while True:
             try:
                 work = self.api.change_backend(what, method, self.lb, backend_set, backend, data, client)
                 break
             except oci.OciError as error:
+                if method == "DELETE" and error.status == 404:
+                    return  # already gone: what the removal wanted
                 if error.status != 409 or self.clock() >= deadline:
                     raise
-                if self.pending is not None:
-                    self.wait_work(self.pending)
-                else:
-                    self.sleep()
+                pending, self.pending = self.pending, None
+                if pending is not None:
+                    self.wait_work(pending)
+                self.sleep()
         self.pending = work
         if sent is not None:
             sent()
         self.wait_work(work)
         self.pending = None
+
+    def switch_deadline(self) -> float:
+        """Every load balancer change of a deploy shares SWITCH_SECONDS, from the first one on
+        (the deploy step's timeout counts them so)."""
+        if self.changes_started is None:
+            self.changes_started = self.clock()
+        return self.changes_started + SWITCH_SECONDS
 
     def live(self) -> Live | None:
         """The release the load balancer sends traffic to, or None (the first deploy)."""
@@ -694,9 +733,10 @@ class Deploy:
         for name, port in p.backend_sets.items():
             # Once OCI has taken the first promotion, the new release may get traffic: from then
             # on it is not taken out again (a stop leaves both serving; the next deploy prunes).
-            self.change(
-                f"Promote the new backend of {name}", "PUT", name, f"{self.new_ip}:{port}", flags, sent=self._promoted
-            )
+            # Marked before it is sent: a stop while the request is under way must not take out
+            # a release OCI may already be sending traffic to.
+            self._promoted()
+            self.change(f"Promote the new backend of {name}", "PUT", name, f"{self.new_ip}:{port}", flags)
         self.say("Traffic moved to the new release")
         for name, port in p.backend_sets.items():
             if live is not None:
@@ -716,27 +756,25 @@ class Deploy:
         self.added.clear()
 
     def take_out(self) -> None:
-        """The new release out again: its backends first, then its instance (even when a backend
-        could not be removed: a backup whose instance is gone takes no traffic, and the next
-        deploy prunes it)."""
-        try:
-            if self.new_ip is not None:
-                for name in list(self.added):
-                    port = self.req.platform.backend_sets[name]
-                    self.change(f"Remove the new backend from {name}", "DELETE", name, f"{self.new_ip}:{port}", None)
-                    self.added.remove(name)
-        finally:
-            if self.new_id is not None:
-                self.api.delete_instance(self.new_id)
-                self.say(f"New instance {self.new_id} deleted; the traffic stayed on the old release")
+        """The new release out again: its instance first (it holds the secrets), then its
+        backends (a backup whose instance is gone takes no traffic meanwhile)."""
+        if self.new_id is not None:
+            self.api.delete_instance(self.new_id)
+            self.say(f"New instance {self.new_id} deleted; the traffic stayed on the old release")
+        if self.new_ip is not None:
+            for name in list(self.added):
+                port = self.req.platform.backend_sets[name]
+                self.change(f"Remove the new backend from {name}", "DELETE", name, f"{self.new_ip}:{port}", None)
+                self.added.remove(name)
 
     def take_out_stopped(self, client: oci.Client) -> None:
         """What a stopped job has time for (`client`: one short attempt a call): delete the new
         instance first, then ask once to remove its backends without waiting for the change.
         A backup backend whose instance is gone takes no traffic; the next deploy prunes it."""
-        if self.new_id is not None:
-            self.api.delete_instance(self.new_id, client)
-            self.say(f"New instance {self.new_id} deleted; the traffic stayed on the old release")
+        made = [self.new_id] if self.new_id is not None else self.made_by_this_run(client)
+        for instance_id in made:
+            self.api.delete_instance(instance_id, client)
+            self.say(f"New instance {instance_id} deleted; the traffic stayed on the old release")
         if self.new_ip is not None:
             for name in list(self.added):
                 backend = f"{self.new_ip}:{self.req.platform.backend_sets[name]}"
@@ -746,6 +784,19 @@ class Deploy:
                     )
                 except oci.OciError as error:
                     runner.annotate("warning", "Deploy", f"{error}; the next deploy removes {backend}")
+
+    def made_by_this_run(self, client: oci.Client) -> list[str]:
+        """Instances this run's create made, when it was stopped before the answer came."""
+        if not self.creating:
+            return []
+        p = self.req.platform
+        return [
+            i["id"]
+            for i in self.api.instances(p.compartment_id, client)
+            if (i.get("freeformTags") or {}).get(TAG_RELEASE) == self.req.run_name
+            and (i.get("freeformTags") or {}).get(TAG_ENVIRONMENT) == p.environment
+            and i.get("lifecycleState") in ("CREATING", "ACTIVE", "FAILED", "INACTIVE")
+        ]
 
     def sweep(self, keep: set[str]) -> None:
         """Delete the environment's release instances that are neither live nor this run's (a
@@ -762,8 +813,16 @@ class Deploy:
                 ):
                     self.api.delete_instance(summary["id"])
                     self.say(f"Leftover instance {summary['id']} deleted")
-        except oci.OciError as error:
-            runner.annotate("warning", "Deploy", f"leftover instances not cleaned up: {error}")
+        except (oci.OciError, LookupError, TypeError, AttributeError) as error:
+            runner.annotate("warning", "Deploy", f"leftover instances not cleaned up: {unexpected(error)}")
+
+
+def unexpected(error: BaseException) -> str:
+    """What went wrong, for the log: an OCI error's message, or the kind of an answer the client
+    could not read (never its content, which may hold what the instance carries)."""
+    if isinstance(error, (oci.OciError, UnhealthyError, InputError)):
+        return str(error)
+    return f"OCI answered something the deploy cannot read ({type(error).__name__})"
 
 
 @contextmanager
@@ -803,17 +862,18 @@ def run(
             signer = oci.signer(req.platform.access, req.credential, Path(work), env, client)
         except oci.OciError as error:
             return _end(req, env, OCI_REFUSED, images, [], f"OCI refused the deploy credential: {error}")
-        api = Api(req.platform.access.region, signer, client, env.get(API_OVERRIDE) or None)
+        api = Api(req.platform.access.region, signer, client, req.api_base)
         job = Deploy(req, api, clock)
         try:
             live = job.live()
             containers, volumes, images = container_details(req, live.images if live else {})
         except InputError as error:
             return _end(req, env, BAD_INPUT, images, job.steps, str(error))
-        except oci.OciError as error:
-            return _end(req, env, OCI_REFUSED, images, job.steps, str(error))
+        except (oci.OciError, LookupError, TypeError, AttributeError, ValueError) as error:
+            return _end(req, env, OCI_REFUSED, images, job.steps, unexpected(error))
         stopped = False
         try:
+            job.creating = True
             job.new_id = api.create_instance(instance_details(req, containers, volumes))
             job.say(f"Instance {job.new_id} created for {', '.join(sorted(req.images))}")
             job.wait_healthy()
@@ -822,24 +882,27 @@ def run(
         except (KeyboardInterrupt, SystemExit):
             stopped = True
             raise
-        except (UnhealthyError, oci.OciError) as error:
-            failure = str(error)
+        except Exception as error:
+            failure = unexpected(error)
             if job.promoted:
-                job.sweep({job.new_id or ""})
-                return _end(req, env, ROLLBACK_FAILED, images, job.steps, f"after the switch: {failure}")
+                job.sweep({job.new_id or "", live.instance_id if live else ""})
+                return _end(req, env, ROLLBACK_FAILED, images, job.steps, f"after the switch began: {failure}")
             try:
                 with _signals_held():
                     job.take_out()
-            except oci.OciError as cleanup:
-                return _end(req, env, ROLLBACK_FAILED, images, job.steps, f"{failure}; clean-up failed: {cleanup}")
+            except (oci.OciError, LookupError, TypeError, AttributeError) as cleanup:
+                message = f"{failure}; clean-up failed: {unexpected(cleanup)}"
+                return _end(req, env, ROLLBACK_FAILED, images, job.steps, message)
             return _end(req, env, ROLLED_BACK, images, job.steps, failure)
         finally:
             if stopped and not job.promoted:
                 with _signals_held():
                     try:
                         job.take_out_stopped(client.last_chance())
-                    except oci.OciError as error:
-                        runner.annotate("warning", "Deploy", f"stopped; the new release not cleaned up: {error}")
+                    except (oci.OciError, LookupError, TypeError, AttributeError) as error:
+                        runner.annotate(
+                            "warning", "Deploy", f"stopped; the new release not cleaned up: {unexpected(error)}"
+                        )
         job.sweep({job.new_id or ""})
         return _end(req, env, DEPLOYED, images, job.steps)
 

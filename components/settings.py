@@ -1245,6 +1245,11 @@ def _check_target(settings: Settings) -> None:
         )
     if not oci.container_instances:
         return
+    if oci.compartment_id.startswith("ocid1.tenancy."):
+        raise ConfigError(
+            f"{PROJECT}:oci.compartmentId: the tenancy; with oci.target {CONTAINER_INSTANCES} the deploy identity "
+            "may act on every container instance, subnet and NSG of its compartment: give it a compartment of its own"
+        )
     for key, attribute in VM_ONLY_KEYS:
         if getattr(oci, attribute):
             raise ConfigError(
@@ -1406,6 +1411,7 @@ def _check_across_stacks(settings: Settings, siblings: Mapping[str, Mapping[str,
             "in Pulumi.yaml"
         )
     _check_identity_domains(settings, siblings)
+    _check_container_compartments(settings, siblings)
     mine = ipaddress.ip_network(settings.oci.vcn_cidr)
     for name, raw in sorted(siblings.items()):
         other = (raw.get("oci") or {}).get("vcnCidr")
@@ -1417,6 +1423,22 @@ def _check_across_stacks(settings: Settings, siblings: Mapping[str, Mapping[str,
             raise ConfigError(
                 f"{PROJECT}:oci.vcnCidr: {settings.oci.vcn_cidr} overlaps stack {name}'s {other}; "
                 "each environment needs its own range"
+            )
+
+
+def _check_container_compartments(settings: Settings, siblings: Mapping[str, Mapping[str, Any]]) -> None:
+    """A container instances environment has its compartment to itself: its deploy identity may
+    manage every container instance there and use every subnet, NSG and VNIC of it."""
+    mine = settings.oci.compartment_id
+    for name, raw in sorted(siblings.items()):
+        oci = raw.get("oci") or {}
+        theirs_containers = oci.get("target") == CONTAINER_INSTANCES
+        if oci.get("compartmentId") == mine and (settings.oci.container_instances or theirs_containers):
+            which = settings.stack if settings.oci.container_instances else name
+            raise ConfigError(
+                f"{PROJECT}:oci.compartmentId: stack {name} uses {mine} too, and stack {which} runs container "
+                "instances, whose deploy identity may act on every container instance, subnet and NSG of its "
+                "compartment; give each of them a compartment of its own"
             )
 
 

@@ -322,3 +322,13 @@ def test_the_cis_report_names_the_public_ips_of_container_instances() -> None:
     assert design.problems == (
         "staging-containers-postgres has an ephemeral public IP (its pulls use it; its NSG admits no one)",
     )
+
+
+def test_the_tenancy_or_a_shared_compartment_is_refused(stack_config) -> None:
+    with pytest.raises(settings_module.ConfigError, match=r"oci\.compartmentId: the tenancy"):
+        plan_with(
+            "staging", oci=containers_oci(compartmentId="ocid1.tenancy.oc1..aaaaaaaaexample"), allowPaidShapes=True
+        )
+    production = stack_config("production")["oci"]["compartmentId"]
+    with pytest.raises(settings_module.ConfigError, match=r"stack production uses .* too, and stack staging runs"):
+        plan_with("staging", oci=containers_oci(compartmentId=production), allowPaidShapes=True)

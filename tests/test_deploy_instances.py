@@ -475,3 +475,59 @@ def deploy_program_exit(name: str) -> int:
     from components.environment import deploy_program
 
     return deploy_program.EXIT[name]
+
+
+# --- what a careful review asked for -------------------------------------------------------------
+
+
+def test_a_promotion_that_fails_keeps_both_releases(tmp_path, stand_in, deployer, key, capsys):
+    api, platform = stand_in()
+    env = environment(api, deployer, key)
+    assert deploy_once(tmp_path, env) == instances.DEPLOYED
+    [old] = live(platform)
+    added = answered(api, "create-backend")
+    armed = []
+
+    def fail_the_promotion() -> bool:
+        # The backup backend is in; the next load balancer change is the promotion: it fails.
+        if answered(api, "create-backend") > added and not armed:
+            armed.append(True)
+            platform.fail_next_lb_work_request()
+        return False
+
+    change = env | {deploy.IMAGES: f"gateway=ghcr.io/dreamscape-ai/gateway:7{DIGEST}"}
+    assert deploy_once(tmp_path, change, Clock(stop_at=fail_the_promotion)) == instances.ROLLBACK_FAILED
+    assert armed
+    states = {i.id: i.state for i in platform.instances.values()}
+    assert states[old.id] == "ACTIVE" and list(states.values()).count("ACTIVE") == 2
+    assert f"{old.private_ip}:8080" in platform.serving("gateway")
+    assert "after the switch began" in capsys.readouterr().out
+
+
+def test_an_answer_the_client_cannot_read_takes_the_new_release_out(tmp_path, stand_in, deployer, key, capsys):
+    api, platform = stand_in()
+    api.fail_next("get-vnic", 200, "Odd")
+    assert deploy_once(tmp_path, environment(api, deployer, key)) == instances.ROLLED_BACK
+    assert live(platform) == []
+    assert "the answer holds no private IP" in capsys.readouterr().out
+
+
+def test_leftovers_past_the_first_page_are_found(tmp_path, stand_in, deployer, key):
+    api, platform = stand_in()
+    leftovers = [platform.seed_instance(created_bodies_template()).id for _ in range(105)]
+    assert deploy_once(tmp_path, environment(api, deployer, key)) == instances.DEPLOYED
+    assert {platform.instances[i].state for i in leftovers} <= {"DELETING", "DELETED"}
+    assert len([r for r in api.requests_for("list-container-instances") if "page=" in r.target]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({deploy.IMAGES: "gateway=ghcr.io/dreamscape-ai/gateway:latest"}, "gateway's image is not pinned by digest"),
+        ({instances.API_OVERRIDE: "https://evil.example.com"}, "DEPLOY_OCI_API may only name a stand-in"),
+    ],
+)
+def test_a_tag_or_another_api_is_refused(tmp_path, stand_in, deployer, key, changes, message):
+    api, _ = stand_in()
+    with pytest.raises(instances.InputError, match=message):
+        instances.request(environment(api, deployer, key, **changes), workspace(tmp_path))
