@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: plan test format golden bench state-backend clean
+.PHONY: init plan test format golden bench state-backend clean
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@ $(VENV)/.installed
+
+## init: write Pulumi.yaml and the stack files for your organization and tenancy, e.g.
+## ARGS='--owner acme --infra-repository acme-infra --repository acme-api=services ...' (asks for what is left out)
+init: $(VENV)/.installed
+	$(PY) tools/init.py $(ARGS)
 
 ## plan: the offline plan of STACK (default dev): resources, key inputs, outputs
 plan: $(VENV)/.installed
