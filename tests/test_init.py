@@ -142,3 +142,18 @@ def test_a_stack_file_with_values_of_its_own_is_kept_unless_forced(tmp_path: Pat
     assert files(project) == before
     assert init.main([*flags("production"), "--force"], interactive=False, root=project) == 0
     assert "Pulumi.dev.yaml" not in files(project)
+
+
+def test_without_identity_domains_the_api_key_mode_is_written(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    args = flags("production")
+    at = args.index("--identity-domain")
+    del args[at : at + 2]
+    args = [*args, "--api-key-email", "production=ci@acme.example"]
+    assert init.main(args, interactive=False, root=project) == 0
+    config = yaml.safe_load((project / "Pulumi.yaml").read_text())["config"]
+    assert config["dreamscape-infra:ociDeployAuth"] == "apiKey"
+    stack = yaml.safe_load((project / "Pulumi.production.yaml").read_text())["config"]
+    assert stack["dreamscape-infra:oci"]["ciUserEmail"] == "ci@acme.example"
+    assert "identityDomainUrl" not in stack["dreamscape-infra:oci"]
+    assert plan_cli("--stack", "production", cwd=project).returncode == 0
