@@ -887,12 +887,16 @@ def run(
             if job.promoted:
                 job.sweep({job.new_id or "", live.instance_id if live else ""})
                 return _end(req, env, ROLLBACK_FAILED, images, job.steps, f"after the switch began: {failure}")
+            # The traffic never left the old release: whatever the clean-up manages, this is a
+            # rollback; what it leaves (a backup backend, an instance) the next deploy removes.
             try:
                 with _signals_held():
                     job.take_out()
             except (oci.OciError, LookupError, TypeError, AttributeError) as cleanup:
-                message = f"{failure}; clean-up failed: {unexpected(cleanup)}"
-                return _end(req, env, ROLLBACK_FAILED, images, job.steps, message)
+                runner.annotate(
+                    "warning", "Deploy", f"clean-up incomplete, the next deploy finishes it: {unexpected(cleanup)}"
+                )
+                job.say(f"Clean-up incomplete: {unexpected(cleanup)}")
             return _end(req, env, ROLLED_BACK, images, job.steps, failure)
         finally:
             if stopped and not job.promoted:
