@@ -357,3 +357,27 @@ def test_what_the_harness_does_not_model_raises():
         run_job(_workflow([{"run": "true", "shell": "pwsh"}]), "j", Context(github={}))
     with pytest.raises(HarnessError):
         run_job(_workflow([], container="node:22"), "j", Context(github={}))
+
+
+def test_a_secret_on_a_guarded_commands_command_line_fails_the_step() -> None:
+    """Any process on a runner can read another's command line: the harness refuses a secret
+    there (curl, docker, ssh, oci, git, wget), and lets the same value through on stdin."""
+    secret = "ghp_a_secret_of_the_run_123456"
+    steps = [
+        {
+            "id": "stdin",
+            "env": {"TOKEN": "${{ secrets.API_TOKEN }}"},
+            "run": 'printf "Authorization: token %s\\n" "$TOKEN" | curl -sS --max-time 2 -H @- http://127.0.0.1:9/ '
+            '|| echo "curl exited $?"',
+        },
+        {
+            "env": {"TOKEN": "${{ secrets.API_TOKEN }}"},
+            "run": 'curl -sS --max-time 2 -H "Authorization: token $TOKEN" http://127.0.0.1:9/',
+        },
+    ]
+    context = Context(github=push_context(REPO, "refs/heads/main", SHA, "b" * 40), secrets={"API_TOKEN": secret})
+    result = run_job(_workflow(steps), "j", context)
+    assert "curl exited 7" in result.log  # refused by nothing listening, not by the guard
+    assert result.status == "failure"
+    assert "a secret of the run is on curl's command line" in result.log
+    assert secret not in result.log

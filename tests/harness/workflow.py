@@ -302,6 +302,7 @@ def run_job(
         for sub in ("home", "workspace", "temp", "toolcache", "runner-bin"):
             (workdir / sub).mkdir()
         (workdir / "runner-bin" / "python3").symlink_to(RUNNER_PYTHON)
+        install_argv_guard(workdir / "runner-bin", workdir / "guarded-values", guarded_values(context))
         files = {"event": workdir / "event.json"}
         files["event"].write_text(json.dumps(context.github.get("event") or {}))
         runner_env = _runner_env(context, job_id, workdir, files, to_string(document.get("name") or "workflow"))
@@ -314,6 +315,49 @@ def run_job(
         return _Job(document, job_id, job, context, runner_env, workdir, uses or {}, step_timeout).run()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+GUARDED_TOOLS = ("curl", "docker", "ssh", "oci", "git", "wget")
+"""Commands whose arguments are checked for a secret of the run: any process on the runner can
+read another's command line (`ps`, /proc), so a token or key belongs on stdin or in a file."""
+GUARD_EXIT = 97
+MIN_GUARDED = 8
+"""Shorter values (`true`, a port) are too common to tell apart from ordinary arguments."""
+
+ARGV_GUARD = r"""#!/bin/bash
+# The workflow harness's guard: refuse a secret of the run on this command's command line,
+# then run the real command (the next one on PATH).
+self="${0##*/}"
+here="${0%/*}"
+for arg in "$@"; do
+  while IFS= read -r value; do
+    if [[ -n "$value" && "$arg" == *"$value"* ]]; then
+      echo "workflow harness: a secret of the run is on ${self}'s command line" >&2
+      exit 97
+    fi
+  done < "${HARNESS_GUARDED_VALUES:-/dev/null}"
+done
+rest=":${PATH}:"
+rest="${rest//:${here}:/:}"
+real="$(PATH="${rest#:}" command -v "$self")" || { echo "workflow harness: no ${self} on PATH" >&2; exit 127; }
+exec "$real" "$@"
+"""
+
+
+def guarded_values(context: Context) -> list[str]:
+    """Each secret of the run (each line of a multi-line one: a key's body), long enough to tell."""
+    values = [context.github.get("token", ""), *context.secrets.values()]
+    if context.id_token:
+        values.append(context.id_token[1])
+    lines = {line.strip() for value in values for line in str(value).splitlines()}
+    return sorted(v for v in lines if len(v) >= MIN_GUARDED and not v.startswith("-----"))
+
+
+def install_argv_guard(directory: Path, values_file: Path, values: list[str]) -> None:
+    values_file.write_text("".join(f"{v}\n" for v in values))
+    for tool in GUARDED_TOOLS:
+        (directory / tool).write_text(ARGV_GUARD)
+        (directory / tool).chmod(0o755)
 
 
 class _Job:
@@ -465,7 +509,13 @@ class _Job:
         if subdir:
             workdir = workdir / to_string(evaluator.template(subdir))
         path = ":".join([*reversed(self.added_path), str(self.workdir / "runner-bin"), self.runner_env["PATH"]])
-        process_env = {**self.runner_env, **env, **{k: str(v) for k, v in files.items()}, "PATH": path}
+        process_env = {
+            **self.runner_env,
+            **env,
+            **{k: str(v) for k, v in files.items()},
+            "PATH": path,
+            "HARNESS_GUARDED_VALUES": str(self.workdir / "guarded-values"),
+        }
         timeout = self.step_timeout
         if "timeout-minutes" in step:
             timeout = min(timeout, float(evaluator.template(step["timeout-minutes"])) * 60)
