@@ -65,7 +65,11 @@ CASES: list[tuple[str, Callable[[Config], Config], str]] = [
         lambda c: {**c, "repositoryRules": {**c["repositoryRules"], "approvals": 0}},
         r"repositoryRules.approvals: 0 lets a pull request into main",
     ),
-    ("two components on port 80", lambda c: component(c, hostPort=80), r"components\[1\].hostPort: 80 is already published by web-client"),
+    (
+        "two components on port 80",
+        lambda c: component(c, hostPort=80),
+        r"components\[1\].hostPort: 80 is already published by web-client",
+    ),
     (
         "componentEnv past the limit",
         lambda c: {
