@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,21 @@ from components.environment import deploy_program
 
 PROGRAM = deploy_program.load_program()
 IMAGE = "registry.example.com/web:1"
+
+
+def call_main(environ: dict[str, str], stdin, stdout: io.StringIO) -> int:
+    """The program's `main` in this process, which it treats as its own: its umask (027) and
+    its SIGHUP and SIGALRM handlers are put back after, or files the deploy harness writes
+    later in this worker would be unreadable to the throwaway deploy user."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGALRM)}
+    try:
+        return PROGRAM.main(environ, stdin=stdin, stdout=stdout, stderr=io.StringIO())
+    finally:
+        os.umask(umask)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
 @pytest.fixture
@@ -81,7 +97,7 @@ def test_a_deploy_without_a_compose_file_is_refused(tmp_path: Path) -> None:
         "PATH": os.defpath,
     }
     out = io.StringIO()
-    code = PROGRAM.main(environ, stdin=io.BytesIO(b""), stdout=out, stderr=io.StringIO())
+    code = call_main(environ, io.BytesIO(b""), out)
     assert code == deploy_program.EXIT["BAD_INPUT"]
     assert "deploy needs the compose file on stdin" in out.getvalue()
 

@@ -22,6 +22,7 @@ from tests.test_deploy_instances import (  # noqa: F401 - fixtures
     live,
     stand_in,
 )
+from tests.test_deploy_program_refusals import call_main
 
 PROGRAM = deploy_program.load_program()
 
@@ -46,7 +47,7 @@ def test_a_client_that_never_closes_stdin_is_refused_when_the_alarm_rings(
     began = time.monotonic()
     try:
         with os.fdopen(read_end, "rb") as stdin:
-            code = PROGRAM.main(environ, stdin=stdin, stdout=out, stderr=io.StringIO())
+            code = call_main(environ, stdin, out)
     finally:
         os.close(write_end)
     assert code == deploy_program.EXIT["BAD_INPUT"]

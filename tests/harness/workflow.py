@@ -344,9 +344,13 @@ exec "$real" "$@"
 """
 
 
+ADDRESSES = ("VM_HOST",)
+"""Secrets that hold an address, not something confidential: ssh is given it as its host."""
+
+
 def guarded_values(context: Context) -> list[str]:
     """Each secret of the run (each line of a multi-line one: a key's body), long enough to tell."""
-    values = [context.github.get("token", ""), *context.secrets.values()]
+    values = [context.github.get("token", ""), *(v for k, v in context.secrets.items() if not k.startswith(ADDRESSES))]
     if context.id_token:
         values.append(context.id_token[1])
     lines = {line.strip() for value in values for line in str(value).splitlines()}
