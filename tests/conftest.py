@@ -133,6 +133,7 @@ def bastion(docker_engine):
         server.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the marker into each test's id
 def pytest_collection_modifyitems(config, items) -> None:
     """Under pytest-xdist (`make test` runs two workers), every test on the Docker engine runs
     in one worker, one after the other, as they would alone: they share the engine and time

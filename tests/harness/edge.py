@@ -14,6 +14,7 @@ Listens on 127.0.0.1 only: the server's `SetEnv` gives the program `DREAMSCAPE_D
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import random
@@ -147,6 +148,23 @@ class EdgeProxy:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"caddy did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.05)
+        self._wait_for_listeners(deadline)
+
+    def _wait_for_listeners(self, deadline: float) -> None:
+        """Until every site address of the loaded configuration accepts connections: Caddy opens
+        its admin socket before its HTTP servers bind, so the socket alone says nothing yet
+        about traffic."""
+        config = json.loads(self.call("GET", "/config/") or b"null") or {}
+        servers = config.get("apps", {}).get("http", {}).get("servers", {})
+        for server in servers.values():
+            for address in server.get("listen", []):
+                host, _, port = address.rpartition(":")
+                while True:
+                    with contextlib.suppress(OSError), socket.create_connection((host or "127.0.0.1", int(port)), 1):
+                        break
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"caddy did not listen on {address}:\n{self.log_path.read_text()[-3000:]}")
+                    time.sleep(0.05)
 
     def stop(self) -> None:
         engine.terminate(self.process, timeout=5)
