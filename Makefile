@@ -40,6 +40,12 @@ test: $(VENV)/.dev-installed
 refusals: $(VENV)/.dev-installed
 	$(PY) tools/refusals.py
 
+## mutation: mutation testing of rules, settings and the pipeline's decisions (mutmut), e.g. SCOPE=rules;
+## fails on a surviving mutant docs/development.md does not explain (half an hour on two cores)
+.PHONY: mutation
+mutation: $(VENV)/.dev-installed
+	$(PY) tools/mutation.py $(if $(SCOPE),--scope $(SCOPE))
+
 ## format: apply ruff's formatting and safe fixes
 format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format .

@@ -51,7 +51,7 @@ def is_owner(value: str) -> bool:
 
 
 def is_repository(value: str) -> bool:
-    return _matches(REPOSITORY_PATTERN, value) and value not in (".", "..")
+    return _matches(REPOSITORY_PATTERN, value)  # its first character refuses "." and ".."
 
 
 def is_component(value: str) -> bool:

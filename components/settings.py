@@ -1339,7 +1339,7 @@ MAX_REVIEWERS = 6
 
 
 def allowance_report(
-    environment: str, oci: OciSettings, siblings: Mapping[str, Mapping[str, Any]], accessories: int = 0
+    environment: str, oci: OciSettings, siblings: Mapping[str, Mapping[str, Any]], accessories: int
 ) -> shapes.AllowanceReport:
     """This environment and its sibling stacks against the Always Free allowance (`accessories`:
     how many the project declares, each an instance of its own with container instances).

@@ -95,7 +95,7 @@ def test_allow_paid_shapes_accepts_the_cost_and_the_report_prices_it() -> None:
     parse("staging", configs)  # production's paid shape is production's choice alone
     configs["production"]["allowPaidShapes"] = True
     s = parse("production", configs)
-    report = settings.allowance_report("production", s.oci, {k: v for k, v in configs.items() if k != "production"})
+    report = settings.allowance_report("production", s.oci, {k: v for k, v in configs.items() if k != "production"}, 0)
     # (1 OCPU x $0.025 + 8 GB x $0.0015) x 744 h = $27.528 a month.
     assert report.monthly_usd == pytest.approx(27.528)
     assert "Paid usage at list price: about $27.53/month (prices of 2026-06)." in report.lines()

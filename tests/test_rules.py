@@ -130,6 +130,11 @@ def test_unknown_kind_has_no_event_type() -> None:
         ),
         (rules.is_owner, ["DREAMSCAPE-AI", "a", "a" * 39], ["", "-a", "a_b", "a" * 40, "a/b"]),
         (rules.is_sha, [SHA], [SHA.upper(), SHA[:39], SHA + "0", "g" * 40, SHA + "\n"]),
+        (
+            rules.is_component_list,
+            ["web", "auth-service,user-service", ",".join(["a"] * 50)],
+            ["", ",", "web,", ",web", "web, api", "web;api", "Web", "web,-api", "web\n"],
+        ),
     ],
 )
 def test_name_patterns(check, good: list[str], bad: list[str]) -> None:
@@ -161,6 +166,7 @@ def test_valid_payload() -> None:
         ("not a dict", "not an object"),
         ({**payload(), **{f"k{i}": "v" for i in range(6)}}, "11 keys; GitHub allows 10"),
         ({**payload(), "extra": "1"}, "unknown keys: extra"),
+        ({**payload(), **{f"k{i}": "v" for i in range(5)}}, "unknown keys: k0, k1, k2, k3, k4$"),  # 10 keys: allowed
         ({k: v for k, v in payload().items() if k != "sha"}, "lacks: sha"),
         (payload(source_repo="DREAMSCAPE-AI/other"), "source_repo is not a configured repository"),
         (payload(sha="abc"), "sha is not 40"),

@@ -1,0 +1,359 @@
+"""The settings' checks at their edges: the last value each accepts and the first it refuses,
+for the keys that open access (admin keys, CIDRs) or bound a resource, and how a refused value
+is shown. Each case is the staging stack's config with one value changed."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from components import settings as settings_module
+
+Config = dict[str, Any]
+KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIJ4nP0Wc1VtqZ0mXyB0hR8pUo4z3rB1c2d3e4f5g6h7i"
+
+
+def staging(**oci: Any) -> Config:
+    config = copy.deepcopy(settings_module.merged_plain_config("staging"))
+    config["oci"] = {**config["oci"], **oci}
+    return config
+
+
+def parse(config: Config) -> settings_module.Settings:
+    return settings_module.parse(config, "staging", oci_region="eu-frankfurt-1")
+
+
+def refusal(config: Config) -> str:
+    with pytest.raises(settings_module.ConfigError) as refused:
+        parse(config)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"ssh-ed25519 {KEY} alice@laptop",
+        f"ssh-ed25519 {KEY}",
+        f"ssh-rsa {KEY} bob",
+        f"ecdsa-sha2-nistp256 {KEY} carol",
+        f"  ssh-ed25519 {KEY} alice  ",
+    ],
+)
+def test_an_admin_key_is_one_openssh_public_key_line(line: str) -> None:
+    assert parse(staging(adminSshKeys=[line])).oci.admin_ssh_keys == (line.strip(),)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "ssh-ed25519",
+        KEY,
+        f"ssh-dss {KEY} old",
+        f"{KEY} ssh-ed25519",
+        f"ssh-ed25519 {KEY} a\nssh-ed25519 {KEY} b",
+        f"ssh-ed25519 {KEY}\n",
+        f"SSH-ED25519 {KEY}",
+        42,
+    ],
+)
+def test_anything_else_is_refused_as_an_admin_key(line: Any) -> None:
+    message = refusal(staging(adminSshKeys=[line]))
+    assert message.startswith(
+        "dreamscape-infra:oci.adminSshKeys[0]: expected an OpenSSH public key line (ssh-ed25519 AAAA... comment), got "
+    ), message
+
+
+@pytest.mark.parametrize(
+    ("cidr", "accepted"),
+    [
+        ("203.0.113.0/24", "203.0.113.0/24"),
+        ("203.0.113.7/32", "203.0.113.7/32"),
+        ("2001:db8::/32", "2001:db8::/32"),
+        ("0.0.0.0/0", "0.0.0.0/0"),
+    ],
+)
+def test_an_ssh_cidr_is_a_network_written_exactly(cidr: str, accepted: str) -> None:
+    assert parse(staging(sshAllowedCidrs=[cidr])).oci.ssh_allowed_cidrs == (accepted,)
+
+
+@pytest.mark.parametrize("cidr", ["203.0.113.7/24", "203.0.113.7", "2001:db8::1/32", "any", "203.0.113.0/33", ""])
+def test_a_cidr_with_host_bits_or_no_prefix_is_refused(cidr: str) -> None:
+    """`203.0.113.7/24` is most likely a typo for one address; widening it silently would open
+    port 22 to 255 other hosts."""
+    assert refusal(staging(sshAllowedCidrs=[cidr])) == (
+        f"dreamscape-infra:oci.sshAllowedCidrs[0]: expected an IPv4 or IPv6 CIDR like 10.0.0.0/16 (host bits zero), "
+        f"got {cidr!r}"
+    )
+
+
+def test_a_refused_value_is_shown_whole_up_to_80_characters_then_cut() -> None:
+    shown = "x" * 78  # repr adds the quotes: 80 characters
+    assert refusal(staging(sshAllowedCidrs=[shown])).endswith(f"got '{shown}'")
+    longer = "x" * 79
+    assert refusal(staging(sshAllowedCidrs=[longer])).endswith("got '" + "x" * 76 + "...")
+    # Not a string: shown as JSON, cut the same way.
+    assert refusal(staging(sshAllowedCidrs=[["a"] * 30])).endswith("got [" + '"a", ' * 15 + '"...')
+    assert refusal(staging(sshAllowedCidrs=[None])).endswith("got null")
+
+
+@pytest.mark.parametrize(("subnet", "refused"), [("10.0.0.0/29", False), ("10.0.0.0/30", True)])
+def test_the_subnet_holds_at_least_eight_addresses(subnet: str, refused: bool) -> None:
+    config = staging(vcnCidr="10.0.0.0/16", subnetCidr=subnet)
+    if refused:
+        assert refusal(config).startswith(f"dreamscape-infra:oci.subnetCidr: {subnet} is too small")
+    else:
+        assert parse(config).oci.subnet_cidr == subnet
+
+
+@pytest.mark.parametrize(("lock_wait", "refused"), [(2640, False), (2641, True)])
+def test_a_deploy_may_take_as_long_as_a_bastion_session_lasts_and_no_longer(lock_wait: int, refused: bool) -> None:
+    """960 s of session, pull and spare, the lock wait, twice the health wait: 10800 s at most."""
+    config = staging(bastionSessionTtlSeconds=10800)
+    config["deploy"] = {"lockWaitSeconds": lock_wait, "waitTimeoutSeconds": 3600}
+    if refused:
+        assert refusal(config).startswith("dreamscape-infra:deploy: a deploy may take 10801 s with these settings")
+    else:
+        assert parse(config).deploy.lock_wait_seconds == lock_wait
+
+
+# --- checks across the stacks of the project ------------------------------------------------------
+
+
+def sibling(**oci: Any) -> Config:
+    """Another stack's plain config as `sibling_stacks` reads it (Pulumi.yaml and its stack file
+    merged), with none of the keys a project may leave to their defaults."""
+    return {"oci": {"vcnCidr": "10.30.0.0/16", "compartmentId": "ocid1.compartment.oc1..aaaaaaaaother", **oci}}
+
+
+def across(config: Config, siblings: dict[str, Config]) -> str:
+    try:
+        settings_module.parse(config, "staging", sibling_stacks=siblings, oci_region="eu-frankfurt-1")
+    except settings_module.ConfigError as error:
+        return str(error)
+    return "accepted"
+
+
+def test_a_stack_that_does_not_name_the_wiring_stack_means_production() -> None:
+    assert across(staging(), {"dev": sibling()}) == "accepted"
+    mine = {**staging(), "wiringStack": "dev"}
+    assert across(mine, {"dev": sibling()}) == (
+        "dreamscape-infra:wiringStack: stacks disagree on who owns the shared wiring (Pulumi.dev.yaml says "
+        "production, Pulumi.staging.yaml says dev); exactly one stack may own it: set wiringStack once, in "
+        "Pulumi.yaml"
+    )
+    assert across(mine, {"dev": {**sibling(), "wiringStack": "dev"}}) == "accepted"
+
+
+def test_a_stack_that_does_not_name_the_deploy_auth_means_workload_identity() -> None:
+    assert across(staging(), {"dev": sibling()}) == "accepted"
+    mine = {**staging(), "ociDeployAuth": "apiKey"}
+    mine["oci"] = {k: v for k, v in mine["oci"].items() if k != "identityDomainUrl"} | {"ciUserEmail": "ci@example.com"}
+    assert across(mine, {"dev": sibling()}).startswith(
+        "dreamscape-infra:ociDeployAuth: stacks disagree on how the deploy job authenticates to OCI (Pulumi.dev.yaml "
+        "says workloadIdentity, Pulumi.staging.yaml says apiKey)"
+    )
+
+
+SHARED = "ocid1.compartment.oc1..aaaaaaaadreamscapestaging"
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "runs"),
+    [
+        ("vm", "containerInstances", "dev"),
+        ("containerInstances", "vm", "staging"),
+        ("containerInstances", "containerInstances", "staging"),
+        ("vm", "vm", None),
+    ],
+)
+def test_a_container_instances_environment_has_its_compartment_to_itself(mine, theirs, runs) -> None:
+    config = staging()
+    if mine == "containerInstances":
+        config["oci"] = {
+            k: v for k, v in config["oci"].items() if k not in ("sshAllowedCidrs", "adminSshKeys", "imageId")
+        } | {"target": "containerInstances", "shape": "CI.Standard.A1.Flex"}
+        config["allowPaidShapes"] = True
+    other = sibling(compartmentId=SHARED, target=theirs)
+    if runs is None:
+        assert across(config, {"dev": other}) == "accepted"
+        return
+    assert across(config, {"dev": other}) == (
+        f"dreamscape-infra:oci.compartmentId: stack dev uses {SHARED} too, and stack {runs} runs container "
+        "instances, whose deploy identity may act on every container instance, subnet and NSG of its compartment; "
+        "give each of them a compartment of its own"
+    )
+    assert across(config, {"dev": sibling(target=theirs)}) == "accepted"  # a compartment of its own
+
+
+def test_a_stack_whose_own_vcn_range_is_bad_is_left_to_report_it() -> None:
+    overlapping = "dreamscape-infra:oci.vcnCidr: 10.20.0.0/16 overlaps stack production's 10.20.128.0/17"
+    assert across(
+        staging(), {"dev": sibling(vcnCidr="bad"), "production": sibling(vcnCidr="10.20.128.0/17")}
+    ).startswith(overlapping)
+    # 169082880 would be 10.20.0.0 as a number: not a range, so not compared.
+    assert across(staging(), {"dev": sibling(vcnCidr=169082880)}) == "accepted"
+
+
+# --- one stack's own checks ------------------------------------------------------------------------------
+
+
+def test_a_token_key_on_an_app_mode_stack_is_refused_as_written_nowhere() -> None:
+    config = {
+        **staging(),
+        "githubAuth": "app",
+        "dispatchAppClientId": "Iv23liABCDEF",
+        "pipelineAppClientId": "Iv23liABCDEG",
+        "pipelineToken": "[secret]",
+    }
+    assert refusal(config) == (
+        "dreamscape-infra:pipelineToken: used only with githubAuth: token, and this stack has githubAuth: app; "
+        "remove it (pulumi config rm pipelineToken) or set githubAuth"
+    )
+
+
+@pytest.mark.parametrize(("count", "refused"), [(6, False), (7, True)])
+def test_an_environment_takes_at_most_six_reviewers(count: int, refused: bool) -> None:
+    config = {**staging(), "protection": {"reviewers": [f"user{i}" for i in range(count)]}}
+    if refused:
+        assert refusal(config) == "dreamscape-infra:protection.reviewers: GitHub accepts at most 6 reviewers, got 7"
+    else:
+        assert len(parse(config).protection.reviewers) == count
+
+
+@pytest.mark.parametrize(("last_label", "refused"), [(61, False), (62, True)])
+def test_a_domain_is_at_most_253_characters(last_label: int, refused: bool) -> None:
+    domain = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * last_label])
+    config = {**staging(), "edge": {"domain": domain}}
+    if refused:
+        assert refusal(config) == "dreamscape-infra:edge.domain: longer than DNS allows (253 characters)"
+    else:
+        assert len(parse(config).edge.domain) == 253
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    [
+        "https://idcs-dreamscapestaging.identity.oraclecloud.com/",
+        "https://IDCS-DreamscapeStaging.identity.oraclecloud.com",
+        "https://idcs-dreamscapestaging.identity.oraclecloud.com:443",
+        " https://idcs-dreamscapestaging.identity.oraclecloud.com:443/ ",
+    ],
+)
+def test_one_identity_domain_written_two_ways_is_still_one(theirs: str) -> None:
+    assert across(staging(), {"dev": sibling(identityDomainUrl=theirs)}).startswith(
+        "dreamscape-infra:oci.identityDomainUrl: https://idcs-dreamscapestaging.identity.oraclecloud.com is stack "
+        "dev's identity domain too"
+    )
+    assert across(staging(), {"dev": sibling(identityDomainUrl="https://idcs-dev.identity.oraclecloud.com")}) == (
+        "accepted"
+    )
+
+
+# --- what the plan prints about money and placeholders -------------------------------------------
+
+
+def project_copy(tmp_path, **changes: dict[str, Any]) -> Any:
+    """Pulumi.yaml and the stack files in a directory of their own, each stack's `oci` changed."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    for path in Path(settings_module.PROJECT_DIR).glob("Pulumi*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    for stack, oci in changes.items():
+        path = tmp_path / f"Pulumi.{stack}.yaml"
+        document = yaml.safe_load(path.read_text())
+        current = document["config"]["dreamscape-infra:oci"]
+        document["config"]["dreamscape-infra:oci"] = {k: v for k, v in {**current, **oci}.items() if v is not None}
+        path.write_text(yaml.safe_dump(document))
+    return tmp_path
+
+
+def test_the_plans_allowance_report_reads_the_stack_and_its_siblings_from_the_project_directory(tmp_path) -> None:
+    vm_only = dict.fromkeys(("sshAllowedCidrs", "adminSshKeys", "imageId"))
+    project = project_copy(
+        tmp_path,
+        staging={**vm_only, "target": "containerInstances", "shape": "CI.Standard.A1.Flex"},
+        production={"ocpus": 2, "memoryGbs": 12},
+    )
+    lines = settings_module.stack_allowance_report("staging", project).lines()
+    # The service's instance (1 OCPU, 6 GB) and the postgres accessory's (1 OCPU, 2 GB).
+    assert "staging      CI.Standard.A1.Flex          2      8        0      1,488     5,952" in lines
+    assert "production   VM.Standard.A1.Flex          2     12       50      1,488     8,928" in lines
+    assert "Load balancers: 1 of 1 (flexible, 10 Mbps)" in lines
+    assert any(line.startswith("Paid usage at list price: about $") for line in lines), lines
+
+
+def test_a_sibling_whose_oci_does_not_validate_is_left_out_of_the_report() -> None:
+    production = settings_module.merged_plain_config("production")
+    broken = {**production, "oci": {"shape": "VM.Standard.A1.Flex"}}
+    mine = parse(staging())
+    report = settings_module.allowance_report("staging", mine.oci, {"dev": broken, "production": production}, 0)
+    assert [row.environment for row in report.rows] == ["staging", "production"]
+
+
+def test_the_shipped_placeholders_are_named_and_refused_under_the_real_engine() -> None:
+    shipped = parse(staging())
+    assert settings_module.example_keys(shipped) == ["oci.compartmentId", "oci.identityDomainUrl"]
+    assert settings_module.check_examples(shipped, offline=True) == (
+        "still at their example values, which `pulumi up` refuses: dreamscape-infra:oci.compartmentId, "
+        "dreamscape-infra:oci.identityDomainUrl"
+    )
+    with pytest.raises(settings_module.ConfigError) as refused:
+        settings_module.check_examples(shipped, offline=False)
+    assert str(refused.value) == (
+        "dreamscape-infra:oci.compartmentId, dreamscape-infra:oci.identityDomainUrl: still at the example values "
+        "this repository ships; set your own (README, Configuration)"
+    )
+    own = parse(
+        staging(
+            compartmentId="ocid1.compartment.oc1..aaaaaaaaacmestaging",
+            identityDomainUrl="https://idcs-acme.identity.oraclecloud.com",
+        )
+    )
+    assert settings_module.example_keys(own) == []
+    assert settings_module.check_examples(own, offline=False) is None
+
+
+def test_a_repository_that_says_only_its_name_kind_and_components_is_not_deployed() -> None:
+    config = staging()
+    docs = config["sourceRepositories"][3]
+    config["sourceRepositories"][3] = {key: docs[key] for key in ("name", "kind", "components")}
+    (repository,) = [r for r in parse(config).source_repositories if r.name == docs["name"]]
+    assert (repository.deployable, repository.build_command, repository.test_command) == (False, "true", "true")
+    assert repository.artifacts == ("reports", "test-results")
+
+
+@pytest.mark.parametrize("name", ["acme/docs", "-docs", ".docs", "docs app", ""])
+def test_a_repository_name_is_one_github_name(name: str) -> None:
+    config = staging()
+    config["sourceRepositories"][3]["name"] = name
+    assert refusal(config) == (
+        f"dreamscape-infra:sourceRepositories[3].name: expected a GitHub repository name, got {name!r}"
+    )
+
+
+def test_each_top_level_choice_reaches_the_settings() -> None:
+    chosen = {
+        **staging(),
+        "armRunnerLabel": "ubuntu-24.04-arm",
+        "createMissingBranches": True,
+        "fileDelivery": "pullRequest",
+        "infraRuleset": False,
+        "actionsSettings": False,
+    }
+    settings = parse(chosen)
+    assert settings.arm_runner_label == "ubuntu-24.04-arm"
+    assert settings.create_missing_branches is True
+    assert settings.file_delivery == "pullRequest"
+    assert settings.infra_ruleset is False
+    assert settings.actions_settings is False
+    keys = ("armRunnerLabel", "createMissingBranches", "fileDelivery", "infraRuleset", "actionsSettings")
+    defaults = parse({k: v for k, v in staging().items() if k not in keys})
+    assert defaults.arm_runner_label is None
+    assert (defaults.create_missing_branches, defaults.file_delivery) == (False, "direct")
+    assert (defaults.infra_ruleset, defaults.actions_settings) == (True, True)
