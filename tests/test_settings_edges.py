@@ -357,3 +357,231 @@ def test_each_top_level_choice_reaches_the_settings() -> None:
     assert defaults.arm_runner_label is None
     assert (defaults.create_missing_branches, defaults.file_delivery) == (False, "direct")
     assert (defaults.infra_ruleset, defaults.actions_settings) == (True, True)
+
+
+# --- size limits: the last size accepted, the first refused -----------------------------------------
+
+
+def web(config: Config) -> dict[str, Any]:
+    """The web-client component of the staging config (deployable, published)."""
+    return config["sourceRepositories"][1]["components"][0]
+
+
+@pytest.mark.parametrize(("count", "refused"), [(100, False), (101, True)])
+def test_a_component_takes_at_most_100_variables(count: int, refused: bool) -> None:
+    config = staging()
+    web(config)["env"] = {f"V{i}": "x" for i in range(count)}
+    if refused:
+        assert "env: 101 variables; at most 100" in refusal(config)
+    else:
+        parse(config)
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        ("x" * 4096, False),
+        ("x" * 4097, True),
+        ("two words\tand a tab", False),
+        ("line\nbreak", True),
+        ("unit\x1fseparator", True),
+        ("carriage\rreturn", True),
+    ],
+    ids=["4096", "4097", "space-tab", "newline", "unit-separator", "carriage-return"],
+)
+def test_a_variables_value_is_one_line_of_at_most_4096_characters(value: str, refused: bool) -> None:
+    config = staging()
+    web(config)["env"] = {"GREETING": value}
+    if refused:
+        assert refusal(config).endswith("components[0].env.GREETING: at most 4096 characters on one line")
+    else:
+        parse(config)
+
+
+@pytest.mark.parametrize(("count", "refused"), [(1, False), (10, False), (11, True), (0, True)])
+def test_a_component_mounts_one_to_ten_volumes(count: int, refused: bool) -> None:
+    config = staging()
+    web(config)["volumes"] = {f"v{i}": f"/data/v{i}" for i in range(count)}
+    if refused:
+        assert ".volumes: expected a map of 1 to 10 name: /container/path" in refusal(config)
+    else:
+        parse(config)
+
+
+@pytest.mark.parametrize(
+    ("target", "refused"),
+    [("/var/lib/Data", False), ("/srv/app.d/x_y-z", False), ("/", True), ("/a/../b", True), ("data", True)],
+)
+def test_a_volume_is_mounted_at_an_absolute_path_inside_the_container(target: str, refused: bool) -> None:
+    config = staging()
+    web(config)["volumes"] = {"data": target}
+    if refused:
+        assert ".volumes.data: expected an absolute path inside the container, not /" in refusal(config)
+    else:
+        parse(config)
+
+
+@pytest.mark.parametrize(("count", "refused"), [(1, False), (20, False), (21, True), (0, True)])
+def test_the_bastion_admits_one_to_twenty_client_ranges(count: int, refused: bool) -> None:
+    cidrs = [f"198.51.100.{i}/32" for i in range(count)]
+    if refused:
+        assert refusal(staging(bastionClientCidrs=cidrs)).startswith(
+            "dreamscape-infra:oci.bastionClientCidrs: expected a list of at least 1 and at most 20, got "
+        )
+    else:
+        assert parse(staging(bastionClientCidrs=cidrs)).oci.bastion_client_cidrs == tuple(cidrs)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "refused"),
+    [
+        ((16384,), None),
+        ((16385,), "dreamscape-infra:secretValues.S0: 16385 bytes; at most 16384"),
+        ((16384, 16384, 8192), None),
+        ((16384, 16384, 8193), "dreamscape-infra:secretValues: 40961 bytes in all; at most 40960"),
+    ],
+)
+def test_secret_values_are_at_most_16_kib_each_and_40_kib_together(sizes, refused) -> None:
+    import json
+
+    text = json.dumps({f"S{i}": "s" * size for i, size in enumerate(sizes)})
+    if refused is None:
+        assert sorted(settings_module.secret_values(text)) == [f"S{i}" for i in range(len(sizes))]
+        return
+    with pytest.raises(settings_module.ConfigError) as error:
+        settings_module.secret_values(text)
+    assert str(error.value).startswith(refused), str(error.value)
+
+
+def test_deploy_options_left_out_take_the_programs_defaults() -> None:
+    config = staging()
+    config.pop("deploy", None)
+    deploy = parse(config).deploy
+    assert (deploy.lock_wait_seconds, deploy.wait_timeout_seconds, deploy.keep_releases) == (300, 180, 5)
+    config["deploy"] = {"keepReleases": 2}
+    deploy = parse(config).deploy
+    assert (deploy.lock_wait_seconds, deploy.wait_timeout_seconds, deploy.keep_releases) == (300, 180, 2)
+
+
+@pytest.mark.parametrize(
+    ("message", "written"),
+    [
+        ("ci: dreamscape wiring", "ci: dreamscape wiring [skip ci]"),
+        ("ci: dreamscape wiring  \n", "ci: dreamscape wiring [skip ci]"),
+        ("ci: wiring [ci skip]", "ci: wiring [ci skip]"),
+        ("ci: wiring [no ci]", "ci: wiring [no ci]"),
+        ("[skip actions] ci: wiring", "[skip actions] ci: wiring"),
+    ],
+)
+def test_every_commit_the_program_writes_skips_workflows(message: str, written: str) -> None:
+    """A file the provider writes to a deploying branch must not start a deploy by itself."""
+    config = {**staging(), "commit": {"message": message, "authorName": "infra-bot", "authorEmail": "bot@acme.io"}}
+    commit = parse(config).commit
+    assert (commit.message, commit.author_name, commit.author_email) == (written, "infra-bot", "bot@acme.io")
+
+
+@pytest.mark.parametrize(("given", "missing"), [("authorName", "authorEmail"), ("authorEmail", "authorName")])
+def test_a_commit_author_is_both_a_name_and_an_address(given: str, missing: str) -> None:
+    value = "infra-bot" if given == "authorName" else "bot@acme.io"
+    config = {**staging(), "commit": {"message": "ci: wiring", given: value}}
+    assert refusal(config).startswith(f"dreamscape-infra:commit.{missing}: required with the other author field")
+
+
+def test_project_defaults_are_read_in_each_form_pulumi_yaml_allows(tmp_path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: dreamscape-infra\n"
+        "runtime: python\n"
+        "config:\n"
+        "  dreamscape-infra:githubOwner: acme\n"
+        "  dreamscape-infra:infraRepository: {value: acme-infra}\n"
+        "  dreamscape-infra:wiringStack: {default: staging}\n"
+        "  dreamscape-infra:registry: {type: string}\n"
+        "  oci:region: eu-frankfurt-1\n"
+        "  dreamscape-infra:scanSeverity: CRITICAL\n"
+    )
+    assert settings_module.read_project_config(tmp_path) == {
+        "githubOwner": "acme",
+        "infraRepository": "acme-infra",
+        "wiringStack": "staging",
+        "scanSeverity": "CRITICAL",
+    }
+
+
+# --- reading the stack's config under the engine (settings.load, through the offline plan) -----------
+
+
+def load_stack(stack: str = "staging", **changes: Any):
+    from tools import offline
+
+    config, secret_keys = offline.stack_config(stack)
+    for key, value in changes.items():
+        config[key] = value
+    return offline.run(stack, config=config, secret_keys=secret_keys)
+
+
+def test_the_engines_region_is_checked_like_a_given_one() -> None:
+    with pytest.raises(settings_module.ConfigError, match=r"^oci:region: uk-gov-london-1 is outside OCI's commercial"):
+        load_stack(**{"oci:region": "uk-gov-london-1"})
+
+
+def test_a_string_key_stays_a_string_even_when_it_reads_as_json() -> None:
+    plan = load_stack("production", **{"dreamscape-infra:armRunnerLabel": "1234"})
+    import json
+
+    (data,) = [r.inputs["content"] for r in plan.resources if r.inputs.get("file") == ".github/dreamscape/central.json"]
+    assert json.loads(data)["arm_runner_label"] == "1234"
+
+
+def test_secret_values_set_in_plain_text_stop_the_program() -> None:
+    with pytest.raises(settings_module.ConfigError, match=r"^dreamscape-infra:secretValues: set in plain text"):
+        load_stack(**{"dreamscape-infra:secretValues": '{"STRIPE_API_KEY": "sk_live_x"}'})
+
+
+@pytest.mark.parametrize("key", ["env", "volumes", "secrets", "accessories"])
+def test_a_component_of_a_repository_that_is_not_deployed_runs_nothing(key: str) -> None:
+    config = staging()
+    value = {
+        "env": {"LOG_LEVEL": "debug"},
+        "volumes": {"data": "/data"},
+        "secrets": ["JWT_SIGNING_KEY"],
+        "accessories": ["postgres"],
+    }[key]
+    config["sourceRepositories"][3]["components"][0][key] = value  # the docs site: not deployable
+    assert refusal(config) == (
+        f"dreamscape-infra:sourceRepositories[3].components[0].{key}: dreamscape-docs is not deployable; its "
+        "components never run on the VMs"
+    )
+
+
+def test_the_stacks_component_env_is_laid_over_the_projects(tmp_path) -> None:
+    config = staging()
+    web(config)["env"] = {"LOG_LEVEL": "info", "GREETING": "hello"}
+    config["componentEnv"] = {web(config)["name"]: {"LOG_LEVEL": "debug"}}
+    (component,) = [c for r in parse(config).source_repositories for c in r.components if c.name == web(config)["name"]]
+    assert component.env == (("GREETING", "hello"), ("LOG_LEVEL", "debug"))
+    # Together at most 100 variables.
+    web(config)["env"] = {f"V{i}": "x" for i in range(99)}
+    config["componentEnv"] = {web(config)["name"]: {"EXTRA": "1"}}
+    parse(config)
+    config["componentEnv"] = {web(config)["name"]: {"EXTRA": "1", "MORE": "2"}}
+    assert refusal(config).endswith(f"componentEnv.{web(config)['name']}: 101 variables with env; at most 100")
+
+
+@pytest.mark.parametrize("vcn", [167772160, "10.0.0.1/16", "2001:db8::/56", "10.0.0.0/15", "10.0.0.0/31"])
+def test_a_vcn_range_is_one_oci_accepts(vcn: Any) -> None:
+    assert refusal(staging(vcnCidr=vcn)).startswith(
+        "dreamscape-infra:oci.vcnCidr: expected an IPv4 CIDR from /16 to /30 like 10.0.0.0/16 (host bits zero; "
+        "OCI's limits), got "
+    )
+
+
+def test_an_artifact_path_may_end_with_a_slash() -> None:
+    config = staging()
+    config["sourceRepositories"][0]["artifacts"] = ["reports/", "out/X", "coverage/*.xml"]
+    (services,) = [r for r in parse(config).source_repositories if r.name == "dreamscape-services"]
+    assert services.artifacts == ("reports/", "out/X", "coverage/*.xml")
+    for bad in ("reports//x", "./reports", "a/../b", "/abs"):
+        config["sourceRepositories"][0]["artifacts"] = [bad]
+        assert "sourceRepositories[0].artifacts[0]: expected a relative path inside the component's folder" in (
+            refusal(config)
+        ), bad
