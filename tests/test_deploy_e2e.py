@@ -776,6 +776,20 @@ def test_the_registry_token_travels_on_stdin_and_is_not_kept(server: DeployServe
     assert server.running() == healthy(pairs)
 
 
+def test_every_docker_command_the_program_runs_is_checked_for_the_requests_secrets(server: DeployServer) -> None:
+    """The harness puts a guard first on the program's PATH: each deploy's registry token and
+    secret values are refused on docker's command line (any process on the VM can read it).
+    Shown here with a value docker's arguments do carry, the compose project's name."""
+    assert server.deploy(v1(server), compose_file(server)).returncode == 0
+    server.guard(server.project)
+    try:
+        status = server.ssh("status")
+    finally:
+        server.guard()
+    assert "harness: a secret of the run is on docker's command line" in text(status)[0] + text(status)[1]
+    assert server.ssh("status").returncode == 0
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 

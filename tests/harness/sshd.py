@@ -50,7 +50,7 @@ from pathlib import Path
 import yaml
 
 from components.environment import deploy_program
-from tests.harness import edge, engine
+from tests.harness import edge, engine, workflow
 from tests.harness.edge import EdgeProxy
 from tests.harness.engine import Engine, free_port
 
@@ -272,6 +272,15 @@ class DeployServer:
         program.write_text(deploy_program.program_text())
         program.chmod(0o755)
 
+        # First on the program's PATH: a docker that refuses to run with a secret of the current
+        # request (its registry token, its secrets' values) on its command line.
+        self.guard_dir = self.base / "guard"
+        self.guard_dir.mkdir(mode=0o755)
+        (self.guard_dir / "docker").write_text(workflow.ARGV_GUARD)
+        (self.guard_dir / "docker").chmod(0o755)
+        self.guarded_values = self.guard_dir / "guarded-values"
+        self.guard()
+
         self._owned(self.state_dir, 0o750)
 
         log_dir = self.base / "log"
@@ -286,7 +295,7 @@ class DeployServer:
         # /usr/bin before /usr/local/bin: a static docker client there would shadow the packaged one.
         setenv = {
             **edge_settings,
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin",
+            "PATH": f"{self.guard_dir}:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin",
             "DREAMSCAPE_DEPLOY_STATE_DIR": str(self.state_dir),
             "DREAMSCAPE_DEPLOY_PROJECT": self.project,
             "DREAMSCAPE_DEPLOY_LOCK_WAIT": str(LOCK_WAIT),
@@ -490,7 +499,15 @@ class DeployServer:
         """`deploy <flags> <component>=<image> ...`, the compose file (and a login, and secrets)
         framed on stdin; `flags` are the program's options, such as `("--keep", "2")`."""
         command = ["deploy", *flags, *(f"{c}={i}" for c, i in pairs.items())]
+        self.guard(*([login[2]] if login else []), *(secrets or {}).values())
         return self.ssh(*command, stdin=frames(compose.encode(), login, secrets), **kwargs)
+
+    def guard(self, *values: str) -> None:
+        """The secrets no docker command the program runs may carry in its arguments, from now on."""
+        lines = {line.strip() for value in values for line in value.splitlines()}
+        kept = sorted(v for v in lines if len(v) >= workflow.MIN_GUARDED)
+        self.guarded_values.write_text("".join(f"{v}\n" for v in kept))
+        self.guarded_values.chmod(0o644)
 
     def start_deploy(self, pairs: dict[str, str], compose: str, flags: tuple[str, ...] = ()) -> subprocess.Popen:
         """A deploy running in the background (for the lock tests)."""

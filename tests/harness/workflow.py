@@ -325,17 +325,20 @@ MIN_GUARDED = 8
 """Shorter values (`true`, a port) are too common to tell apart from ordinary arguments."""
 
 ARGV_GUARD = r"""#!/bin/bash
-# The workflow harness's guard: refuse a secret of the run on this command's command line,
-# then run the real command (the next one on PATH).
+# The harnesses' guard: refuse a secret of the run on this command's command line, then run
+# the real command (the next one on PATH). The secrets: one per line, in $HARNESS_GUARDED_VALUES
+# (the workflow harness) or in `guarded-values` beside this script (the deploy harness).
 self="${0##*/}"
 here="${0%/*}"
+values="${HARNESS_GUARDED_VALUES:-${here}/guarded-values}"
+[[ -r "$values" ]] || values=/dev/null
 for arg in "$@"; do
   while IFS= read -r value; do
     if [[ -n "$value" && "$arg" == *"$value"* ]]; then
-      echo "workflow harness: a secret of the run is on ${self}'s command line" >&2
+      echo "harness: a secret of the run is on ${self}'s command line" >&2
       exit 97
     fi
-  done < "${HARNESS_GUARDED_VALUES:-/dev/null}"
+  done < "$values"
 done
 rest=":${PATH}:"
 rest="${rest//:${here}:/:}"
