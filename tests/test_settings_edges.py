@@ -585,3 +585,69 @@ def test_an_artifact_path_may_end_with_a_slash() -> None:
         assert "sourceRepositories[0].artifacts[0]: expected a relative path inside the component's folder" in (
             refusal(config)
         ), bad
+
+
+@pytest.mark.parametrize(("added", "refused"), [(48, False), (49, True)])
+def test_a_project_declares_at_most_50_secrets(added: int, refused: bool) -> None:
+    config = staging()
+    config["secrets"] = {**{f"S{i}": "generated" for i in range(added)}, **config["secrets"]}
+    if refused:
+        assert refusal(config).startswith("dreamscape-infra:secrets: expected a map of at most 50 NAME: generated")
+    else:
+        assert len(parse(config).secrets) == 50
+
+
+def test_every_excess_over_the_allowance_is_named() -> None:
+    assert refusal(staging(ocpus=4, memoryGbs=24)) == (
+        "dreamscape-infra:allowPaidShapes: the stacks together exceed Oracle's Always Free allowance of 2026-06: "
+        "A1.Flex OCPU-hours 2,976 of 1,500 a month free (about $14.76/month); A1.Flex GB-hours 17,856 of 9,000 a "
+        "month free (about $13.28/month); shrink an environment or set allowPaidShapes: true (in Pulumi.yaml for "
+        "every stack) to accept the cost"
+    )
+
+
+def test_the_report_names_each_stack_by_its_environment_and_puts_unknown_ones_last() -> None:
+    production = settings_module.merged_plain_config("production")
+    mine = parse(staging())
+    siblings = {
+        "dev": {**production, "environment": "zeta"},
+        "production": {**production, "environment": "qa"},
+        "sandbox": production,
+    }
+    report = settings_module.allowance_report("staging", mine.oci, siblings, 0)
+    assert [row.environment for row in report.rows] == ["staging", "qa", "sandbox", "zeta"]
+
+
+def test_a_project_without_accessories_counts_none(tmp_path) -> None:
+    import yaml
+
+    project = project_copy(
+        tmp_path,
+        staging={
+            "sshAllowedCidrs": None,
+            "adminSshKeys": None,
+            "imageId": None,
+            "target": "containerInstances",
+            "shape": "CI.Standard.A1.Flex",
+        },
+    )
+    document = yaml.safe_load((project / "Pulumi.yaml").read_text())
+    document["config"].pop("accessories")
+    (project / "Pulumi.yaml").write_text(yaml.safe_dump(document))
+    lines = settings_module.stack_allowance_report("staging", project).lines()
+    assert "staging      CI.Standard.A1.Flex          1      6        0        744     4,464" in lines
+
+
+def test_the_plans_report_labels_the_stack_with_its_environment(tmp_path) -> None:
+    project = project_copy(tmp_path)
+    path = project / "Pulumi.dev.yaml"
+    path.write_text(path.read_text().replace("config:\n", "config:\n  dreamscape-infra:environment: sandbox\n", 1))
+    rows = settings_module.stack_allowance_report("dev", project).rows
+    assert [row.environment for row in rows] == ["staging", "production", "sandbox"]
+
+
+def test_an_artifact_path_of_one_letter_is_one_segment() -> None:
+    config = staging()
+    config["sourceRepositories"][0]["artifacts"] = ["X"]
+    (services,) = [r for r in parse(config).source_repositories if r.name == "dreamscape-services"]
+    assert services.artifacts == ("X",)

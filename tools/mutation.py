@@ -15,7 +15,7 @@ Every survivor must be explained, by one of two rules:
   argument of a function in MESSAGE_CALLS); tests pin each refusal by the phrase that names
   it, not word for word, so a reworded message passes them by design;
 - `equivalent`: listed in docs/development.md, "Equivalent mutants", with the line the mutant
-  changes and why no test can tell it from the original.
+  writes and why no test can tell it from the original.
 A survivor neither rule explains, and a mutant in a function no scoped test calls, fails the
 run (exit 1) and is printed with its diff; build/mutation/report.md lists every survivor.
 """
@@ -27,6 +27,7 @@ import ast
 import difflib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,6 +158,13 @@ def workspace(scope_name: str, scope: Scope) -> Path:
     return work
 
 
+def refresh_tests(work: Path) -> None:
+    """The working tree's tests/ into the run's copy (and mutmut's), for `--resume`."""
+    for target in (work / "tests", work / "mutants" / "tests"):
+        if target.parent.exists():
+            shutil.copytree(ROOT / "tests", target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+
+
 def run_mutmut(work: Path, scope: Scope, max_children: int) -> None:
     """Two passes. The first forks each mutant's worker from a process that has imported the
     code and run the tests once (fast). A function the code calls while it is imported (the
@@ -260,14 +268,15 @@ def is_wording(original: ast.FunctionDef, mutant: ast.FunctionDef, scope: Scope)
 
 
 def equivalents() -> list[tuple[str, str, str]]:
-    """(function, changed line, reason) from the docs' table of equivalent mutants."""
+    """(function, the line the mutant writes, reason) from the docs' table of equivalent mutants."""
     text = DOCS.read_text()
     if EQUIVALENT_HEADING not in text:
         return []
     section = text.split(EQUIVALENT_HEADING, 1)[1].split("\n#", 1)[0]
     rows = []
     for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        row = line.strip().removeprefix("|").removesuffix("|")
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", row)] if line.startswith("|") else []
         if len(cells) == 3 and cells[0].startswith("`") and cells[1].startswith("`"):
             rows.append((cells[0].strip("`"), cells[1].strip("`").replace("\\|", "|"), cells[2]))
     return rows
@@ -304,12 +313,12 @@ def collect(work: Path, scope: Scope) -> list[Mutant]:
                     for line in difflib.unified_diff(a_lines, b_lines, lineterm="", n=0)
                     if line[:1] in "+-" and not line.startswith(("+++", "---"))
                 ]
-                removed = [line[1:].strip() for line in mutant.diff if line.startswith("-")]
+                written = [line[1:].strip() for line in mutant.diff if line.startswith("+")]
                 if is_wording(a, b, scope):
                     mutant.explanation = "wording"
                 else:
                     for function, changed, reason in table:
-                        if function == function_of(name) and changed in removed:
+                        if function == function_of(name) and changed in written:
                             mutant.explanation = f"equivalent: {reason}"
                             break
             mutants.append(mutant)
@@ -358,14 +367,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scope", choices=sorted(SCOPES), action="append", help="default: every scope")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--report-only", action="store_true", help="read the last run's results again")
-    parser.add_argument("--resume", action="store_true", help="go on with the last run, in its copy")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the last run in its copy, with the tests as they are now: its kills stand, every "
+        "survivor runs again (for tests added since; a changed or removed test needs a full run)",
+    )
     args = parser.parse_args(argv)
     results = {}
     for name in args.scope or list(SCOPES):
         scope = SCOPES[name]
         work = BUILD / name
         if not args.report_only:
-            if not (args.resume and work.exists()):
+            if args.resume and work.exists():
+                refresh_tests(work)
+            else:
                 work = workspace(name, scope)
             run_mutmut(work, scope, args.max_children)
         results[name] = collect(work, scope)
