@@ -651,3 +651,72 @@ def test_an_artifact_path_of_one_letter_is_one_segment() -> None:
     config["sourceRepositories"][0]["artifacts"] = ["X"]
     (services,) = [r for r in parse(config).source_repositories if r.name == "dreamscape-services"]
     assert services.artifacts == ("X",)
+
+
+# --- the value checkers' types and bounds ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"), [(2, False), (50, False), (1, True), (51, True), (True, True), ("5", True), (5.0, True)]
+)
+def test_a_whole_number_is_an_int_within_its_bounds(value: Any, refused: bool) -> None:
+    config = staging()
+    config["deploy"] = {"keepReleases": value}
+    if refused:
+        assert refusal(config) == (
+            f"dreamscape-infra:deploy.keepReleases: expected a whole number from 2 to 50, got {json_or_repr(value)}"
+        )
+    else:
+        assert parse(config).deploy.keep_releases == value
+
+
+def json_or_repr(value: Any) -> str:
+    import json
+
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+@pytest.mark.parametrize("value", [0.1, 128.5, True, "1"])
+def test_a_number_is_an_int_or_float_within_its_bounds(value: Any) -> None:
+    assert refusal(staging(ocpus=value)) == (
+        f"dreamscape-infra:oci.ocpus: expected a number from 0.125 to 128, got {json_or_repr(value)}"
+    )
+
+
+@pytest.mark.parametrize(("ocpus", "memory"), [(0.125, 1), (128, 768)])
+def test_the_ends_of_a_numbers_range_pass_it_and_meet_the_shapes_own_limits(ocpus: float, memory: int) -> None:
+    """0.125 and 128 OCPUs are within the range every shape's value is checked against first;
+    A1.Flex's own limits then refuse both here."""
+    message = refusal(staging(ocpus=ocpus, memoryGbs=memory))
+    assert not message.startswith("dreamscape-infra:oci.ocpus: expected a number from"), message
+    assert message.startswith("dreamscape-infra:oci.ocpus: "), message
+
+
+@pytest.mark.parametrize("value", [5, True, ["acme"], "", "   "])
+def test_a_string_key_refuses_anything_but_a_non_blank_string(value: Any) -> None:
+    config = {**staging(), "commit": {"message": value}}
+    assert refusal(config) == f"dreamscape-infra:commit.message: expected a commit message, got {json_or_repr(value)}"
+
+
+def test_a_repository_has_at_least_one_component() -> None:
+    config = staging()
+    config["sourceRepositories"][3]["components"] = []
+    assert refusal(config) == (
+        "dreamscape-infra:sourceRepositories[3].components: expected a list of at least 1, got []"
+    )
+
+
+@pytest.mark.parametrize(("key", "missing"), [("port", "port"), ("healthPath", "healthPath")])
+def test_a_deployable_component_says_its_port_and_health_path(key: str, missing: str) -> None:
+    config = staging()
+    web(config).pop(key)
+    assert refusal(config) == (
+        f"dreamscape-infra:sourceRepositories[1].components[0].{missing}: required, missing (the repository is "
+        "deployable)"
+    )
+
+
+def test_a_stack_without_a_stack_file_has_the_projects_config_only(tmp_path) -> None:
+    project = project_copy(tmp_path)
+    assert settings_module.read_stack_file("qa", project) == {}
+    assert settings_module.merged_plain_config("qa", project) == settings_module.read_project_config(project)

@@ -82,6 +82,7 @@ SCOPES = {
             ("_DEPLOY", "path", 1),
             ("_OCI", "path", 1),
             ("_object(_TOP, dict)", "path", 1),
+            ("item", "path", 1),
         ),
         deselect=(
             "tests/test_environment_shapes.py::test_plan_of_a_paid_shape_says_what_it_costs",
@@ -201,7 +202,10 @@ def functions(path: Path) -> dict[str, tuple[ast.FunctionDef, list[str]]]:
     found = {}
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name:
-            found[node.name] = (node, lines[node.lineno : node.end_lineno])
+            # From the `def` line (a default may be mutated), the mutant's name put back.
+            body = lines[node.lineno - 1 : node.end_lineno]
+            body[0] = body[0].replace(node.name, node.name.rsplit("__mutmut_", 1)[0], 1)
+            found[node.name] = (node, body)
     return found
 
 
