@@ -41,7 +41,7 @@ refusals: $(VENV)/.dev-installed
 	$(PY) tools/refusals.py
 
 ## mutation: mutation testing of rules, settings and the pipeline's decisions (mutmut), e.g. SCOPE=rules;
-## fails on a surviving mutant docs/development.md does not explain (half an hour on two cores)
+## fails on a surviving mutant docs/development.md does not explain (about an hour on two cores)
 .PHONY: mutation
 mutation: $(VENV)/.dev-installed
 	$(PY) tools/mutation.py $(if $(SCOPE),--scope $(SCOPE))

@@ -1,6 +1,6 @@
 """Mutation testing of the modules that decide security and money, with mutmut.
 
-    make mutation                       # every scope (about half an hour on two cores)
+    make mutation                       # every scope (about an hour on two cores)
     make mutation SCOPE=rules           # one scope: rules, settings, pipeline
     python tools/mutation.py --scope rules --max-children 2
 
@@ -166,21 +166,38 @@ def refresh_tests(work: Path) -> None:
             shutil.copytree(ROOT / "tests", target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
 
 
+def mutmut_run(work: Path, names: list[str], max_children: int) -> None:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    env = {**os.environ, "PATH": f"{mutmut.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [str(mutmut), "run", "--max-children", str(max_children), *names]
+    result = subprocess.run(command, cwd=work, env=env, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"mutation: mutmut exited {result.returncode} in {work}")
+
+
+def fresh_processes(work: Path, names: list[str]) -> None:
+    """From now on each mutant's worker imports the code afresh (mutmut's fork server, no
+    warmup), and these mutants run every test of the scope: mutmut ties a test to a function it
+    saw the test call, and a factory called at import is seen by the first test only."""
+    pyproject = work / "pyproject.toml"
+    if "process_isolation" not in pyproject.read_text():
+        with pyproject.open("a") as file:
+            file.write('process_isolation = "forkserver"\nforkserver_warmup = "none"\n')
+    path = work / "mutants" / "mutmut-stats.json"
+    stats = json.loads(path.read_text())
+    every = sorted(stats["duration_by_test"])
+    for name in names:
+        stats["tests_by_mangled_function_name"][name.rsplit("__mutmut_", 1)[0]] = every
+    path.write_text(json.dumps(stats))
+
+
 def run_mutmut(work: Path, scope: Scope, max_children: int) -> None:
     """Two passes. The first forks each mutant's worker from a process that has imported the
     code and run the tests once (fast). A function the code calls while it is imported (the
     schema's validators are made by factories at import) keeps its original there, so every
-    survivor runs again, each in a fresh process that imports the code with the mutant on."""
-    mutmut = Path(sys.executable).with_name("mutmut")
-    env = {**os.environ, "PATH": f"{mutmut.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-    def run(names: list[str]) -> None:
-        command = [str(mutmut), "run", "--max-children", str(max_children), *names]
-        result = subprocess.run(command, cwd=work, env=env, check=False)
-        if result.returncode != 0:
-            raise SystemExit(f"mutation: mutmut exited {result.returncode} in {work}")
-
-    run(scope.mutant_globs())
+    survivor runs again, each in a fresh process that imports the code with the mutant on,
+    against every test of the scope."""
+    mutmut_run(work, scope.mutant_globs(), max_children)
     survivors = [
         name
         for file in scope.files
@@ -188,11 +205,19 @@ def run_mutmut(work: Path, scope: Scope, max_children: int) -> None:
         if code == 0 and (not scope.functions or function_of(name) in scope.functions)
     ]
     if survivors:
-        pyproject = work / "pyproject.toml"
-        if "process_isolation" not in pyproject.read_text():
-            with pyproject.open("a") as file:
-                file.write('process_isolation = "forkserver"\nforkserver_warmup = "none"\n')
-        run(survivors)
+        fresh_processes(work, survivors)
+        mutmut_run(work, survivors, max_children)
+
+
+def rerun_unexplained(work: Path, scope: Scope, max_children: int) -> None:
+    """`--resume`: the tests as they are now, against the last run's survivors that no rule
+    explains, each in a fresh process; every other verdict of that run stands (tests added
+    since can only kill more)."""
+    refresh_tests(work)
+    names = [m.name for m in collect(work, scope) if m.status == "survived" and not m.explanation]
+    if names:
+        fresh_processes(work, names)
+        mutmut_run(work, names, max_children)
 
 
 def functions(path: Path) -> dict[str, tuple[ast.FunctionDef, list[str]]]:
@@ -263,12 +288,38 @@ def is_wording(original: ast.FunctionDef, mutant: ast.FunctionDef, scope: Scope)
             if isinstance(node, ast.Call) and call_name(node) == name:
                 words = [k.value for k in node.keywords if k.arg == keyword] + node.args[position : position + 1]
                 inside |= {id(part) for arg in words for part in ast.walk(arg)}
-    for a, b, _parents in found:
+    own = original.name.removeprefix("x_").rsplit("__mutmut_", 1)[0]
+    for name, keyword, _ in scope.message_arguments:
+        if name == own:  # the function's own default for that argument
+            defaults = dict(
+                zip(reversed([a.arg for a in original.args.args]), reversed(original.args.defaults), strict=False)
+            )
+            if keyword in defaults:
+                inside |= {id(part) for part in ast.walk(defaults[keyword])}
+    words_only = message_variables(original, inside)
+    for a, b, parents in found:
         same_call = isinstance(a, ast.Call) and isinstance(b, ast.Call) and call_name(a) == call_name(b)
         if id(a) in inside or (same_call and any(a is call for call in calls)):
             continue
+        if any(isinstance(p, ast.Assign) and id(p) in words_only for p in parents):
+            continue
         return False
     return True
+
+
+def message_variables(function: ast.FunctionDef, inside: set[int]) -> set[int]:
+    """The assignments (by id) to a local name that is read only inside message arguments."""
+    reads: dict[str, list[ast.Name]] = {}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            reads.setdefault(node.id, []).append(node)
+    found = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            names = [t.id for t in node.targets]
+            if all(reads.get(n) and all(id(r) in inside for r in reads[n]) for n in names):
+                found.add(id(node))
+    return found
 
 
 def equivalents() -> list[tuple[str, str, str]]:
@@ -374,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="go on with the last run in its copy, with the tests as they are now: its kills stand, every "
-        "survivor runs again (for tests added since; a changed or removed test needs a full run)",
+        help="run the last run's unexplained survivors again in its copy, against the tests as they are now "
+        "(after adding tests; a changed or removed test needs a full run)",
     )
     args = parser.parse_args(argv)
     results = {}
@@ -384,10 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         work = BUILD / name
         if not args.report_only:
             if args.resume and work.exists():
-                refresh_tests(work)
+                rerun_unexplained(work, scope, args.max_children)
             else:
-                work = workspace(name, scope)
-            run_mutmut(work, scope, args.max_children)
+                run_mutmut(workspace(name, scope), scope, args.max_children)
         results[name] = collect(work, scope)
     text, failing = report(results)
     (BUILD / "report.md").write_text(text)
