@@ -276,10 +276,7 @@ class DeployServer:
         # request (its registry token, its secrets' values) on its command line.
         self.guard_dir = self.base / "guard"
         self.guard_dir.mkdir(mode=0o755)
-        (self.guard_dir / "docker").write_text(workflow.ARGV_GUARD)
-        (self.guard_dir / "docker").chmod(0o755)
-        self.guarded_values = self.guard_dir / "guarded-values"
-        self.guard()
+        self.guarded_values = workflow.install_argv_guard(self.guard_dir, [], tools=("docker",))
 
         self._owned(self.state_dir, 0o750)
 
@@ -504,10 +501,7 @@ class DeployServer:
 
     def guard(self, *values: str) -> None:
         """The secrets no docker command the program runs may carry in its arguments, from now on."""
-        lines = {line.strip() for value in values for line in value.splitlines()}
-        kept = sorted(v for v in lines if len(v) >= workflow.MIN_GUARDED)
-        self.guarded_values.write_text("".join(f"{v}\n" for v in kept))
-        self.guarded_values.chmod(0o644)
+        workflow.write_guarded_values(self.guarded_values, workflow.secret_lines(values))
 
     def start_deploy(self, pairs: dict[str, str], compose: str, flags: tuple[str, ...] = ()) -> subprocess.Popen:
         """A deploy running in the background (for the lock tests)."""

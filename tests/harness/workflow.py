@@ -40,7 +40,7 @@ import signal
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,7 +302,7 @@ def run_job(
         for sub in ("home", "workspace", "temp", "toolcache", "runner-bin"):
             (workdir / sub).mkdir()
         (workdir / "runner-bin" / "python3").symlink_to(RUNNER_PYTHON)
-        install_argv_guard(workdir / "runner-bin", workdir / "guarded-values", guarded_values(context))
+        install_argv_guard(workdir / "runner-bin", guarded_values(context))
         files = {"event": workdir / "event.json"}
         files["event"].write_text(json.dumps(context.github.get("event") or {}))
         runner_env = _runner_env(context, job_id, workdir, files, to_string(document.get("name") or "workflow"))
@@ -326,11 +326,11 @@ MIN_GUARDED = 8
 
 ARGV_GUARD = r"""#!/bin/bash
 # The harnesses' guard: refuse a secret of the run on this command's command line, then run
-# the real command (the next one on PATH). The secrets: one per line, in $HARNESS_GUARDED_VALUES
-# (the workflow harness) or in `guarded-values` beside this script (the deploy harness).
+# the real command (the next one on PATH). The secrets: one per line, in `guarded-values`
+# beside this script.
 self="${0##*/}"
 here="${0%/*}"
-values="${HARNESS_GUARDED_VALUES:-${here}/guarded-values}"
+values="${here}/guarded-values"
 [[ -r "$values" ]] || values=/dev/null
 for arg in "$@"; do
   while IFS= read -r value; do
@@ -356,15 +356,32 @@ def guarded_values(context: Context) -> list[str]:
     values = [context.github.get("token", ""), *(v for k, v in context.secrets.items() if not k.startswith(ADDRESSES))]
     if context.id_token:
         values.append(context.id_token[1])
+    return secret_lines(values)
+
+
+def secret_lines(values: Iterable[Any]) -> list[str]:
+    """The lines of these secrets the guard looks for: long enough to tell from an ordinary
+    argument, and not a PEM armour line (`-----BEGIN ...`), which any key has."""
     lines = {line.strip() for value in values for line in str(value).splitlines()}
     return sorted(v for v in lines if len(v) >= MIN_GUARDED and not v.startswith("-----"))
 
 
-def install_argv_guard(directory: Path, values_file: Path, values: list[str]) -> None:
+def write_guarded_values(values_file: Path, values: list[str]) -> None:
+    """The secrets the guard refuses, one a line; readable by all: the guarded command may run
+    as another user (the deploy program runs as the deploy user)."""
     values_file.write_text("".join(f"{v}\n" for v in values))
-    for tool in GUARDED_TOOLS:
+    values_file.chmod(0o644)
+
+
+def install_argv_guard(directory: Path, values: list[str], tools: tuple[str, ...] = GUARDED_TOOLS) -> Path:
+    """The guard for each of `tools` in `directory` (put it first on PATH), refusing `values`;
+    returns the file of values it reads (write_guarded_values changes them)."""
+    values_file = directory / "guarded-values"
+    write_guarded_values(values_file, values)
+    for tool in tools:
         (directory / tool).write_text(ARGV_GUARD)
         (directory / tool).chmod(0o755)
+    return values_file
 
 
 class _Job:
@@ -521,7 +538,6 @@ class _Job:
             **env,
             **{k: str(v) for k, v in files.items()},
             "PATH": path,
-            "HARNESS_GUARDED_VALUES": str(self.workdir / "guarded-values"),
         }
         timeout = self.step_timeout
         if "timeout-minutes" in step:
