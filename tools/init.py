@@ -70,6 +70,11 @@ def _ask(prompt: str, flag: str, interactive: bool) -> str:
     return answer
 
 
+def _ask_list(prompt: str, flag: str, interactive: bool) -> list[str]:
+    """A comma-separated answer, as its non-empty items."""
+    return [item.strip() for item in _ask(prompt, flag, interactive).split(",") if item.strip()]
+
+
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for value in values:
@@ -86,29 +91,31 @@ def gather(args: argparse.Namespace, interactive: bool) -> dict[str, Any]:
     infra = args.infra_repository or _ask(
         "the infra repository (this repository, pushed there)", "--infra-repository", interactive
     )
-    repositories = _pairs(args.repository, "--repository")
-    if not repositories:
-        listed = _ask(
+    repositories = _pairs(args.repository, "--repository") or _pairs(
+        _ask_list(
             "source repositories, as name=kind, comma separated (kinds: services, frontend, tests, docs)",
             "--repository",
             interactive,
-        )
-        repositories = _pairs([r for r in listed.split(",") if r.strip()], "--repository")
+        ),
+        "--repository",
+    )
     components = list(args.component)
     for name, kind in repositories.items():
         if not any(c.startswith(f"{name}/") for c in components):
             how = "name:port:healthPath[:public]" if kind in DEPLOYABLE else "name"
-            listed = _ask(f"components of {name}, as {how}, comma separated", "--component", interactive)
-            components += [f"{name}/{c.strip()}" for c in listed.split(",") if c.strip()]
+            components += [
+                f"{name}/{c}"
+                for c in _ask_list(f"components of {name}, as {how}, comma separated", "--component", interactive)
+            ]
     region = args.region or _ask("OCI region, e.g. eu-frankfurt-1", "--region", interactive)
-    stacks = _pairs(args.stack, "--stack")
-    if not stacks:
-        listed = _ask(
+    stacks = _pairs(args.stack, "--stack") or _pairs(
+        _ask_list(
             "stacks, as environment=compartment OCID, comma separated (production alone is a start)",
             "--stack",
             interactive,
-        )
-        stacks = _pairs([s for s in listed.split(",") if s.strip()], "--stack")
+        ),
+        "--stack",
+    )
     unknown = sorted(set(stacks) - set(rules.ENVIRONMENTS))
     if unknown:
         raise InitError(f"--stack {unknown[0]}=...: the environments are {', '.join(rules.ENVIRONMENTS)}")

@@ -109,7 +109,6 @@ SCOPES = {
             "ci.resolve.outputs",
             "ci.deploy_gate.decide",
         ),
-        message_calls=("RefusedError", "print"),
     ),
 }
 
@@ -121,7 +120,6 @@ STATUS |= dict.fromkeys((36, 24, -24, 152, 255), "timeout")
 @dataclass
 class Mutant:
     name: str
-    file: str
     status: str
     diff: list[str] = field(default_factory=list)
     explanation: str = ""
@@ -358,7 +356,7 @@ def collect(work: Path, scope: Scope) -> list[Mutant]:
             if scope.functions and function_of(name) not in scope.functions:
                 continue
             status = STATUS.get(code, f"exit {code}")
-            mutant = Mutant(name=name, file=file, status=status)
+            mutant = Mutant(name=name, status=status)
             short = name.rpartition(".")[2]
             original = short.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
             if status == "survived" and short in defs and original in defs:
