@@ -472,19 +472,20 @@ def _object_of(item: Check) -> Check:
     return check
 
 
-def _list(item: Check, unique: bool = False, min_items: int = 0, max_items: int | None = None) -> Check:
+def _list(item: Check, min_items: int = 0, max_items: int | None = None) -> Check:
+    """A list of `item`s, none twice: a repeated CIDR, key, name or path is always a mistake."""
+
     def check(value: Any, path: str) -> tuple:
         if not isinstance(value, list) or len(value) < min_items or (max_items is not None and len(value) > max_items):
             bounds = [f"at least {min_items}" if min_items else "", f"at most {max_items}" if max_items else ""]
             raise _fail(path, f"a list{' of ' + ' and '.join(b for b in bounds if b) if any(bounds) else ''}", value)
         items = tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
-        if unique:
-            seen: set = set()
-            for i, v in enumerate(items):
-                key = getattr(v, "name", v)
-                if key in seen:
-                    raise ConfigError(f"{PROJECT}:{path}[{i}]: duplicate {key!r}")
-                seen.add(key)
+        seen: set = set()
+        for i, v in enumerate(items):
+            key = getattr(v, "name", v)
+            if key in seen:
+                raise ConfigError(f"{PROJECT}:{path}[{i}]: duplicate {key!r}")
+            seen.add(key)
         return items
 
     return check
@@ -607,8 +608,8 @@ def _secret_kinds(value: Any, path: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
-_SECRET_NAMES = _list(_string(ENV_NAME_PATTERN, "a secret's name (upper case letters, digits and _)"), unique=True)
-_ACCESSORY_NAMES = _list(_string(rules.COMPONENT_PATTERN, "an accessory's name"), unique=True)
+_SECRET_NAMES = _list(_string(ENV_NAME_PATTERN, "a secret's name (upper case letters, digits and _)"))
+_ACCESSORY_NAMES = _list(_string(rules.COMPONENT_PATTERN, "an accessory's name"))
 
 _COMPONENT = _object(
     {
@@ -654,8 +655,8 @@ def _repository(value: Any, path: str) -> SourceRepository:
             "deployable": _Field(_boolean, required=False, default=False),
             "build": _Field(_string(what="a shell command"), required=False, default="true"),
             "test": _Field(_string(what="a shell command"), required=False, default="true"),
-            "components": _Field(_list(_COMPONENT, unique=True, min_items=1)),
-            "artifacts": _Field(_list(_artifact_path, unique=True), required=False, default=DEFAULT_ARTIFACTS),
+            "components": _Field(_list(_COMPONENT, min_items=1)),
+            "artifacts": _Field(_list(_artifact_path), required=False, default=DEFAULT_ARTIFACTS),
         },
         lambda **kw: SourceRepository(
             name=kw["name"],
@@ -777,7 +778,7 @@ _OCI = _object(
 _PROTECTION = _object(
     {
         "reviewers": _Field(
-            _list(_string(r"^[A-Za-z0-9][A-Za-z0-9-]*(/[A-Za-z0-9._-]+)?$", "a login or org/team"), unique=True),
+            _list(_string(r"^[A-Za-z0-9][A-Za-z0-9-]*(/[A-Za-z0-9._-]+)?$", "a login or org/team")),
             required=False,
             default=(),
         ),
@@ -787,7 +788,7 @@ _PROTECTION = _object(
     Protection,
 )
 
-_ACTORS = _list(_string(ACTOR_PATTERN, "role:admin, role:maintain, team:<slug>, user:<login> or app:<id>"), unique=True)
+_ACTORS = _list(_string(ACTOR_PATTERN, "role:admin, role:maintain, team:<slug>, user:<login> or app:<id>"))
 
 _RULES = _object(
     {
@@ -823,7 +824,7 @@ _TOP: dict[str, _Field] = {
     ),
     "scanSeverity": _Field(_string(choices=("CRITICAL", "HIGH", "MEDIUM", "LOW")), required=False, default="HIGH"),
     "armRunnerLabel": _Field(_string(r"^[A-Za-z0-9._-]+$", "a runner label"), required=False),
-    "sourceRepositories": _Field(_list(_repository, unique=True, min_items=1)),
+    "sourceRepositories": _Field(_list(_repository, min_items=1)),
     "deploy": _Field(_DEPLOY, required=False),
     "edge": _Field(_EDGE, required=False),
     "oci": _Field(_OCI),
@@ -837,7 +838,7 @@ _TOP: dict[str, _Field] = {
     "artifactRetentionDays": _Field(_integer(1, 90), required=False, default=7),
     "componentEnv": _Field(_object_of(_env_map), required=False),
     "secrets": _Field(_secret_kinds, required=False, default=()),
-    "accessories": _Field(_list(_ACCESSORY, unique=True, max_items=10), required=False, default=()),
+    "accessories": _Field(_list(_ACCESSORY, max_items=10), required=False, default=()),
     "ociDeployAuth": _Field(_string(choices=ci.oci.AUTH_MODES), required=False, default=ci.oci.WORKLOAD_IDENTITY),
 }
 """Every key of the `dreamscape-infra:` namespace. Any other key is an error."""

@@ -89,6 +89,21 @@ def test_a_cidr_with_host_bits_or_no_prefix_is_refused(cidr: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "values", "shown"),
+    [
+        ("sshAllowedCidrs", ["203.0.113.0/24", "198.51.100.0/24", "203.0.113.0/24"], "'203.0.113.0/24'"),
+        # Written two ways, still one network.
+        ("sshAllowedCidrs", ["2001:db8::/32", "2001:0db8::/32"], "'2001:db8::/32'"),
+        ("bastionClientCidrs", ["198.51.100.0/24", "198.51.100.0/24"], "'198.51.100.0/24'"),
+        ("adminSshKeys", [f"ssh-ed25519 {KEY} a", f" ssh-ed25519 {KEY} a"], f"'ssh-ed25519 {KEY} a'"),
+    ],
+)
+def test_a_range_or_key_listed_twice_is_refused_where_it_repeats(key: str, values: list[str], shown: str) -> None:
+    """A repeat is a copy-and-paste slip: the second entry was meant to be another range or key."""
+    assert refusal(staging(**{key: values})) == f"dreamscape-infra:oci.{key}[{len(values) - 1}]: duplicate {shown}"
+
+
 def test_a_refused_value_is_shown_whole_up_to_80_characters_then_cut() -> None:
     shown = "x" * 78  # repr adds the quotes: 80 characters
     assert refusal(staging(sshAllowedCidrs=[shown])).endswith(f"got '{shown}'")
