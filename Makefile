@@ -35,7 +35,7 @@ test: $(VENV)/.dev-installed
 	  if [ $$rc -eq 5 ]; then echo 'pytest collected no tests: that is a failure, not a pass' >&2; exit 1; fi; \
 	  exit $$rc
 
-## refusals: every ConfigError of settings.py and BadInput of the deploy program reached by a test? (a few minutes)
+## refusals: every ConfigError of settings.py and BadInputError of the deploy program reached by a test? (a few minutes)
 .PHONY: refusals
 refusals: $(VENV)/.dev-installed
 	$(PY) tools/refusals.py

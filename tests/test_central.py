@@ -207,7 +207,7 @@ def test_the_deploy_job_runs_in_its_environment_one_at_a_time(document, text) ->
                 "/components/environment/names.py",
                 # ci.deploy reads the deploy program's contract and the data file.
                 "/components/environment/deploy_program.py",
-                "/components/environment/deploy/dreamscape-deploy",
+                "/components/environment/deploy/dreamscape_deploy.py",
                 "/.github/dreamscape/central.json",
                 "/deploy/",
             ]

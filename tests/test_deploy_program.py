@@ -237,7 +237,7 @@ def test_parse_command_takes_options_before_the_pairs(text: str, settings_given:
     ],
 )
 def test_parse_command_refuses(text: str | None, message: str) -> None:
-    with pytest.raises(PROGRAM.BadInput, match=re.escape(message)):
+    with pytest.raises(PROGRAM.BadInputError, match=re.escape(message)):
         PROGRAM.parse_command(text)
 
 
@@ -308,7 +308,7 @@ def test_the_secrets_frame_is_one_object_never_shown() -> None:
     ],
 )
 def test_frames_refuse(data: bytes, allowed: frozenset, message: str) -> None:
-    with pytest.raises(PROGRAM.BadInput, match=re.escape(message)):
+    with pytest.raises(PROGRAM.BadInputError, match=re.escape(message)):
         frames(data, allowed)
 
 
@@ -343,7 +343,7 @@ def test_frames_refuse(data: bytes, allowed: frozenset, message: str) -> None:
     ],
 )
 def test_bad_settings_are_a_misconfiguration(environ: dict, message: str) -> None:
-    with pytest.raises(PROGRAM.Misconfigured, match=re.escape(message)):
+    with pytest.raises(PROGRAM.MisconfiguredError, match=re.escape(message)):
         PROGRAM.load_settings(environ)
 
 
@@ -409,7 +409,7 @@ def test_leaving_services_out_keeps_everything_a_kept_service_uses() -> None:
     assert result["volumes"] == {"data": {}} and result["secrets"] == {"key": {"file": "./key"}}
     assert result["configs"] == {"unused": {"file": "./unused"}}, "what only web used goes; what nobody used stays"
 
-    with pytest.raises(PROGRAM.BadInput, match="service web depends on api, which this environment has never"):
+    with pytest.raises(PROGRAM.BadInputError, match="service web depends on api, which this environment has never"):
         PROGRAM.without_services(model, ["api"])
 
 
@@ -450,19 +450,19 @@ def test_each_published_port_becomes_a_site_with_a_loopback_port_per_slot() -> N
     ],
 )
 def test_what_the_edge_cannot_forward_is_refused(ports: list, message: str) -> None:
-    with pytest.raises(PROGRAM.BadInput, match=re.escape(message)):
+    with pytest.raises(PROGRAM.BadInputError, match=re.escape(message)):
         PROGRAM.published_sites(model_with(gateway={"ports": ports}))
 
 
 def test_plain_http_on_443_is_refused() -> None:
     model = model_with(web={"ports": [port("443")]})
-    with pytest.raises(PROGRAM.BadInput, match=r"publishes 443 without x-dreamscape-edge\.domain: 443 is HTTPS"):
+    with pytest.raises(PROGRAM.BadInputError, match=r"publishes 443 without x-dreamscape-edge\.domain: 443 is HTTPS"):
         PROGRAM.edge_domain(model, PROGRAM.published_sites(model))
 
 
 def test_two_services_on_one_port_are_refused() -> None:
     model = model_with(a={"ports": [port("80")]}, b={"ports": [port("80")]})
-    with pytest.raises(PROGRAM.BadInput, match="port 80 is published by both a and b"):
+    with pytest.raises(PROGRAM.BadInputError, match="port 80 is published by both a and b"):
         PROGRAM.published_sites(model)
 
 
@@ -518,14 +518,14 @@ def test_caddy_accepts_the_caddyfile(tmp_path) -> None:
 )
 def test_a_bad_edge_extension_is_refused(extension: dict, message: str) -> None:
     model = {**model_with(gateway={"ports": [port("80")]}), PROGRAM.EDGE_EXTENSION: extension}
-    with pytest.raises(PROGRAM.BadInput, match=re.escape(message)):
+    with pytest.raises(PROGRAM.BadInputError, match=re.escape(message)):
         PROGRAM.edge_domain(model, PROGRAM.published_sites(model))
 
 
 def test_a_domain_needs_exactly_one_published_service() -> None:
     extension = {"domain": "app.example.com", "acmeDirectory": "https://acme.example/dir"}
     model = {**model_with(a={"ports": [port("80")]}, b={"ports": [port("443")]}), PROGRAM.EDGE_EXTENSION: extension}
-    with pytest.raises(PROGRAM.BadInput, match="serves one published service; the file publishes 2"):
+    with pytest.raises(PROGRAM.BadInputError, match="serves one published service; the file publishes 2"):
         PROGRAM.edge_domain(model, PROGRAM.published_sites(model))
 
 
@@ -547,7 +547,7 @@ def _without_docstrings(tree: ast.AST) -> str:
 
 
 def test_the_shipped_program_is_the_source_without_docstrings_and_comments() -> None:
-    source = (deploy_program.Path(deploy_program.__file__).with_name("deploy") / "dreamscape-deploy").read_text()
+    source = (deploy_program.Path(deploy_program.__file__).with_name("deploy") / "dreamscape_deploy.py").read_text()
     shipped = deploy_program.program_text()
     assert _without_docstrings(ast.parse(shipped)) == _without_docstrings(ast.parse(source))
     assert len(shipped) < len(source) * 0.8

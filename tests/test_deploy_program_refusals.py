@@ -47,10 +47,10 @@ def release(tmp_path: Path):
 
 
 def test_a_component_the_compose_file_does_not_run_is_refused() -> None:
-    with pytest.raises(PROGRAM.BadInput, match="component web is not a service of the compose file"):
+    with pytest.raises(PROGRAM.BadInputError, match="component web is not a service of the compose file"):
         PROGRAM.check_model({"services": {"api": {"image": IMAGE}}}, (("web", IMAGE),))
     with pytest.raises(
-        PROGRAM.BadInput, match=r"service web runs image 'nginx', not .*: its image must be \$\{WEB_IMAGE\}"
+        PROGRAM.BadInputError, match=r"service web runs image 'nginx', not .*: its image must be \$\{WEB_IMAGE\}"
     ):
         PROGRAM.check_model({"services": {"web": {"image": "nginx"}}}, (("web", IMAGE),))
 
@@ -58,13 +58,13 @@ def test_a_component_the_compose_file_does_not_run_is_refused() -> None:
 @pytest.mark.parametrize("names", ["postgres", ["postgres", "redis"]])
 def test_accessories_must_name_services_of_the_file(settings, names) -> None:
     model = {"services": {"postgres": {"image": IMAGE}}, PROGRAM.ACCESSORIES_EXTENSION: names}
-    with pytest.raises(PROGRAM.BadInput, match="x-dreamscape-accessories is a list of the file's services"):
+    with pytest.raises(PROGRAM.BadInputError, match="x-dreamscape-accessories is a list of the file's services"):
         PROGRAM.accessories_of(settings, model)
 
 
 def test_a_secret_the_deploy_did_not_send_is_refused(release) -> None:
     model = {"secrets": {"JWT_SIGNING_KEY": {"file": str(release.path / "secrets" / "JWT_SIGNING_KEY")}}}
-    with pytest.raises(PROGRAM.BadInput, match="secret JWT_SIGNING_KEY was not sent"):
+    with pytest.raises(PROGRAM.BadInputError, match="secret JWT_SIGNING_KEY was not sent"):
         PROGRAM.check_secrets(model, release)
 
 
@@ -81,7 +81,7 @@ def test_what_docker_compose_config_refuses_is_refused(tmp_path, settings, relea
     bin_dir.mkdir()
     (bin_dir / "docker").write_text(f"#!/bin/sh\n{docker}\n")
     (bin_dir / "docker").chmod(0o755)
-    with pytest.raises(PROGRAM.BadInput, match=message):
+    with pytest.raises(PROGRAM.BadInputError, match=message):
         PROGRAM.compose_model(settings, release, {"PATH": str(bin_dir)})
 
 
@@ -105,5 +105,5 @@ def test_a_deploy_without_a_compose_file_is_refused(tmp_path: Path) -> None:
 def test_a_rollback_with_no_release_before_is_refused(settings, monkeypatch) -> None:
     # The edge answers (its own tests run the real Caddy); there is no release at all yet.
     monkeypatch.setattr(PROGRAM.Edge, "in_flight", lambda self, sites: None)
-    with pytest.raises(PROGRAM.BadInput, match="no previous release to roll back to"):
+    with pytest.raises(PROGRAM.BadInputError, match="no previous release to roll back to"):
         PROGRAM.do_rollback(settings, PROGRAM.Frames(), {}, PROGRAM.Console(io.StringIO()))

@@ -1,5 +1,5 @@
 """Is every refusal reached by a test? Each `raise ConfigError(...)` (and `_fail(...)`) of
-components/settings.py and each `raise BadInput(...)` of the deploy program, under coverage.
+components/settings.py and each `raise BadInputError(...)` of the deploy program, under coverage.
 
     make refusals        # runs the tests that exercise them, then lists any refusal none reached
 
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {
     ROOT / "components/settings.py": ("ConfigError", "_fail"),
-    ROOT / "components/environment/deploy/dreamscape-deploy": ("BadInput",),
+    ROOT / "components/environment/deploy/dreamscape_deploy.py": ("BadInputError",),
 }
 TESTS = (
     "tests/test_settings.py",

@@ -1,6 +1,6 @@
 """The deploy program that runs on each VM, and the SSH line that lets CI run only it.
 
-The program's text lives beside this module (`deploy/dreamscape-deploy`, Python 3 standard
+The program's text lives beside this module (`deploy/dreamscape_deploy.py`, Python 3 standard
 library only); cloud-init installs it at DEPLOY_PROGRAM_PATH, and the CI key's
 `authorized_keys` line forces every connection made with that key into it.
 
@@ -37,7 +37,7 @@ DEPLOY_USER = "deploy"
 DEPLOY_PROGRAM_PATH = "/usr/local/sbin/dreamscape-deploy"
 STATE_DIR = "/var/lib/dreamscape-deploy"
 
-_SOURCE = Path(__file__).with_name("deploy") / "dreamscape-deploy"
+_SOURCE = Path(__file__).with_name("deploy") / "dreamscape_deploy.py"
 
 
 def program_text() -> str:
@@ -120,8 +120,10 @@ def authorized_keys_line(public_key_openssh: str, comment: str) -> str:
 
 
 def load_program() -> ModuleType:
-    """The program as a Python module (its `main` guarded, so loading runs nothing)."""
-    name = "dreamscape_deploy_program"
+    """The program as a Python module (its `main` guarded, so loading runs nothing), named by
+    its path as a package module would be: `components.environment.deploy` is no package (the
+    program ships alone), but tools that name functions by module (mutation testing) find it."""
+    name = "components.environment.deploy.dreamscape_deploy"
     if name not in sys.modules:
         loader = importlib.machinery.SourceFileLoader(name, str(_SOURCE))
         spec = importlib.util.spec_from_loader(name, loader)

@@ -655,7 +655,7 @@ def _publish_job(args: CentralArgs) -> dict[str, Any]:
 
 DEPLOY_CLIENT_CODE = (
     "components/environment/deploy_program.py",
-    "components/environment/deploy/dreamscape-deploy",
+    "components/environment/deploy/dreamscape_deploy.py",
 )
 """What `ci.deploy` imports beyond PIPELINE_CODE: the deploy program's contract (its patterns,
 bounds and exit codes), read from the program itself."""

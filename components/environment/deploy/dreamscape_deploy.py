@@ -71,7 +71,7 @@ IMAGE_PATTERN = rf"^{_REGISTRY}(/{_PATH_COMPONENT})+({_TAG}({_DIGEST})?|{_DIGEST
 """`registry/path:tag`, `registry/path@sha256:<64 hex>` or both; the registry is never implied."""
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
-TOKEN_PATTERN = r"^[!-~]{1,4096}$"
+TOKEN_PATTERN = r"^[!-~]{1,4096}$"  # noqa: S105 - a pattern, not a credential
 """A registry token: printable ASCII without spaces."""
 
 MAX_COMMAND_BYTES = 8192
@@ -80,7 +80,7 @@ MAX_IMAGE_LENGTH = 512
 MAX_HEADER_BYTES = 512
 MAX_COMPOSE_BYTES = 256 * 1024
 MAX_SECRETS_BYTES = 64 * 1024
-SECRET_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"
+SECRET_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"  # noqa: S105 - a pattern, not a credential
 MAX_PUBLISHED = 16
 """Published ports per compose file: each takes two of the slots' loopback ports."""
 STDIN_SECONDS = 60
@@ -212,7 +212,7 @@ def placeholder_image(component: str) -> str:
 # --- parsing the request ------------------------------------------------------------------
 
 
-class BadInput(Exception):
+class BadInputError(Exception):
     """A refused request: exit BAD_INPUT, nothing changed."""
 
 
@@ -234,32 +234,32 @@ def _shown(value: str) -> str:
 def _pair(arg: str) -> tuple[str, str]:
     component, sep, image = arg.partition("=")
     if not sep:
-        raise BadInput(f"{_shown(arg)} is not <component>=<image>")
+        raise BadInputError(f"{_shown(arg)} is not <component>=<image>")
     if not matches(COMPONENT_PATTERN, component):
-        raise BadInput(f"{_shown(component)} is not a component name ({COMPONENT_PATTERN})")
+        raise BadInputError(f"{_shown(component)} is not a component name ({COMPONENT_PATTERN})")
     if not is_image(image):
-        raise BadInput(f"{_shown(image)} is not an image reference (registry/path:tag or @sha256:<digest>)")
+        raise BadInputError(f"{_shown(image)} is not an image reference (registry/path:tag or @sha256:<digest>)")
     return component, image
 
 
 def parse_command(text: str | None) -> Command:
-    """SSH_ORIGINAL_COMMAND -> Command; raises BadInput naming the first problem.
+    """SSH_ORIGINAL_COMMAND -> Command; raises BadInputError naming the first problem.
 
     `<command> [<option> <value>]... [<component>=<image>]...`: options first, each at most
     once, only those COMMAND_OPTIONS gives the command; pairs for `deploy` only.
     """
     if text is None or text == "":
-        raise BadInput("no command given")
+        raise BadInputError("no command given")
     if len(text.encode("utf-8", "surrogateescape")) > MAX_COMMAND_BYTES:
-        raise BadInput(f"command longer than {MAX_COMMAND_BYTES} bytes")
+        raise BadInputError(f"command longer than {MAX_COMMAND_BYTES} bytes")
     if not all(" " <= ch <= "~" for ch in text):
-        raise BadInput("command contains characters other than printable ASCII")
+        raise BadInputError("command contains characters other than printable ASCII")
     words = text.split(" ")
     if "" in words:
-        raise BadInput("command has leading, trailing or doubled spaces")
+        raise BadInputError("command has leading, trailing or doubled spaces")
     name, args = words[0], words[1:]
     if name not in COMMAND_OPTIONS:
-        raise BadInput(f"unknown command {_shown(name)}")
+        raise BadInputError(f"unknown command {_shown(name)}")
     options = {o.flag: o for o in COMMAND_OPTIONS[name]}
     settings: dict[str, int] = {}
     pairs: list[tuple[str, str]] = []
@@ -269,33 +269,33 @@ def parse_command(text: str | None) -> Command:
         if word.startswith("--"):
             option = options.get(word)
             if not options:
-                raise BadInput(f"{name} takes no arguments")
+                raise BadInputError(f"{name} takes no arguments")
             if option is None:
-                raise BadInput(f"{name} takes no option {_shown(word)} (it takes {', '.join(options)})")
+                raise BadInputError(f"{name} takes no option {_shown(word)} (it takes {', '.join(options)})")
             if pairs:
-                raise BadInput(f"option {word} after a <component>=<image> pair: options come first")
+                raise BadInputError(f"option {word} after a <component>=<image> pair: options come first")
             if option.field in settings:
-                raise BadInput(f"option {word} given twice")
+                raise BadInputError(f"option {word} given twice")
             if position + 1 == len(args):
-                raise BadInput(f"option {word} needs a value: {option.expected}")
+                raise BadInputError(f"option {word} needs a value: {option.expected}")
             value = option.value(args[position + 1])
             if value is None:
-                raise BadInput(f"{word} {_shown(args[position + 1])}: expected {option.expected}")
+                raise BadInputError(f"{word} {_shown(args[position + 1])}: expected {option.expected}")
             settings[option.field] = value
             position += 2
             continue
         if name != "deploy":
             but = f" but its options ({', '.join(options)})" if options else ""
-            raise BadInput(f"{name} takes no arguments{but}")
+            raise BadInputError(f"{name} takes no arguments{but}")
         component, image = _pair(word)
         if any(component == c for c, _ in pairs):
-            raise BadInput(f"component {component} given twice")
+            raise BadInputError(f"component {component} given twice")
         pairs.append((component, image))
         if len(pairs) > MAX_PAIRS:
-            raise BadInput(f"deploy takes at most {MAX_PAIRS} components")
+            raise BadInputError(f"deploy takes at most {MAX_PAIRS} components")
         position += 1
     if name == "deploy" and not pairs:
-        raise BadInput("deploy needs at least one <component>=<image>")
+        raise BadInputError("deploy needs at least one <component>=<image>")
     return Command(name, tuple(pairs), tuple(settings.items()))
 
 
@@ -318,22 +318,22 @@ class Frames:
 
 def _length(word: str, limit: int, what: str) -> int:
     if not re.fullmatch(r"[1-9][0-9]{0,9}", word):
-        raise BadInput(f"{what} frame length {_shown(word)} is not a positive decimal number")
+        raise BadInputError(f"{what} frame length {_shown(word)} is not a positive decimal number")
     value = int(word)
     if value > limit:
-        raise BadInput(f"{what} is {value} bytes; at most {limit} accepted")
+        raise BadInputError(f"{what} is {value} bytes; at most {limit} accepted")
     return value
 
 
 def _payload(stream, length: int, what: str) -> bytes:
     data = stream.read(length)
     if len(data) != length:
-        raise BadInput(f"stdin ended inside the {what} frame ({len(data)} of {length} bytes)")
+        raise BadInputError(f"stdin ended inside the {what} frame ({len(data)} of {length} bytes)")
     return data
 
 
 def read_frames(stream, allowed: frozenset[str]) -> Frames:
-    """Read every frame from a binary stream up to its end; raises BadInput on anything else."""
+    """Read every frame from a binary stream up to its end; raises BadInputError on anything else."""
     compose: bytes | None = None
     login: Login | None = None
     secrets: dict | None = None
@@ -342,54 +342,54 @@ def read_frames(stream, allowed: frozenset[str]) -> Frames:
         if line == b"":
             break
         if not line.endswith(b"\n"):
-            raise BadInput(f"stdin frame header longer than {MAX_HEADER_BYTES} bytes or cut short")
+            raise BadInputError(f"stdin frame header longer than {MAX_HEADER_BYTES} bytes or cut short")
         try:
             header = line[:-1].decode("ascii")
         except UnicodeDecodeError:
-            raise BadInput("stdin frame header is not ASCII") from None
+            raise BadInputError("stdin frame header is not ASCII") from None
         words = header.split(" ")
         kind = words[0]
         if kind not in allowed:
             expected = " or ".join(sorted(allowed)) or "nothing"
-            raise BadInput(f"unexpected stdin frame {_shown(kind)}; this command reads {expected}")
+            raise BadInputError(f"unexpected stdin frame {_shown(kind)}; this command reads {expected}")
         if kind == "compose":
             if compose is not None:
-                raise BadInput("two compose frames on stdin")
+                raise BadInputError("two compose frames on stdin")
             if len(words) != 2:
-                raise BadInput("compose frame header is `compose <length>`")
+                raise BadInputError("compose frame header is `compose <length>`")
             compose = _payload(stream, _length(words[1], MAX_COMPOSE_BYTES, "compose file"), "compose")
             try:
                 compose.decode("utf-8")
             except UnicodeDecodeError:
-                raise BadInput("compose file is not UTF-8") from None
+                raise BadInputError("compose file is not UTF-8") from None
             if b"\0" in compose:
-                raise BadInput("compose file contains a NUL byte")
+                raise BadInputError("compose file contains a NUL byte")
         elif kind == "secrets":
             if secrets is not None or len(words) != 2:
-                raise BadInput("one secrets frame, its header `secrets <length>`")
+                raise BadInputError("one secrets frame, its header `secrets <length>`")
             payload = _payload(stream, _length(words[1], MAX_SECRETS_BYTES, "secrets"), "secrets")
             try:
                 secrets = json.loads(payload)
             except ValueError:
-                raise BadInput("secrets frame is not JSON") from None
+                raise BadInputError("secrets frame is not JSON") from None
             if not isinstance(secrets, dict) or not all(
                 matches(SECRET_NAME_PATTERN, k) and isinstance(v, str) and v for k, v in secrets.items()
             ):
-                raise BadInput("secrets frame is not one object of NAME: non-empty string")
+                raise BadInputError("secrets frame is not one object of NAME: non-empty string")
         else:
             if login is not None:
-                raise BadInput("two login frames on stdin")
+                raise BadInputError("two login frames on stdin")
             if len(words) != 4:
-                raise BadInput("login frame header is `login <registry> <username> <length>`")
+                raise BadInputError("login frame header is `login <registry> <username> <length>`")
             registry, username = words[1], words[2]
             if not matches(REGISTRY_PATTERN, registry):
-                raise BadInput(f"{_shown(registry)} is not a registry host")
+                raise BadInputError(f"{_shown(registry)} is not a registry host")
             if not matches(USERNAME_PATTERN, username):
-                raise BadInput(f"{_shown(username)} is not a registry user name")
+                raise BadInputError(f"{_shown(username)} is not a registry user name")
             token = _payload(stream, _length(words[3], 4096, "registry token"), "login")
             text = token.decode("ascii", "replace")
             if not matches(TOKEN_PATTERN, text):
-                raise BadInput("registry token must be printable ASCII without spaces")
+                raise BadInputError("registry token must be printable ASCII without spaces")
             login = Login(registry, username, text)
     return Frames(compose, login, secrets)
 
@@ -397,7 +397,7 @@ def read_frames(stream, allowed: frozenset[str]) -> Frames:
 # --- settings --------------------------------------------------------------------------------
 
 
-class Misconfigured(Exception):
+class MisconfiguredError(Exception):
     """The VM's setup is wrong (not the caller's input): exit ERROR."""
 
 
@@ -427,7 +427,7 @@ def _setting(environ, name: str) -> str:
 def _seconds(environ, name: str, low: int) -> int:
     value = _setting(environ, name)
     if not re.fullmatch(r"[0-9]{1,6}", value) or int(value) < low:
-        raise Misconfigured(f"{name}={value!r}: expected a whole number of at least {low}")
+        raise MisconfiguredError(f"{name}={value!r}: expected a whole number of at least {low}")
     return int(value)
 
 
@@ -436,7 +436,7 @@ def _fallback(environ, option: Option) -> int:
     text = environ.get(option.variable) or str(option.default)
     value = option.value(text)
     if value is None:
-        raise Misconfigured(f"{option.variable}={text!r}: expected {option.expected}")
+        raise MisconfiguredError(f"{option.variable}={text!r}: expected {option.expected}")
     return value
 
 
@@ -458,10 +458,10 @@ def load_settings(environ) -> Settings:
     for name, (pattern, what) in SETTING_PATTERNS.items():
         text[name] = environ.get(name) or SETTINGS[name]
         if not matches(pattern, text[name]):
-            raise Misconfigured(f"{name}={text[name]!r}: expected {what}")
+            raise MisconfiguredError(f"{name}={text[name]!r}: expected {what}")
     slot_ports = _seconds(environ, "DREAMSCAPE_DEPLOY_SLOT_PORTS", 1024)
     if slot_ports + 2 * MAX_PUBLISHED > 65535:
-        raise Misconfigured(f"DREAMSCAPE_DEPLOY_SLOT_PORTS={slot_ports}: the slots' ports would pass 65535")
+        raise MisconfiguredError(f"DREAMSCAPE_DEPLOY_SLOT_PORTS={slot_ports}: the slots' ports would pass 65535")
     return Settings(
         state_dir=Path(text["DREAMSCAPE_DEPLOY_STATE_DIR"]),
         project=text["DREAMSCAPE_DEPLOY_PROJECT"],
@@ -675,7 +675,7 @@ def check_secrets(model: dict, release: Release) -> None:
     for name, spec in sorted((model.get("secrets") or {}).items()):
         path = str(spec.get("file") or "")
         if path.startswith(inside) and not os.path.isfile(path):
-            raise BadInput(
+            raise BadInputError(
                 f"secret {name} was not sent: the deploy sends the environment's APP_SECRETS "
                 "(its stack writes them; run pulumi up for it)"
             )
@@ -694,7 +694,7 @@ def digest_of(compose: bytes, images: dict[str, str]) -> str:
 # --- the lock ----------------------------------------------------------------------------------
 
 
-class LockTimeout(Exception):
+class LockTimeoutError(Exception):
     pass
 
 
@@ -748,7 +748,7 @@ class Lock:
                 if time.monotonic() >= deadline:
                     held_by = self._held_by()
                     os.close(self.fd)
-                    raise LockTimeout(
+                    raise LockTimeoutError(
                         f"gave up after {self.wait} s: another deploy holds the lock: {held_by}"
                     ) from None
                 if not announced:
@@ -839,13 +839,13 @@ def compose_model(settings: Settings, release: Release, env: dict, *options: str
         [*compose_base(settings, release, RECEIVED_FILE), "config", "--format", "json", *options], env
     )
     if result.returncode != 0:
-        raise BadInput("docker compose config refused the compose file:\n" + result.stderr.strip())
+        raise BadInputError("docker compose config refused the compose file:\n" + result.stderr.strip())
     try:
         model = json.loads(result.stdout)
     except ValueError:
-        raise BadInput("docker compose config did not print a JSON model") from None
+        raise BadInputError("docker compose config did not print a JSON model") from None
     if not isinstance(model, dict) or not isinstance(model.get("services"), dict):
-        raise BadInput("the compose file defines no services")
+        raise BadInputError("the compose file defines no services")
     return model
 
 
@@ -905,8 +905,10 @@ def docker_problems(settings: Settings, release: Release, env: dict, configurati
                 problems[name] = str(state)
             elif health not in ("", "healthy"):
                 problems[name] = health
-            elif configuration and not _joins_another(services[name]) and (
-                found is None or found.group(1) != hashes.get(name)
+            elif (
+                configuration
+                and not _joins_another(services[name])
+                and (found is None or found.group(1) != hashes.get(name))
             ):
                 problems[name] = "runs another configuration"
     for container in containers:
@@ -998,7 +1000,7 @@ def without_services(model: dict, left_out: list[str]) -> dict:
             dependencies = dict.fromkeys(dependencies)
         for dependency, spec in dependencies.items():
             if dependency in left_out and (spec or {}).get("required", True):
-                raise BadInput(
+                raise BadInputError(
                     f"service {name} depends on {dependency}, which this environment has never deployed: "
                     f"deploy {dependency} first, or in the same deploy as {name}"
                 )
@@ -1020,9 +1022,9 @@ def check_model(model: dict, pairs: tuple[tuple[str, str], ...]) -> None:
     for component, image in pairs:
         service = model["services"].get(component)
         if not isinstance(service, dict):
-            raise BadInput(f"component {component} is not a service of the compose file")
+            raise BadInputError(f"component {component} is not a service of the compose file")
         if service.get("image") != image:
-            raise BadInput(
+            raise BadInputError(
                 f"service {component} runs image {service.get('image')!r}, not {image}: "
                 f"its image must be ${{{image_variable(component)}}}"
             )
@@ -1034,7 +1036,7 @@ def accessories_of(settings: Settings, model: dict) -> tuple[dict, dict | None]:
     the components that name one join it; the component side sees them as external."""
     names = model.get(ACCESSORIES_EXTENSION) or []
     if not isinstance(names, list) or not all(n in model["services"] for n in names if isinstance(n, str)):
-        raise BadInput(f"{ACCESSORIES_EXTENSION} is a list of the file's services")
+        raise BadInputError(f"{ACCESSORIES_EXTENSION} is a list of the file's services")
     if not names:
         return model, None
     app = json.loads(json.dumps(without_services(model, names)))
@@ -1053,7 +1055,9 @@ def start_accessories(settings: Settings, model: dict, env: dict, console: Conso
     home.mkdir(mode=0o750, exist_ok=True)
     share_volumes(settings, model)
     files = {key: spec for key, spec in (model.get("secrets") or {}).items() if spec.get("file")}
-    write_secrets(home / SECRETS_DIR, {key: Path(spec["file"]).read_text(encoding="utf-8") for key, spec in files.items()})
+    write_secrets(
+        home / SECRETS_DIR, {key: Path(spec["file"]).read_text(encoding="utf-8") for key, spec in files.items()}
+    )
     for key, spec in files.items():
         spec["file"] = str(home / SECRETS_DIR / key)
     model.pop("name", None)
@@ -1198,24 +1202,24 @@ def published_sites(model: dict) -> list[Site]:
         for entry in service.get("ports") or ():
             published = str(entry.get("published") or "")
             if entry.get("protocol", "tcp") != "tcp" or not re.fullmatch(r"[1-9][0-9]{0,4}", published):
-                raise BadInput(f"service {name} publishes {entry!r}: the edge forwards one TCP port per entry")
+                raise BadInputError(f"service {name} publishes {entry!r}: the edge forwards one TCP port per entry")
             if int(published) > 65535 or not isinstance(entry.get("target"), int):
-                raise BadInput(f"service {name} publishes {entry!r}: not a port")
+                raise BadInputError(f"service {name} publishes {entry!r}: not a port")
             sites.append(Site(int(published), name, entry["target"]))
     seen: dict[int, str] = {}
     for site in sites:
         if site.published in seen:
-            raise BadInput(f"port {site.published} is published by both {seen[site.published]} and {site.service}")
+            raise BadInputError(f"port {site.published} is published by both {seen[site.published]} and {site.service}")
         seen[site.published] = site.service
     if len(sites) > MAX_PUBLISHED:
-        raise BadInput(f"{len(sites)} published ports; the edge forwards at most {MAX_PUBLISHED}")
+        raise BadInputError(f"{len(sites)} published ports; the edge forwards at most {MAX_PUBLISHED}")
     return sorted(sites, key=lambda site: site.published)
 
 
 EDGE_KEYS = {
     "domain": (lambda v: isinstance(v, str) and len(v) <= 253 and matches(DOMAIN_PATTERN, v), "a lowercase DNS name"),
     "acmeDirectory": (lambda v: isinstance(v, str) and matches(ACME_PATTERN, v), "an https:// URL"),
-    "acmeEmail": (lambda v: v is None or isinstance(v, str) and matches(EMAIL_PATTERN, v), "an e-mail address"),
+    "acmeEmail": (lambda v: v is None or (isinstance(v, str) and matches(EMAIL_PATTERN, v)), "an e-mail address"),
     "httpPort": (lambda v: type(v) is int and 1 <= v <= 65535, "a port"),
     "httpsPort": (lambda v: type(v) is int and 1 <= v <= 65535, "a port"),
 }
@@ -1228,16 +1232,18 @@ def edge_domain(model: dict, sites: list[Site]) -> Domain | None:
     if edge is None:
         for site in sites:
             if site.published == 443:
-                raise BadInput(f"service {site.service} publishes 443 without {EDGE_EXTENSION}.domain: 443 is HTTPS")
+                raise BadInputError(
+                    f"service {site.service} publishes 443 without {EDGE_EXTENSION}.domain: 443 is HTTPS"
+                )
         return None
     if not isinstance(edge, dict) or not set(edge) <= set(EDGE_KEYS):
-        raise BadInput(f"{EDGE_EXTENSION} takes {', '.join(EDGE_KEYS)}")
+        raise BadInputError(f"{EDGE_EXTENSION} takes {', '.join(EDGE_KEYS)}")
     values = {"httpPort": 80, "httpsPort": 443, **edge}
     for key, (valid, what) in EDGE_KEYS.items():
         if not valid(values.get(key)):
-            raise BadInput(f"{EDGE_EXTENSION}.{key}: {values.get(key)!r} is not {what}")
+            raise BadInputError(f"{EDGE_EXTENSION}.{key}: {values.get(key)!r} is not {what}")
     if len(sites) != 1:
-        raise BadInput(f"{EDGE_EXTENSION}.domain serves one published service; the file publishes {len(sites)}")
+        raise BadInputError(f"{EDGE_EXTENSION}.domain serves one published service; the file publishes {len(sites)}")
     return Domain(*(values.get(key) for key in ("domain", "acmeDirectory", "acmeEmail", "httpPort", "httpsPort")))
 
 
@@ -1499,9 +1505,8 @@ def restore(
     failed.save()
     what = f"release `{failed.id}` failed at `docker {outcome.step}`"
     log = f"release={failed.id} step={outcome.step.replace(' ', '-')}"
-    if fallback is None or fallback.slot != failed.slot:
-        if empty_slot(settings, failed.slot, env, console).ok:
-            shutil.rmtree(failed.path / SECRETS_DIR, ignore_errors=True)
+    if (fallback is None or fallback.slot != failed.slot) and empty_slot(settings, failed.slot, env, console).ok:
+        shutil.rmtree(failed.path / SECRETS_DIR, ignore_errors=True)
     if fallback is None:
         state.save(None, previous, healthy=False)
         return Report(
@@ -1562,7 +1567,7 @@ def move_in(
 
 def do_deploy(settings: Settings, command: Command, frames: Frames, environ, console: Console) -> Report:
     if frames.compose is None:
-        raise BadInput("deploy needs the compose file on stdin (a `compose <length>` frame)")
+        raise BadInputError("deploy needs the compose file on stdin (a `compose <length>` frame)")
     Edge(settings, console).in_flight([])  # the edge answers, or nothing changes
     state = State(settings)
     current = state.release("current")
@@ -1690,7 +1695,7 @@ def do_rollback(settings: Settings, frames: Frames, environ, console: Console) -
     state = State(settings)
     current, previous = state.release("current"), state.release("previous")
     if previous is None:
-        raise BadInput("no previous release to roll back to")
+        raise BadInputError("no previous release to roll back to")
     if frames.secrets:
         write_secrets(previous.path / SECRETS_DIR, frames.secrets)
         previous.record["secrets"] = secrets_fingerprint(frames.secrets)
@@ -1750,7 +1755,8 @@ def not_ready(settings: Settings) -> Report | None:
 def do_status(settings: Settings, environ) -> Report:
     state = State(settings)
     booted = first_boot(settings)
-    lines = [f"- first boot: {booted or 'still running'}" + ("" if booted in (None, "complete") else f" ({FIRST_BOOT_LOG})")]
+    waiting = "" if booted in (None, "complete") else f" ({FIRST_BOOT_LOG})"
+    lines = [f"- first boot: {booted or 'still running'}{waiting}"]
     for key in ("current", "previous"):
         release = state.release(key)
         if release is None:
@@ -1794,7 +1800,7 @@ def main(environ=os.environ, stdin=None, stdout=None, stderr=None) -> int:
     began = time.monotonic()
     try:
         settings = load_settings(environ)
-    except Misconfigured as error:
+    except MisconfiguredError as error:
         console.say(f"dreamscape-deploy: misconfigured: {error}")
         return Exit.ERROR
     if not settings.state_dir.is_dir():
@@ -1823,11 +1829,11 @@ def main(environ=os.environ, stdin=None, stdout=None, stderr=None) -> int:
                     report = do_deploy(settings, command, frames, environ, console)
                 else:
                     report = do_rollback(settings, frames, environ, console)
-    except BadInput as error:
+    except BadInputError as error:
         report = Report(Exit.BAD_INPUT, "refused", [fence(str(error)), "", USAGE], f"result=refused reason={error}")
         console.say(f"dreamscape-deploy: refused: {error}")
         console.say(USAGE)
-    except LockTimeout as error:
+    except LockTimeoutError as error:
         report = Report(Exit.LOCK_TIMEOUT, "lock not acquired", [str(error)], f"result=lock-timeout {error}")
         console.say(f"dreamscape-deploy: {error}")
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, EdgeError) as error:
@@ -1845,7 +1851,7 @@ def main(environ=os.environ, stdin=None, stdout=None, stderr=None) -> int:
 
 
 def _stdin_too_slow(signum, frame):
-    raise BadInput(f"stdin did not end within {STDIN_SECONDS} s")
+    raise BadInputError(f"stdin did not end within {STDIN_SECONDS} s")
 
 
 if __name__ == "__main__":
