@@ -20,6 +20,7 @@ from ci import config, deploy
 from components.environment import names
 from components.workflows import central
 from tests.central_support import deploy_checkout, settings_of
+from tests.harness import workflow
 from tests.harness.workflow import RUNNER_PYTHON
 
 COMPOSE = "deploy/compose.production.yml"
@@ -55,15 +56,18 @@ def run(root: Path, env: dict[str, str], path: Path | None = None) -> subprocess
     """`python3 -m ci.deploy` in the workspace; PATH holds no ssh unless `path` brings one."""
     bin_dir = path or root.parent / "empty-bin"
     bin_dir.mkdir(exist_ok=True)
-    return subprocess.run(
+    guard = root.parent / "guard"
+    result = subprocess.run(
         [RUNNER_PYTHON, "-m", "ci.deploy"],
-        env={"PATH": str(bin_dir), "HOME": str(root.parent), **env},
+        env=workflow.guarded_client_env({"PATH": str(bin_dir), "HOME": str(root.parent), **env}, guard),
         cwd=root,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+    assert workflow.guard_trips(guard) == [], (result.stdout, result.stderr)
+    return result
 
 
 def test_the_job_binds_the_variables_the_client_reads() -> None:

@@ -29,7 +29,7 @@ from tests import bastion_support
 from tests import test_deploy_e2e as deploy_e2e
 from tests.bastion_support import BASTION, CI_USER, CLIENT_SECRET, GONE, OTHER_BASTION, SERVICE_USER, Cloud
 from tests.central_support import deploy_checkout, settings_of
-from tests.harness import sshd
+from tests.harness import sshd, workflow
 from tests.harness.oci_api import BastionSpec
 from tests.harness.sshd import BastionServer, DeployServer
 from tests.harness.workflow import RUNNER_PYTHON
@@ -103,14 +103,16 @@ def workspace(server: DeployServer, tmp_path: Path) -> Path:
 
 
 def run_client(server: DeployServer, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, str]:
+    guard = tmp_path / "guard"
     result = subprocess.run(
         [RUNNER_PYTHON, "-m", "ci.deploy"],
-        env=env,
+        env=workflow.guarded_client_env(env, guard),
         capture_output=True,
         timeout=180,
         check=False,
         cwd=workspace(server, tmp_path),
     )
+    assert workflow.guard_trips(guard) == [], (result.stdout, result.stderr)
     summary = Path(env["GITHUB_STEP_SUMMARY"])
     return result, summary.read_text() if summary.exists() else ""
 

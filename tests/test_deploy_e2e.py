@@ -34,7 +34,7 @@ from ci import config
 from components.environment import compose, deploy_program
 from components.workflows import central
 from tests.central_support import deploy_checkout, rendered_file, settings_of
-from tests.harness import engine, sshd
+from tests.harness import engine, sshd, workflow
 from tests.harness.engine import Engine
 from tests.harness.sshd import DeployServer
 from tests.harness.workflow import RUNNER_PYTHON
@@ -1206,12 +1206,14 @@ def run_client(
         workspace.mkdir()
         generated = {central.DATA_PATH: data or data_file(), COMPOSE_PATH: compose_file(server)}
         deploy_checkout(workspace, generated)
-    env = client_env(server, tmp_path, images, known_hosts) | (login or {})
+    guard = tmp_path / "guard"
+    env = workflow.guarded_client_env(client_env(server, tmp_path, images, known_hosts) | (login or {}), guard)
     summary = Path(env["GITHUB_STEP_SUMMARY"])
     summary.unlink(missing_ok=True)
     result = subprocess.run(
         [RUNNER_PYTHON, "-m", "ci.deploy"], env=env, capture_output=True, timeout=120, check=False, cwd=workspace
     )
+    assert workflow.guard_trips(guard) == [], text(result)
     return result, summary.read_text() if summary.exists() else ""
 
 

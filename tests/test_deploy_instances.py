@@ -26,6 +26,7 @@ from ci import deploy, instances, oci
 from components.environment import names
 from components.workflows import central
 from tests.central_support import deploy_checkout
+from tests.harness import workflow
 from tests.harness.oci_api import ApiKey, OciApi, Principal
 from tests.harness.oci_platform import DEFAULT_AVAILABILITY_DOMAINS, BackendSetSpec, Platform, PlatformGrant
 from tests.harness.workflow import RUNNER_PYTHON
@@ -354,10 +355,11 @@ def test_a_cancelled_job_deletes_the_instance_it_made(tmp_path, stand_in, deploy
     """The real signal, through `python3 -m ci.deploy` as the job runs it: the runner's SIGTERM."""
     api, platform = stand_in(gets_until_active=None)  # stays CREATING
     env = environment(api, deployer, key)
+    guard = tmp_path / "guard"
     process = subprocess.Popen(
         [RUNNER_PYTHON, "-m", "ci.deploy"],
         cwd=workspace(tmp_path),
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env},
+        env=workflow.guarded_client_env({"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env}, guard),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -373,6 +375,7 @@ def test_a_cancelled_job_deletes_the_instance_it_made(tmp_path, stand_in, deploy
     finally:
         process.kill()
     assert process.returncode == 128 + signal.SIGTERM, (out, err)
+    assert workflow.guard_trips(guard) == []
     [instance] = platform.instances.values()
     assert instance.state in ("DELETING", "DELETED")
     assert gateway_backends(platform) == []
@@ -456,15 +459,17 @@ def test_the_vm_client_hands_a_container_instances_environment_over(tmp_path, st
     """`python3 -m ci.deploy`, as the job runs it, with no SSH secret at all."""
     api, platform = stand_in(gets_until_active=1, lb_work_request_gets=0, health_unknown_polls=0)
     env = environment(api, deployer, key)
+    guard = tmp_path / "guard"
     result = subprocess.run(
         [RUNNER_PYTHON, "-m", "ci.deploy"],
         cwd=workspace(tmp_path),
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env},
+        env=workflow.guarded_client_env({"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env}, guard),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    assert workflow.guard_trips(guard) == []
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "Deploy to staging (container instances): deployed" in result.stdout
     [instance] = live(platform)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -15,9 +16,12 @@ import pytest
 from tests.harness.expressions import Evaluator, ExpressionError
 from tests.harness.github_api import GitHubAPI, Reply, Ruleset
 from tests.harness.workflow import (
+    RUNNER_PYTHON,
     Context,
     HarnessError,
     dispatch_context,
+    guard_trips,
+    guarded_client_env,
     parse_file_commands,
     push_context,
     run_job,
@@ -357,6 +361,54 @@ def test_what_the_harness_does_not_model_raises():
         run_job(_workflow([{"run": "true", "shell": "pwsh"}]), "j", Context(github={}))
     with pytest.raises(HarnessError):
         run_job(_workflow([], container="node:22"), "j", Context(github={}))
+
+
+def test_a_python_step_cannot_pass_a_secret_to_a_command_it_starts_with_a_path_of_its_own() -> None:
+    """ci/oci.py starts openssl and ssh-keygen with a fixed PATH, past the guard scripts: the
+    guard inside the runner's Python sees every process it starts."""
+    secret = "ghp_a_secret_of_the_run_654321"
+    program = (
+        "import subprocess, sys\n"
+        "done = subprocess.run(['/bin/echo', 'on stdin'], input=sys.argv[1], text=True, env={'PATH': '/bin'})\n"
+        "print(done.returncode)\n"
+        "subprocess.run(['/bin/echo', '--pass', sys.argv[1]], env={'PATH': '/bin'})\n"
+    )
+    steps = [
+        {"env": {"TOKEN": "${{ secrets.API_TOKEN }}", "PROGRAM": program}, "run": 'python3 -c "$PROGRAM" "$TOKEN"'}
+    ]
+    context = Context(github=push_context(REPO, "refs/heads/main", SHA, "b" * 40), secrets={"API_TOKEN": secret})
+    result = run_job(_workflow(steps), "j", context)
+    assert "on stdin\n0" in result.log
+    assert result.status == "failure"
+    assert "PermissionError: harness: a secret of the run is on echo's command line" in result.log
+    assert secret not in result.log
+
+
+def test_the_deploy_clients_guard_refuses_each_secret_it_is_given_and_notes_it(tmp_path) -> None:
+    """guarded_client_env: the deploy job's secrets (a JSON one value by value) are refused on any
+    command line the client's Python starts, and each refusal is noted for the test to see."""
+    credential = json.dumps({"type": "apiKey", "privateKey": "-----BEGIN PRIVATE KEY-----\nMIIEvQ-key-body\n"})
+    env = guarded_client_env(
+        {"PATH": "/usr/bin:/bin", "OCI_DEPLOY_CREDENTIAL": credential, "DEPLOY_REGISTRY_TOKEN": "ghs_registry_token"},
+        tmp_path / "guard",
+    )
+    script = "from ci import oci; import sys; print(oci.tool('echo', sys.argv[1]).stdout.decode().strip())"
+
+    def run(argument: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [RUNNER_PYTHON, "-c", script, argument], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+
+    assert run("ordinary").stdout == "ordinary\n"
+    assert guard_trips(tmp_path / "guard") == []
+    for secret in ("MIIEvQ-key-body", "x=ghs_registry_token"):
+        refused = run(secret)
+        assert "OciError: echo could not run: PermissionError" in refused.stderr, refused.stderr
+    assert guard_trips(tmp_path / "guard") == ["echo", "echo"]
+    # On the job's PATH too: the guard scripts stand before the commands the PATH has, and only those.
+    assert (tmp_path / "guard" / "curl").exists() and not (tmp_path / "guard" / "oci").exists()
+    curl = subprocess.run(["curl", "-H", "Authorization: ghs_registry_token"], env=env, capture_output=True, timeout=30)
+    assert curl.returncode == 97 and guard_trips(tmp_path / "guard") == ["echo", "echo", "curl"]
 
 
 def test_a_secret_on_a_guarded_commands_command_line_fails_the_step() -> None:

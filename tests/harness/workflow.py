@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -301,8 +302,8 @@ def run_job(
     try:
         for sub in ("home", "workspace", "temp", "toolcache", "runner-bin"):
             (workdir / sub).mkdir()
-        (workdir / "runner-bin" / "python3").symlink_to(RUNNER_PYTHON)
         install_argv_guard(workdir / "runner-bin", guarded_values(context))
+        install_python(workdir / "runner-bin")
         files = {"event": workdir / "event.json"}
         files["event"].write_text(json.dumps(context.github.get("event") or {}))
         runner_env = _runner_env(context, job_id, workdir, files, to_string(document.get("name") or "workflow"))
@@ -336,6 +337,7 @@ for arg in "$@"; do
   while IFS= read -r value; do
     if [[ -n "$value" && "$arg" == *"$value"* ]]; then
       echo "harness: a secret of the run is on ${self}'s command line" >&2
+      { printf '%s\n' "$self" >> "${here}/trips"; } 2>/dev/null || true
       exit 97
     fi
   done < "$values"
@@ -382,6 +384,65 @@ def install_argv_guard(directory: Path, values: list[str], tools: tuple[str, ...
         (directory / tool).write_text(ARGV_GUARD)
         (directory / tool).chmod(0o755)
     return values_file
+
+
+ARGV_AUDIT = Path(__file__).with_name("argv_audit")
+"""The guard inside Python (its sitecustomize.py): it checks every process a Python program starts,
+also those it starts with a PATH of its own, past the guard scripts."""
+
+DEPLOY_CLIENT_SECRETS = (
+    "SSH_PRIVATE_KEY",
+    "OCI_DEPLOY_CREDENTIAL",
+    "APP_SECRETS",
+    "DEPLOY_REGISTRY_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+)
+"""The deploy job's secrets, as its client reads them; a JSON one is guarded value by value."""
+
+
+def _leaves(value: str) -> list[str]:
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return [value]
+    if isinstance(decoded, dict):
+        return [leaf for v in decoded.values() for leaf in _leaves(v if isinstance(v, str) else json.dumps(v))]
+    return [value]
+
+
+def guarded_client_env(env: Mapping[str, str], directory: Path) -> dict[str, str]:
+    """`env` for `python3 -m ci.deploy` under both guards (the scripts first on its PATH, the hook
+    inside it), refusing each of its DEPLOY_CLIENT_SECRETS; `guard_trips(directory)` says what
+    they refused."""
+    directory.mkdir(parents=True, exist_ok=True)
+    values = [leaf for name in DEPLOY_CLIENT_SECRETS if env.get(name) for leaf in _leaves(env[name])]
+    path = env.get("PATH", os.defpath)
+    # Only before a command the PATH has: a guard must not make a missing one look present.
+    install_argv_guard(directory, secret_lines(values), tuple(t for t in GUARDED_TOOLS if shutil.which(t, path=path)))
+    return {
+        **env,
+        "PATH": f"{directory}{os.pathsep}{path}",
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ARGV_AUDIT), env.get("PYTHONPATH")))),
+        "HARNESS_GUARD_DIR": str(directory),
+    }
+
+
+def install_python(directory: Path) -> None:
+    """`python3` in `directory`: the runner's Python with the guard inside, refusing the values
+    of the guard scripts beside it."""
+    (directory / "python3").write_text(
+        "#!/bin/bash\n"
+        f'export PYTHONPATH={shlex.quote(str(ARGV_AUDIT))}"${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+        f"export HARNESS_GUARD_DIR={shlex.quote(str(directory))}\n"
+        f'exec {RUNNER_PYTHON} "$@"\n'
+    )
+    (directory / "python3").chmod(0o755)
+
+
+def guard_trips(directory: Path) -> list[str]:
+    """The commands the guards refused in `directory`, one each time."""
+    trips = directory / "trips"
+    return trips.read_text().splitlines() if trips.exists() else []
 
 
 class _Job:
