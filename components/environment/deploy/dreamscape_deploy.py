@@ -180,7 +180,7 @@ USAGE = (
 
 def matches(pattern: str, value: str) -> bool:
     """Whole-string match of an anchored ERE, ASCII only."""
-    return re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value, re.ASCII) is not None
+    return re.fullmatch(pattern, value, re.ASCII) is not None
 
 
 def image_variable(component: str) -> str:
@@ -527,9 +527,9 @@ def system_log(settings: Settings, console: Console, message: str) -> None:
 
 
 def fence(text: str) -> str:
-    """A Markdown code block that the text cannot close early."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    ticks = "`" * max(3, longest + 1)
+    """A Markdown code block that the text cannot close early: three backticks, or one more
+    than the longest run of them in the text."""
+    ticks = "`" * max([3, *(len(run) + 1 for run in re.findall(r"`+", text))])
     return f"{ticks}\n{text.rstrip()}\n{ticks}"
 
 
@@ -673,8 +673,8 @@ def check_secrets(model: dict, release: Release) -> None:
     """Every secret file the model mounts from the release's `secrets/` exists."""
     inside = str(release.path / SECRETS_DIR) + "/"
     for name, spec in sorted((model.get("secrets") or {}).items()):
-        path = str(spec.get("file") or "")
-        if path.startswith(inside) and not os.path.isfile(path):
+        path = spec.get("file")
+        if isinstance(path, str) and path.startswith(inside) and not os.path.isfile(path):
             raise BadInputError(
                 f"secret {name} was not sent: the deploy sends the environment's APP_SECRETS "
                 "(its stack writes them; run pulumi up for it)"
@@ -978,11 +978,11 @@ def resources_used(service: dict) -> dict[str, set[str]]:
     """The top-level networks, volumes, configs and secrets a service names (short or long syntax)."""
 
     def sources(entries) -> set[str]:
+        # A list of names or `source:target` strings or `{source: ...}` entries; a map (networks'
+        # long syntax) gives its keys.
         return {e.get("source") if isinstance(e, dict) else str(e).split(":")[0] for e in entries or ()}
 
-    used = {kind: sources(service.get(kind)) for kind in RESOURCE_KINDS}
-    used["networks"] = set(service.get("networks") or ())
-    return used
+    return {kind: sources(service.get(kind)) for kind in RESOURCE_KINDS}
 
 
 def without_services(model: dict, left_out: list[str]) -> dict:
