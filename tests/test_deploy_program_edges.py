@@ -333,6 +333,30 @@ def test_a_domain_takes_every_edge_key_and_defaults_to_ports_80_and_443() -> Non
     )
 
 
+def domain_of_length(length: int) -> str:
+    """63-character labels, then one of what is left: `length` characters in all."""
+    labels = ["a" * 63] * (length // 64)
+    return ".".join([*labels, "b" * (length - 64 * len(labels))])
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "accepted", "refused"),
+    [
+        ("domain", "name", domain_of_length(253), domain_of_length(254)),
+        ("httpPort", "http_port", 1, 0),
+        ("httpPort", "http_port", 65535, 65536),
+        ("httpsPort", "https_port", 65535, 65536),
+    ],
+)
+def test_the_edge_keys_at_their_bounds(key: str, field: str, accepted, refused) -> None:
+    sites = [PROGRAM.Site(80, "web", 8080)]
+    given = {"domain": "app.example.org", "acmeDirectory": "https://acme.example/dir"}
+    domain = PROGRAM.edge_domain({PROGRAM.EDGE_EXTENSION: {**given, key: accepted}}, sites)
+    assert getattr(domain, field) == accepted
+    message = refusal(PROGRAM.edge_domain, {PROGRAM.EDGE_EXTENSION: {**given, key: refused}}, sites)
+    assert message.startswith(f"x-dreamscape-edge.{key}: {refused!r} is not a"), message
+
+
 def test_the_plain_caddyfile_whole() -> None:
     """The edge's entire configuration for one plain-HTTP site: what every deploy writes."""
     assert PROGRAM.caddyfile(SETTINGS, [PROGRAM.Site(80, "gateway", 8080)], None) == (
