@@ -89,3 +89,24 @@ def test_a_mutants_name_gives_its_function() -> None:
     assert mutation.function_of("components.settings.xǁCommitǁwith_skip_marker__mutmut_1") == (
         "components.settings.Commit.with_skip_marker"
     )
+
+
+def test_a_scopes_functions_give_the_names_of_their_mutants() -> None:
+    """The reverse of function_of, as mutmut's selection: each glob matches that function's mutants only."""
+    import fnmatch
+
+    scope = mutation.Scope(
+        files=(),
+        tests=(),
+        functions=("ci.resolve.check", "components.settings._fail", "components.deploy.prog.Option.value"),
+    )
+    names = [
+        "ci.resolve.x_check__mutmut_1",
+        "ci.resolve.x_check_ruleset__mutmut_1",
+        "components.settings.x__fail__mutmut_2",
+        "components.deploy.prog.xǁOptionǁvalue__mutmut_3",
+        "components.deploy.prog.xǁOptionǁfield__mutmut_1",
+    ]
+    matched = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in scope.mutant_globs())]
+    assert matched == [names[0], names[2], names[3]]
+    assert all(mutation.function_of(n) in scope.functions for n in matched)

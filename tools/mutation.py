@@ -54,7 +54,16 @@ class Scope:
     """Only these functions (`module.function`) when not empty; the others are out of scope."""
 
     def mutant_globs(self) -> list[str]:
-        return [f"{module}.x_{name}__mutmut_*" for module, _, name in (f.rpartition(".") for f in self.functions)]
+        """mutmut's names for the mutants of `functions` (a method is `module.Class.method`)."""
+        globs = []
+        for function in self.functions:
+            module, _, name = function.rpartition(".")
+            owner, _, cls = module.rpartition(".")
+            if cls[:1].isupper():
+                globs.append(f"{owner}.xǁ{cls}ǁ{name}__mutmut_*")
+            else:
+                globs.append(f"{module}.x_{name}__mutmut_*")
+        return globs
 
 
 SCOPES = {
@@ -91,6 +100,59 @@ SCOPES = {
             "tests/test_app_secrets.py::test_a_plain_secret_value_in_a_stack_file_stops_the_plan",
             "tests/test_container_platform.py::test_no_secret_value_is_printed",
             "tests/test_container_platform.py::test_make_plan_of_a_container_instances_copy_shows_the_load_balancer_and_no_vm",
+        ),
+    ),
+    "deploy": Scope(
+        files=("components/environment/deploy/dreamscape_deploy.py",),
+        tests=(
+            "tests/test_deploy_program.py",
+            "tests/test_deploy_program_refusals.py",
+            "tests/test_deploy_program_edges.py",
+            "tests/test_time_limits.py",
+        ),
+        message_calls=("console.say",),
+        # What a frame is, in the messages about its length and its end.
+        message_arguments=(("_length", "what", 2), ("_payload", "what", 2)),
+        # What the program accepts (each refusal of its input) and what it makes of it (the
+        # compose model it runs, the edge's sites and Caddyfile); the steps that run docker,
+        # the lock and the release state are tested over sshd, in a process mutmut cannot follow.
+        functions=tuple(
+            f"components.environment.deploy.dreamscape_deploy.{name}"
+            for name in (
+                "Option.value",
+                "matches",
+                "image_variable",
+                "is_image",
+                "placeholder_image",
+                "_shown",
+                "_pair",
+                "parse_command",
+                "_length",
+                "_payload",
+                "read_frames",
+                "_setting",
+                "_seconds",
+                "_fallback",
+                "load_settings",
+                "fence",
+                "check_secrets",
+                "child_environment",
+                "resources_used",
+                "without_services",
+                "check_model",
+                "accessories_of",
+                "published_sites",
+                "Site.upstream",
+                "edge_domain",
+                "slotted",
+                "caddyfile",
+                "_stdin_too_slow",
+            )
+        ),
+        deselect=(
+            # They read the program's text, which mutmut rewrites (its own imports, trampolines).
+            "tests/test_deploy_program.py::test_program_is_python_standard_library_only",
+            "tests/test_deploy_program.py::test_program_never_uses_a_shell",
         ),
     ),
     "pipeline": Scope(
