@@ -96,9 +96,10 @@ def test_everything_else_sends_nothing(ref: str) -> None:
 
 
 def test_length_limit_is_exact() -> None:
+    """A ref of 200 characters is sent, one of 201 is not."""
     prefix = "refs/heads/feature/"
-    assert rules.classify_ref(prefix + "a" * (rules.MAX_REF_LENGTH - len(prefix))).sends
-    assert not rules.classify_ref(prefix + "a" * (rules.MAX_REF_LENGTH - len(prefix) + 1)).sends
+    assert rules.classify_ref(prefix + "a" * (200 - len(prefix))).sends
+    assert not rules.classify_ref(prefix + "a" * (201 - len(prefix))).sends
 
 
 def test_every_environment_is_reachable() -> None:

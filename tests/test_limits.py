@@ -1,0 +1,214 @@
+"""Every time and size limit the program enforces, in one inventory: docs/development.md,
+"### Limits", names each limit, its value and the tests that pin it. This file checks the
+inventory is whole (each limit constant of components/ and ci/ is in it) and true (each test
+it names exists and writes the value), and pins the limits no other test reaches.
+
+The values are written as numbers here, never read back from the code they bound.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+import yaml
+
+from ci import github, instances
+from ci import oci as ci_oci
+from components.environment import deploy_program
+from tests.conftest import ROOT
+
+DOCS = ROOT / "docs" / "development.md"
+HEADING = "### Limits"
+GOLDEN = ROOT / "tests" / "golden" / "production"
+LIMIT_NAME = re.compile(
+    r"^(MAX|MIN)_|_(MAX|MIN)$|_SECONDS$|_BYTES$|TIMEOUT|_LIMIT$|_MINUTES$|_LENGTH$|_ATTEMPTS$|_TTL|WAIT"
+)
+"""The names the code gives its limits (and a few intervals and units, listed as not limits)."""
+
+
+def inventory() -> tuple[dict[str, tuple[str, list[str]]], dict[str, str]]:
+    """(limit -> (value, tests)) and (name -> why it is no limit), from the docs' two tables."""
+    section = DOCS.read_text().split(HEADING, 1)[1].split("\n### ", 1)[0]
+    limits: dict[str, tuple[str, list[str]]] = {}
+    others: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| `") else []
+        if len(cells) == 3 and cells[1].startswith("`") and "::" in cells[2]:
+            limits[cells[0].strip("`")] = (cells[1].strip("`"), re.findall(r"`(tests/[^`]+)`", cells[2]))
+        elif len(cells) == 2:
+            others[cells[0].strip("`")] = cells[1]
+    return limits, others
+
+
+def constants() -> dict[str, str]:
+    """`module.NAME` -> its value's source, for each module-level constant of components/ and
+    ci/ whose value is written there (a name bound to another module's constant is that one)."""
+    found = {}
+    for path in sorted([*(ROOT / "components").rglob("*.py"), *(ROOT / "ci").glob("*.py")]):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for node in ast.parse(path.read_text()).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+            if isinstance(node, ast.AnnAssign):
+                target = node.target
+            named = isinstance(target, ast.Name) and target.id.isupper()
+            if named and node.value is not None and not isinstance(node.value, (ast.Name, ast.Attribute)):
+                found[f"{module}.{target.id}"] = ast.unparse(node.value)
+    return found
+
+
+def limit_constants() -> dict[str, str]:
+    """The constants named like a limit, and the deploy program's options (each a bounded number)."""
+    return {n: v for n, v in constants().items() if LIMIT_NAME.search(n.rpartition(".")[2]) or v.startswith("Option(")}
+
+
+def _arithmetic(node: ast.expr) -> int | None:
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        left, right = _arithmetic(node.left), _arithmetic(node.right)
+        return None if left is None or right is None else left * right
+    return None
+
+
+def spellings(value: str) -> list[list[str]]:
+    """The ways a test may write `value`: its numbers as the code writes them, or the product
+    they make (`16 * 1024`: 16 and 1024, or 16384)."""
+    product = _arithmetic(ast.parse(value, mode="eval").body)
+    written = re.findall(r"\d+(?:\.\d+)?", value)
+    return [written] if product is None else [written, [str(product)]]
+
+
+def test_every_limit_of_the_code_is_in_the_inventory() -> None:
+    limits, others = inventory()
+    found = limit_constants()
+    assert len(found) > 40, "the scan found the code's limits"
+    assert sorted(set(found) - set(limits) - set(others)) == [], "a limit without an entry in docs/development.md"
+    assert sorted(set(limits) & set(others)) == []
+    named = {name for name in (*limits, *others) if name.rpartition(".")[2].isupper()}
+    assert sorted(named - set(constants()) - set(found)) == [], "an entry for a constant that is gone or renamed"
+
+
+def test_document_limits_name_tests_that_exist_and_write_the_value() -> None:
+    limits, _ = inventory()
+    sources: dict[str, str] = {}
+    for path in (ROOT / "tests").glob("test_*.py"):
+        text = path.read_text()
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.FunctionDef):
+                decorators = "\n".join(ast.get_source_segment(text, d) or "" for d in node.decorator_list)
+                sources[f"tests/{path.name}::{node.name}"] = decorators + (ast.get_source_segment(text, node) or "")
+    problems = []
+    for limit, (value, tests) in limits.items():
+        if not tests:
+            problems.append(f"{limit}: no test named")
+        for test in tests:
+            if test not in sources:
+                problems.append(f"{limit}: no test {test}")
+        written = " ".join(re.sub(r"(?<=\d)_(?=\d)", "", sources[t]) for t in tests if t in sources)
+        if not any(
+            all(re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", written) for n in numbers)
+            for numbers in spellings(value)
+        ):
+            problems.append(f"{limit}: none of {tests} writes {value}")
+    assert problems == []
+
+
+def test_the_inventory_reads_what_the_code_says() -> None:
+    """Each named limit's value in the table is the code's: the docs stay true."""
+    limits, _ = inventory()
+    code = constants()
+    differ = {n: (v, code[n]) for n, (v, _) in limits.items() if n in code and v != code[n]}
+    assert differ == {}
+
+
+# --- limits no other test reaches ---------------------------------------------------------------------
+
+
+def test_listing_container_instances_stops_after_20_pages() -> None:
+    calls = []
+
+    class Endless(instances.Api):
+        def call(self, what, service, method, path, data=None, headers=None, client=None):
+            calls.append(path)
+            return {"items": [{"id": f"ocid1.i{len(calls)}"}]}, {"opc-next-page": f"p{len(calls)}"}
+
+    with pytest.raises(ci_oci.OciError, match="List the container instances: more than 20 pages"):
+        Endless("eu-frankfurt-1", None, None).instances("ocid1.compartment")
+    assert len(calls) == 20 and calls[-1].endswith("&page=p19")
+
+
+def test_an_oci_call_is_tried_4_times_within_30_seconds_each_and_once_within_5_when_cancelled(monkeypatch) -> None:
+    sent: list[float] = []
+
+    def send(method, url, headers, body, timeout):
+        sent.append(timeout)
+        return github.Answer(503)
+
+    monkeypatch.setattr(ci_oci, "send", send)
+    client = ci_oci.Client(sleep=lambda _: None)
+    with pytest.raises(ci_oci.OciError, match="HTTP 503"):
+        client.answer("Get", "GET", "https://example.invalid/", {})
+    assert sent == [30, 30, 30, 30]
+    sent.clear()
+    with pytest.raises(ci_oci.OciError, match="HTTP 503"):
+        client.last_chance().answer("Delete", "DELETE", "https://example.invalid/", {})
+    assert sent == [5]
+
+
+def test_a_github_request_waits_30_seconds_for_an_answer(monkeypatch) -> None:
+    seen = []
+
+    def urlopen(request, timeout):
+        seen.append(timeout)
+        raise OSError("no network here")
+
+    monkeypatch.setattr(github.urllib.request, "urlopen", urlopen)
+    assert github.send("GET", "https://example.invalid/", {}, None).status == 0
+    assert seen == [30]
+
+
+def test_a_bastion_session_older_than_50_minutes_is_signed_again() -> None:
+    """The workload identity's session token lives an hour: one older than 50 minutes may
+    expire before the session's deletion is signed."""
+    assert ci_oci.TOKEN_REFRESH_SECONDS == 3000
+
+
+def test_each_job_has_its_time_limit() -> None:
+    central = yaml.safe_load((GOLDEN / "dreamscape-infra@main/.github/workflows/central-dispatch.yml").read_text())
+    minutes = {job: spec["timeout-minutes"] for job, spec in central["jobs"].items()}
+    assert minutes == {
+        "resolve": 10,
+        "build-test": 45,
+        "security-scan": 20,
+        "publish": 15,
+        "deploy": 36,
+        "report": 5,
+    }
+    [deploy_step] = [s for s in central["jobs"]["deploy"]["steps"] if "timeout-minutes" in s]
+    assert deploy_step["timeout-minutes"] == 31, "the deploy step: the longest deploy the settings allow"
+    for trigger in GOLDEN.glob("*/.github/workflows/trigger-central-cicd.yml"):
+        jobs = yaml.safe_load(trigger.read_text())["jobs"]
+        assert [job["timeout-minutes"] for job in jobs.values()] == [10], trigger
+
+
+def test_the_trigger_sends_every_component_when_the_comparison_reaches_300_files() -> None:
+    text = (GOLDEN / "dreamscape-services@main/.github/workflows/trigger-central-cicd.yml").read_text()
+    assert "if (( count >= 300 )); then" in text
+
+
+def test_first_boot_waits_15_minutes_for_the_package_lock() -> None:
+    assert "apt-get -o DPkg::Lock::Timeout=900 " in (GOLDEN / "oci/production-vm-instance/user-data.yaml").read_text()
+
+
+def test_a_preview_comment_takes_12000_characters_of_each_stack_and_a_summary_60000_of_each_diff() -> None:
+    workflows = {path.name: path.read_text() for path in (ROOT / ".github" / "workflows").glob("*.yml")}
+    assert '"$artifacts/preview-production/preview.txt" 12000' in workflows["preview.yml"]
+    assert "plans.diff 60000" in workflows["preview.yml"] and "files.diff 60000" in workflows["preview.yml"]
+
+
+def test_the_deploy_programs_own_time_limits_by_default() -> None:
+    """A pull may take 10 minutes, a draining release 30 s."""
+    settings = deploy_program.load_program().load_settings({})
+    assert (settings.pull_timeout, settings.drain_timeout) == (600, 30)
