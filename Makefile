@@ -40,8 +40,8 @@ test: $(VENV)/.dev-installed
 refusals: $(VENV)/.dev-installed
 	$(PY) tools/refusals.py
 
-## mutation: mutation testing of rules, settings and the pipeline's decisions (mutmut), e.g. SCOPE=rules;
-## fails on a surviving mutant docs/development.md does not explain (about an hour on two cores)
+## mutation: mutation testing of rules, settings, the deploy program's input gate and the pipeline's decisions (mutmut), e.g. SCOPE=deploy;
+## fails on a surviving mutant docs/development.md does not explain (one to two hours on two cores)
 .PHONY: mutation
 mutation: $(VENV)/.dev-installed
 	$(PY) tools/mutation.py $(if $(SCOPE),--scope $(SCOPE))

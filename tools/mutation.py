@@ -1,7 +1,7 @@
 """Mutation testing of the modules that decide security and money, with mutmut.
 
-    make mutation                       # every scope (about an hour on two cores)
-    make mutation SCOPE=rules           # one scope: rules, settings, pipeline
+    make mutation                       # every scope (one to two hours on two cores)
+    make mutation SCOPE=rules           # one scope: rules, settings, deploy, pipeline
     python tools/mutation.py --scope rules --max-children 2
 
 mutmut makes small deliberate bugs (mutants) in a module's functions, one at a time, and runs
