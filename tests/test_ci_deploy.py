@@ -66,7 +66,7 @@ def run(root: Path, env: dict[str, str], path: Path | None = None) -> subprocess
         timeout=60,
         check=False,
     )
-    assert workflow.guard_trips(guard) == [], (result.stdout, result.stderr)
+    workflow.assert_guarded(guard)
     return result
 
 

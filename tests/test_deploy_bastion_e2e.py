@@ -112,7 +112,7 @@ def run_client(server: DeployServer, tmp_path: Path, env: dict[str, str]) -> tup
         check=False,
         cwd=workspace(server, tmp_path),
     )
-    assert workflow.guard_trips(guard) == [], (result.stdout, result.stderr)
+    workflow.assert_guarded(guard)
     summary = Path(env["GITHUB_STEP_SUMMARY"])
     return result, summary.read_text() if summary.exists() else ""
 
@@ -250,6 +250,8 @@ def test_a_cancelled_deploy_deletes_its_session(
     script = tmp_path / "step.sh"
     script.write_text(step["run"] + "\n")
     env["PATH"] = f"{Path(RUNNER_PYTHON).parent}:{env['PATH']}"
+    guard = tmp_path / "guard-cancelled"
+    env = workflow.guarded_client_env(env, guard)
     process = subprocess.Popen(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
         env=env,
@@ -271,6 +273,7 @@ def test_a_cancelled_deploy_deletes_its_session(
     finally:
         process.kill()
     assert process.returncode == -signal.SIGINT
+    workflow.assert_guarded(guard)
     session = list(cloud.api.sessions.values())[-1]
     assert session.state in GONE
     assert f"Bastion session {session.id} deleted" in stdout.decode()

@@ -1213,7 +1213,7 @@ def run_client(
     result = subprocess.run(
         [RUNNER_PYTHON, "-m", "ci.deploy"], env=env, capture_output=True, timeout=120, check=False, cwd=workspace
     )
-    assert workflow.guard_trips(guard) == [], text(result)
+    workflow.assert_guarded(guard)
     return result, summary.read_text() if summary.exists() else ""
 
 

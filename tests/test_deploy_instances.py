@@ -375,7 +375,7 @@ def test_a_cancelled_job_deletes_the_instance_it_made(tmp_path, stand_in, deploy
     finally:
         process.kill()
     assert process.returncode == 128 + signal.SIGTERM, (out, err)
-    assert workflow.guard_trips(guard) == []
+    workflow.assert_guarded(guard)
     [instance] = platform.instances.values()
     assert instance.state in ("DELETING", "DELETED")
     assert gateway_backends(platform) == []
@@ -469,7 +469,7 @@ def test_the_vm_client_hands_a_container_instances_environment_over(tmp_path, st
         timeout=120,
         check=False,
     )
-    assert workflow.guard_trips(guard) == []
+    workflow.assert_guarded(guard)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "Deploy to staging (container instances): deployed" in result.stdout
     [instance] = live(platform)

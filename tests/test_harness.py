@@ -19,6 +19,7 @@ from tests.harness.workflow import (
     RUNNER_PYTHON,
     Context,
     HarnessError,
+    assert_guarded,
     dispatch_context,
     guard_trips,
     guarded_client_env,
@@ -377,7 +378,7 @@ def test_a_python_step_cannot_pass_a_secret_to_a_command_it_starts_with_a_path_o
         {"env": {"TOKEN": "${{ secrets.API_TOKEN }}", "PROGRAM": program}, "run": 'python3 -c "$PROGRAM" "$TOKEN"'}
     ]
     context = Context(github=push_context(REPO, "refs/heads/main", SHA, "b" * 40), secrets={"API_TOKEN": secret})
-    result = run_job(_workflow(steps), "j", context)
+    result = run_job(_workflow(steps), "j", context, refusals_expected=True)
     assert "on stdin\n0" in result.log
     assert result.status == "failure"
     assert "PermissionError: harness: a secret of the run is on echo's command line" in result.log
@@ -400,7 +401,7 @@ def test_the_deploy_clients_guard_refuses_each_secret_it_is_given_and_notes_it(t
         )
 
     assert run("ordinary").stdout == "ordinary\n"
-    assert guard_trips(tmp_path / "guard") == []
+    assert (tmp_path / "guard" / "loaded").exists() and guard_trips(tmp_path / "guard") == []
     for secret in ("MIIEvQ-key-body", "x=ghs_registry_token"):
         refused = run(secret)
         assert "OciError: echo could not run: PermissionError" in refused.stderr, refused.stderr
@@ -409,6 +410,16 @@ def test_the_deploy_clients_guard_refuses_each_secret_it_is_given_and_notes_it(t
     assert (tmp_path / "guard" / "curl").exists() and not (tmp_path / "guard" / "oci").exists()
     curl = subprocess.run(["curl", "-H", "Authorization: ghs_registry_token"], env=env, capture_output=True, timeout=30)
     assert curl.returncode == 97 and guard_trips(tmp_path / "guard") == ["echo", "echo", "curl"]
+
+
+def test_a_client_run_without_the_guard_inside_is_not_taken_for_a_clean_one(tmp_path) -> None:
+    """`python3 -I` skips PYTHONPATH, and so the guard: assert_guarded says so."""
+    env = guarded_client_env({"PATH": "/usr/bin:/bin"}, tmp_path / "guard")
+    subprocess.run([RUNNER_PYTHON, "-I", "-c", "pass"], env=env, check=True, timeout=30)
+    with pytest.raises(AssertionError, match="the argv guard was not loaded"):
+        assert_guarded(tmp_path / "guard")
+    subprocess.run([RUNNER_PYTHON, "-c", "pass"], env=env, check=True, timeout=30)
+    assert_guarded(tmp_path / "guard")
 
 
 def test_a_secret_on_a_guarded_commands_command_line_fails_the_step() -> None:
@@ -428,8 +439,10 @@ def test_a_secret_on_a_guarded_commands_command_line_fails_the_step() -> None:
         },
     ]
     context = Context(github=push_context(REPO, "refs/heads/main", SHA, "b" * 40), secrets={"API_TOKEN": secret})
-    result = run_job(_workflow(steps), "j", context)
+    result = run_job(_workflow(steps), "j", context, refusals_expected=True)
     assert "curl exited 7" in result.log  # refused by nothing listening, not by the guard
+    with pytest.raises(HarnessError, match="a secret of the run on the command line of curl"):
+        run_job(_workflow(steps), "j", context)
     assert result.status == "failure"
     assert "a secret of the run is on curl's command line" in result.log
     assert secret not in result.log

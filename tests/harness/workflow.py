@@ -283,11 +283,14 @@ def run_job(
     extra_env: Mapping[str, str] | None = None,
     uses: Mapping[str, UsesStandIn] | None = None,
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    refusals_expected: bool = False,
 ) -> JobResult:
     """Run one job of `workflow` (YAML text or the parsed document); see the module docstring.
 
     `extra_env` is added to the runner's default environment (workflow `env:` overrides it):
-    it stands for what a runner machine has set, e.g. a test-only retry delay.
+    it stands for what a runner machine has set, e.g. a test-only retry delay. A secret of the
+    run on a command line raises HarnessError whatever the job's outcome, unless the test is
+    about that (`refusals_expected`).
     """
     document = yaml.safe_load(workflow) if isinstance(workflow, str) else dict(workflow)
     jobs = document.get("jobs") or {}
@@ -313,7 +316,11 @@ def run_job(
         permissions = job.get("permissions", document.get("permissions"))
         if context.id_token and isinstance(permissions, dict) and permissions.get("id-token") == "write":
             runner_env.update(zip(ID_TOKEN_VARIABLES, context.id_token, strict=True))
-        return _Job(document, job_id, job, context, runner_env, workdir, uses or {}, step_timeout).run()
+        result = _Job(document, job_id, job, context, runner_env, workdir, uses or {}, step_timeout).run()
+        trips = guard_trips(workdir / "runner-bin")
+        if trips and not refusals_expected:
+            raise HarnessError(f"job {job_id}: a secret of the run on the command line of {', '.join(trips)}")
+        return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -443,6 +450,13 @@ def guard_trips(directory: Path) -> list[str]:
     """The commands the guards refused in `directory`, one each time."""
     trips = directory / "trips"
     return trips.read_text().splitlines() if trips.exists() else []
+
+
+def assert_guarded(directory: Path) -> None:
+    """The guard was inside the Python program run with `guarded_client_env(..., directory)`,
+    and neither guard refused anything."""
+    assert (directory / "loaded").exists(), "the argv guard was not loaded (python3 -I, -E or -S?)"
+    assert guard_trips(directory) == [], f"a secret of the run on a command line: {guard_trips(directory)}"
 
 
 class _Job:

@@ -6,7 +6,9 @@ guard script on the job's PATH can stand in front of).
 The secrets are the lines of HARNESS_GUARD_DIR/guarded-values (the guard scripts' file, read at
 each start); a refusal raises PermissionError in the caller and adds the program's name to
 HARNESS_GUARD_DIR/trips, so a test sees it even where the caller turns the error into a failure
-of its own.
+of its own. Each process that loads the hook says so in HARNESS_GUARD_DIR/loaded: `python3 -I`
+(or -E, -S) skips this file, and a test must not take that for a clean run. Loaded first on the
+path, it stands in for any other sitecustomize (Debian's only installs apport's hook).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _guard(event: str, args: tuple) -> None:
     argv = [argv] if isinstance(argv, (str, bytes, os.PathLike)) else list(argv or ())
     texts = [_as_text(a) for a in argv]
     if any(secret in text for secret in _secrets() for text in texts):
-        program = os.path.basename(texts[0]) if texts else "?"
+        program = "sh" if event == "os.system" else os.path.basename(texts[0]) if texts else "?"
         with open(os.path.join(_DIRECTORY, "trips"), "a", encoding="utf-8") as trips:
             trips.write(f"{program}\n")
         raise PermissionError(f"harness: a secret of the run is on {program}'s command line")
@@ -47,3 +49,5 @@ def _guard(event: str, args: tuple) -> None:
 
 if _DIRECTORY:
     sys.addaudithook(_guard)
+    with open(os.path.join(_DIRECTORY, "loaded"), "a", encoding="utf-8") as loaded:
+        loaded.write(f"{os.getpid()}\n")
