@@ -59,7 +59,7 @@ class Scope:
         for function in self.functions:
             module, _, name = function.rpartition(".")
             owner, _, cls = module.rpartition(".")
-            if cls[:1].isupper():
+            if cls.lstrip("_")[:1].isupper():
                 globs.append(f"{owner}.xǁ{cls}ǁ{name}__mutmut_*")
             else:
                 globs.append(f"{module}.x_{name}__mutmut_*")
