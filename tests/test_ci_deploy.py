@@ -399,3 +399,14 @@ def test_app_secrets_reach_ssh_on_stdin_only(tmp_path: Path) -> None:
     assert APP_VALUE not in shown + result.stdout + result.stderr
     assert "APP_SECRETS=" not in record.with_suffix(".env").read_text()
     assert record.with_suffix(".stdin").read_bytes().endswith(f'{{"JWT_SIGNING_KEY": "{APP_VALUE}"}}'.encode())
+
+
+def test_app_secrets_are_at_most_64_kib_as_sent() -> None:
+    """The client checks the frame the program will read: 65536 bytes pass, 65537 are refused
+    before any connection."""
+    overhead = len(json.dumps({"K": ""}, sort_keys=True))
+    fits = json.dumps({"K": "v" * (65536 - overhead)})
+    assert len(deploy.app_secrets(fits)) == 65536
+    over = json.dumps({"K": "v" * (65537 - overhead)})
+    with pytest.raises(deploy.InputError, match="APP_SECRETS is 65537 bytes; at most 65536"):
+        deploy.app_secrets(over)
