@@ -737,3 +737,60 @@ def test_a_stack_without_a_stack_file_has_the_projects_config_only(tmp_path) -> 
     project = project_copy(tmp_path)
     assert settings_module.read_stack_file("qa", project) == {}
     assert settings_module.merged_plain_config("qa", project) == settings_module.read_project_config(project)
+
+
+@pytest.mark.parametrize(
+    ("key", "last", "get", "beside", "top"),
+    [
+        (("protection", "waitTimer"), 43200, lambda s: s.protection.wait_timer, {}, {}),
+        # 0 approvals: only with the unreviewed-production switch; 52 backups: past the free 5.
+        (
+            ("repositoryRules", "approvals"),
+            10,
+            lambda s: s.repository_rules.approvals,
+            {"allowUnreviewedProduction": True},
+            {},
+        ),
+        (("oci", "bootVolumeBackups"), 52, lambda s: s.oci.boot_volume_backups, {}, {"allowPaidShapes": True}),
+    ],
+)
+def test_a_bounded_number_takes_its_last_value_and_no_more(key, last: int, get, beside: Config, top: Config) -> None:
+    """GitHub's 30 days of wait timer (43200 minutes) and 10 required approvals, a year of
+    weekly boot volume backups (52); 0 is the lowest of each."""
+    section, name = key
+
+    def config_with(value: int) -> Config:
+        config = {**staging(), **top}
+        config[section] = {**(config.get(section) or {}), **beside, name: value}
+        return config
+
+    assert get(parse(config_with(last))) == last
+    assert get(parse(config_with(0))) == 0
+    for refused in (last + 1, -1):
+        assert refusal(config_with(refused)) == (
+            f"dreamscape-infra:{section}.{name}: expected a whole number from 0 to {last}, got {refused}"
+        )
+
+
+@pytest.mark.parametrize(("count", "refused"), [(10, False), (11, True)])
+def test_a_project_runs_at_most_10_accessories(count: int, refused: bool) -> None:
+    config = staging()
+    postgres = config["accessories"][0]
+    config["accessories"] = [postgres, *({**postgres, "name": f"db{i}"} for i in range(count - 1))]
+    if refused:
+        assert refusal(config).startswith("dreamscape-infra:accessories: expected a list of at most 10, got ")
+    else:
+        assert len(parse(config).accessories) == 10
+
+
+@pytest.mark.parametrize(("length", "refused"), [(1000, False), (1001, True)])
+def test_an_accessorys_health_check_is_one_line_of_at_most_1000_characters(length: int, refused: bool) -> None:
+    config = staging()
+    command = "true " + "x" * (length - 5)
+    config["accessories"] = [{**config["accessories"][0], "healthCheck": command}]
+    if refused:
+        assert refusal(config).startswith(
+            "dreamscape-infra:accessories[0].healthCheck: expected a one-line shell command, got "
+        )
+    else:
+        assert parse(config).accessories[0].health_check == command
