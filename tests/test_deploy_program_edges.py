@@ -8,7 +8,6 @@ a changed contract, and it shows up here first.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from components.environment import deploy_program
+from tests.test_deploy_program import SECRETS, frames
 
 PROGRAM = deploy_program.load_program()
 Refused = PROGRAM.BadInputError
@@ -27,8 +27,9 @@ def refusal(call, *args) -> str:
     return str(refused.value)
 
 
-def read(data: bytes, allowed=frozenset({"compose", "login", "secrets"})):
-    return PROGRAM.read_frames(io.BufferedReader(io.BytesIO(data)), allowed)
+def read(data: bytes):
+    """Every frame a deploy may carry, read as the program reads stdin."""
+    return frames(data, SECRETS)
 
 
 def image_of_length(length: int, name: str = "app") -> str:
