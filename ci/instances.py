@@ -70,7 +70,8 @@ CREATE_WAIT_SECONDS = 600
 BACKEND_WAIT_SECONDS = 300
 """How long one load balancer change (a work request) may take."""
 SWITCH_SECONDS = 300
-"""What the load balancer changes of one deploy take together (each a work request of seconds)."""
+"""What the load balancer changes of one deploy may take together (each a work request of
+seconds), the waits for the new backend's health between them left out."""
 POLL_SECONDS = 5
 MAX_PAGES = 20
 SECRETS_DIRECTORY = "/run/secrets"
@@ -560,7 +561,8 @@ class Deploy:
     promoted: bool = False
     pending: str | None = None
     """The load balancer work request this deploy sent and has not seen end (a stop may cut its wait)."""
-    changes_started: float | None = None
+    changes_took: float = 0.0
+    """The seconds this deploy's load balancer changes have taken so far."""
     creating: bool = False
     """The create was sent (its answer may not have come)."""
     steps: list[str] = field(default_factory=list)
@@ -576,8 +578,7 @@ class Deploy:
     def sleep(self) -> None:
         self.api.client.sleep(POLL_SECONDS)
 
-    def wait_work(self, work_id: str) -> None:
-        deadline = min(self.clock() + BACKEND_WAIT_SECONDS, self.switch_deadline())
+    def wait_work(self, work_id: str, deadline: float) -> None:
         while True:
             state = self.api.work_request(work_id).get("lifecycleState")
             if state == "SUCCEEDED":
@@ -586,7 +587,8 @@ class Deploy:
                 raise oci.OciError(f"the load balancer's work request {work_id} FAILED")
             if self.clock() >= deadline:
                 raise oci.OciError(
-                    f"the load balancer's work request {work_id} did not end within {BACKEND_WAIT_SECONDS}s"
+                    f"the load balancer's work request {work_id} did not end in time ({BACKEND_WAIT_SECONDS}s a "
+                    f"change, {SWITCH_SECONDS}s for all of a deploy's changes)"
                 )
             self.sleep()
 
@@ -601,33 +603,32 @@ class Deploy:
         sent: Callable[[], None] | None = None,
     ) -> None:
         """One backend change, applied. The load balancer takes one change at a time and answers
-        409 while another is under way (one a stopped deploy left, say): wait and send again."""
-        deadline = min(self.clock() + BACKEND_WAIT_SECONDS, self.switch_deadline())
-        while True:
-            try:
-                work = self.api.change_backend(what, method, self.lb, backend_set, backend, data, client)
-                break
-            except oci.OciError as error:
-                if method == "DELETE" and error.status == 404:
-                    return  # already gone: what the removal wanted
-                if error.status != 409 or self.clock() >= deadline:
-                    raise
-                pending, self.pending = self.pending, None
-                if pending is not None:
-                    self.wait_work(pending)
-                self.sleep()
-        self.pending = work
-        if sent is not None:
-            sent()
-        self.wait_work(work)
-        self.pending = None
-
-    def switch_deadline(self) -> float:
-        """Every load balancer change of a deploy shares SWITCH_SECONDS, from the first one on
-        (the deploy step's timeout counts them so)."""
-        if self.changes_started is None:
-            self.changes_started = self.clock()
-        return self.changes_started + SWITCH_SECONDS
+        409 while another is under way (one a stopped deploy left, say): wait and send again.
+        Every change of a deploy draws on SWITCH_SECONDS; the waits for health between them do
+        not (the deploy step's timeout counts them apart)."""
+        began = self.clock()
+        deadline = began + min(BACKEND_WAIT_SECONDS, SWITCH_SECONDS - self.changes_took)
+        try:
+            while True:
+                try:
+                    work = self.api.change_backend(what, method, self.lb, backend_set, backend, data, client)
+                    break
+                except oci.OciError as error:
+                    if method == "DELETE" and error.status == 404:
+                        return  # already gone: what the removal wanted
+                    if error.status != 409 or self.clock() >= deadline:
+                        raise
+                    pending, self.pending = self.pending, None
+                    if pending is not None:
+                        self.wait_work(pending, deadline)
+                    self.sleep()
+            self.pending = work
+            if sent is not None:
+                sent()
+            self.wait_work(work, deadline)
+            self.pending = None
+        finally:
+            self.changes_took += self.clock() - began
 
     def live(self) -> Live | None:
         """The release the load balancer sends traffic to, or None (the first deploy)."""
