@@ -61,6 +61,38 @@ def constants() -> dict[str, str]:
     return found
 
 
+INLINE_PARAMETERS = ("timeout", "maxlen")
+"""The arguments that bound a call in time or size, whatever function takes them."""
+
+
+@functools.cache
+def inline_limits() -> dict[str, str]:
+    """`module.function` -> the limit one of its calls writes with a number: a `timeout` or
+    `maxlen` argument, by keyword, or by position to a function of the same module whose
+    parameter is named so (`run_streamed(..., 300, ...)`)."""
+    found: dict[str, str] = {}
+    for path in sorted([*(ROOT / "components").rglob("*.py"), *(ROOT / "ci").glob("*.py")]):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        tree = ast.parse(path.read_text())
+        parameters = {
+            node.name: [a.arg for a in node.args.args] for node in tree.body if isinstance(node, ast.FunctionDef)
+        }
+        scopes = [(f"{module}.{node.name}", node) for node in tree.body if isinstance(node, ast.FunctionDef)]
+        for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+            scopes += [(f"{module}.{cls.name}.{f.name}", f) for f in cls.body if isinstance(f, ast.FunctionDef)]
+        for where, scope in scopes:
+            for call in (n for n in ast.walk(scope) if isinstance(n, ast.Call)):
+                named = parameters.get(getattr(call.func, "id", None), [])
+                given = [(k.arg, k.value) for k in call.keywords] + list(zip(named, call.args, strict=False))
+                for name, value in given:
+                    if name in INLINE_PARAMETERS and any(
+                        isinstance(leaf, ast.Constant) and type(leaf.value) in (int, float) for leaf in ast.walk(value)
+                    ):
+                        assert where not in found, f"{where}: two limits written inline; name them"
+                        found[where] = ast.unparse(value)
+    return found
+
+
 def limit_constants() -> dict[str, str]:
     """The constants named like a limit, and the deploy program's options (each a bounded number)."""
     return {n: v for n, v in constants().items() if LIMIT_NAME.search(n.rpartition(".")[2]) or v.startswith("Option(")}
@@ -127,6 +159,14 @@ def test_every_limit_of_the_code_is_in_the_inventory() -> None:
     assert sorted(set(limits) & set(others)) == []
     named = {name for name in (*limits, *others) if name.rpartition(".")[2].isupper()}
     assert sorted(named - set(constants())) == [], "an entry for a constant that is gone or renamed"
+
+
+def test_every_limit_written_inline_is_in_the_inventory_as_the_code_writes_it() -> None:
+    limits, _ = inventory()
+    written = {name: value for name, (value, _) in limits.items() if not name.rpartition(".")[2].isupper()}
+    found = inline_limits()
+    assert len(found) >= 6, "the scan found the limits written inline"
+    assert written == found
 
 
 def test_document_limits_name_tests_that_exist_and_write_the_value() -> None:
@@ -201,12 +241,6 @@ def test_a_github_request_waits_30_seconds_for_an_answer(monkeypatch) -> None:
     monkeypatch.setattr(github.urllib.request, "urlopen", urlopen)
     assert github.send("GET", "https://example.invalid/", {}, None).status == 0
     assert seen == [30]
-
-
-def test_a_bastion_session_older_than_50_minutes_is_signed_again() -> None:
-    """The workload identity's session token lives an hour: one older than 50 minutes may
-    expire before the session's deletion is signed."""
-    assert ci_oci.TOKEN_REFRESH_SECONDS == 3000
 
 
 def test_each_job_has_its_time_limit() -> None:
