@@ -240,3 +240,42 @@ def test_no_backups_unless_a_stack_asks() -> None:
     del configs["production"]["oci"]["bootVolumeBackups"]
     assert parse("production", configs).oci.boot_volume_backups == 0
     assert parse("production", stack_files()).oci.boot_volume_backups == 4
+
+
+SHAPE_LIMITS = {
+    "VM.Standard.A1.Flex": ((1, 80), (1, 512)),
+    "VM.Standard.E2.1.Micro": ((1, 1), (1, 1)),
+    "VM.Standard.E3.Flex": ((1, 100), (1, 1024)),
+    "VM.Standard.E4.Flex": ((1, 114), (1, 1760)),
+    "VM.Standard.E5.Flex": ((1, 94), (1, 1049)),
+    "CI.Standard.A1.Flex": ((1, 76), (1, 488)),
+    "CI.Standard.E3.Flex": ((1, 64), (1, 1024)),
+    "CI.Standard.E4.Flex": ((1, 64), (1, 1024)),
+}
+"""(OCPUs, total GB) each shape accepts, from Oracle's shape references; every flexible shape
+takes 1 to 64 GB per OCPU."""
+
+
+def test_every_shape_the_program_knows_has_its_limits_here() -> None:
+    assert sorted(shapes.SHAPES) == sorted(SHAPE_LIMITS)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_LIMITS))
+def test_a_shape_takes_its_ocpus_and_memory_to_the_last_and_no_further(name: str) -> None:
+    shape = shapes.SHAPES[name]
+    (low, high), (least, most) = SHAPE_LIMITS[name]
+
+    def refused(ocpus: float, memory: float) -> list[str]:
+        return [key for key, _ in shape.problems(ocpus, memory)]
+
+    if low == high:
+        assert refused(1, 1) == []
+        assert refused(2, 1) == ["ocpus"] and refused(1, 2) == ["memoryGbs"] and refused(0, 1) == ["ocpus"]
+        return
+    assert refused(low, least) == [] and refused(high, most) == []
+    assert refused(low - 1, least) == ["ocpus"] and refused(high + 1, most) == ["ocpus"]
+    assert refused(high, most + 1) == ["memoryGbs"] and refused(high, least - 1) == ["memoryGbs"]
+    # 1 to 64 GB per OCPU: 2 OCPUs take 2 to 128 GB.
+    assert refused(2, 2) == [] and refused(2, 128) == []
+    assert refused(2, 1) == ["memoryGbs"] and refused(2, 129) == ["memoryGbs"]
+    assert refused(2.5, 4) == ["ocpus"] and refused(2, 4.5) == ["memoryGbs"], "whole numbers only"
