@@ -203,6 +203,33 @@ def test_the_slots_ports_end_at_65535() -> None:
         PROGRAM.load_settings({"DREAMSCAPE_DEPLOY_SLOT_PORTS": "65504"})
 
 
+@pytest.mark.parametrize(
+    ("name", "accepted", "refused"),
+    [
+        ("DREAMSCAPE_DEPLOY_STATE_DIR", "/" + "s" * 200, "/" + "s" * 201),
+        ("DREAMSCAPE_DEPLOY_ACME_CA_ROOT", "/" + "c" * 200, "/" + "c" * 201),
+        (
+            "DREAMSCAPE_DEPLOY_EDGE_BIND",
+            "0000:0000:0000:0000:0000:ffff:192.168.100.200",
+            "0000:0000:0000:0000:0000:ffff:192.168.100.2000",
+        ),
+        ("DREAMSCAPE_DEPLOY_EDGE_BIND", "::", ":"),
+        ("DREAMSCAPE_DEPLOY_PULL_TIMEOUT", "999999", "1000000"),
+    ],
+)
+def test_a_text_setting_is_at_most_its_length(name: str, accepted: str, refused: str) -> None:
+    """Paths of 200 characters after the first slash, an address of 2 to 45, numbers of 6 digits."""
+    field = name.removeprefix("DREAMSCAPE_DEPLOY_").lower()
+    read = getattr(PROGRAM.load_settings({name: accepted}), field)
+    assert str(read) == accepted
+    with pytest.raises(PROGRAM.MisconfiguredError, match=f"^{name}="):
+        PROGRAM.load_settings({name: refused})
+
+
+def test_the_slots_ports_start_at_20000_unless_set() -> None:
+    assert PROGRAM.load_settings({}).slot_ports == 20000
+
+
 # --- what an accepted compose file becomes -----------------------------------------------------------
 
 SETTINGS = PROGRAM.load_settings({"DREAMSCAPE_DEPLOY_PROJECT": "shop", "DREAMSCAPE_DEPLOY_SLOT_PORTS": "30000"})
