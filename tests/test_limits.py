@@ -266,6 +266,11 @@ def test_the_trigger_sends_every_component_when_the_comparison_reaches_300_files
     assert "if (( count >= 300 )); then" in text
 
 
+def test_first_boot_fetches_the_deploy_program_with_10_retries_of_at_most_120_seconds_each() -> None:
+    text = (GOLDEN / "oci/production-vm-instance/user-data.yaml").read_text()
+    assert " --retry 10 --retry-all-errors --max-time 120 --output /usr/local/sbin/dreamscape-deploy.download " in text
+
+
 def test_first_boot_waits_15_minutes_for_the_package_lock() -> None:
     assert "apt-get -o DPkg::Lock::Timeout=900 " in (GOLDEN / "oci/production-vm-instance/user-data.yaml").read_text()
 
