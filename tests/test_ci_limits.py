@@ -138,10 +138,11 @@ def test_ssh_gives_up_connecting_to_the_bastion_after_20_seconds(tmp_path: Path)
 
 
 def test_a_session_name_keeps_20_digits_of_the_run_id_and_4_of_the_attempt() -> None:
-    env = {"GITHUB_RUN_ID": "123456789012345678901", "GITHUB_RUN_ATTEMPT": "98765"}
-    assert deploy.session_name(env) == "dreamscape-deploy-12345678901234567890-9876"
-    whole = {"GITHUB_RUN_ID": "12345678901234567890", "GITHUB_RUN_ATTEMPT": "9876"}
-    assert deploy.session_name(whole) == "dreamscape-deploy-12345678901234567890-9876"
+    run_id, attempt = "1234567890" * 2 + "1", "98765"
+    env = {"GITHUB_RUN_ID": run_id, "GITHUB_RUN_ATTEMPT": attempt}
+    assert deploy.session_name(env) == f"dreamscape-deploy-{run_id[:20]}-{attempt[:4]}"
+    whole = {"GITHUB_RUN_ID": run_id[:20], "GITHUB_RUN_ATTEMPT": attempt[:4]}
+    assert deploy.session_name(whole) == f"dreamscape-deploy-{run_id[:20]}-{attempt[:4]}"
 
 
 # --- ci/deploy.py: a session token older than 3000 s signs the delete anew ----------------------------
