@@ -135,9 +135,13 @@ def bastion(docker_engine):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the marker into each test's id
 def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (`make test` runs two workers), every test on the Docker engine runs
-    in one worker, one after the other, as they would alone: they share the engine and time
-    their waits; the other tests spread over both workers."""
+    """Under pytest-xdist (`make test` runs two workers), the tests on the Docker engine run in
+    two groups, each in one worker, one test after the other: the deploy program's own tests,
+    and the others (the pipeline's jobs, the edge, the bastion). They spend most of their time
+    waiting for containers, so the two groups run side by side; each worker has an engine of
+    its own (registries, images), and each test its own users, ports and compose projects. The
+    other tests spread over both workers once a group is done."""
     for item in items:
         if item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.xdist_group("engine"))
+            own = item.path.name == "test_deploy_e2e.py"
+            item.add_marker(pytest.mark.xdist_group("engine-deploy" if own else "engine"))

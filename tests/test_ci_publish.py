@@ -28,15 +28,16 @@ COMPONENT = "auth-service"
 pytestmark = pytest.mark.e2e
 
 
-def workspace(tmp_path: Path, registry: str, variant: str = "healthy") -> tuple[Path, str]:
-    """A publish workspace: the data file naming `registry`, and one saved image archive."""
+def workspace(images: engine.Engine, tmp_path: Path, registry: str, variant: str = "healthy") -> tuple[Path, str]:
+    """A publish workspace: the data file naming `registry`, and one saved image archive of
+    the engine's `variant`."""
     settings = settings_of("production", registry=registry)
     data = tmp_path / central.DATA_PATH
     data.parent.mkdir(parents=True)
     data.write_text(central.data_file(central.CentralArgs.from_settings(settings)))
     archive = tmp_path / scan.IMAGES_DIR / f"{COMPONENT}.tar"
     archive.parent.mkdir()
-    engine.docker("save", "--output", str(archive), engine.Variant(variant).local)
+    engine.docker("save", "--output", str(archive), images.build(variant).local)
     return tmp_path, scan.sha256_of(archive)
 
 
@@ -75,7 +76,7 @@ def run_publish(root: Path, passed: str, sha: str, path: str | None = None):
 def test_a_registry_that_refuses_the_question_stops_the_push(docker_engine, tmp_path) -> None:
     """No login for a registry that needs one: the engine cannot tell whether the tag exists."""
     registry = docker_engine.auth_registry
-    root, passed = workspace(tmp_path, f"{registry.host}/dreamscape")
+    root, passed = workspace(docker_engine, tmp_path, f"{registry.host}/dreamscape")
     result, outputs = run_publish(root, passed, sha_of("publish", "auth"))
     assert result.returncode == 1
     assert "::error title=Publish::could not tell whether" in result.stdout
@@ -88,7 +89,7 @@ def test_github_denied_for_a_new_package_is_taken_as_absent(docker_engine, tmp_p
     path = docker_failing(
         tmp_path, 'if [ "$1" = pull ]; then echo "Error response from daemon: denied: denied" >&2; exit 1; fi'
     )
-    root, passed = workspace(tmp_path / "work", f"{registry.host}/dreamscape")
+    root, passed = workspace(docker_engine, tmp_path / "work", f"{registry.host}/dreamscape")
     sha = sha_of("publish", "denied")
     result, outputs = run_publish(root, passed, sha, path=path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -109,7 +110,7 @@ def test_github_denied_for_a_new_package_is_taken_as_absent(docker_engine, tmp_p
     ],
 )
 def test_an_archive_the_scan_did_not_pass_is_never_loaded(docker_engine, tmp_path, scanned, message) -> None:
-    root, _ = workspace(tmp_path, f"{docker_engine.registry.host}/dreamscape")
+    root, _ = workspace(docker_engine, tmp_path, f"{docker_engine.registry.host}/dreamscape")
     result, outputs = run_publish(root, scanned.partition("=")[2], sha_of("publish", scanned))
     assert result.returncode == 1
     assert f"::error title=Publish::{message}" in result.stdout
@@ -125,7 +126,7 @@ def test_a_failed_cache_push_warns_and_publishes_all_the_same(docker_engine, tmp
         '  echo "denied: requested access to the resource is denied" >&2; exit 1 ;;\n'
         "esac",
     )
-    root, passed = workspace(tmp_path / "work", f"{registry.host}/dreamscape")
+    root, passed = workspace(docker_engine, tmp_path / "work", f"{registry.host}/dreamscape")
     result, outputs = run_publish(root, passed, sha_of("publish", "cache"), path=path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert outputs.startswith(f"images={COMPONENT}={registry.host}/dreamscape/{COMPONENT}@sha256:")

@@ -188,7 +188,7 @@ def test_an_image_without_any_http_client_deploys_healthy(server: DeployServer) 
     pairs = {c: image(server, c, "bare") for c in PORTS}
     for component, reference in pairs.items():
         server.engine.publish(reference, f"bare-{PORTS[component]}")
-    bare = engine.Variant("bare-8080").local
+    bare = server.engine.build("bare-8080").local
     for client in ("/bin/sh", "/bin/wget", "/usr/bin/wget", "/usr/bin/curl", "/usr/bin/node", "/bin/busybox"):
         with pytest.raises(RuntimeError, match="exited 127"):
             engine.docker("run", "--rm", "--entrypoint", client, bare, "--help")

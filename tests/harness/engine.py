@@ -258,11 +258,13 @@ class Registry:
 @dataclass(frozen=True)
 class Variant:
     name: str
+    engine: str
+    """The engine's own tag: each test process (pytest-xdist worker) builds and removes its own."""
 
     @property
     def local(self) -> str:
         """The image's local name, from which every published tag is made."""
-        return f"dreamscape-test/{self.name}:image"
+        return f"dreamscape-test/{self.name}:{self.engine}"
 
 
 class Engine:
@@ -270,6 +272,8 @@ class Engine:
 
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="dreamscape-engine-"))
+        self.tag = "engine-" + secrets.token_hex(4)
+        """The tag of this engine's local images: another process's engine leaves them alone."""
         self.registry = Registry(self.base, "open")
         self.auth_registry = Registry(self.base, "auth", user="dreamscape-ci", password="ghs_" + secrets.token_hex(20))
         self._built: set[str] = set()
@@ -289,14 +293,15 @@ class Engine:
         self.registry.stop()
         self.auth_registry.stop()
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            images = docker("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=dreamscape-test/*")
+            mine = f"reference=dreamscape-test/*:{self.tag}"
+            images = docker("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", mine)
             if images.split():
                 docker("rmi", "--force", *images.split())
         shutil.rmtree(self.base, ignore_errors=True)
 
     def build(self, variant: str) -> Variant:
         """`docker import` of busybox-static and the serve script, once per variant."""
-        built = Variant(variant)
+        built = Variant(variant, self.tag)
         if variant in self._built:
             return built
         root = self.base / "rootfs" / variant
