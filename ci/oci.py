@@ -174,7 +174,8 @@ def tool(*args: str, data: bytes = b"") -> subprocess.CompletedProcess:
 def _openssl(*args: str, data: bytes = b"") -> bytes:
     done = tool("openssl", *args, data=data)
     if done.returncode != 0:
-        raise OciError(f"openssl {args[0]} failed: {done.stderr.decode('utf-8', 'replace').strip()[:200]}")
+        said = " ".join(done.stderr.decode("utf-8", "replace").split())
+        raise OciError(f"openssl {args[0]} failed: {''.join(c for c in said if c.isprintable())[:200]}")
     return done.stdout
 
 

@@ -5,7 +5,7 @@
   printable characters of its lifecycleDetails.
 - ci/oci.py: an error answer's problem is its first line's printable characters, 300 of them; a
   failed bastion session is named with 200 printable characters of its lifecycleDetails; a
-  failed openssl with 200 characters of its stderr.
+  failed openssl with 200 printable characters of its stderr, on one line.
 - ci/scan.py: an image archive is hashed 1 MiB (1 << 20 bytes) a read, never held whole.
 - the deploy program: the first-boot file shows 80 printable characters; the edge proxy's
   admin answer is read up to 1 MiB (1024 * 1024 bytes) and a refusal shows its first 2000 bytes;
@@ -114,17 +114,18 @@ def test_a_failed_bastion_session_shows_200_printable_characters_of_its_details(
     assert str(failed.value) == f"the bastion session is FAILED, not ACTIVE {shown}"
 
 
-def test_a_failed_openssl_shows_200_characters_of_its_stderr(tmp_path: Path, monkeypatch) -> None:
-    """An openssl that fails with a long message; its stderr is stripped, then cut."""
+def test_a_failed_openssl_shows_200_characters_of_its_stderr_on_one_line(tmp_path: Path, monkeypatch) -> None:
+    """An openssl that fails with a long message over two lines and a control character: its
+    stderr is one line of printable characters, then cut."""
     tools = tmp_path / "bin"
     tools.mkdir()
-    said = "o" * 199 + "p" + "q" * 50
-    (tools / "openssl").write_text(f"#!/bin/sh\nprintf '\\n  %s  \\n' '{said}' >&2\nexit 1\n")
+    said = "o" * 100 + "\\n\\033" + "o" * 98 + "p" + "q" * 50
+    (tools / "openssl").write_text(f"#!/bin/sh\nprintf '\\n  {said}  \\n' >&2\nexit 1\n")
     (tools / "openssl").chmod(0o755)
     monkeypatch.setattr(ci_oci, "TOOL_ENV", {"PATH": f"{tools}:/usr/bin:/bin", "LC_ALL": "C"})
     with pytest.raises(ci_oci.OciError) as failed:
         ci_oci.new_rsa_key(tmp_path / "run.pem")
-    shown = "o" * 199 + "p"
+    shown = "o" * 100 + " " + "o" * 98 + "p"
     assert len(shown) == 200
     assert str(failed.value) == f"openssl genpkey failed: {shown}"
 
