@@ -27,7 +27,7 @@ init: $(VENV)/.installed
 plan: $(VENV)/.installed
 	$(PY) tools/plan.py --stack $(STACK)
 
-## test: ruff (format check and lint), then every test, in two workers (the engine's tests all in one)
+## test: ruff (format check and lint), then every test, in two workers (the engine's tests in two groups, one in each)
 test: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .

@@ -138,9 +138,9 @@ def pytest_collection_modifyitems(config, items) -> None:
     """Under pytest-xdist (`make test` runs two workers), the tests on the Docker engine run in
     two groups, each in one worker, one test after the other: the deploy program's own tests,
     and the others (the pipeline's jobs, the edge, the bastion). They spend most of their time
-    waiting for containers, so the two groups run side by side; each worker has an engine of
-    its own (registries, images), and each test its own users, ports and compose projects. The
-    other tests spread over both workers once a group is done."""
+    waiting for containers, so the two groups run side by side: each worker has an engine of
+    its own (registries, images) and a share of the loopback ports, each server its own user and
+    compose projects. The other tests spread over both workers once a group is done."""
     for item in items:
         if item.get_closest_marker("e2e") is not None:
             own = item.path.name == "test_deploy_e2e.py"

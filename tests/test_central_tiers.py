@@ -333,13 +333,15 @@ def test_an_archive_holding_more_than_one_image_is_never_pushed(workflow, regist
         other = f"dreamscape-test/another:{run.sha[:12]}"
         engine.docker("import", str(_another_image(registry)), other)
         archive = tmp_path / "two.tar"
-        engine.docker("save", "--output", str(archive), f"dreamscape-build/{COMPONENT}:{run.sha}", other)
-        data = archive.read_bytes()
-        run.artifacts.store[f"image-{COMPONENT}"] = {f"{COMPONENT}.tar": data}
-        digest = hashlib.sha256(data).hexdigest()
-        run.needs["security-scan"]["outputs"] = {"scanned": f"{COMPONENT}=sha256:{digest}"}  # as if it passed
-        publish = run.job("publish")
-        engine.docker("rmi", other)
+        try:
+            engine.docker("save", "--output", str(archive), f"dreamscape-build/{COMPONENT}:{run.sha}", other)
+            data = archive.read_bytes()
+            run.artifacts.store[f"image-{COMPONENT}"] = {f"{COMPONENT}.tar": data}
+            digest = hashlib.sha256(data).hexdigest()
+            run.needs["security-scan"]["outputs"] = {"scanned": f"{COMPONENT}=sha256:{digest}"}  # as if it passed
+            publish = run.job("publish")
+        finally:
+            engine.docker("rmi", "--force", other)
     assert publish.status == "failure"
     assert f"the archive of {COMPONENT} must hold exactly one tagged image" in publish.log
     assert not any(t.startswith(run.sha) for t in tags(registry, f"dreamscape/{COMPONENT}"))

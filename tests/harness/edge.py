@@ -47,9 +47,9 @@ def free_port_block(count: int) -> int:
     range: the slots' containers bind them again at every start, and a port in that range may
     meanwhile be the source port of any outgoing connection (as on a VM, whose slot ports,
     20000 up, sit below it too)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    bottom, top = worker_ports()
     for _ in range(200):
-        first = random.randrange(10000, low - count)
+        first = random.randrange(bottom, top - count)
         if _TAKEN & set(range(first, first + count)):
             continue  # another server of this run has them, even while nothing listens there
         probes = []
@@ -65,7 +65,19 @@ def free_port_block(count: int) -> int:
         finally:
             for probe in probes:
                 probe.close()
-    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 below {low}")
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 from {bottom} to {top}")
+
+
+def worker_ports() -> tuple[int, int]:
+    """The ports from 10000 to the ephemeral range, or this pytest-xdist worker's share of them:
+    a port one worker has handed out stays free until its server's first deploy binds it, and
+    the other worker cannot see `_TAKEN`."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    share = (low - 10000) // workers
+    return 10000 + index * share, 10000 + (index + 1) * share
 
 
 class EdgeProxy:
