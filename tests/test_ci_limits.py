@@ -361,13 +361,14 @@ class SlowLoadBalancer:
 
 @pytest.mark.parametrize(
     ("add_takes", "healthy_after", "promotion_gets"),
-    [(0, 250, 300), (0, 3000, 300), (250, 0, 50), (299, 0, 1)],
+    [(0, 250, 300), (0, 3000, 300), (250, 0, 50), (299, 0, 1), (300, 0, 0)],
 )
 def test_the_load_balancer_changes_of_a_deploy_share_300_seconds_and_the_health_wait_is_apart(
     add_takes: int, healthy_after: int, promotion_gets: int
 ) -> None:
-    """A change may take 300 s, and all of a deploy's changes 300 s together; the wait for the
-    new backend's health between them counts apart (up to deploy.waitTimeoutSeconds)."""
+    """All of a deploy's load balancer changes take 300 s together (one that finds none left is
+    sent, then given up at its first look); the wait for the new backend's health between them
+    counts apart (up to deploy.waitTimeoutSeconds)."""
     clock = Clock()
     api = SlowLoadBalancer(clock, add_takes, healthy_after)
     req = instances.Request(
@@ -376,7 +377,9 @@ def test_the_load_balancer_changes_of_a_deploy_share_300_seconds_and_the_health_
     job = instances.Deploy(req, api, clock, log=lambda line: None)  # type: ignore[arg-type]
     job.new_ip = "10.20.1.9"
     job.join()
-    with pytest.raises(oci.OciError, match=r"^the load balancer's work request work-2 did not end in time \(300s a "):
+    with pytest.raises(
+        oci.OciError, match=r"^the load balancer's work request work-2 did not end within the 300s a deploy's "
+    ):
         job.switch(None)
     [(_, _, added), (method, backend, promoted)] = api.sent
     assert (method, backend) == ("PUT", "10.20.1.9:8080")

@@ -80,13 +80,13 @@ def test_a_load_balancer_change_that_never_ends_is_given_up(tmp_path, stand_in, 
     assert deploy_once(tmp_path, environment(api, deployer, key), clock) == instances.ROLLED_BACK
     assert live(platform) == []
     out = capsys.readouterr().out
-    assert "did not end in time (300s a change, 300s for all of a deploy's changes)" in out
+    assert "did not end within the 300s a deploy's load balancer changes may take together" in out
     # The backup backend could not go while its change was under way: said, and left to the next deploy.
     assert "::warning title=Deploy::clean-up incomplete, the next deploy finishes it" in out
 
 
 def test_the_limits_are_the_documented_ones() -> None:
-    assert (instances.CREATE_WAIT_SECONDS, instances.BACKEND_WAIT_SECONDS, instances.SWITCH_SECONDS) == (600, 300, 300)
+    assert (instances.CREATE_WAIT_SECONDS, instances.SWITCH_SECONDS) == (600, 300)
 
 
 # --- the deploy program's own timers -------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_a_docker_step_that_outlives_its_limit_is_killed_and_said_so() -> None:
     outcome = PROGRAM.run_streamed(
         ["/bin/sh", "-c", "echo pulling; exec sleep 60"], dict(os.environ), PROGRAM.Console(console), 1, "compose pull"
     )
-    assert 0.9 < time.monotonic() - began < 2.5, "killed when its limit passed, not later"
+    assert 0.9 < time.monotonic() - began < 5, "killed when its limit passed, not at its end"
     assert outcome == PROGRAM.Outcome(False, "compose pull", "pulling\n(killed after 1 s)")
     assert "pulling" in console.getvalue()
 
