@@ -82,52 +82,62 @@ def constants() -> dict[str, str]:
     return found
 
 
-INLINE_PARAMETERS = ("timeout", "maxlen")
+INLINE_PARAMETERS = ("timeout", "maxlen", "limit")
 """The arguments that bound a call in time or size, whatever function takes them."""
+
+BOUNDING = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 
 
 def _numeric(node: ast.expr) -> bool:
     return any(isinstance(leaf, ast.Constant) and type(leaf.value) in (int, float) for leaf in ast.walk(node))
 
 
-def _written(call_or_slice: ast.expr, parameters: dict[str, list[str]]) -> list[ast.expr]:
-    """The numbers a call or a slice writes as a limit: a `timeout` or `maxlen` argument (by
-    keyword, or by position to a function of the module whose parameter is named so), the size
-    a `read` or `pread` takes, the end of a `[:n]` cut."""
-    node = call_or_slice
+def _written(node: ast.AST, parameters: dict[str, list[str]]) -> list[ast.expr]:
+    """The numbers a call, a cut or a comparison writes as a limit: a `timeout`, `maxlen` or
+    `limit` argument (by keyword, or by position to a function of the module whose parameter is
+    named so), the size a `read`, `os.read`, `pread` or `recv` takes, the end of a `[:n]` cut of
+    more than 2 (a shorter one is a prefix), a length compared with a number."""
     if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
         cut = node.slice
         is_cut = cut.lower is None and cut.step is None and cut.upper is not None
-        return [cut.upper] if is_cut and (_arithmetic(cut.upper) or 0) > 0 else []
+        return [cut.upper] if is_cut and (_arithmetic(cut.upper) or 0) > 2 else []
+    if isinstance(node, ast.Compare) and all(isinstance(op, BOUNDING) for op in node.ops):
+        sides = [node.left, *node.comparators]
+        if any(isinstance(side, ast.Call) and getattr(side.func, "id", None) == "len" for side in sides):
+            return [side for side in sides if (_arithmetic(side) or 0) > 2]
+        return []
     if not isinstance(node, ast.Call):
         return []
     named = parameters.get(getattr(node.func, "id", None), [])
     given = [(k.arg, k.value) for k in node.keywords] + list(zip(named, node.args, strict=False))
     found = [value for name, value in given if name in INLINE_PARAMETERS and _numeric(value)]
     method = getattr(node.func, "attr", None)
-    size = node.args[0] if method == "read" and node.args else node.args[1] if method == "pread" else None
+    of_os = isinstance(node.func, ast.Attribute) and getattr(node.func.value, "id", None) == "os"
+    place = {"read": 1 if of_os else 0, "recv": 0, "pread": 1}.get(method or "")
+    size = node.args[place] if place is not None and len(node.args) > place else None
     return found + ([size] if size is not None and _arithmetic(size) is not None else [])
 
 
 @functools.cache
 def inline_limits() -> list[tuple[str, str]]:
-    """(`module.function`, the number as written) for each limit a call or a cut in components/
-    and ci/ writes with a number (see `_written`); a cut of 1 or 2 is a prefix, never a limit."""
+    """(`module.function`, the number as written) for each limit a call, a cut or a comparison
+    in components/ and ci/ writes with a number (see `_written`); module-level code is named by
+    its module, a nested function or class by its path."""
     found: list[tuple[str, str]] = []
+
+    def visit(node: ast.AST, where: str, parameters: dict[str, list[str]]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, f"{where}.{child.name}", parameters)
+                continue
+            found.extend((where, ast.unparse(value)) for value in _written(child, parameters))
+            visit(child, where, parameters)
+
     for path in sorted([*(ROOT / "components").rglob("*.py"), *(ROOT / "ci").glob("*.py")]):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         tree = ast.parse(path.read_text())
-        parameters = {
-            node.name: [a.arg for a in node.args.args] for node in tree.body if isinstance(node, ast.FunctionDef)
-        }
-        scopes = [(f"{module}.{node.name}", node) for node in tree.body if isinstance(node, ast.FunctionDef)]
-        for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
-            scopes += [(f"{module}.{cls.name}.{f.name}", f) for f in cls.body if isinstance(f, ast.FunctionDef)]
-        for where, scope in scopes:
-            for node in ast.walk(scope):
-                for value in _written(node, parameters):
-                    if ast.unparse(value) not in ("1", "2"):
-                        found.append((where, ast.unparse(value)))
+        functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        visit(tree, module, {f.name: [a.arg for a in f.args.args] for f in functions})
     return sorted(found)
 
 

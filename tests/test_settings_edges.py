@@ -106,7 +106,8 @@ def test_a_range_or_key_listed_twice_is_refused_where_it_repeats(key: str, value
 
 
 def test_a_refused_value_is_shown_whole_up_to_80_characters_then_cut() -> None:
-    shown = "x" * 78  # repr adds the quotes: 80 characters
+    shown = "x" * 78  # repr adds the quotes
+    assert len(repr(shown)) == 80
     assert refusal(staging(sshAllowedCidrs=[shown])).endswith(f"got '{shown}'")
     longer = "x" * 79
     cut = refusal(staging(sshAllowedCidrs=[longer])).rpartition("got ")[2]
