@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ci import runner
+
 API_VERSION = "2026-03-10"
 """`X-GitHub-Api-Version` of every call; the test stand-in validates bodies against this version's models."""
 
@@ -67,7 +69,7 @@ class Answer:
         text = data.get("message") if isinstance(data, dict) else None
         if not isinstance(text, str):
             return ""
-        return "".join(c for c in text.split("\n")[0] if c.isprintable())
+        return runner.printable(text.split("\n")[0])
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

@@ -671,7 +671,7 @@ class Deploy:
             if state == "ACTIVE":
                 break
             if state != "CREATING":
-                details = "".join(c for c in str(instance.get("lifecycleDetails") or "") if c.isprintable())[:200]
+                details = runner.printable(str(instance.get("lifecycleDetails") or ""), limit=200)
                 raise UnhealthyError(f"the new instance is {state}, not ACTIVE {details}".rstrip())
             if self.clock() >= created:
                 raise UnhealthyError(f"the new instance was not ACTIVE within {CREATE_WAIT_SECONDS}s")

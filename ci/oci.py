@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ci import runner
 from ci.github import Answer, send
 
 BASTION_API_VERSION = "20210331"
@@ -174,8 +175,8 @@ def tool(*args: str, data: bytes = b"") -> subprocess.CompletedProcess:
 def _openssl(*args: str, data: bytes = b"") -> bytes:
     done = tool("openssl", *args, data=data)
     if done.returncode != 0:
-        said = " ".join(done.stderr.decode("utf-8", "replace").split())
-        raise OciError(f"openssl {args[0]} failed: {''.join(c for c in said if c.isprintable())[:200]}")
+        said = runner.printable(" ".join(done.stderr.decode("utf-8", "replace").split()), limit=200)
+        raise OciError(f"openssl {args[0]} failed: {said}")
     return done.stdout
 
 
@@ -238,7 +239,7 @@ def _problem(answer: Answer) -> str:
             if isinstance(data.get(key), str):
                 words.append(data[key])
     text = ": ".join(words)
-    return "".join(c for c in text.split("\n")[0] if c.isprintable())[:300]
+    return runner.printable(text.split("\n")[0], limit=300)
 
 
 class Client:
@@ -406,7 +407,7 @@ class Bastion:
             if state == "ACTIVE":
                 return _session(session_id, session)
             if state != "CREATING":
-                details = "".join(c for c in str(session.get("lifecycleDetails") or "") if c.isprintable())[:200]
+                details = runner.printable(str(session.get("lifecycleDetails") or ""), limit=200)
                 raise OciError(f"the bastion session is {state}, not ACTIVE {details}".rstrip())
             if clock() >= deadline:
                 raise OciError(f"the bastion session was not ACTIVE within {ACTIVE_WAIT_SECONDS}s")

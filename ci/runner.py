@@ -25,6 +25,12 @@ def add_summary(markdown: str, env: Mapping[str, str] | None = None) -> None:
         summary.write(markdown)
 
 
+def printable(text: str, limit: int | None = None) -> str:
+    """The printable characters of `text` (a line break is none), the first `limit` of them: what
+    a log line shows of an answer or a message the job did not write."""
+    return "".join(c for c in text if c.isprintable())[:limit]
+
+
 def _escape(text: str) -> str:
     """A workflow command's message on one line, as the runner decodes it."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
