@@ -66,13 +66,21 @@ def inventory() -> Inventory:
 
 
 @functools.cache
+def modules() -> list[tuple[str, ast.Module]]:
+    """Each module of components/ and ci/: its dotted name and its syntax tree."""
+    return [
+        (".".join(path.relative_to(ROOT).with_suffix("").parts), ast.parse(path.read_text()))
+        for path in sorted([*(ROOT / "components").rglob("*.py"), *(ROOT / "ci").glob("*.py")])
+    ]
+
+
+@functools.cache
 def constants() -> dict[str, str]:
     """`module.NAME` -> its value's source, for each module-level constant of components/ and
     ci/ whose value is written there (a name bound to another module's constant is that one)."""
     found = {}
-    for path in sorted([*(ROOT / "components").rglob("*.py"), *(ROOT / "ci").glob("*.py")]):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        for node in ast.parse(path.read_text()).body:
+    for module, tree in modules():
+        for node in tree.body:
             target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
             if isinstance(node, ast.AnnAssign):
                 target = node.target
@@ -133,9 +141,7 @@ def inline_limits() -> list[tuple[str, str]]:
             found.extend((where, ast.unparse(value)) for value in _written(child, parameters))
             visit(child, where, parameters)
 
-    for path in sorted([*(ROOT / "components").rglob("*.py"), *(ROOT / "ci").glob("*.py")]):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        tree = ast.parse(path.read_text())
+    for module, tree in modules():
         functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
         visit(tree, module, {f.name: [a.arg for a in f.args.args] for f in functions})
     return sorted(found)
