@@ -32,7 +32,7 @@ from components.environment import cloudinit
 from tests.bastion_support import BASTION, CLIENT_ID, CLIENT_SECRET, INFRA, SERVICE_USER
 from tests.harness.oci_api import BastionSpec, Issuer, OciApi, Principal, Trust
 from tests.harness.oci_platform import DEFAULT_AVAILABILITY_DOMAINS
-from tests.test_ci_deploy import COMPOSE, inputs, workspace
+from tests.test_ci_deploy import COMPOSE, inputs, request, workspace
 from tests.test_ci_oci import WIF
 from tests.test_deploy_instances import (  # noqa: F401 - fixtures
     COMPARTMENT,
@@ -106,27 +106,12 @@ def test_a_bastion_ssh_port_outside_1_to_65535_or_over_5_digits_is_refused(tmp_p
 # --- ci/deploy.py: what ssh and OCI are given --------------------------------------------------------
 
 
-def a_request(**changes: Any) -> deploy.Request:
-    values: dict[str, Any] = {
-        "host": "10.20.1.2",
-        "user": "deploy",
-        "port": 22,
-        "private_key": "PRIVATE KEY TEXT",
-        "known_hosts": "10.20.1.2 ssh-ed25519 AAAA",
-        "options": ("--lock-wait", "120", "--wait-timeout", "90", "--keep", "4"),
-        "pairs": ("web=ghcr.io/o/web:1",),
-        "compose": b"services: {}\n",
-        "login": None,
-    }
-    return deploy.Request(**(values | changes))
-
-
 def options_of(words: list[str]) -> list[str]:
     return [words[i + 1] for i, word in enumerate(words) if word == "-o"]
 
 
 def test_ssh_gives_up_connecting_to_the_vm_after_20_seconds(tmp_path: Path) -> None:
-    argv = deploy.ssh_command(a_request(), tmp_path / "key", tmp_path / "known_hosts")
+    argv = deploy.ssh_command(request(), tmp_path / "key", tmp_path / "known_hosts")
     assert [o for o in options_of(argv) if o.startswith("ConnectTimeout=")] == ["ConnectTimeout=20"]
 
 
@@ -163,7 +148,8 @@ def identity_domain() -> Iterator[OciApi]:
 def open_and_close_a_session(api: OciApi, tmp_path: Path, seconds: float) -> None:
     """A bastion session through the workload identity, closed `seconds` after the sign-in."""
     access = oci.access(json.dumps({**WIF, "domainUrl": api.url, "bastionId": BASTION}), "DEPLOY_OCI")
-    req = a_request(route=deploy.Route(access, CLIENT_SECRET, api.url, "127.0.0.1", 22), session_ttl=1800)
+    route = deploy.Route(access, CLIENT_SECRET, api.url, "127.0.0.1", 22)
+    req = request(host="10.20.1.2", route=route, session_ttl=1800)  # the host the principal may reach
     env = {
         "ACTIONS_ID_TOKEN_REQUEST_URL": api.oidc_request_url,
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN": api.issuer.request_token,
@@ -246,24 +232,25 @@ def refused(data: dict[str, Any]) -> str:
     return str(refusal.value)
 
 
-@pytest.mark.parametrize("ocpus", [1, 76])
-def test_an_instance_of_1_to_76_ocpus_is_taken(ocpus: int) -> None:
-    assert platform_of(variable(ocpus=ocpus)).ocpus == ocpus
-
-
-@pytest.mark.parametrize("ocpus", [0, 77])
-def test_an_instance_outside_1_to_76_ocpus_is_refused(ocpus: int) -> None:
-    assert refused(variable(ocpus=ocpus)) == "DEPLOY_OCI.ocpus or .memoryGbs is missing or out of range"
-
-
-@pytest.mark.parametrize("memory", [1, 1024])
-def test_an_instance_of_1_to_1024_gb_is_taken(memory: int) -> None:
-    assert platform_of(variable(memoryGbs=memory)).memory_gbs == memory
-
-
-@pytest.mark.parametrize("memory", [0, 1025])
-def test_an_instance_outside_1_to_1024_gb_is_refused(memory: int) -> None:
-    assert refused(variable(memoryGbs=memory)) == "DEPLOY_OCI.ocpus or .memoryGbs is missing or out of range"
+@pytest.mark.parametrize(
+    ("name", "value", "taken"),
+    [
+        ("ocpus", 1, True),
+        ("ocpus", 76, True),
+        ("ocpus", 0, False),
+        ("ocpus", 77, False),
+        ("memoryGbs", 1, True),
+        ("memoryGbs", 1024, True),
+        ("memoryGbs", 0, False),
+        ("memoryGbs", 1025, False),
+    ],
+)
+def test_an_instance_takes_1_to_76_ocpus_and_1_to_1024_gb(name: str, value: int, taken: bool) -> None:
+    if taken:
+        found = platform_of(variable(**{name: value}))
+        assert (found.ocpus, found.memory_gbs) == ((value, 6) if name == "ocpus" else (1, value))
+    else:
+        assert refused(variable(**{name: value})) == "DEPLOY_OCI.ocpus or .memoryGbs is missing or out of range"
 
 
 @pytest.mark.parametrize("port", [1, 65535])
