@@ -41,6 +41,7 @@ from tests.harness.oci_api import BastionSpec, OciApi
 from tests.test_ci_limits import platform_of, variable
 from tests.test_ci_oci import BASTION, bastion_client, create, principal  # noqa: F401 - fixture
 from tests.test_deploy_instances import Clock
+from tests.test_time_limits import program_settings, tools
 
 PROGRAM = deploy_program.load_program()
 
@@ -117,12 +118,9 @@ def test_a_failed_bastion_session_shows_200_printable_characters_of_its_details(
 def test_a_failed_openssl_shows_200_characters_of_its_stderr_on_one_line(tmp_path: Path, monkeypatch) -> None:
     """An openssl that fails with a long message over two lines and a control character: its
     stderr is one line of printable characters, then cut."""
-    tools = tmp_path / "bin"
-    tools.mkdir()
     said = "o" * 100 + "\\n\\033" + "o" * 98 + "p" + "q" * 50
-    (tools / "openssl").write_text(f"#!/bin/sh\nprintf '\\n  {said}  \\n' >&2\nexit 1\n")
-    (tools / "openssl").chmod(0o755)
-    monkeypatch.setattr(ci_oci, "TOOL_ENV", {"PATH": f"{tools}:/usr/bin:/bin", "LC_ALL": "C"})
+    openssl = tools(tmp_path, openssl=f"printf '\\n  {said}  \\n' >&2\nexit 1")
+    monkeypatch.setattr(ci_oci, "TOOL_ENV", {"PATH": f"{openssl}:/usr/bin:/bin", "LC_ALL": "C"})
     with pytest.raises(ci_oci.OciError) as failed:
         ci_oci.new_rsa_key(tmp_path / "run.pem")
     shown = "o" * 100 + " " + "o" * 98 + "p"
@@ -165,12 +163,6 @@ def test_an_image_archive_is_hashed_1048576_bytes_a_read(tmp_path: Path, monkeyp
 
 
 # --- the deploy program ---------------------------------------------------------------------------
-
-
-def program_settings(tmp_path: Path, **environ: str):
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    return PROGRAM.load_settings({"DREAMSCAPE_DEPLOY_STATE_DIR": str(state), **environ})
 
 
 def test_the_first_boot_shows_80_printable_characters_of_its_file(tmp_path: Path) -> None:

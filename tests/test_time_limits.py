@@ -97,14 +97,18 @@ def test_the_limits_are_the_documented_ones() -> None:
 # does when the limit fires is seen for real.
 
 
-def hanging_tools(tmp_path: Path, *names: str) -> Path:
-    """A bin directory whose `names` never end."""
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    for name in names:
-        (tools / name).write_text("#!/bin/sh\nexec sleep 60\n")
-        (tools / name).chmod(0o755)
-    return tools
+HANG = "exec sleep 60"
+"""A tool that never ends."""
+
+
+def tools(tmp_path: Path, **scripts: str) -> Path:
+    """A bin directory holding each named tool: the shell script given."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    for name, script in scripts.items():
+        (directory / name).write_text(f"#!/bin/sh\n{script}\n")
+        (directory / name).chmod(0o755)
+    return directory
 
 
 @pytest.fixture
@@ -168,7 +172,7 @@ def test_each_docker_step_has_its_limit(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_a_system_log_that_does_not_answer_within_10_s_is_a_warning(tmp_path: Path, monkeypatch, bounded_runs) -> None:
-    monkeypatch.setenv("PATH", f"{hanging_tools(tmp_path, 'logger')}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{tools(tmp_path, logger=HANG)}:{os.environ['PATH']}")
     console = io.StringIO()
     PROGRAM.system_log(program_settings(tmp_path), PROGRAM.Console(console), "result=deployed")
     assert bounded_runs == [10]
@@ -179,7 +183,7 @@ def test_a_system_log_that_does_not_answer_within_10_s_is_a_warning(tmp_path: Pa
 def test_a_registry_login_that_does_not_end_within_60_s_stops_the_deploy(
     tmp_path: Path, monkeypatch, bounded_runs
 ) -> None:
-    environ = {"PATH": f"{hanging_tools(tmp_path, 'docker')}:/usr/bin:/bin"}
+    environ = {"PATH": f"{tools(tmp_path, docker=HANG)}:/usr/bin:/bin"}
     login = PROGRAM.Login("ghcr.io", "dreamscape", "ghs_example")
     registry = PROGRAM.Registry(program_settings(tmp_path), login, environ, PROGRAM.Console(io.StringIO()))
     with registry, pytest.raises(subprocess.TimeoutExpired):
@@ -198,7 +202,7 @@ def test_a_compose_query_that_does_not_end_within_60_s_is_an_error(tmp_path: Pat
         "DREAMSCAPE_DEPLOY_EDGE_DIR": str(tmp_path),
         "DREAMSCAPE_DEPLOY_LOG_SOCKET": str(tmp_path / "no-log"),
         "SSH_ORIGINAL_COMMAND": "status",
-        "PATH": f"{hanging_tools(tmp_path, 'docker')}:/usr/bin:/bin",
+        "PATH": f"{tools(tmp_path, docker=HANG)}:/usr/bin:/bin",
     }
     out = io.StringIO()
     assert call_main(environ, io.BytesIO(), out) == deploy_program.EXIT["ERROR"]
@@ -274,11 +278,8 @@ def test_the_lock_and_the_system_log_keep_300_and_600_characters_of_a_command_an
 ) -> None:
     """A command may be 8192 bytes; the lock file the next client reads (4096 bytes) names it by
     its first 300 characters, the system log line by its first 600 and the result's first 900."""
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    (tools / "logger").write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > "$LOGGED"\n')
-    (tools / "logger").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    logger = 'for a in "$@"; do printf "%s\\n" "$a"; done > "$LOGGED"'
+    monkeypatch.setenv("PATH", f"{tools(tmp_path, logger=logger)}:{os.environ['PATH']}")
     monkeypatch.setenv("LOGGED", str(tmp_path / "logged"))
     held: list[str | None] = []
 
