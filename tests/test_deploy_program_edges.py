@@ -220,8 +220,8 @@ def test_the_slots_ports_end_at_65535() -> None:
 def test_a_text_setting_is_at_most_its_length(name: str, accepted: str, refused: str) -> None:
     """Paths of 200 characters after the first slash, an address of 2 to 45, numbers of 6 digits."""
     field = name.removeprefix("DREAMSCAPE_DEPLOY_").lower()
-    read = getattr(PROGRAM.load_settings({name: accepted}), field)
-    assert str(read) == accepted
+    loaded = getattr(PROGRAM.load_settings({name: accepted}), field)
+    assert str(loaded) == accepted
     with pytest.raises(PROGRAM.MisconfiguredError, match=f"^{name}="):
         PROGRAM.load_settings({name: refused})
 
